@@ -1,0 +1,3 @@
+//! Courier's gateway: sites, connect-time auth, `/send`, and the per-device queues.
+
+pub mod store;

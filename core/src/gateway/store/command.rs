@@ -1,0 +1,195 @@
+//! The store commands the gateway emits and the results it is handed back.
+//!
+//! The core decides, a store executes: every command is one atomic decision about one user room
+//! (or, for [`StoreCommand::ResolveGroups`] / [`StoreCommand::ForgetGroupMember`], about one
+//! site's group index). A Redis store runs each as one Lua script or one pipelined round trip on
+//! one hash slot; the in-memory store runs it as a plain function. Both must give the same result
+//! for the same sequence of commands; the model in [`super::model`] defines that result.
+//!
+//! Time: commands carry the wall clock (`now_ms`, Unix milliseconds) the core computed; stores
+//! never read a clock for decisions. TTLs are milliseconds; `ttl_ms == 0` means "keep until
+//! acknowledged, never expire".
+
+use bytes::Bytes;
+
+/// One device of one user room of one site: the unit that owns a queue.
+///
+/// `room` is a user room (starts with the site's `userRoomPrefix`) or the site's public channel;
+/// `device` is the client's `deviceId` (possibly empty).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DeviceKey {
+    /// Site name (the namespace without its `/`).
+    pub site: String,
+    /// The user room or public channel.
+    pub room: String,
+    /// The device id, `""` when the client sent none.
+    pub device: String,
+}
+
+/// Where a socket lives: the node (process) that holds it and its id there.
+///
+/// Recorded as the device's latest socket so that any node can tell whether a live delivery is
+/// its own to make. Stored as `"<node>:<socket>"` in decimal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SocketRef {
+    /// Random per-process node id.
+    pub node: u64,
+    /// The socket's id on that node.
+    pub socket: u64,
+}
+
+/// One queued message: a flake id and the JSON array `[event, ...args]` sent to the client.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct QueuedItem {
+    /// Flake id (64-bit, time-ordered); unique per `/send`.
+    pub id: u64,
+    /// The event name (the first element of `json`), the queue it belongs to.
+    pub event: String,
+    /// The compact JSON text `[event, ...args]`, shared, never re-encoded.
+    pub json: Bytes,
+}
+
+/// A device that [`StoreCommand::Enqueue`] stored the message for.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Delivery {
+    /// The device id.
+    pub device: String,
+    /// Its latest socket when the device is connected; `None` while it is disconnected.
+    pub socket: Option<SocketRef>,
+}
+
+/// A command for the store. See the module docs for atomicity and time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreCommand {
+    /// A socket connected as `device` (auth succeeded and `device.room` qualifies).
+    ///
+    /// Atomically: record `socket` as the device's latest socket and mark the device connected
+    /// (it is never pruned while connected); cancel any expiry of the device and of its queue;
+    /// when `groups` is `Some`, replace the user's recorded group rooms (lowercased) with it
+    /// (`None` for the public channel, which is not a user); a Redis store also imports the
+    /// device's queues from the original's layout the first time it sees the device. Result:
+    /// [`StoreResult::Connected`] with every queued item of the device, in id order across
+    /// events.
+    Connect {
+        /// The device.
+        device: DeviceKey,
+        /// The socket that is now its latest.
+        socket: SocketRef,
+        /// The user's group rooms from this auth, lowercased and deduplicated.
+        groups: Option<Vec<String>>,
+        /// Wall clock.
+        now_ms: u64,
+    },
+    /// Socket `socket` of `device` went away.
+    ///
+    /// If it is still the device's latest socket: mark the device disconnected at `now_ms`
+    /// and, when `ttl_ms > 0`, let the device and its queue expire at `now_ms + ttl_ms`.
+    /// Otherwise (a newer socket owns the device) change nothing. Result: [`StoreResult::Done`].
+    Disconnect {
+        /// The device.
+        device: DeviceKey,
+        /// The socket that went away.
+        socket: SocketRef,
+        /// Wall clock.
+        now_ms: u64,
+        /// `device_ttl` in milliseconds; 0 keeps the queue until it is acknowledged.
+        ttl_ms: u64,
+    },
+    /// Which user rooms of `site` recorded any of these group rooms (lowercase) at their latest
+    /// connect? Result: [`StoreResult::Users`], sorted and deduplicated.
+    ResolveGroups {
+        /// Site name.
+        site: String,
+        /// Lowercased group room names.
+        groups: Vec<String>,
+    },
+    /// Store `item` for every device of user room `room` that is connected, or disconnected for
+    /// no longer than `ttl_ms` (any disconnected device when `ttl_ms == 0`); forget devices
+    /// disconnected for longer (and their queues). Result: [`StoreResult::Enqueued`].
+    Enqueue {
+        /// Site name.
+        site: String,
+        /// User room or public channel.
+        room: String,
+        /// The message.
+        item: QueuedItem,
+        /// Wall clock.
+        now_ms: u64,
+        /// `device_ttl` in milliseconds.
+        ttl_ms: u64,
+    },
+    /// The client acknowledged item `id` of queue `event` of `device`.
+    ///
+    /// Without `resync`: remove that item wherever it is ([`StoreResult::Acked`]). With
+    /// `resync`: if it is the head of that event's queue, remove it ([`StoreResult::Acked`]
+    /// with `removed: true`); otherwise (not first, or gone) delete that event's whole queue for
+    /// that device and answer [`StoreResult::Resync`].
+    Ack {
+        /// The device.
+        device: DeviceKey,
+        /// The event queue.
+        event: String,
+        /// The flake id acknowledged.
+        id: u64,
+        /// The `/send` asked for the head check.
+        resync: bool,
+    },
+    /// The client acknowledged a `_batch`: remove exactly these `(event, id)` items, wherever
+    /// they are; items queued after the batch was read stay. Result: [`StoreResult::Done`].
+    AckBatch {
+        /// The device.
+        device: DeviceKey,
+        /// What the batch carried.
+        items: Vec<(String, u64)>,
+    },
+    /// A group expansion named `room`, which the store no longer knows (its devices all
+    /// expired): drop it from these groups' indexes. Result: [`StoreResult::Done`].
+    ForgetGroupMember {
+        /// Site name.
+        site: String,
+        /// The user room to drop.
+        room: String,
+        /// Lowercased group rooms to drop it from.
+        groups: Vec<String>,
+    },
+}
+
+/// The outcome of a [`StoreCommand`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreResult {
+    /// For [`StoreCommand::Connect`]: the device's queued items in id order.
+    Connected {
+        /// Queued items, oldest first.
+        items: Vec<QueuedItem>,
+    },
+    /// For [`StoreCommand::ResolveGroups`].
+    Users(Vec<String>),
+    /// For [`StoreCommand::Enqueue`].
+    Enqueued {
+        /// Whether the store knows the user room at all (it has at least one device left).
+        known: bool,
+        /// The devices the item was stored for, sorted by device id.
+        devices: Vec<Delivery>,
+    },
+    /// For [`StoreCommand::Ack`]: whether an item was removed.
+    Acked {
+        /// An item was removed.
+        removed: bool,
+    },
+    /// For [`StoreCommand::Ack`] with resync: the item was not the head; that event's queue for
+    /// that device is now empty. The gateway sends `_resync`.
+    Resync,
+    /// For commands with no other result.
+    Done,
+    /// The store could not run the command (connection lost, script error). Nothing may be
+    /// assumed to have happened; the text is for logs.
+    Failed(String),
+}
+
+/// Something that executes store commands synchronously (the model, the in-memory store, or an
+/// async store behind a blocking wrapper in tests). The shared property suite is written
+/// against it.
+pub trait Store {
+    /// Runs one command atomically.
+    fn execute(&mut self, command: StoreCommand) -> StoreResult;
+}

@@ -1,0 +1,7 @@
+//! The per-device queue: the commands the gateway emits, and the stores that execute them.
+
+mod command;
+
+pub use command::{
+    Delivery, DeviceKey, QueuedItem, SocketRef, Store, StoreCommand, StoreResult,
+};
