@@ -26,3 +26,4 @@ pub mod eio;
 pub mod gateway;
 pub mod net;
 pub mod sio;
+pub mod urlencoded;

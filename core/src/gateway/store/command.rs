@@ -6,9 +6,18 @@
 //! one hash slot; the in-memory store runs it as a plain function. Both must give the same result
 //! for the same sequence of commands; the model in [`super::model`] defines that result.
 //!
-//! Time: commands carry the wall clock (`now_ms`, Unix milliseconds) the core computed; stores
-//! never read a clock for decisions. TTLs are milliseconds; `ttl_ms == 0` means "keep until
-//! acknowledged, never expire".
+//! Time: every command carries the wall clock (`now_ms`, Unix milliseconds) the core computed.
+//! Expiry is *logical*: a store decides whether a device has expired from `now_ms` and the
+//! timestamps it recorded, never from its own clock, so every store gives the same answer for
+//! the same commands (and a property test can move time at will). A device expires when it has
+//! been disconnected for longer than the `ttl_ms` given at its disconnect; an expired device, its
+//! queue and its registration are treated as absent by every command, exactly as if deleted.
+//! Native expiry (Redis `PEXPIREAT`) only reclaims memory and is never set earlier than the
+//! logical expiry. `ttl_ms == 0` means "keep until acknowledged, never expire".
+//!
+//! The group index ([`StoreCommand::ResolveGroups`]) is a hint that may name users who have left
+//! a group since; [`StoreCommand::Enqueue`] re-checks membership (`via_groups`) on the user's
+//! own record, so a stale index entry never delivers a message.
 
 use bytes::Bytes;
 
@@ -95,17 +104,22 @@ pub enum StoreCommand {
         /// `device_ttl` in milliseconds; 0 keeps the queue until it is acknowledged.
         ttl_ms: u64,
     },
-    /// Which user rooms of `site` recorded any of these group rooms (lowercase) at their latest
-    /// connect? Result: [`StoreResult::Users`], sorted and deduplicated.
+    /// Which user rooms of `site` are listed in the index of any of these group rooms
+    /// (lowercase)? The index may hold stale entries (see the module docs). Result:
+    /// [`StoreResult::Users`], sorted and deduplicated.
     ResolveGroups {
         /// Site name.
         site: String,
         /// Lowercased group room names.
         groups: Vec<String>,
+        /// Wall clock.
+        now_ms: u64,
     },
-    /// Store `item` for every device of user room `room` that is connected, or disconnected for
-    /// no longer than `ttl_ms` (any disconnected device when `ttl_ms == 0`); forget devices
-    /// disconnected for longer (and their queues). Result: [`StoreResult::Enqueued`].
+    /// Store `item` for every unexpired device of user room `room` (connected, or disconnected
+    /// within its ttl); forget expired devices and their queues. When `via_groups` is `Some`,
+    /// the room was reached through group expansion only: store nothing unless the user's
+    /// recorded groups (from its latest [`StoreCommand::Connect`]) contain one of them.
+    /// Result: [`StoreResult::Enqueued`].
     Enqueue {
         /// Site name.
         site: String,
@@ -113,10 +127,11 @@ pub enum StoreCommand {
         room: String,
         /// The message.
         item: QueuedItem,
+        /// `None` when `/send` named the room itself; otherwise the lowercased group rooms of the
+        /// `/send` that expanded to it.
+        via_groups: Option<Vec<String>>,
         /// Wall clock.
         now_ms: u64,
-        /// `device_ttl` in milliseconds.
-        ttl_ms: u64,
     },
     /// The client acknowledged item `id` of queue `event` of `device`.
     ///
@@ -133,6 +148,8 @@ pub enum StoreCommand {
         id: u64,
         /// The `/send` asked for the head check.
         resync: bool,
+        /// Wall clock.
+        now_ms: u64,
     },
     /// The client acknowledged a `_batch`: remove exactly these `(event, id)` items, wherever
     /// they are; items queued after the batch was read stay. Result: [`StoreResult::Done`].
@@ -141,9 +158,11 @@ pub enum StoreCommand {
         device: DeviceKey,
         /// What the batch carried.
         items: Vec<(String, u64)>,
+        /// Wall clock.
+        now_ms: u64,
     },
-    /// A group expansion named `room`, which the store no longer knows (its devices all
-    /// expired): drop it from these groups' indexes. Result: [`StoreResult::Done`].
+    /// A group expansion named `room`, but the user is unknown or no longer in those groups
+    /// ([`EnqueueStatus`]): drop it from these groups' indexes. Result: [`StoreResult::Done`].
     ForgetGroupMember {
         /// Site name.
         site: String,
@@ -151,7 +170,22 @@ pub enum StoreCommand {
         room: String,
         /// Lowercased group rooms to drop it from.
         groups: Vec<String>,
+        /// Wall clock.
+        now_ms: u64,
     },
+}
+
+/// How [`StoreCommand::Enqueue`] went for the user room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EnqueueStatus {
+    /// The user room is known; the item was stored for each device in `devices` (possibly none,
+    /// if every device had expired).
+    Stored,
+    /// The store knows no unexpired device of this user room; nothing was stored.
+    UnknownUser,
+    /// Reached through groups the user no longer has; nothing was stored. The gateway drops the
+    /// room from those groups' indexes ([`StoreCommand::ForgetGroupMember`]).
+    NotInGroups,
 }
 
 /// The outcome of a [`StoreCommand`].
@@ -166,9 +200,9 @@ pub enum StoreResult {
     Users(Vec<String>),
     /// For [`StoreCommand::Enqueue`].
     Enqueued {
-        /// Whether the store knows the user room at all (it has at least one device left).
-        known: bool,
-        /// The devices the item was stored for, sorted by device id.
+        /// Whether anything was stored, and if not, why.
+        status: EnqueueStatus,
+        /// The devices the item was stored for, sorted by device id (empty unless `Stored`).
         devices: Vec<Delivery>,
     },
     /// For [`StoreCommand::Ack`]: whether an item was removed.

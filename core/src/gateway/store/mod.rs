@@ -3,5 +3,5 @@
 mod command;
 
 pub use command::{
-    Delivery, DeviceKey, QueuedItem, SocketRef, Store, StoreCommand, StoreResult,
+    Delivery, DeviceKey, EnqueueStatus, QueuedItem, SocketRef, Store, StoreCommand, StoreResult,
 };
