@@ -1,3 +1,4 @@
 //! Courier's gateway: sites, connect-time auth, `/send`, and the per-device queues.
 
+pub mod client_bundle;
 pub mod store;
