@@ -1,4 +1,5 @@
 //! Courier's gateway: sites, connect-time auth, `/send`, and the per-device queues.
 
 pub mod client_bundle;
+pub mod cluster;
 pub mod store;

@@ -1,0 +1,163 @@
+//! Messages between Courier nodes that share one Redis (DESIGN.md §4 #12).
+//!
+//! A node that takes a `/send` stores the message (the queue and the device registry are shared
+//! in the store) and emits to the sockets it holds itself; whatever must reach sockets held by
+//! other nodes goes out as one [`RemoteMessage`] per `/send` on the cluster bus
+//! ([`crate::net::Output::Publish`]). Every node receives every message and acts on the part
+//! that names it.
+//!
+//! Wire form: one line of JSON (the header), `\n`, then the event payload — the compact JSON
+//! array `[event, ...args]` exactly as it is emitted — unescaped, so no node re-encodes it.
+
+use bytes::{BufMut, Bytes, BytesMut};
+use serde::{Deserialize, Serialize};
+
+use super::store::SocketRef;
+
+/// A socket on some node that should receive a stored message live.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemoteTarget {
+    /// Node id of the socket's node.
+    pub node: u64,
+    /// Socket id on that node.
+    pub socket: u64,
+    /// The user room (or public channel) the message was stored under.
+    pub room: String,
+    /// The device it was stored for.
+    pub device: String,
+}
+
+impl RemoteTarget {
+    /// The socket this target names.
+    pub fn socket_ref(&self) -> SocketRef {
+        SocketRef {
+            node: self.node,
+            socket: self.socket,
+        }
+    }
+}
+
+/// The header of a cluster message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum RemoteHeader {
+    /// User-room mode: emit the stored message (flake `id`, queue `event`) with an ack to each
+    /// target held by the receiving node; the ack removes it from the store (with the head
+    /// check when `resync`).
+    Deliver {
+        /// Node that published it (it ignores its own messages).
+        origin: u64,
+        /// Site name.
+        site: String,
+        /// Event name, the queue the item is in.
+        event: String,
+        /// Flake id of the stored item.
+        id: u64,
+        /// Whether the ack does the resync head check.
+        resync: bool,
+        /// Sockets on other nodes.
+        targets: Vec<RemoteTarget>,
+    },
+    /// Broadcast mode: emit to every socket of these rooms the receiving node holds, no ack.
+    Broadcast {
+        /// Node that published it.
+        origin: u64,
+        /// Site name.
+        site: String,
+        /// Room names, exact and deduplicated.
+        rooms: Vec<String>,
+    },
+}
+
+impl RemoteHeader {
+    /// The node that published the message.
+    pub fn origin(&self) -> u64 {
+        match self {
+            RemoteHeader::Deliver { origin, .. } | RemoteHeader::Broadcast { origin, .. } => {
+                *origin
+            }
+        }
+    }
+}
+
+/// A whole cluster message: header plus the shared event payload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteMessage {
+    /// What to do.
+    pub header: RemoteHeader,
+    /// The compact JSON array `[event, ...args]`.
+    pub payload: Bytes,
+}
+
+impl RemoteMessage {
+    /// Encodes for [`crate::net::Output::Publish`].
+    pub fn encode(&self) -> Bytes {
+        // Serialising plain strings and numbers cannot fail.
+        let header = serde_json::to_vec(&self.header).unwrap_or_default();
+        let mut out = BytesMut::with_capacity(header.len() + 1 + self.payload.len());
+        out.put_slice(&header);
+        out.put_u8(b'\n');
+        out.put_slice(&self.payload);
+        out.freeze()
+    }
+
+    /// Decodes a message from the bus; `None` for anything malformed (another version of
+    /// Courier, or foreign traffic on the channel), which the gateway logs and drops.
+    pub fn decode(message: &Bytes) -> Option<RemoteMessage> {
+        let newline = message.iter().position(|&b| b == b'\n')?;
+        let header = serde_json::from_slice(&message[..newline]).ok()?;
+        Some(RemoteMessage {
+            header,
+            payload: message.slice(newline + 1..),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_and_keeps_the_payload_bytes() {
+        let message = RemoteMessage {
+            header: RemoteHeader::Deliver {
+                origin: 7,
+                site: "goodcity".into(),
+                event: "update_store".into(),
+                id: 7_530_115_940_332_077_057,
+                resync: true,
+                targets: vec![RemoteTarget {
+                    node: 9,
+                    socket: 3,
+                    room: "user_3".into(),
+                    device: "d:1".into(),
+                }],
+            },
+            payload: Bytes::from_static(b"[\"update_store\",\"user\",{\"id\":1}]"),
+        };
+        let wire = message.encode();
+        assert!(wire.ends_with(b"\n[\"update_store\",\"user\",{\"id\":1}]"));
+        assert_eq!(RemoteMessage::decode(&wire), Some(message));
+    }
+
+    #[test]
+    fn rejects_foreign_traffic() {
+        assert_eq!(RemoteMessage::decode(&Bytes::from_static(b"hello")), None);
+        assert_eq!(
+            RemoteMessage::decode(&Bytes::from_static(b"{\"kind\":\"x\"}\n[]")),
+            None
+        );
+        let broadcast = RemoteMessage {
+            header: RemoteHeader::Broadcast {
+                origin: 1,
+                site: "s".into(),
+                rooms: vec!["staff".into()],
+            },
+            payload: Bytes::from_static(b"[\"e\",null]"),
+        };
+        assert_eq!(
+            RemoteMessage::decode(&broadcast.encode()).map(|m| m.header.origin()),
+            Some(1)
+        );
+    }
+}
