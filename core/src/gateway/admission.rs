@@ -1,0 +1,372 @@
+//! A socket's life in a site namespace: CONNECT → auth → accept (or reject with the original's
+//! error text) → `_settings` → one store `Connect` per user room / public channel → `_batch` →
+//! `last_connected`; and at the end, one store `Disconnect` per device and `last_disconnected`.
+
+use std::time::Instant;
+
+use serde_json::{Map, Value};
+
+use super::auth::{auth_call, auth_outcome, demo_rooms};
+use super::clients::{AckPurpose, Client, Credentials, Phase};
+use super::engine::{CallWait, Gateway, StoreWait};
+use super::store::{DeviceKey, SocketRef, StoreCommand, StoreResult};
+use super::user_update::{LastSeen, user_update_call};
+use crate::eio::Handshake;
+use crate::net::{AppEvent, CallResult, Level};
+use crate::sio::{self, Payload, SocketId};
+
+/// The connect error for a namespace that is no site's.
+pub const INVALID_NAMESPACE: &str = "Invalid namespace";
+
+impl Gateway {
+    /// A client asked to join `namespace`.
+    pub(super) fn on_connect_request(
+        &mut self,
+        socket: SocketId,
+        namespace: &str,
+        auth: Option<&Map<String, Value>>,
+        handshake: &Handshake,
+        now: Instant,
+    ) {
+        if namespace == "/" {
+            // The original has no middleware on `/`: every engine session is admitted there.
+            self.sio.accept(socket, now);
+            return;
+        }
+        let site_name = namespace.strip_prefix('/').unwrap_or(namespace);
+        let Some(site) = self.config.site(site_name).cloned() else {
+            self.sio.reject(socket, INVALID_NAMESPACE, now);
+            self.event(
+                AppEvent::new(Level::Info, "Invalid namespace").with("namespace", namespace.to_owned()),
+            );
+            return;
+        };
+        let credentials = credentials(handshake, auth);
+        let log_id = format!("{namespace}#{}", self.sio.engine_sid(socket).unwrap_or(""));
+        let token = credentials.token.clone();
+        let meta = credentials.meta.clone();
+        self.clients
+            .insert(socket, Client::new(site.name.clone(), log_id, credentials));
+        if site.demo {
+            let rooms = demo_rooms(token.as_deref().unwrap_or("undefined"));
+            self.admit(socket, rooms, now);
+            return;
+        }
+        // The original sends the literal text `undefined` for a missing token or meta.
+        match auth_call(&site, token.as_deref().unwrap_or("undefined"), meta.as_deref()) {
+            Ok(call) => {
+                let id = self.call(call, CallWait::Auth { socket }, now);
+                if let Some(client) = self.clients.get_mut(socket) {
+                    client.phase = Phase::Authenticating(Some(id));
+                }
+            }
+            Err(message) => self.refuse(socket, &message, now),
+        }
+    }
+
+    /// The auth call of `socket` finished (or timed out).
+    pub(super) fn on_auth_result(&mut self, socket: SocketId, result: &CallResult, now: Instant) {
+        let Some(client) = self.clients.get(socket) else {
+            // The session closed while auth was in flight: drop the answer, as the original does.
+            return;
+        };
+        let Some(site) = self.config.site(&client.site).cloned() else {
+            return;
+        };
+        match auth_outcome(&site, result) {
+            Ok(rooms) => self.admit(socket, rooms, now),
+            Err(message) => self.refuse(socket, &message, now),
+        }
+    }
+
+    fn refuse(&mut self, socket: SocketId, message: &str, now: Instant) {
+        let client = self.clients.remove(socket);
+        self.sio.reject(socket, message, now);
+        let mut event = AppEvent::new(Level::Error, "Authentication error").with("reason", message.to_owned());
+        if let Some(client) = client {
+            event = event
+                .with("site", client.site)
+                .with("socketId", client.log_id)
+                .with("deviceId", client.credentials.device);
+        }
+        self.event(event);
+    }
+
+    /// Admits `socket` with the rooms its site's auth gave.
+    fn admit(&mut self, socket: SocketId, rooms: Vec<String>, now: Instant) {
+        self.clients.admit(socket, rooms);
+        let Some(client) = self.clients.get(socket) else {
+            return;
+        };
+        let Some(site) = self.config.site(&client.site).cloned() else {
+            return;
+        };
+        let rooms = client.rooms.clone();
+        let credentials = client.credentials.clone();
+        let log_id = client.log_id.clone();
+
+        self.sio.accept(socket, now);
+        let settings = settings_payload(self.config.device_ttl_s);
+        self.sio.emit(socket, &settings, now);
+        self.event(
+            AppEvent::new(Level::Info, "Socket connected")
+                .with("site", site.name.clone())
+                .with("socketId", log_id)
+                .with("deviceId", credentials.device.clone())
+                .with("rooms", rooms.join(",")),
+        );
+        if !site.user_rooms_enabled() {
+            return;
+        }
+
+        // Group rooms (lowercased) are recorded on each user's record for `/send` expansion,
+        // refreshed by every successful auth (DESIGN.md §4 #4).
+        let mut groups: Vec<String> = rooms
+            .iter()
+            .filter(|room| !site.is_user_room(room))
+            .map(|room| room.to_lowercase())
+            .collect();
+        groups.sort();
+        groups.dedup();
+
+        let socket_ref = self.socket_ref(socket);
+        let unix_ms = self.unix_ms(now);
+        let mut devices = Vec::new();
+        for room in rooms.iter().filter(|room| site.is_user_room(room)) {
+            let public = site.public_channel.as_deref() == Some(room.as_str());
+            let device = DeviceKey {
+                site: site.name.clone(),
+                room: room.clone(),
+                device: credentials.device.clone(),
+            };
+            devices.push(device.clone());
+            let command = StoreCommand::Connect {
+                device: device.clone(),
+                socket: socket_ref,
+                groups: (!public).then(|| groups.clone()),
+                now_ms: unix_ms,
+            };
+            self.store(command, StoreWait::Connect { socket, device }, now);
+            if !public {
+                self.update_user(&site.name, room, &credentials, LastSeen::Connected, now);
+            }
+        }
+        if let Some(client) = self.clients.get_mut(socket) {
+            client.devices = devices;
+        }
+    }
+
+    /// The store registered one device of `socket`; `result` holds its queued items.
+    pub(super) fn on_device_connected(
+        &mut self,
+        socket: SocketId,
+        device: DeviceKey,
+        result: StoreResult,
+        now: Instant,
+    ) {
+        let items = match result {
+            StoreResult::Connected { items } => items,
+            StoreResult::Failed(reason) => {
+                // The socket stays connected and receives live messages; its queue is intact
+                // in the store and comes as `_batch` on its next connect.
+                self.event(
+                    AppEvent::new(Level::Error, "Store command failed")
+                        .with("command", "connect")
+                        .with("site", device.site)
+                        .with("room", device.room)
+                        .with("deviceId", device.device)
+                        .with("reason", reason),
+                );
+                return;
+            }
+            other => {
+                self.event(
+                    AppEvent::new(Level::Error, "Unexpected store result")
+                        .with("command", "connect")
+                        .with("result", format!("{other:?}")),
+                );
+                return;
+            }
+        };
+        if items.is_empty() {
+            return;
+        }
+        let admitted = self.clients.get(socket).is_some_and(Client::is_admitted);
+        if !admitted || !self.sio.is_connected(socket) {
+            // Gone already: the items stay queued for the next connect.
+            return;
+        }
+        let payload = batch_payload(items.iter().map(|item| item.json.as_ref()));
+        let Some(ack) = self.sio.emit_with_ack(socket, &payload, now) else {
+            return;
+        };
+        let count = items.len();
+        let carried = items.into_iter().map(|item| (item.event, item.id)).collect();
+        let log_id = match self.clients.get_mut(socket) {
+            Some(client) => {
+                client.expect_ack(
+                    ack,
+                    AckPurpose::Batch {
+                        device: device.clone(),
+                        items: carried,
+                    },
+                );
+                client.log_id.clone()
+            }
+            None => String::new(),
+        };
+        self.event(
+            AppEvent::new(Level::Info, "Batch event")
+                .with("site", device.site)
+                .with("room", device.room)
+                .with("deviceId", device.device)
+                .with("socketId", log_id)
+                .with("count", u64::try_from(count).unwrap_or(u64::MAX)),
+        );
+    }
+
+    /// A socket left (client disconnect, transport close, timeout, shutdown).
+    pub(super) fn on_disconnected(&mut self, socket: SocketId, reason: &'static str, now: Instant) {
+        let Some(client) = self.clients.remove(socket) else {
+            return;
+        };
+        if !client.is_admitted() {
+            return;
+        }
+        self.event(
+            AppEvent::new(Level::Info, "Socket disconnected")
+                .with("site", client.site.clone())
+                .with("socketId", client.log_id.clone())
+                .with("deviceId", client.credentials.device.clone())
+                .with("reason", reason),
+        );
+        let Some(site) = self.config.site(&client.site).cloned() else {
+            return;
+        };
+        let socket_ref = self.socket_ref(socket);
+        let unix_ms = self.unix_ms(now);
+        let ttl_ms = self.config.device_ttl_ms();
+        for device in client.devices {
+            let public = site.public_channel.as_deref() == Some(device.room.as_str());
+            if !public {
+                self.update_user(&site.name, &device.room, &client.credentials, LastSeen::Disconnected, now);
+            }
+            let command = StoreCommand::Disconnect {
+                device,
+                socket: socket_ref,
+                now_ms: unix_ms,
+                ttl_ms,
+            };
+            self.store(command, StoreWait::Logged { what: "disconnect" }, now);
+        }
+    }
+
+    /// A client emitted an event. The gateway has no client events: it is ignored and never
+    /// acknowledged (DESIGN.md §4 #9), whatever its name.
+    pub(super) fn on_client_event(&mut self, socket: SocketId, args: &[Value]) {
+        let name = args.first().and_then(Value::as_str).unwrap_or("").to_owned();
+        let log_id = self.clients.get(socket).map(|client| client.log_id.clone()).unwrap_or_default();
+        self.event(
+            AppEvent::new(Level::Debug, "Client event ignored")
+                .with("socketId", log_id)
+                .with("event", name),
+        );
+    }
+
+    /// This node's reference to one of its sockets, as recorded in the store.
+    pub(super) fn socket_ref(&self, socket: SocketId) -> SocketRef {
+        SocketRef {
+            node: self.options.node_id,
+            socket: socket.0,
+        }
+    }
+
+    fn update_user(
+        &mut self,
+        site_name: &str,
+        room: &str,
+        credentials: &Credentials,
+        seen: LastSeen,
+        now: Instant,
+    ) {
+        let Some(site) = self.config.site(site_name) else {
+            return;
+        };
+        let token = credentials.token.as_deref().unwrap_or("undefined");
+        let Some(call) = user_update_call(site, room, token, seen, self.unix_ms(now)) else {
+            return;
+        };
+        let wait = CallWait::UserUpdate {
+            site: site_name.to_owned(),
+            room: room.to_owned(),
+        };
+        self.call(call, wait, now);
+    }
+
+    /// A user-update PUT finished: only logged (fire-and-forget, no retries, as the original).
+    pub(super) fn on_user_updated(&mut self, site: String, room: String, result: &CallResult) {
+        let event = match result {
+            CallResult::Response { status, .. } if (200..300).contains(status) => {
+                AppEvent::new(Level::Info, "User updated")
+            }
+            CallResult::Response { status, .. } => {
+                AppEvent::new(Level::Error, "User update error").with("status", u64::from(*status))
+            }
+            CallResult::Failed(failure) => {
+                AppEvent::new(Level::Error, "User update error").with("reason", format!("{failure:?}"))
+            }
+        };
+        self.event(event.with("site", site).with("room", room));
+    }
+}
+
+/// `token`, `deviceId` and `meta` from the handshake query; a v5 CONNECT auth object's string
+/// values take precedence (DESIGN.md §4, kept behaviours).
+fn credentials(handshake: &Handshake, auth: Option<&Map<String, Value>>) -> Credentials {
+    let pick = |name: &str| -> Option<String> {
+        auth.and_then(|auth| auth.get(name))
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .or_else(|| handshake.query(name).map(|value| value.to_string()))
+    };
+    Credentials {
+        token: pick("token"),
+        device: pick("deviceId").unwrap_or_default(),
+        meta: pick("meta"),
+    }
+}
+
+/// `["_settings",{"device_ttl":n}]` — always a JSON number (DESIGN.md §4 #7).
+pub(super) fn settings_payload(device_ttl_s: u64) -> Payload {
+    Payload::new(format!(r#"["_settings",{{"device_ttl":{device_ttl_s}}}]"#).into())
+}
+
+/// `["_batch",[item,…]]` from the items' stored JSON, spliced without re-encoding.
+pub(super) fn batch_payload<'a>(items: impl Iterator<Item = &'a [u8]>) -> Payload {
+    let mut json = Vec::from(&b"[\"_batch\",["[..]);
+    for (index, item) in items.enumerate() {
+        if index > 0 {
+            json.push(b',');
+        }
+        json.extend_from_slice(item);
+    }
+    json.extend_from_slice(b"]]");
+    Payload::new(json.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batch_payload_splices_items_in_order() {
+        let items: [&[u8]; 2] = [br#"["a",1]"#, br#"["b",null]"#];
+        let payload = batch_payload(items.into_iter());
+        assert_eq!(payload.json(), br#"["_batch",[["a",1],["b",null]]]"#);
+    }
+
+    #[test]
+    fn settings_is_a_number() {
+        assert_eq!(settings_payload(3600).json(), br#"["_settings",{"device_ttl":3600}]"#);
+    }
+}

@@ -1,0 +1,207 @@
+//! The gateway's view of its sockets: who is authenticating, who is admitted, which rooms and
+//! devices each admitted socket holds, what each outstanding ack is for, and the room index that
+//! broadcast-mode `/send` uses.
+//!
+//! Only sockets of site namespaces are tracked here; `/` is admitted without any state.
+
+use std::collections::{BTreeSet, HashMap};
+
+use super::store::DeviceKey;
+use crate::net::CallId;
+use crate::sio::SocketId;
+
+/// At most this many server acks are remembered per socket. A client that never acknowledges
+/// cannot grow memory: past the cap the oldest entry is forgotten, and its message simply stays
+/// queued for the next `_batch`.
+pub const MAX_PENDING_ACKS: usize = 4096;
+
+/// The credentials a socket presented (handshake query, or the v5 CONNECT auth object).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Credentials {
+    /// `token`, passed to the site's auth and user-update calls.
+    pub token: Option<String>,
+    /// `deviceId`, `""` when absent.
+    pub device: String,
+    /// `meta`, passed as `X-META`.
+    pub meta: Option<String>,
+}
+
+/// What a server ack id of one socket stands for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AckPurpose {
+    /// A live delivery of stored item `id` of queue `event` of `device`.
+    Message {
+        /// The device the item is queued for.
+        device: DeviceKey,
+        /// The event queue.
+        event: String,
+        /// The flake id.
+        id: u64,
+        /// Whether the ack does the head check.
+        resync: bool,
+    },
+    /// A `_batch`: its ack removes exactly these items.
+    Batch {
+        /// The device.
+        device: DeviceKey,
+        /// `(event, id)` of every item the batch carried.
+        items: Vec<(String, u64)>,
+    },
+}
+
+/// Where a site socket is in its life.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Phase {
+    /// Waiting for the site's auth call (`None` for the demo site, decided at once).
+    Authenticating(Option<CallId>),
+    /// Admitted: CONNECT answered, rooms joined.
+    Admitted,
+}
+
+/// One socket of a site namespace.
+#[derive(Debug, Clone)]
+pub struct Client {
+    /// The site (its namespace without the `/`).
+    pub site: String,
+    /// `"/<site>#<engine sid>"`, the original's socket id, for logs.
+    pub log_id: String,
+    /// What the socket presented.
+    pub credentials: Credentials,
+    /// Where it is.
+    pub phase: Phase,
+    /// Rooms joined, in the auth answer's order, deduplicated.
+    pub rooms: Vec<String>,
+    /// Devices registered for it (one per user room or public channel it joined).
+    pub devices: Vec<DeviceKey>,
+    /// Outstanding server acks, by ack id.
+    acks: HashMap<u64, AckPurpose>,
+    /// Ack ids in issue order, to forget the oldest past [`MAX_PENDING_ACKS`].
+    ack_order: std::collections::VecDeque<u64>,
+}
+
+impl Client {
+    /// A socket that just asked to join `site`.
+    pub fn new(site: String, log_id: String, credentials: Credentials) -> Client {
+        Client {
+            site,
+            log_id,
+            credentials,
+            phase: Phase::Authenticating(None),
+            rooms: Vec::new(),
+            devices: Vec::new(),
+            acks: HashMap::new(),
+            ack_order: std::collections::VecDeque::new(),
+        }
+    }
+
+    /// Whether the socket has been admitted.
+    pub fn is_admitted(&self) -> bool {
+        self.phase == Phase::Admitted
+    }
+
+    /// Remembers what ack `id` is for.
+    pub fn expect_ack(&mut self, id: u64, purpose: AckPurpose) {
+        if self.ack_order.len() >= MAX_PENDING_ACKS {
+            if let Some(oldest) = self.ack_order.pop_front() {
+                self.acks.remove(&oldest);
+            }
+        }
+        self.acks.insert(id, purpose);
+        self.ack_order.push_back(id);
+    }
+
+    /// Takes what ack `id` was for; `None` when unknown or already answered (each ack counts
+    /// once).
+    pub fn take_ack(&mut self, id: u64) -> Option<AckPurpose> {
+        let purpose = self.acks.remove(&id)?;
+        if let Some(position) = self.ack_order.iter().position(|&waiting| waiting == id) {
+            self.ack_order.remove(position);
+        }
+        Some(purpose)
+    }
+}
+
+/// Every tracked socket plus the broadcast room index.
+#[derive(Debug, Default)]
+pub struct Clients {
+    by_socket: HashMap<SocketId, Client>,
+    /// `(site, room)` → admitted sockets in it. Ordered sets so a broadcast reaches sockets in a
+    /// stable order.
+    rooms: HashMap<(String, String), BTreeSet<SocketId>>,
+    admitted: usize,
+}
+
+impl Clients {
+    /// Starts tracking a socket that asked to join a site.
+    pub fn insert(&mut self, socket: SocketId, client: Client) {
+        if let Some(previous) = self.by_socket.insert(socket, client) {
+            // Socket ids are never reused; keep the index right even so.
+            self.unindex(socket, &previous);
+        }
+    }
+
+    /// The socket's state.
+    pub fn get(&self, socket: SocketId) -> Option<&Client> {
+        self.by_socket.get(&socket)
+    }
+
+    /// The socket's state, mutable.
+    pub fn get_mut(&mut self, socket: SocketId) -> Option<&mut Client> {
+        self.by_socket.get_mut(&socket)
+    }
+
+    /// Marks the socket admitted with these rooms (deduplicated, order kept) and indexes them.
+    pub fn admit(&mut self, socket: SocketId, rooms: Vec<String>) {
+        let Some(client) = self.by_socket.get_mut(&socket) else {
+            return;
+        };
+        let mut seen = BTreeSet::new();
+        client.rooms = rooms.into_iter().filter(|room| seen.insert(room.clone())).collect();
+        if client.phase != Phase::Admitted {
+            client.phase = Phase::Admitted;
+            self.admitted += 1;
+        }
+        for room in &client.rooms {
+            self.rooms
+                .entry((client.site.clone(), room.clone()))
+                .or_default()
+                .insert(socket);
+        }
+    }
+
+    /// Stops tracking a socket; returns its state.
+    pub fn remove(&mut self, socket: SocketId) -> Option<Client> {
+        let client = self.by_socket.remove(&socket)?;
+        self.unindex(socket, &client);
+        Some(client)
+    }
+
+    /// Admitted sockets of `site` in `room`, in socket-id order.
+    pub fn in_room<'a>(&'a self, site: &str, room: &str) -> impl Iterator<Item = SocketId> + 'a {
+        self.rooms
+            .get(&(site.to_owned(), room.to_owned()))
+            .into_iter()
+            .flat_map(|sockets| sockets.iter().copied())
+    }
+
+    /// How many sockets are admitted.
+    pub fn admitted_count(&self) -> usize {
+        self.admitted
+    }
+
+    fn unindex(&mut self, socket: SocketId, client: &Client) {
+        if client.phase != Phase::Admitted {
+            return;
+        }
+        self.admitted -= 1;
+        for room in &client.rooms {
+            let key = (client.site.clone(), room.clone());
+            if let Some(sockets) = self.rooms.get_mut(&key) {
+                sockets.remove(&socket);
+                if sockets.is_empty() {
+                    self.rooms.remove(&key);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,503 @@
+//! Getting a `/send` to its recipients: broadcast mode (room emit, no storage) and user-room
+//! mode (group expansion through the store, one `Enqueue` per user room, a live emit with an ack
+//! to every device whose latest socket is connected — here, or on another node through the
+//! cluster bus), then the acks that remove what was delivered and the `_resync` of a broken order.
+//!
+//! The HTTP answer is written once every store command of the send has answered, so every live
+//! emit happens before it (behaviour 32); a store failure answers 503 so the site can retry.
+
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use super::clients::AckPurpose;
+use super::cluster::{RemoteHeader, RemoteMessage, RemoteTarget};
+use super::engine::{Gateway, StoreWait};
+use super::routes::send_ok;
+use super::send::SendRequest;
+use super::store::{Delivery, DeviceKey, EnqueueStatus, QueuedItem, StoreCommand, StoreResult};
+use crate::net::{self, AppEvent, Headers, HttpResponse, Level, RequestId};
+use crate::sio::{Payload, SocketId};
+
+/// The body of the 503 a `/send` gets when the store could not take the message for every
+/// recipient. Devices that did get it keep it; a retry may deliver it twice to those.
+pub const STORE_UNAVAILABLE: &str = "Store unavailable: the message was not stored for every recipient. Retry later.";
+
+/// A user-room `/send` waiting for its store commands.
+#[derive(Debug)]
+pub(super) struct PendingSend {
+    site: String,
+    item: QueuedItem,
+    payload: Payload,
+    resync: bool,
+    /// User rooms (and the public channel) the send named itself.
+    direct: Vec<String>,
+    /// Lowercased group rooms the send named.
+    groups: Vec<String>,
+    /// Store commands not answered yet.
+    outstanding: usize,
+    /// Some command failed: answer 503.
+    failed: bool,
+}
+
+impl Gateway {
+    /// A parsed, authorised `/send`.
+    pub(super) fn dispatch_send(&mut self, request: RequestId, send: SendRequest, now: Instant) {
+        let Some(site) = self.config.site(&send.site).cloned() else {
+            // parse_send only returns known sites; answer as for an unknown one regardless.
+            self.respond(request, send_ok());
+            return;
+        };
+        let unix_ms = self.unix_ms(now);
+        let id = self.flake.next_id(unix_ms);
+        let rooms = dedup(send.rooms);
+        self.event(
+            AppEvent::new(Level::Info, "New message")
+                .with("site", site.name.clone())
+                .with("requestId", id.to_string())
+                .with("event", send.event.clone())
+                .with("rooms", rooms.join(",")),
+        );
+        let payload = Payload::new(send.payload.clone());
+        if !site.user_rooms_enabled() {
+            self.broadcast_local(&site.name, &rooms, &payload, now);
+            if self.options.clustered && !rooms.is_empty() {
+                let header = RemoteHeader::Broadcast {
+                    origin: self.options.node_id,
+                    site: site.name.clone(),
+                    rooms,
+                };
+                self.publish(header, send.payload);
+            }
+            self.respond(request, send_ok());
+            return;
+        }
+
+        let (direct, group_rooms): (Vec<String>, Vec<String>) =
+            rooms.into_iter().partition(|room| site.is_user_room(room));
+        let groups = dedup(group_rooms.iter().map(|room| room.to_lowercase()).collect());
+        let pending = PendingSend {
+            site: site.name.clone(),
+            item: QueuedItem {
+                id,
+                event: send.event,
+                json: send.payload,
+            },
+            payload,
+            resync: send.resync,
+            direct,
+            groups,
+            outstanding: 0,
+            failed: false,
+        };
+        if pending.groups.is_empty() {
+            self.sends.insert(request, pending);
+            self.enqueue_all(request, Vec::new(), now);
+        } else {
+            let command = StoreCommand::ResolveGroups {
+                site: pending.site.clone(),
+                groups: pending.groups.clone(),
+                now_ms: unix_ms,
+            };
+            self.sends.insert(request, pending);
+            self.store(command, StoreWait::Resolve { request }, now);
+        }
+    }
+
+    /// The store named the users of the send's group rooms.
+    pub(super) fn on_groups_resolved(&mut self, request: RequestId, result: StoreResult, now: Instant) {
+        match result {
+            StoreResult::Users(users) => self.enqueue_all(request, users, now),
+            other => {
+                self.store_failed_for_send(request, "resolve groups", &other);
+                if let Some(pending) = self.sends.get_mut(&request) {
+                    pending.failed = true;
+                }
+                self.finish_send_if_done(request);
+            }
+        }
+    }
+
+    /// One `Enqueue` per distinct user room: the named ones, then the group members not named.
+    fn enqueue_all(&mut self, request: RequestId, group_members: Vec<String>, now: Instant) {
+        let unix_ms = self.unix_ms(now);
+        let Some(pending) = self.sends.get_mut(&request) else {
+            return;
+        };
+        let mut commands = Vec::new();
+        for room in &pending.direct {
+            commands.push((room.clone(), None));
+        }
+        for room in group_members {
+            if !pending.direct.contains(&room) {
+                commands.push((room, Some(pending.groups.clone())));
+            }
+        }
+        pending.outstanding += commands.len();
+        let site = pending.site.clone();
+        let item = pending.item.clone();
+        for (room, via_groups) in commands {
+            let command = StoreCommand::Enqueue {
+                site: site.clone(),
+                room: room.clone(),
+                item: item.clone(),
+                via_groups: via_groups.clone(),
+                now_ms: unix_ms,
+            };
+            let wait = StoreWait::Enqueue {
+                request,
+                room,
+                via_groups,
+            };
+            self.store(command, wait, now);
+        }
+        self.finish_send_if_done(request);
+    }
+
+    /// One room of a send was stored (or not).
+    pub(super) fn on_enqueued(
+        &mut self,
+        request: RequestId,
+        room: String,
+        via_groups: Option<Vec<String>>,
+        result: StoreResult,
+        now: Instant,
+    ) {
+        let Some(pending) = self.sends.get_mut(&request) else {
+            return;
+        };
+        pending.outstanding = pending.outstanding.saturating_sub(1);
+        let site = pending.site.clone();
+        let item = pending.item.clone();
+        let payload = pending.payload.clone();
+        let resync = pending.resync;
+        match result {
+            StoreResult::Enqueued {
+                status: EnqueueStatus::Stored,
+                devices,
+            } => {
+                self.event(
+                    AppEvent::new(Level::Info, "Message stored")
+                        .with("site", site.clone())
+                        .with("room", room.clone())
+                        .with("event", item.event.clone())
+                        .with("dataId", item.id.to_string())
+                        .with("devices", u64::try_from(devices.len()).unwrap_or(u64::MAX)),
+                );
+                self.deliver(&site, &room, &item, &payload, resync, devices, now);
+            }
+            StoreResult::Enqueued { status, .. } => {
+                self.event(
+                    AppEvent::new(Level::Info, "User not connected")
+                        .with("site", site.clone())
+                        .with("room", room.clone()),
+                );
+                if let (EnqueueStatus::UnknownUser | EnqueueStatus::NotInGroups, Some(groups)) =
+                    (status, via_groups)
+                {
+                    let command = StoreCommand::ForgetGroupMember {
+                        site,
+                        room,
+                        groups,
+                        now_ms: self.unix_ms(now),
+                    };
+                    self.store(command, StoreWait::Logged { what: "forget group member" }, now);
+                }
+            }
+            other => {
+                self.store_failed_for_send(request, "enqueue", &other);
+                if let Some(pending) = self.sends.get_mut(&request) {
+                    pending.failed = true;
+                }
+            }
+        }
+        self.finish_send_if_done(request);
+    }
+
+    /// Live emits for the devices an item was stored for: ours directly, other nodes' through
+    /// one cluster message.
+    #[allow(clippy::too_many_arguments)]
+    fn deliver(
+        &mut self,
+        site: &str,
+        room: &str,
+        item: &QueuedItem,
+        payload: &Payload,
+        resync: bool,
+        devices: Vec<Delivery>,
+        now: Instant,
+    ) {
+        let mut remote = Vec::new();
+        for delivery in devices {
+            let Some(socket) = delivery.socket else {
+                continue;
+            };
+            let device = DeviceKey {
+                site: site.to_owned(),
+                room: room.to_owned(),
+                device: delivery.device,
+            };
+            if socket.node == self.options.node_id {
+                self.deliver_local(
+                    SocketId(socket.socket),
+                    device,
+                    item.event.clone(),
+                    item.id,
+                    payload,
+                    resync,
+                    now,
+                );
+            } else {
+                remote.push(RemoteTarget {
+                    node: socket.node,
+                    socket: socket.socket,
+                    room: device.room,
+                    device: device.device,
+                });
+            }
+        }
+        // Without a cluster a foreign node id is a socket of an earlier run of this process:
+        // gone, and the item waits for that device's next `_batch`.
+        if !remote.is_empty() && self.options.clustered {
+            let header = RemoteHeader::Deliver {
+                origin: self.options.node_id,
+                site: site.to_owned(),
+                event: item.event.clone(),
+                id: item.id,
+                resync,
+                targets: remote,
+            };
+            self.publish(header, item.json.clone());
+        }
+    }
+
+    /// Emits stored item `id` to one of this node's sockets with an ack, if it is still there.
+    fn deliver_local(
+        &mut self,
+        socket: SocketId,
+        device: DeviceKey,
+        event: String,
+        id: u64,
+        payload: &Payload,
+        resync: bool,
+        now: Instant,
+    ) {
+        let admitted = self
+            .clients
+            .get(socket)
+            .is_some_and(|client| client.is_admitted() && client.site == device.site);
+        if !admitted || !self.sio.is_connected(socket) {
+            return;
+        }
+        let Some(ack) = self.sio.emit_with_ack(socket, payload, now) else {
+            return;
+        };
+        let log_id = self.clients.get(socket).map(|client| client.log_id.clone()).unwrap_or_default();
+        self.event(
+            AppEvent::new(Level::Info, "Message sent")
+                .with("site", device.site.clone())
+                .with("room", device.room.clone())
+                .with("deviceId", device.device.clone())
+                .with("socketId", log_id)
+                .with("event", event.clone())
+                .with("dataId", id.to_string()),
+        );
+        if let Some(client) = self.clients.get_mut(socket) {
+            client.expect_ack(
+                ack,
+                AckPurpose::Message {
+                    device,
+                    event,
+                    id,
+                    resync,
+                },
+            );
+        }
+    }
+
+    /// Broadcast mode: every admitted socket of each room gets the event, once per room.
+    fn broadcast_local(&mut self, site: &str, rooms: &[String], payload: &Payload, now: Instant) {
+        for room in rooms {
+            let sockets: Vec<SocketId> = self.clients.in_room(site, room).collect();
+            for socket in sockets {
+                self.sio.emit(socket, payload, now);
+            }
+        }
+    }
+
+    /// A client acknowledged one of our emits.
+    pub(super) fn on_client_ack(&mut self, socket: SocketId, ack: u64, now: Instant) {
+        let Some(purpose) = self.clients.get_mut(socket).and_then(|client| client.take_ack(ack)) else {
+            return;
+        };
+        let now_ms = self.unix_ms(now);
+        match purpose {
+            AckPurpose::Message {
+                device,
+                event,
+                id,
+                resync,
+            } => {
+                let command = StoreCommand::Ack {
+                    device: device.clone(),
+                    event: event.clone(),
+                    id,
+                    resync,
+                    now_ms,
+                };
+                let wait = StoreWait::Ack {
+                    socket,
+                    device,
+                    event,
+                    id,
+                };
+                self.store(command, wait, now);
+            }
+            AckPurpose::Batch { device, items } => {
+                let command = StoreCommand::AckBatch {
+                    device,
+                    items,
+                    now_ms,
+                };
+                self.store(command, StoreWait::Logged { what: "batch ack" }, now);
+            }
+        }
+    }
+
+    /// The store removed an acknowledged item, or found the order broken.
+    pub(super) fn on_acked(
+        &mut self,
+        socket: SocketId,
+        device: DeviceKey,
+        event: String,
+        id: u64,
+        result: StoreResult,
+        now: Instant,
+    ) {
+        let log = |message, level| {
+            AppEvent::new(level, message)
+                .with("site", device.site.clone())
+                .with("room", device.room.clone())
+                .with("deviceId", device.device.clone())
+                .with("event", event.clone())
+                .with("dataId", id.to_string())
+        };
+        match result {
+            StoreResult::Acked { removed: true } => self.event(log("Message removed", Level::Info)),
+            StoreResult::Acked { removed: false } => {
+                self.event(log("Message already removed", Level::Debug));
+            }
+            StoreResult::Resync => {
+                if self.sio.is_connected(socket) {
+                    self.sio.emit(socket, &resync_payload(), now);
+                }
+                self.event(log("Resync event", Level::Error));
+            }
+            StoreResult::Failed(reason) => {
+                self.event(log("Store command failed", Level::Error).with("reason", reason));
+            }
+            other => self.event(log("Unexpected store result", Level::Error).with("result", format!("{other:?}"))),
+        }
+    }
+
+    /// A message from another node of the cluster.
+    pub(super) fn on_remote_message(&mut self, message: &Bytes, now: Instant) {
+        let Some(message) = RemoteMessage::decode(message) else {
+            self.event(AppEvent::new(Level::Warn, "Cluster message dropped").with("reason", "malformed"));
+            return;
+        };
+        if message.header.origin() == self.options.node_id {
+            return;
+        }
+        let payload = Payload::new(message.payload);
+        match message.header {
+            RemoteHeader::Deliver {
+                site,
+                event,
+                id,
+                resync,
+                targets,
+                ..
+            } => {
+                for target in targets.into_iter().filter(|target| target.node == self.options.node_id) {
+                    let device = DeviceKey {
+                        site: site.clone(),
+                        room: target.room,
+                        device: target.device,
+                    };
+                    self.deliver_local(
+                        SocketId(target.socket),
+                        device,
+                        event.clone(),
+                        id,
+                        &payload,
+                        resync,
+                        now,
+                    );
+                }
+            }
+            RemoteHeader::Broadcast { site, rooms, .. } => self.broadcast_local(&site, &rooms, &payload, now),
+        }
+    }
+
+    fn publish(&mut self, header: RemoteHeader, payload: Bytes) {
+        let message = RemoteMessage { header, payload };
+        self.push(net::Output::Publish(message.encode()));
+    }
+
+    fn store_failed_for_send(&mut self, request: RequestId, what: &'static str, result: &StoreResult) {
+        let site = self.sends.get(&request).map(|pending| pending.site.clone()).unwrap_or_default();
+        let reason = match result {
+            StoreResult::Failed(reason) => reason.clone(),
+            other => format!("unexpected result {other:?}"),
+        };
+        self.event(
+            AppEvent::new(Level::Error, "Store command failed")
+                .with("command", what)
+                .with("site", site)
+                .with("reason", reason),
+        );
+    }
+
+    fn finish_send_if_done(&mut self, request: RequestId) {
+        let done = self.sends.get(&request).is_some_and(|pending| pending.outstanding == 0);
+        if !done {
+            return;
+        }
+        let Some(pending) = self.sends.remove(&request) else {
+            return;
+        };
+        let response = if pending.failed {
+            text_response(503, STORE_UNAVAILABLE)
+        } else {
+            send_ok()
+        };
+        self.respond(request, response);
+    }
+
+    pub(super) fn respond(&mut self, request: RequestId, response: HttpResponse) {
+        self.push(net::Output::HttpResponse(request, response));
+    }
+}
+
+/// A `text/plain` response.
+pub(super) fn text_response(status: u16, body: &'static str) -> HttpResponse {
+    let mut headers = Headers::default();
+    headers.push("content-type", "text/plain; charset=utf-8");
+    HttpResponse {
+        status,
+        headers,
+        body: Bytes::from_static(body.as_bytes()),
+    }
+}
+
+/// `["_resync"]`: no arguments, no ack.
+fn resync_payload() -> Payload {
+    Payload::new(Bytes::from_static(br#"["_resync"]"#))
+}
+
+/// Removes repeated strings, keeping the first of each (exact comparison, as the original).
+fn dedup(items: Vec<String>) -> Vec<String> {
+    let mut seen = std::collections::HashSet::new();
+    items.into_iter().filter(|item| seen.insert(item.clone())).collect()
+}
