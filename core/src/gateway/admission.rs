@@ -13,7 +13,7 @@ use super::store::{DeviceKey, SocketRef, StoreCommand, StoreResult};
 use super::user_update::{LastSeen, user_update_call};
 use crate::eio::Handshake;
 use crate::net::{AppEvent, CallResult, Level};
-use crate::sio::{self, Payload, SocketId};
+use crate::sio::{Payload, Revision, SocketId};
 
 /// The connect error for a namespace that is no site's.
 pub const INVALID_NAMESPACE: &str = "Invalid namespace";
@@ -26,6 +26,7 @@ impl Gateway {
         namespace: &str,
         auth: Option<&Map<String, Value>>,
         handshake: &Handshake,
+        revision: Revision,
         now: Instant,
     ) {
         if namespace == "/" {
@@ -41,6 +42,9 @@ impl Gateway {
             );
             return;
         };
+        // v4 (EIO3) clients: only the handshake query counts, whatever rides on the CONNECT
+        // namespace (behaviour 5); v5: the CONNECT auth object first.
+        let auth = if revision == Revision::V5 { auth } else { None };
         let credentials = credentials(handshake, auth);
         let log_id = format!("{namespace}#{}", self.sio.engine_sid(socket).unwrap_or(""));
         let token = credentials.token.clone();

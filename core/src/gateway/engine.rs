@@ -272,8 +272,8 @@ impl Gateway {
                 namespace,
                 auth,
                 handshake,
-                ..
-            } => self.on_connect_request(socket, &namespace, auth.as_ref(), &handshake, now),
+                revision,
+            } => self.on_connect_request(socket, &namespace, auth.as_ref(), &handshake, revision, now),
             sio::Event::Connected { .. } => {}
             sio::Event::ClientEvent { socket, args, .. } => self.on_client_event(socket, &args),
             sio::Event::Ack { socket, id, .. } => self.on_client_ack(socket, id, now),
