@@ -195,28 +195,26 @@ pub fn encode_jsonp(index: &str, text_payload: &[u8]) -> Bytes {
 }
 
 /// Extracts the payload from a JSONP POST body (`d=<urlencoded payload>`), undoing the
-/// client's escaping of newlines (`\\n` → newline, `\\\\` → `\\`).
+/// client's newline escaping as engine.io does: `\n` becomes a newline, `\\n` becomes `\n`.
 pub fn decode_jsonp_body(body: &[u8]) -> Result<Vec<u8>, PayloadError> {
     let form = std::str::from_utf8(body).map_err(|_| PayloadError::InvalidUtf8)?;
     let data = crate::urlencoded::first(form, "d").ok_or(PayloadError::Length)?;
     let mut out = String::with_capacity(data.len());
-    let mut chars = data.chars().peekable();
-    while let Some(ch) = chars.next() {
-        if ch == '\\' {
-            match chars.peek() {
-                Some('n') => {
-                    chars.next();
-                    out.push('\n');
-                }
-                Some('\\') => {
-                    chars.next();
-                    out.push('\\');
-                }
-                _ => out.push('\\'),
-            }
+    let mut rest = data.as_ref();
+    while let Some(pos) = rest.find('\\') {
+        out.push_str(&rest[..pos]);
+        let tail = &rest[pos..];
+        if tail.starts_with("\\\\n") {
+            out.push_str("\\n");
+            rest = &tail[3..];
+        } else if tail.starts_with("\\n") {
+            out.push('\n');
+            rest = &tail[2..];
         } else {
-            out.push(ch);
+            out.push('\\');
+            rest = &tail[1..];
         }
     }
+    out.push_str(rest);
     Ok(out.into_bytes())
 }

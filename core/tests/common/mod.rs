@@ -177,6 +177,12 @@ impl<E: Engine> Harness<E> {
         self.body(id)
     }
 
+    /// Status of a GET that must be answered at once.
+    pub fn get_status(&mut self, query: &str) -> u16 {
+        let id = self.get(query);
+        self.status(id)
+    }
+
     /// POST that must be answered at once; its body.
     pub fn post_text(&mut self, query: &str, body: &[u8]) -> String {
         let id = self.post(query, body);
@@ -277,11 +283,13 @@ pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// The sid in an open packet text (`0{"sid":"…",…}`, possibly length-prefixed).
+/// The sid in an open packet text (`0{"sid":"…",…}`, possibly length-prefixed or inside a
+/// JSONP string).
 pub fn sid_of(open: &str) -> String {
-    let start = open.find('{').expect("open packet JSON");
-    let json: Value = serde_json::from_str(&open[start..]).expect("open JSON");
-    json["sid"].as_str().expect("sid").to_owned()
+    let unescaped = open.replace("\\\"", "\"");
+    let start = unescaped.find("\"sid\":\"").expect("sid key") + 7;
+    let end = unescaped[start..].find('"').expect("sid end") + start;
+    unescaped[start..end].to_owned()
 }
 
 /// Builds a payload from JSON values.
