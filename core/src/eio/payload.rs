@@ -204,12 +204,12 @@ pub fn decode_jsonp_body(body: &[u8]) -> Result<Vec<u8>, PayloadError> {
     while let Some(pos) = rest.find('\\') {
         out.push_str(&rest[..pos]);
         let tail = &rest[pos..];
-        if tail.starts_with("\\\\n") {
+        if let Some(after) = tail.strip_prefix("\\\\n") {
             out.push_str("\\n");
-            rest = &tail[3..];
-        } else if tail.starts_with("\\n") {
+            rest = after;
+        } else if let Some(after) = tail.strip_prefix("\\n") {
             out.push('\n');
-            rest = &tail[2..];
+            rest = after;
         } else {
             out.push('\\');
             rest = &tail[1..];
