@@ -98,8 +98,8 @@ pub enum DecodeError {
     InvalidPayload,
 }
 
-/// Longest ack id accepted, in digits (u64 has 20).
-const MAX_ID_DIGITS: usize = 19;
+/// Longest ack id accepted, in digits (`u64::MAX` has 20; longer cannot fit).
+const MAX_ID_DIGITS: usize = 20;
 
 /// Decodes one packet. `max_attachments` bounds the attachment count of binary types.
 pub fn decode(text: &str, max_attachments: usize) -> Result<Packet, DecodeError> {
