@@ -24,6 +24,8 @@
 
 pub mod conformance;
 pub mod eio;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod gateway;
 pub mod net;
 pub mod sio;
