@@ -191,3 +191,11 @@ proptest! {
         let _ = sio::packet::decode(&text, 10);
     }
 }
+
+#[test]
+fn deeply_nested_json_is_refused_not_a_stack_overflow() {
+    let deep = format!("42{}{}", "[".repeat(100_000), "]".repeat(100_000));
+    assert!(sio::packet::decode(&deep, 10).is_err());
+    let deep_objects = format!("40{}", "{\"a\":".repeat(50_000));
+    assert!(sio::packet::decode(&deep_objects, 10).is_err());
+}

@@ -754,6 +754,7 @@ impl Server {
         if s.closing_deadline.is_some() {
             return;
         }
+        let sid = s.sid.clone();
         if let Some(upgrade) = s.upgrade.take() {
             self.conns.remove(&upgrade.conn);
             self.io.push_back(net::Output::WsClose(upgrade.conn, 1000));
@@ -792,6 +793,11 @@ impl Server {
                 }
             }
         }
+        self.io.push_back(net::Output::Event(
+            AppEvent::new(Level::Debug, "Engine.IO session closed")
+                .with("sid", sid)
+                .with("reason", reason),
+        ));
         self.events.push_back(Event::Closed { session, reason });
         if !keep {
             self.forget(session);
