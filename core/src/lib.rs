@@ -22,7 +22,10 @@
 //! returns an error to the adapter; it becomes an output (an HTTP 4xx with a clear body, an
 //! Engine.IO error, a close) plus an [`net::AppEvent`].
 
+pub mod conformance;
 pub mod eio;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod gateway;
 pub mod net;
 pub mod sio;

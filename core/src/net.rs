@@ -355,3 +355,12 @@ pub trait Engine {
     /// The next thing to do; [`Output::Idle`] when there is nothing more.
     fn poll_output(&mut self) -> Output;
 }
+
+/// The earlier of two optional deadlines (`None` means "no deadline").
+pub fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, None) => a,
+        (None, b) => b,
+    }
+}

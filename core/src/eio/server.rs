@@ -1,0 +1,848 @@
+//! The Engine.IO endpoint: routes requests and WebSocket frames to sessions, runs heartbeats
+//! and upgrades, and reports what happened to the layer above as [`Event`]s.
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Instant;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use bytes::Bytes;
+use rand_chacha::ChaCha20Rng;
+use rand_core::{RngCore, SeedableRng};
+
+use super::http::{self, ErrorCode};
+use super::packet::{Message, Packet};
+use super::session::{Heartbeat, PendingGet, PollingFormat, Session, Transport, Upgrade};
+use super::{Config, Handshake, Protocol, payload};
+use crate::net::{
+    self, AppEvent, ConnId, Headers, HttpRequest, HttpResponse, Level, Method, RequestId, WsFrame,
+};
+
+/// Names one Engine.IO session inside one [`Server`] (never reused).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SessionId(pub u64);
+
+/// What happened to a session, for the layer above.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// A handshake succeeded; the open packet is on its way.
+    Opened {
+        /// The new session.
+        session: SessionId,
+        /// Its handshake request.
+        handshake: Arc<Handshake>,
+    },
+    /// The client sent a message packet.
+    Message {
+        /// The session.
+        session: SessionId,
+        /// The message.
+        message: Message,
+    },
+    /// The session is gone (reported once, whatever the cause).
+    Closed {
+        /// The session.
+        session: SessionId,
+        /// `transport close`, `transport error`, `ping timeout`, `parse error`,
+        /// `forced close` or `server shutting down`.
+        reason: &'static str,
+    },
+}
+
+/// One output of a standalone [`Server`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Output {
+    /// Something for the adapter.
+    Io(net::Output),
+    /// Something for the application.
+    Event(Event),
+    /// Nothing more now; call `handle_timeout` at this instant.
+    Idle(Option<Instant>),
+}
+
+/// Who ends a session, which decides what the client is told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Closer {
+    /// The client sent `1`: a parked GET is released with a noop.
+    Client,
+    /// The application closed it: the client gets `1`, delivered by the next GET if needed.
+    Application,
+    /// A failure (timeout, bad input, lost transport): a parked GET gets `1`, nothing waits.
+    Failure,
+}
+
+/// All Engine.IO sessions of one endpoint path.
+#[derive(Debug)]
+pub struct Server {
+    config: Config,
+    rng: ChaCha20Rng,
+    next_session: u64,
+    sessions: HashMap<SessionId, Session>,
+    by_sid: HashMap<String, SessionId>,
+    parked_gets: HashMap<RequestId, SessionId>,
+    conns: HashMap<ConnId, SessionId>,
+    timers: BTreeSet<(Instant, SessionId)>,
+    /// Polling sessions with buffered packets and, possibly, a parked GET to answer.
+    dirty: Vec<SessionId>,
+    io: VecDeque<net::Output>,
+    events: VecDeque<Event>,
+    /// The latest `now` seen by any input.
+    now: Option<Instant>,
+}
+
+impl Server {
+    /// A server for `config`; session ids come from a ChaCha RNG seeded with `seed`.
+    pub fn new(config: Config, seed: u64) -> Server {
+        Server {
+            config,
+            rng: ChaCha20Rng::seed_from_u64(seed),
+            next_session: 1,
+            sessions: HashMap::new(),
+            by_sid: HashMap::new(),
+            parked_gets: HashMap::new(),
+            conns: HashMap::new(),
+            timers: BTreeSet::new(),
+            dirty: Vec::new(),
+            io: VecDeque::new(),
+            events: VecDeque::new(),
+            now: None,
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// True when `path` is this endpoint (with or without the trailing slash).
+    pub fn matches_path(&self, path: &str) -> bool {
+        let base = self.config.path.trim_end_matches('/');
+        path.strip_prefix(base)
+            .is_some_and(|rest| rest.is_empty() || rest == "/")
+    }
+
+    /// True when `conn` is a WebSocket of one of this server's sessions.
+    pub fn owns_conn(&self, conn: ConnId) -> bool {
+        self.conns.contains_key(&conn)
+    }
+
+    /// The session's sid, while it is open.
+    pub fn sid(&self, session: SessionId) -> Option<&str> {
+        self.sessions.get(&session).map(|s| s.sid.as_str())
+    }
+
+    /// The session's handshake record, while it is open.
+    pub fn handshake(&self, session: SessionId) -> Option<&Arc<Handshake>> {
+        self.sessions.get(&session).map(|s| &s.handshake)
+    }
+
+    /// Number of sessions (including ones delivering their final close packet).
+    pub fn session_count(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// An HTTP request for this endpoint.
+    pub fn handle_http(&mut self, id: RequestId, req: HttpRequest, now: Instant) {
+        self.handle_timeout(now);
+        let cors = http::cors_headers(&self.config, &req.headers);
+        if req.method == Method::Options {
+            let response = http::preflight_response(&self.config, &req.headers);
+            self.respond(id, response);
+            return;
+        }
+        let query = req.query.as_str();
+        let transport = crate::urlencoded::first(query, "transport");
+        let websocket_transport = match transport.as_deref() {
+            Some("polling") if self.config.transports.polling => false,
+            Some("websocket") if self.config.transports.websocket => true,
+            _ => return self.refuse(id, ErrorCode::TransportUnknown, cors),
+        };
+        let protocol = match crate::urlencoded::first(query, "EIO")
+            .as_deref()
+            .and_then(Protocol::from_query)
+        {
+            Some(Protocol::V3) if !self.config.allow_eio3 => None,
+            other => other,
+        };
+        let Some(protocol) = protocol else {
+            return self.refuse(id, ErrorCode::UnsupportedProtocolVersion, cors);
+        };
+        if websocket_transport != req.websocket {
+            return self.refuse(id, ErrorCode::BadRequest, cors);
+        }
+        match crate::urlencoded::first(query, "sid") {
+            None => {
+                if req.method != Method::Get {
+                    return self.refuse(id, ErrorCode::BadHandshakeMethod, cors);
+                }
+                self.open_session(id, &req, protocol, websocket_transport, cors, now);
+            }
+            Some(sid) => {
+                let Some(&session) = self.by_sid.get(sid.as_ref()) else {
+                    return self.refuse(id, ErrorCode::UnknownSid, cors);
+                };
+                if self.sessions[&session].protocol != protocol {
+                    return self.refuse(id, ErrorCode::BadRequest, cors);
+                }
+                if websocket_transport {
+                    self.start_upgrade(id, session, now);
+                } else if !self.sessions[&session].is_polling() {
+                    self.refuse(id, ErrorCode::BadRequest, cors);
+                } else {
+                    match req.method {
+                        Method::Get => self.poll(id, session, cors),
+                        Method::Post => self.receive_post(id, session, &req, cors, now),
+                        _ => self.refuse(id, ErrorCode::BadRequest, cors),
+                    }
+                }
+            }
+        }
+    }
+
+    /// A parked GET's peer went away.
+    pub fn handle_http_aborted(&mut self, id: RequestId, now: Instant) {
+        self.handle_timeout(now);
+        if let Some(session) = self.parked_gets.remove(&id)
+            && let Some(s) = self.sessions.get_mut(&session)
+            && s.pending_get.as_ref().is_some_and(|g| g.request == id)
+        {
+            s.pending_get = None;
+        }
+    }
+
+    /// A frame on one of this server's WebSockets.
+    pub fn handle_ws_frame(&mut self, conn: ConnId, frame: WsFrame, now: Instant) {
+        self.handle_timeout(now);
+        let Some(&session) = self.conns.get(&conn) else {
+            return;
+        };
+        let frame_len = match &frame {
+            WsFrame::Text(b) | WsFrame::Binary(b) => b.len(),
+        };
+        if frame_len > self.config.max_payload {
+            self.log(Level::Info, "Engine.IO frame over maxPayload", session);
+            self.io.push_back(net::Output::WsClose(conn, 1009));
+            self.conns.remove(&conn);
+            if self.sessions[&session].transport == Transport::WebSocket(conn) {
+                self.close(session, "transport error", Closer::Failure);
+            } else {
+                if let Some(s) = self.sessions.get_mut(&session) {
+                    s.upgrade = None;
+                }
+                self.reschedule(session);
+            }
+            return;
+        }
+        let protocol = self.sessions[&session].protocol;
+        let packet = Packet::from_ws_frame(&frame, protocol);
+        if self.sessions[&session].transport == Transport::WebSocket(conn) {
+            match packet {
+                Ok(packet) => self.on_packet(session, packet, now),
+                Err(_) => {
+                    self.log(Level::Info, "Engine.IO invalid frame", session);
+                    self.close(session, "parse error", Closer::Failure);
+                }
+            }
+        } else {
+            self.on_probe_packet(session, conn, packet.ok(), now);
+        }
+    }
+
+    /// One of this server's WebSockets closed.
+    pub fn handle_ws_closed(&mut self, conn: ConnId, now: Instant) {
+        self.handle_timeout(now);
+        let Some(session) = self.conns.remove(&conn) else {
+            return;
+        };
+        let Some(s) = self.sessions.get_mut(&session) else {
+            return;
+        };
+        if s.transport == Transport::WebSocket(conn) {
+            self.close(session, "transport close", Closer::Failure);
+        } else if s.upgrade.is_some_and(|u| u.conn == conn) {
+            s.upgrade = None;
+            self.reschedule(session);
+        }
+    }
+
+    /// Runs every deadline that is due at `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.now = Some(now);
+        while let Some(&(at, session)) = self.timers.first() {
+            if at > now {
+                break;
+            }
+            self.timers.remove(&(at, session));
+            if let Some(s) = self.sessions.get_mut(&session) {
+                s.scheduled = None;
+                self.on_deadline(session, now);
+            }
+        }
+    }
+
+    /// Sends a message; false when the session is gone or closing.
+    pub fn send(&mut self, session: SessionId, message: Message) -> bool {
+        self.send_packet(session, Packet::Message(message))
+    }
+
+    /// Closes a session from the application side: the client is sent `1`.
+    pub fn close_session(&mut self, session: SessionId, reason: &'static str, now: Instant) {
+        self.handle_timeout(now);
+        if self.is_open(session) {
+            self.close(session, reason, Closer::Application);
+            self.reschedule(session);
+        }
+    }
+
+    /// Ends a session because its client broke the protocol above Engine.IO: a parked GET gets
+    /// `1`, a WebSocket is closed, nothing waits for delivery.
+    pub fn abort_session(&mut self, session: SessionId, reason: &'static str) {
+        if self.is_open(session) {
+            self.close(session, reason, Closer::Failure);
+        }
+    }
+
+    /// Closes every open session (shutdown), reason `server shutting down`.
+    pub fn close_all(&mut self, now: Instant) {
+        let mut open: Vec<SessionId> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| s.closing_deadline.is_none())
+            .map(|(id, _)| *id)
+            .collect();
+        open.sort();
+        for session in open {
+            self.close_session(session, "server shutting down", now);
+        }
+    }
+
+    /// The next output (adapter work first, then application events).
+    pub fn poll_output(&mut self) -> Output {
+        if let Some(io) = self.pop_io() {
+            return Output::Io(io);
+        }
+        if let Some(event) = self.pop_event() {
+            return Output::Event(event);
+        }
+        self.flush();
+        match self.pop_io() {
+            Some(io) => Output::Io(io),
+            None => Output::Idle(self.next_deadline()),
+        }
+    }
+
+    /// Takes the next adapter output already produced (buffered polling packets are not
+    /// flushed by this; see [`Server::flush`]).
+    pub fn pop_io(&mut self) -> Option<net::Output> {
+        self.io.pop_front()
+    }
+
+    /// Takes the next application event.
+    pub fn pop_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// Answers parked GETs of sessions that have buffered packets. Done lazily so that all the
+    /// packets one input produces leave in one response.
+    pub fn flush(&mut self) {
+        for session in std::mem::take(&mut self.dirty) {
+            let Some(s) = self.sessions.get_mut(&session) else {
+                continue;
+            };
+            if s.outbox.is_empty() {
+                continue;
+            }
+            if let Some(get) = s.pending_get.take() {
+                self.parked_gets.remove(&get.request);
+                self.answer_get(session, get);
+            }
+        }
+    }
+
+    /// The earliest deadline of any session.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.timers.first().map(|(at, _)| *at)
+    }
+
+    fn is_open(&self, session: SessionId) -> bool {
+        self.sessions
+            .get(&session)
+            .is_some_and(|s| s.closing_deadline.is_none())
+    }
+
+    fn respond(&mut self, id: RequestId, response: HttpResponse) {
+        self.io.push_back(net::Output::HttpResponse(id, response));
+    }
+
+    fn refuse(&mut self, id: RequestId, code: ErrorCode, cors: Headers) {
+        self.io.push_back(net::Output::Event(
+            AppEvent::new(Level::Debug, "Engine.IO request refused").with("error", code.log_name()),
+        ));
+        self.respond(id, http::error_response(code, cors));
+    }
+
+    fn log(&mut self, level: Level, message: &'static str, session: SessionId) {
+        let sid = self.sid(session).unwrap_or_default().to_owned();
+        self.io.push_back(net::Output::Event(
+            AppEvent::new(level, message).with("sid", sid),
+        ));
+    }
+
+    fn new_sid(&mut self) -> String {
+        loop {
+            let mut bytes = [0u8; 15];
+            self.rng.fill_bytes(&mut bytes);
+            let sid = URL_SAFE_NO_PAD.encode(bytes);
+            if !self.by_sid.contains_key(&sid) {
+                return sid;
+            }
+        }
+    }
+
+    fn open_packet(&self, sid: &str, websocket: bool, protocol: Protocol) -> Packet {
+        let upgrades =
+            if !websocket && self.config.allow_upgrades && self.config.transports.websocket {
+                "[\"websocket\"]"
+            } else {
+                "[]"
+            };
+        let mut json = format!(
+            "{{\"sid\":\"{sid}\",\"upgrades\":{upgrades},\"pingInterval\":{},\"pingTimeout\":{}",
+            self.config.ping_interval.as_millis(),
+            self.config.ping_timeout.as_millis()
+        );
+        // engine.io 1.x (the original) never sent maxPayload to v3 clients.
+        if protocol == Protocol::V4 {
+            json.push_str(&format!(",\"maxPayload\":{}", self.config.max_payload));
+        }
+        json.push('}');
+        Packet::Open(Bytes::from(json))
+    }
+
+    fn open_session(
+        &mut self,
+        id: RequestId,
+        req: &HttpRequest,
+        protocol: Protocol,
+        websocket: bool,
+        cors: Headers,
+        now: Instant,
+    ) {
+        let sid = self.new_sid();
+        let session = SessionId(self.next_session);
+        self.next_session += 1;
+        let handshake = Arc::new(Handshake::new(protocol, &req.query, req.headers.clone()));
+        let format = PollingFormat {
+            base64: crate::urlencoded::first(&req.query, "b64").is_some_and(|v| !v.is_empty()),
+            jsonp: crate::urlencoded::first(&req.query, "j")
+                .filter(|j| !j.is_empty() && j.bytes().all(|b| b.is_ascii_digit()))
+                .map(|j| j.into_owned()),
+        };
+        let transport = if websocket {
+            Transport::WebSocket(ConnId::from(id))
+        } else {
+            Transport::Polling
+        };
+        let open = self.open_packet(&sid, websocket, protocol);
+        let s = Session::new(
+            sid.clone(),
+            handshake.clone(),
+            transport,
+            format,
+            &self.config,
+            now,
+        );
+        if websocket {
+            let conn = ConnId::from(id);
+            self.io.push_back(net::Output::WsAccept(id));
+            self.io
+                .push_back(net::Output::WsSend(conn, open.to_ws_frame(protocol)));
+            self.conns.insert(conn, session);
+        } else {
+            let (body, kind) = s.encode_polling(&[open]);
+            let mut headers = cors;
+            if let Some(cookie) = &self.config.cookie {
+                headers.push("set-cookie", format!("{cookie}={sid}; Path=/; HttpOnly"));
+            }
+            headers
+                .0
+                .extend(self.config.handshake_headers.0.iter().cloned());
+            self.respond(id, http::payload_response(body, kind, headers));
+        }
+        self.by_sid.insert(sid, session);
+        self.sessions.insert(session, s);
+        self.reschedule(session);
+        self.events.push_back(Event::Opened { session, handshake });
+    }
+
+    fn poll(&mut self, id: RequestId, session: SessionId, cors: Headers) {
+        let s = self
+            .sessions
+            .get_mut(&session)
+            .expect("session looked up by caller");
+        if let Some(previous) = s.pending_get.take() {
+            // Two GETs at once: refuse the newcomer, release the parked one with a close.
+            self.parked_gets.remove(&previous.request);
+            let (body, kind) = s.encode_polling(&[Packet::Close]);
+            self.refuse(id, ErrorCode::BadRequest, cors);
+            self.respond(
+                previous.request,
+                http::payload_response(body, kind, previous.cors),
+            );
+            self.close(session, "transport error", Closer::Failure);
+            return;
+        }
+        let get = PendingGet { request: id, cors };
+        if !s.outbox.is_empty() {
+            self.answer_get(session, get);
+        } else if s.upgrade.is_some_and(|u| u.probed) {
+            // Upgrading: release the poll at once so the client can pause polling.
+            let (body, kind) = s.encode_polling(&[Packet::Noop]);
+            self.respond(id, http::payload_response(body, kind, get.cors));
+        } else {
+            s.pending_get = Some(get);
+            self.parked_gets.insert(id, session);
+        }
+    }
+
+    fn answer_get(&mut self, session: SessionId, get: PendingGet) {
+        let Some(s) = self.sessions.get_mut(&session) else {
+            return;
+        };
+        let packets: Vec<Packet> = s.outbox.drain(..).collect();
+        let (body, kind) = s.encode_polling(&packets);
+        let finished = s.closing_deadline.is_some();
+        self.respond(get.request, http::payload_response(body, kind, get.cors));
+        if finished {
+            self.forget(session);
+        }
+    }
+
+    fn receive_post(
+        &mut self,
+        id: RequestId,
+        session: SessionId,
+        req: &HttpRequest,
+        cors: Headers,
+        now: Instant,
+    ) {
+        if !self.is_open(session) {
+            return self.refuse(id, ErrorCode::UnknownSid, cors);
+        }
+        if req.body_truncated || req.body.len() > self.config.max_payload {
+            self.log(Level::Info, "Engine.IO POST over maxPayload", session);
+            return self.respond(id, http::payload_too_large(cors));
+        }
+        let s = &self.sessions[&session];
+        let octet_stream = req
+            .headers
+            .get("content-type")
+            .is_some_and(|t| t.starts_with("application/octet-stream"));
+        let decoded = match s.protocol {
+            Protocol::V4 if octet_stream => None,
+            Protocol::V4 => payload::decode_v4(&req.body).ok(),
+            Protocol::V3 if s.format.jsonp.is_some() => payload::decode_jsonp_body(&req.body)
+                .and_then(|text| payload::decode_v3_text(&text))
+                .ok(),
+            Protocol::V3 if octet_stream || req.body.first().is_some_and(|&b| b <= 1) => {
+                payload::decode_v3_binary(&req.body).ok()
+            }
+            Protocol::V3 => payload::decode_v3_text(&req.body).ok(),
+        };
+        let Some(packets) = decoded else {
+            self.log(Level::Info, "Engine.IO invalid payload", session);
+            self.refuse(id, ErrorCode::BadRequest, cors);
+            self.close(session, "parse error", Closer::Failure);
+            return;
+        };
+        self.respond(id, http::post_ok(cors));
+        for packet in packets {
+            if !self.is_open(session) {
+                break;
+            }
+            self.on_packet(session, packet, now);
+        }
+    }
+
+    fn start_upgrade(&mut self, id: RequestId, session: SessionId, now: Instant) {
+        let s = &self.sessions[&session];
+        if !self.config.allow_upgrades
+            || !s.is_polling()
+            || s.upgrade.is_some()
+            || !self.is_open(session)
+        {
+            return self.refuse(id, ErrorCode::BadRequest, Headers::default());
+        }
+        let conn = ConnId::from(id);
+        let deadline = now + self.config.upgrade_timeout;
+        if let Some(s) = self.sessions.get_mut(&session) {
+            s.upgrade = Some(Upgrade {
+                conn,
+                deadline,
+                probed: false,
+            });
+        }
+        self.conns.insert(conn, session);
+        self.io.push_back(net::Output::WsAccept(id));
+        self.reschedule(session);
+    }
+
+    fn on_probe_packet(
+        &mut self,
+        session: SessionId,
+        conn: ConnId,
+        packet: Option<Packet>,
+        now: Instant,
+    ) {
+        let protocol = self.sessions[&session].protocol;
+        match packet {
+            Some(Packet::Ping(data)) if &data[..] == b"probe" => {
+                let pong = Packet::Pong(Bytes::from_static(b"probe"));
+                self.io
+                    .push_back(net::Output::WsSend(conn, pong.to_ws_frame(protocol)));
+                let s = self.sessions.get_mut(&session).expect("open session");
+                if let Some(upgrade) = &mut s.upgrade {
+                    upgrade.probed = true;
+                }
+                if let Some(get) = s.pending_get.take() {
+                    self.parked_gets.remove(&get.request);
+                    let (body, kind) = s.encode_polling(&[Packet::Noop]);
+                    self.respond(get.request, http::payload_response(body, kind, get.cors));
+                }
+            }
+            Some(Packet::Upgrade) => {
+                let s = self.sessions.get_mut(&session).expect("open session");
+                s.upgrade = None;
+                s.transport = Transport::WebSocket(conn);
+                s.note_client_activity(&self.config, now);
+                if let Some(get) = s.pending_get.take() {
+                    self.parked_gets.remove(&get.request);
+                    let (body, kind) = s.encode_polling(&[Packet::Noop]);
+                    self.respond(get.request, http::payload_response(body, kind, get.cors));
+                }
+                let s = self.sessions.get_mut(&session).expect("open session");
+                for packet in s.outbox.drain(..) {
+                    self.io
+                        .push_back(net::Output::WsSend(conn, packet.to_ws_frame(protocol)));
+                }
+                self.reschedule(session);
+            }
+            _ => {
+                self.log(Level::Info, "Engine.IO invalid upgrade packet", session);
+                self.io.push_back(net::Output::WsClose(conn, 1002));
+                self.conns.remove(&conn);
+                if let Some(s) = self.sessions.get_mut(&session) {
+                    s.upgrade = None;
+                }
+                self.reschedule(session);
+            }
+        }
+    }
+
+    fn on_packet(&mut self, session: SessionId, packet: Packet, now: Instant) {
+        let config = &self.config;
+        let Some(s) = self.sessions.get_mut(&session) else {
+            return;
+        };
+        s.note_client_activity(config, now);
+        match (packet, s.protocol) {
+            (Packet::Message(message), _) => {
+                self.events.push_back(Event::Message { session, message });
+            }
+            (Packet::Ping(data), Protocol::V3) => {
+                self.send_packet(session, Packet::Pong(data));
+            }
+            (Packet::Pong(_), Protocol::V4) => {
+                if let Heartbeat::ServerPings {
+                    next_ping,
+                    pong_deadline,
+                } = &mut s.heartbeat
+                    && pong_deadline.is_some()
+                {
+                    *pong_deadline = None;
+                    *next_ping = Some(now + config.ping_interval);
+                }
+            }
+            (Packet::Close, _) => self.close(session, "transport close", Closer::Client),
+            (Packet::Ping(_) | Packet::Pong(_), _) => {
+                self.log(
+                    Level::Info,
+                    "Engine.IO invalid heartbeat direction",
+                    session,
+                );
+                self.close(session, "transport error", Closer::Failure);
+            }
+            (Packet::Open(_) | Packet::Upgrade | Packet::Noop, _) => {
+                self.log(Level::Info, "Engine.IO unexpected packet", session);
+                self.close(session, "parse error", Closer::Failure);
+            }
+        }
+        self.reschedule(session);
+    }
+
+    fn send_packet(&mut self, session: SessionId, packet: Packet) -> bool {
+        if !self.is_open(session) {
+            return false;
+        }
+        let s = self.sessions.get_mut(&session).expect("open session");
+        match s.transport {
+            Transport::WebSocket(conn) => {
+                let frame = packet.to_ws_frame(s.protocol);
+                self.io.push_back(net::Output::WsSend(conn, frame));
+            }
+            Transport::Polling => {
+                if s.outbox.len() >= self.config.max_buffered_packets {
+                    self.log(Level::Warn, "Engine.IO polling buffer full", session);
+                    self.close(session, "transport error", Closer::Failure);
+                    return false;
+                }
+                s.outbox.push_back(packet);
+                self.dirty.push(session);
+            }
+        }
+        true
+    }
+
+    fn on_deadline(&mut self, session: SessionId, now: Instant) {
+        let config = &self.config;
+        let Some(s) = self.sessions.get_mut(&session) else {
+            return;
+        };
+        if s.closing_deadline.is_some_and(|at| at <= now) {
+            self.forget(session);
+            return;
+        }
+        if let Some(upgrade) = s.upgrade.filter(|u| u.deadline <= now) {
+            s.upgrade = None;
+            self.conns.remove(&upgrade.conn);
+            self.io.push_back(net::Output::WsClose(upgrade.conn, 1000));
+        }
+        let s = self.sessions.get_mut(&session).expect("checked above");
+        match &mut s.heartbeat {
+            Heartbeat::ServerPings {
+                next_ping,
+                pong_deadline,
+            } => {
+                if pong_deadline.is_some_and(|at| at <= now) {
+                    self.close(session, "ping timeout", Closer::Failure);
+                    return;
+                }
+                if next_ping.is_some_and(|at| at <= now) {
+                    *next_ping = None;
+                    *pong_deadline = Some(now + config.ping_timeout);
+                    self.send_packet(session, Packet::Ping(Bytes::new()));
+                }
+            }
+            Heartbeat::ClientPings { silence_deadline } => {
+                if *silence_deadline <= now {
+                    self.close(session, "ping timeout", Closer::Failure);
+                    return;
+                }
+            }
+        }
+        self.reschedule(session);
+    }
+
+    /// Ends a session: tells the client what `closer` implies, closes its WebSockets, reports
+    /// [`Event::Closed`]. An application close over polling with no GET parked keeps the
+    /// session (closing) so the next GET can carry the `1`.
+    fn close(&mut self, session: SessionId, reason: &'static str, closer: Closer) {
+        let Some(s) = self.sessions.get_mut(&session) else {
+            return;
+        };
+        if s.closing_deadline.is_some() {
+            return;
+        }
+        let sid = s.sid.clone();
+        if let Some(upgrade) = s.upgrade.take() {
+            self.conns.remove(&upgrade.conn);
+            self.io.push_back(net::Output::WsClose(upgrade.conn, 1000));
+        }
+        let mut keep = false;
+        match s.transport {
+            Transport::WebSocket(conn) => {
+                if closer == Closer::Application {
+                    let frame = Packet::Close.to_ws_frame(s.protocol);
+                    self.io.push_back(net::Output::WsSend(conn, frame));
+                }
+                let code = if reason == "parse error" { 1002 } else { 1000 };
+                if self.conns.remove(&conn).is_some() {
+                    self.io.push_back(net::Output::WsClose(conn, code));
+                }
+            }
+            Transport::Polling => {
+                let last = if closer == Closer::Client {
+                    Packet::Noop
+                } else {
+                    Packet::Close
+                };
+                if let Some(get) = s.pending_get.take() {
+                    self.parked_gets.remove(&get.request);
+                    s.outbox.push_back(last);
+                    let packets: Vec<Packet> = s.outbox.drain(..).collect();
+                    let (body, kind) = s.encode_polling(&packets);
+                    self.respond(get.request, http::payload_response(body, kind, get.cors));
+                } else if closer == Closer::Application
+                    && let Some(now) = self.now
+                {
+                    // The client has as long as a pong would take to fetch the `1`.
+                    s.outbox.push_back(Packet::Close);
+                    s.closing_deadline = Some(now + self.config.ping_timeout);
+                    keep = true;
+                }
+            }
+        }
+        self.io.push_back(net::Output::Event(
+            AppEvent::new(Level::Debug, "Engine.IO session closed")
+                .with("sid", sid)
+                .with("reason", reason),
+        ));
+        self.events.push_back(Event::Closed { session, reason });
+        if !keep {
+            self.forget(session);
+        } else if let Some(s) = self.sessions.get_mut(&session) {
+            // Still reachable by sid until the `1` is fetched, but no longer a WebSocket owner.
+            s.upgrade = None;
+        }
+    }
+
+    /// Drops every trace of a session.
+    fn forget(&mut self, session: SessionId) {
+        let Some(s) = self.sessions.remove(&session) else {
+            return;
+        };
+        self.by_sid.remove(&s.sid);
+        if let Some(get) = s.pending_get {
+            self.parked_gets.remove(&get.request);
+        }
+        if let Transport::WebSocket(conn) = s.transport {
+            self.conns.remove(&conn);
+        }
+        if let Some(at) = s.scheduled {
+            self.timers.remove(&(at, session));
+        }
+    }
+
+    /// Re-registers the session's earliest deadline in the timer set.
+    fn reschedule(&mut self, session: SessionId) {
+        let Some(s) = self.sessions.get_mut(&session) else {
+            return;
+        };
+        let wanted = if s.closing_deadline.is_some() {
+            s.closing_deadline
+        } else {
+            s.deadline()
+        };
+        if wanted == s.scheduled {
+            return;
+        }
+        if let Some(at) = s.scheduled {
+            self.timers.remove(&(at, session));
+        }
+        if let Some(at) = wanted {
+            self.timers.insert((at, session));
+        }
+        s.scheduled = wanted;
+    }
+}

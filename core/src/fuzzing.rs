@@ -1,0 +1,276 @@
+//! Entry points of the fuzz targets in `fuzz/`, kept in the crate so that the committed corpus
+//! is replayed by an ordinary `cargo test` (`core/tests/fuzz_corpus.rs`).
+//!
+//! Each function takes arbitrary bytes, must never panic on any input, and asserts the
+//! properties that must hold whatever the input (decode ∘ encode ∘ decode = decode, every
+//! request answered at most once).
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use crate::conformance::Conformance;
+use crate::eio::{Packet, Protocol, payload};
+use crate::net::{ConnId, Engine, Headers, HttpRequest, Method, Output, RequestId, WsFrame};
+use crate::sio;
+
+/// Engine.IO packets: text form, payload entries and WebSocket frames of both revisions.
+pub fn eio_packet(data: &[u8]) {
+    if let Ok(packet) = Packet::decode_text(data) {
+        let text = packet
+            .encode_text()
+            .expect("decoded text packets encode as text");
+        assert_eq!(Packet::decode_text(&text), Ok(packet));
+    }
+    for protocol in [Protocol::V3, Protocol::V4] {
+        if let Ok(packet) = Packet::decode_payload_entry(data, protocol) {
+            let entry = packet.encode_payload_entry(protocol);
+            assert_eq!(Packet::decode_payload_entry(&entry, protocol), Ok(packet));
+        }
+        for frame in [
+            WsFrame::Binary(Bytes::copy_from_slice(data)),
+            WsFrame::Text(Bytes::copy_from_slice(data)),
+        ] {
+            if let Ok(packet) = Packet::from_ws_frame(&frame, protocol) {
+                let again = packet.to_ws_frame(protocol);
+                assert_eq!(Packet::from_ws_frame(&again, protocol), Ok(packet));
+            }
+        }
+    }
+}
+
+/// Polling payloads; the first byte picks the framing (v4, v3 text, v3 binary, JSONP body).
+pub fn eio_payload(data: &[u8]) {
+    let Some((&selector, body)) = data.split_first() else {
+        return;
+    };
+    match selector % 4 {
+        0 => {
+            if let Ok(packets) = payload::decode_v4(body) {
+                let encoded = payload::encode_v4(&packets);
+                assert_eq!(payload::decode_v4(&encoded), Ok(packets));
+            }
+        }
+        1 => {
+            if let Ok(packets) = payload::decode_v3_text(body) {
+                let encoded = payload::encode_v3_text(&packets);
+                assert_eq!(payload::decode_v3_text(&encoded), Ok(packets));
+            }
+        }
+        2 => {
+            if let Ok(packets) = payload::decode_v3_binary(body) {
+                let encoded = payload::encode_v3_binary(&packets);
+                assert_eq!(payload::decode_v3_binary(&encoded), Ok(packets));
+            }
+        }
+        _ => {
+            if let Ok(text) = payload::decode_jsonp_body(body) {
+                let _ = payload::decode_v3_text(&text);
+            }
+        }
+    }
+}
+
+/// Socket.IO packets, with attachments joined from the bytes after a NUL separator.
+pub fn sio_packet(data: &[u8]) {
+    let (text, rest) = match data.iter().position(|&b| b == 0) {
+        Some(at) => (&data[..at], &data[at + 1..]),
+        None => (data, &[][..]),
+    };
+    let Ok(text) = std::str::from_utf8(text) else {
+        return;
+    };
+    let Ok(packet) = sio::packet::decode(text, 10) else {
+        return;
+    };
+    for revision in [sio::Revision::V4, sio::Revision::V5] {
+        let encoded = sio::packet::encode(&packet, revision);
+        assert_eq!(sio::packet::decode(&encoded, 10).as_ref(), Ok(&packet));
+    }
+    if let Some(mut value) = packet.data.clone() {
+        let attachments: Vec<Bytes> = rest
+            .chunks(4)
+            .take(packet.attachments)
+            .map(Bytes::copy_from_slice)
+            .collect();
+        if sio::binary::reconstruct(&mut value, &attachments).is_ok() {
+            let mut wire = value.clone();
+            let mut out = Vec::new();
+            sio::binary::deconstruct(&mut wire, &mut out);
+            let mut back = wire;
+            sio::binary::reconstruct(&mut back, &out).expect("own placeholders are in range");
+            assert_eq!(back, value);
+        }
+    }
+}
+
+/// Reads the fuzz input as a script of adapter inputs.
+struct Script<'a> {
+    data: &'a [u8],
+}
+
+impl Script<'_> {
+    fn byte(&mut self) -> Option<u8> {
+        let (&b, rest) = self.data.split_first()?;
+        self.data = rest;
+        Some(b)
+    }
+
+    fn chunk(&mut self) -> &[u8] {
+        let len = usize::from(self.byte().unwrap_or(0));
+        let len = len.min(self.data.len());
+        let (chunk, rest) = self.data.split_at(len);
+        self.data = rest;
+        chunk
+    }
+
+    fn pick<'b, T>(&mut self, items: &'b [T]) -> Option<&'b T> {
+        if items.is_empty() {
+            return None;
+        }
+        let index = usize::from(self.byte().unwrap_or(0)) % items.len();
+        items.get(index)
+    }
+}
+
+/// What the fake adapter of [`engine`] knows.
+#[derive(Default)]
+struct World {
+    sids: Vec<(String, &'static str, &'static str)>,
+    conns: Vec<ConnId>,
+    parked: Vec<RequestId>,
+    answered: HashSet<RequestId>,
+    next_id: u64,
+}
+
+/// An arbitrary sequence of adapter inputs into one [`Conformance`] engine.
+pub fn engine(data: &[u8]) {
+    let mut script = Script { data };
+    let mut engine = Conformance::new(u64::from(script.byte().unwrap_or(0)));
+    let mut world = World::default();
+    let start = Instant::now();
+    let mut now = start;
+    let mut steps = 0;
+    while let Some(op) = script.byte() {
+        steps += 1;
+        if steps > 256 {
+            break;
+        }
+        world.next_id += 1;
+        let id = RequestId(world.next_id);
+        let path = if op & 0x80 == 0 {
+            "/socket.io/"
+        } else {
+            "/engine.io/"
+        };
+        let eio = if op & 0x40 == 0 { "4" } else { "3" };
+        let request = |method: Method, query: String, body: &[u8], websocket: bool| HttpRequest {
+            method,
+            path: path.to_owned(),
+            query,
+            headers: Headers::default(),
+            body: Bytes::copy_from_slice(body),
+            body_truncated: false,
+            websocket,
+        };
+        match op % 12 {
+            0 => {
+                let extra = ["", "&b64=1", "&j=0"][usize::from(op / 12 % 3)];
+                let query = format!("EIO={eio}&transport=polling{extra}");
+                engine.handle_http(id, request(Method::Get, query, b"", false), now);
+            }
+            1 => {
+                let query = format!("EIO={eio}&transport=websocket");
+                engine.handle_http(id, request(Method::Get, query, b"", true), now);
+            }
+            2 | 3 => {
+                let Some((sid, eio, extra)) = script.pick(&world.sids).cloned() else {
+                    continue;
+                };
+                let query = format!("EIO={eio}&transport=polling{extra}&sid={sid}");
+                let (method, body) = if op % 12 == 2 {
+                    (Method::Get, &[][..])
+                } else {
+                    (Method::Post, script.chunk())
+                };
+                engine.handle_http(id, request(method, query, body, false), now);
+            }
+            4 | 5 => {
+                let Some(&conn) = script.pick(&world.conns) else {
+                    continue;
+                };
+                let bytes = Bytes::copy_from_slice(script.chunk());
+                let frame = match (op % 12 == 4, std::str::from_utf8(&bytes).is_ok()) {
+                    (true, true) => WsFrame::Text(bytes),
+                    _ => WsFrame::Binary(bytes),
+                };
+                engine.handle_ws_frame(conn, frame, now);
+            }
+            6 => {
+                if let Some(&conn) = script.pick(&world.conns) {
+                    engine.handle_ws_closed(conn, now);
+                }
+            }
+            7 => {
+                if let Some(&parked) = script.pick(&world.parked) {
+                    engine.handle_http_aborted(parked, now);
+                }
+            }
+            8 => {
+                now += Duration::from_millis(u64::from(script.byte().unwrap_or(0)) * 8);
+                engine.handle_timeout(now);
+            }
+            9 => {
+                let Some((sid, eio, _)) = script.pick(&world.sids).cloned() else {
+                    continue;
+                };
+                let query = format!("EIO={eio}&transport=websocket&sid={sid}");
+                engine.handle_http(id, request(Method::Get, query, b"", true), now);
+            }
+            10 => {
+                let query = String::from_utf8_lossy(script.chunk()).into_owned();
+                let method =
+                    Method::from_token(["GET", "POST", "OPTIONS", "PUT"][usize::from(op / 12 % 4)]);
+                let body = script.chunk().to_vec();
+                engine.handle_http(id, request(method, query, &body, op & 1 == 1), now);
+            }
+            _ => engine.handle_wall_clock(0, now),
+        }
+        world.parked.push(id);
+        drain(&mut engine, &mut world, op);
+    }
+}
+
+fn drain(engine: &mut Conformance, world: &mut World, op: u8) {
+    loop {
+        match engine.poll_output() {
+            Output::Idle(_) => return,
+            Output::HttpResponse(id, response) => {
+                assert!(world.answered.insert(id), "request answered twice");
+                world.parked.retain(|p| *p != id);
+                let body = String::from_utf8_lossy(&response.body);
+                if let Some(start) = body.find("\"sid\":\"") {
+                    let sid: String = body[start + 7..]
+                        .chars()
+                        .take_while(|c| *c != '"')
+                        .collect();
+                    let eio = if op & 0x40 == 0 { "4" } else { "3" };
+                    let extra = if body.contains("___eio") {
+                        "&j=0"
+                    } else {
+                        "&b64=1"
+                    };
+                    world.sids.push((sid.replace('\\', ""), eio, extra));
+                }
+            }
+            Output::WsAccept(id) => {
+                assert!(world.answered.insert(id), "request answered twice");
+                world.parked.retain(|p| *p != id);
+                world.conns.push(ConnId::from(id));
+            }
+            Output::WsClose(conn, _) => world.conns.retain(|c| *c != conn),
+            _ => {}
+        }
+    }
+}

@@ -1,0 +1,610 @@
+//! The Socket.IO server: namespaces over Engine.IO sessions, admission, events and acks.
+
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+use std::time::Instant;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use bytes::{BufMut, Bytes, BytesMut};
+use rand_chacha::ChaCha20Rng;
+use rand_core::{RngCore, SeedableRng};
+use serde_json::{Map, Value};
+
+use super::packet::{self, PacketType};
+use super::state::{Admission, Conn, PartialPacket, Socket};
+use super::{Config, Event, Output, Payload, Revision, SocketId, binary};
+use crate::eio::{self, Message, SessionId};
+use crate::net::{self, AppEvent, ConnId, HttpRequest, Level, RequestId, WsFrame, earliest};
+
+/// Seed offset separating the socket-id RNG from the session-id RNG.
+const SOCKET_ID_STREAM: u64 = 0x5153_4f43_4b45_5453;
+
+/// The Socket.IO server of one endpoint. See the [module docs](super).
+#[derive(Debug)]
+pub struct Server {
+    config: Config,
+    eio: eio::Server,
+    rng: ChaCha20Rng,
+    next_socket: u64,
+    conns: HashMap<SessionId, Conn>,
+    sockets: HashMap<SocketId, Socket>,
+    connect_timers: BTreeSet<(Instant, SessionId)>,
+    out: VecDeque<Output>,
+    /// The latest `now` given by any input.
+    now: Option<Instant>,
+}
+
+impl Server {
+    /// A server for `config`; every id it makes comes from RNGs seeded with `seed`.
+    pub fn new(config: Config, seed: u64) -> Server {
+        Server {
+            eio: eio::Server::new(config.eio.clone(), seed),
+            rng: ChaCha20Rng::seed_from_u64(seed ^ SOCKET_ID_STREAM),
+            config,
+            next_socket: 1,
+            conns: HashMap::new(),
+            sockets: HashMap::new(),
+            connect_timers: BTreeSet::new(),
+            out: VecDeque::new(),
+            now: None,
+        }
+    }
+
+    /// True when the request path is this engine's endpoint (with or without trailing slash).
+    pub fn matches_path(&self, path: &str) -> bool {
+        self.eio.matches_path(path)
+    }
+
+    /// True when `conn` is a WebSocket of this engine.
+    pub fn owns_conn(&self, conn: ConnId) -> bool {
+        self.eio.owns_conn(conn)
+    }
+
+    /// An HTTP request whose path [`Server::matches_path`].
+    pub fn handle_http(&mut self, id: RequestId, req: HttpRequest, now: Instant) {
+        self.handle_timeout(now);
+        self.eio.handle_http(id, req, now);
+        self.pump();
+    }
+
+    /// A request's peer went away.
+    pub fn handle_http_aborted(&mut self, id: RequestId, now: Instant) {
+        self.handle_timeout(now);
+        self.eio.handle_http_aborted(id, now);
+        self.pump();
+    }
+
+    /// A frame on a WebSocket this engine [owns](Server::owns_conn).
+    pub fn handle_ws_frame(&mut self, conn: ConnId, frame: WsFrame, now: Instant) {
+        self.handle_timeout(now);
+        self.eio.handle_ws_frame(conn, frame, now);
+        self.pump();
+    }
+
+    /// A WebSocket this engine owns closed.
+    pub fn handle_ws_closed(&mut self, conn: ConnId, now: Instant) {
+        self.handle_timeout(now);
+        self.eio.handle_ws_closed(conn, now);
+        self.pump();
+    }
+
+    /// Runs every deadline due at `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.now = Some(now);
+        self.eio.handle_timeout(now);
+        while let Some(&(at, session)) = self.connect_timers.first() {
+            if at > now {
+                break;
+            }
+            self.connect_timers.remove(&(at, session));
+            let timed_out = self
+                .conns
+                .get(&session)
+                .is_some_and(|c| c.connect_deadline == Some(at));
+            if timed_out {
+                self.log(AppEvent::new(Level::Info, "Socket.IO connect timeout"));
+                self.eio.close_session(session, "forced close", now);
+            }
+        }
+        self.pump();
+    }
+
+    /// The next output; [`Output::Idle`] carries the next deadline.
+    pub fn poll_output(&mut self) -> Output {
+        loop {
+            if let Some(output) = self.out.pop_front() {
+                return output;
+            }
+            if let Some(io) = self.eio.pop_io() {
+                return Output::Io(io);
+            }
+            if let Some(event) = self.eio.pop_event() {
+                self.on_eio_event(event);
+                continue;
+            }
+            self.eio.flush();
+            if let Some(io) = self.eio.pop_io() {
+                return Output::Io(io);
+            }
+            let connect = self.connect_timers.first().map(|(at, _)| *at);
+            return Output::Idle(earliest(self.eio.next_deadline(), connect));
+        }
+    }
+
+    /// Admits a pending socket: sends the CONNECT reply, then reports [`Event::Connected`].
+    pub fn accept(&mut self, socket: SocketId, now: Instant) {
+        self.handle_timeout(now);
+        let Some(s) = self.sockets.get_mut(&socket) else {
+            return;
+        };
+        let admission = s.admission;
+        if admission == Admission::Connected {
+            return;
+        }
+        s.admission = Admission::Connected;
+        if admission == Admission::Pending {
+            let (session, revision) = (s.session, s.revision);
+            let data = match revision {
+                Revision::V5 => Some(format!("{{\"sid\":\"{}\"}}", s.sid)),
+                Revision::V4 => None,
+            };
+            let header = packet::encode_header(
+                PacketType::Connect,
+                0,
+                &s.namespace,
+                None,
+                data.is_some(),
+                revision,
+            );
+            let text = header + data.as_deref().unwrap_or("");
+            self.eio.send(session, Message::text(text));
+        }
+        self.push_event(Event::Connected { socket });
+    }
+
+    /// Refuses a pending socket with `message` (`44/nsp,"…"` in v4, `44/nsp,{"message":"…"}`
+    /// in v5). The Engine.IO session stays open.
+    pub fn reject(&mut self, socket: SocketId, message: &str, now: Instant) {
+        self.handle_timeout(now);
+        let Some(s) = self.sockets.get(&socket) else {
+            return;
+        };
+        if s.is_connected() {
+            return;
+        }
+        let data = match s.revision {
+            Revision::V4 => Value::String(message.to_owned()),
+            Revision::V5 => {
+                let mut map = Map::new();
+                map.insert("message".to_owned(), Value::String(message.to_owned()));
+                Value::Object(map)
+            }
+        };
+        let header = packet::encode_header(
+            PacketType::ConnectError,
+            0,
+            &s.namespace,
+            None,
+            true,
+            s.revision,
+        );
+        let session = s.session;
+        self.eio
+            .send(session, Message::text(header + &data.to_string()));
+        self.remove_socket(socket);
+    }
+
+    /// Emits to a connected socket; false if it is not connected.
+    pub fn emit(&mut self, socket: SocketId, payload: &Payload, now: Instant) -> bool {
+        self.handle_timeout(now);
+        self.send_payload(socket, PacketType::Event, None, payload)
+    }
+
+    /// Emits asking for an ack; the id the [`Event::Ack`] will carry, or `None` if the socket
+    /// is not connected.
+    pub fn emit_with_ack(
+        &mut self,
+        socket: SocketId,
+        payload: &Payload,
+        now: Instant,
+    ) -> Option<u64> {
+        self.handle_timeout(now);
+        let s = self.sockets.get_mut(&socket).filter(|s| s.is_connected())?;
+        let id = s.next_ack;
+        s.next_ack += 1;
+        s.awaiting_acks.insert(id);
+        self.send_payload(socket, PacketType::Event, Some(id), payload)
+            .then_some(id)
+    }
+
+    /// Answers a client's ack request `id` with `args`.
+    pub fn ack(&mut self, socket: SocketId, id: u64, args: &[Value], now: Instant) {
+        self.handle_timeout(now);
+        let payload = Payload::from_values(args);
+        self.send_payload(socket, PacketType::Ack, Some(id), &payload);
+    }
+
+    /// Disconnects a socket from its namespace (`41`); the Engine.IO session stays open.
+    pub fn disconnect(&mut self, socket: SocketId, now: Instant) {
+        self.handle_timeout(now);
+        let Some(s) = self.sockets.get(&socket) else {
+            return;
+        };
+        let header = packet::encode_header(
+            PacketType::Disconnect,
+            0,
+            &s.namespace,
+            None,
+            false,
+            s.revision,
+        );
+        let (session, connected) = (s.session, s.is_connected());
+        self.eio.send(session, Message::text(header));
+        self.remove_socket(socket);
+        if connected {
+            self.push_event(Event::Disconnected {
+                socket,
+                reason: "server namespace disconnect",
+            });
+        }
+    }
+
+    /// Closes the socket's whole Engine.IO session (every namespace on it).
+    pub fn close_connection(&mut self, socket: SocketId, now: Instant) {
+        self.handle_timeout(now);
+        if let Some(session) = self.sockets.get(&socket).map(|s| s.session) {
+            self.eio.close_session(session, "forced close", now);
+            self.pump();
+        }
+    }
+
+    /// Closes every session cleanly (shutdown).
+    pub fn close_all(&mut self, now: Instant) {
+        self.handle_timeout(now);
+        self.eio.close_all(now);
+        self.pump();
+    }
+
+    /// The socket's namespace.
+    pub fn namespace(&self, socket: SocketId) -> Option<&str> {
+        self.sockets.get(&socket).map(|s| s.namespace.as_str())
+    }
+
+    /// The socket's Engine.IO handshake record.
+    pub fn handshake(&self, socket: SocketId) -> Option<Arc<eio::Handshake>> {
+        let session = self.sockets.get(&socket)?.session;
+        self.conns.get(&session).map(|c| c.handshake.clone())
+    }
+
+    /// The socket's protocol revision.
+    pub fn revision(&self, socket: SocketId) -> Option<Revision> {
+        self.sockets.get(&socket).map(|s| s.revision)
+    }
+
+    /// True once accepted and until disconnected.
+    pub fn is_connected(&self, socket: SocketId) -> bool {
+        self.sockets.get(&socket).is_some_and(Socket::is_connected)
+    }
+
+    /// The Engine.IO sid of the socket's session.
+    pub fn engine_sid(&self, socket: SocketId) -> Option<&str> {
+        self.eio.sid(self.sockets.get(&socket)?.session)
+    }
+
+    /// The socket's Socket.IO id as the client knows it: the id of the v5 CONNECT reply; in v4
+    /// the engine sid for `/` and `/nsp#<engine sid>` otherwise.
+    pub fn socket_sid(&self, socket: SocketId) -> Option<String> {
+        let s = self.sockets.get(&socket)?;
+        match s.revision {
+            Revision::V5 => Some(s.sid.clone()),
+            Revision::V4 => {
+                let engine = self.eio.sid(s.session)?;
+                Some(if s.namespace == "/" {
+                    engine.to_owned()
+                } else {
+                    format!("{}#{engine}", s.namespace)
+                })
+            }
+        }
+    }
+
+    /// Number of sockets, pending or connected.
+    pub fn socket_count(&self) -> usize {
+        self.sockets.len()
+    }
+
+    /// The Engine.IO layer (for inspection).
+    pub fn engine(&self) -> &eio::Server {
+        &self.eio
+    }
+
+    /// Handles every Engine.IO event produced so far, moving adapter outputs into our queue.
+    fn pump(&mut self) {
+        loop {
+            while let Some(io) = self.eio.pop_io() {
+                self.out.push_back(Output::Io(io));
+            }
+            match self.eio.pop_event() {
+                Some(event) => self.on_eio_event(event),
+                None => break,
+            }
+        }
+    }
+
+    /// Queues an application event after every adapter output produced before it.
+    fn push_event(&mut self, event: Event) {
+        while let Some(io) = self.eio.pop_io() {
+            self.out.push_back(Output::Io(io));
+        }
+        self.out.push_back(Output::Event(event));
+    }
+
+    fn log(&mut self, event: AppEvent) {
+        self.out.push_back(Output::Io(net::Output::Event(event)));
+    }
+
+    fn on_eio_event(&mut self, event: eio::Event) {
+        match event {
+            eio::Event::Opened { session, handshake } => self.on_open(session, handshake),
+            eio::Event::Message { session, message } => self.on_message(session, message),
+            eio::Event::Closed { session, reason } => {
+                let Some(conn) = self.conns.remove(&session) else {
+                    return;
+                };
+                if let Some(at) = conn.connect_deadline {
+                    self.connect_timers.remove(&(at, session));
+                }
+                let mut sockets: Vec<SocketId> = conn.namespaces.into_values().collect();
+                sockets.sort();
+                for socket in sockets {
+                    self.sockets.remove(&socket);
+                    self.push_event(Event::Disconnected { socket, reason });
+                }
+            }
+        }
+    }
+
+    fn on_open(&mut self, session: SessionId, handshake: Arc<eio::Handshake>) {
+        let revision = Revision::of(handshake.protocol());
+        let connect_deadline = match (revision, self.now) {
+            (Revision::V5, Some(now)) => Some(now + self.config.connect_timeout),
+            _ => None,
+        };
+        if let Some(at) = connect_deadline {
+            self.connect_timers.insert((at, session));
+        }
+        self.conns.insert(
+            session,
+            Conn {
+                revision,
+                handshake,
+                namespaces: HashMap::new(),
+                connect_deadline,
+                partial: None,
+            },
+        );
+        if revision == Revision::V4 {
+            // socket.io 1.x/2.x servers connect `/` at once and say so right after the open.
+            self.eio.send(session, Message::text("0"));
+            self.new_socket(session, "/".to_owned(), None, Admission::PendingImplicit);
+        }
+    }
+
+    fn on_message(&mut self, session: SessionId, message: Message) {
+        let Some(conn) = self.conns.get_mut(&session) else {
+            return;
+        };
+        let packet = match (message, conn.partial.take()) {
+            (Message::Binary(bytes), Some(mut partial)) => {
+                partial.attachments.push(bytes);
+                if partial.attachments.len() < partial.packet.attachments {
+                    conn.partial = Some(partial);
+                    return;
+                }
+                let mut packet = partial.packet;
+                let joined = match &mut packet.data {
+                    Some(data) => binary::reconstruct(data, &partial.attachments).is_ok(),
+                    None => true,
+                };
+                if !joined {
+                    return self.protocol_error(session, "Socket.IO placeholder out of range");
+                }
+                packet
+            }
+            (Message::Binary(_), None) => {
+                return self.protocol_error(session, "Socket.IO unexpected binary message");
+            }
+            (Message::Text(_), Some(_)) => {
+                return self.protocol_error(session, "Socket.IO attachments missing");
+            }
+            (Message::Text(text), None) => {
+                let decoded = std::str::from_utf8(&text)
+                    .ok()
+                    .and_then(|t| packet::decode(t, self.config.max_attachments).ok());
+                let Some(packet) = decoded else {
+                    return self.protocol_error(session, "Socket.IO invalid packet");
+                };
+                if packet.kind.is_binary() && packet.attachments > 0 {
+                    conn.partial = Some(PartialPacket {
+                        packet,
+                        attachments: Vec::new(),
+                    });
+                    return;
+                }
+                packet
+            }
+        };
+        self.on_packet(session, packet);
+    }
+
+    fn on_packet(&mut self, session: SessionId, packet: packet::Packet) {
+        let conn = self.conns.get_mut(&session).expect("caller checked");
+        let revision = conn.revision;
+        let (namespace, query) = match packet.namespace.split_once('?') {
+            Some((ns, q)) => (ns.to_owned(), Some(q.to_owned())),
+            None => (packet.namespace.clone(), None),
+        };
+        let existing = conn.namespaces.get(&namespace).copied();
+        match packet.kind {
+            PacketType::Connect => {
+                if let Some(at) = conn.connect_deadline.take() {
+                    self.connect_timers.remove(&(at, session));
+                }
+                if existing.is_some() {
+                    if revision == Revision::V4 {
+                        return; // socket.io 2.x ignores a CONNECT for a joined namespace
+                    }
+                    return self.protocol_error(session, "Socket.IO namespace already joined");
+                }
+                let auth = match (revision, packet.data, query) {
+                    (Revision::V5, Some(Value::Object(map)), _) => Some(map),
+                    (Revision::V4, _, Some(query)) => Some(
+                        crate::urlencoded::pairs(&query)
+                            .map(|(k, v)| (k.into_owned(), Value::String(v.into_owned())))
+                            .collect(),
+                    ),
+                    _ => None,
+                };
+                self.new_socket(session, namespace, auth, Admission::Pending);
+            }
+            PacketType::Disconnect => {
+                if let Some(socket) = existing {
+                    self.remove_socket(socket);
+                    self.push_event(Event::Disconnected {
+                        socket,
+                        reason: "client namespace disconnect",
+                    });
+                }
+            }
+            PacketType::Event
+            | PacketType::BinaryEvent
+            | PacketType::Ack
+            | PacketType::BinaryAck => {
+                let Some(socket) = existing else {
+                    return self.protocol_error(session, "Socket.IO packet for unjoined namespace");
+                };
+                let s = self.sockets.get_mut(&socket).expect("indexed socket");
+                match s.admission {
+                    Admission::Connected => {}
+                    // v4 clients may speak on `/` before the application answered: dropped.
+                    Admission::PendingImplicit => return,
+                    Admission::Pending => {
+                        return self.protocol_error(session, "Socket.IO packet before connect");
+                    }
+                }
+                let args = match packet.data {
+                    Some(Value::Array(args)) => args,
+                    _ => Vec::new(),
+                };
+                if matches!(packet.kind, PacketType::Event | PacketType::BinaryEvent) {
+                    self.push_event(Event::ClientEvent {
+                        socket,
+                        args,
+                        ack: packet.id,
+                    });
+                } else {
+                    match packet.id {
+                        Some(id) if s.awaiting_acks.remove(&id) => {
+                            self.push_event(Event::Ack { socket, id, args });
+                        }
+                        Some(_) => {
+                            self.log(AppEvent::new(Level::Debug, "Socket.IO unknown ack id"))
+                        }
+                        None => self.protocol_error(session, "Socket.IO ack without id"),
+                    }
+                }
+            }
+            PacketType::ConnectError => {
+                self.protocol_error(session, "Socket.IO CONNECT_ERROR from client");
+            }
+        }
+    }
+
+    fn new_socket(
+        &mut self,
+        session: SessionId,
+        namespace: String,
+        auth: Option<Map<String, Value>>,
+        admission: Admission,
+    ) {
+        let Some(conn) = self.conns.get_mut(&session) else {
+            return;
+        };
+        let socket = SocketId(self.next_socket);
+        self.next_socket += 1;
+        conn.namespaces.insert(namespace.clone(), socket);
+        let (revision, handshake) = (conn.revision, conn.handshake.clone());
+        let sid = if revision == Revision::V5 {
+            let mut bytes = [0u8; 15];
+            self.rng.fill_bytes(&mut bytes);
+            URL_SAFE_NO_PAD.encode(bytes)
+        } else {
+            String::new()
+        };
+        self.sockets.insert(
+            socket,
+            Socket {
+                session,
+                namespace: namespace.clone(),
+                revision,
+                admission,
+                sid,
+                next_ack: 0,
+                awaiting_acks: HashSet::new(),
+            },
+        );
+        self.push_event(Event::ConnectRequest {
+            socket,
+            namespace,
+            auth,
+            handshake,
+            revision,
+        });
+    }
+
+    fn remove_socket(&mut self, socket: SocketId) {
+        if let Some(s) = self.sockets.remove(&socket)
+            && let Some(conn) = self.conns.get_mut(&s.session)
+        {
+            conn.namespaces.remove(&s.namespace);
+        }
+    }
+
+    /// A packet broke the protocol: the whole Engine.IO session closes.
+    fn protocol_error(&mut self, session: SessionId, message: &'static str) {
+        self.log(AppEvent::new(Level::Info, message));
+        self.eio.abort_session(session, "parse error");
+    }
+
+    fn send_payload(
+        &mut self,
+        socket: SocketId,
+        kind: PacketType,
+        id: Option<u64>,
+        payload: &Payload,
+    ) -> bool {
+        let Some(s) = self.sockets.get(&socket).filter(|s| s.is_connected()) else {
+            return false;
+        };
+        let attachments = payload.attachments();
+        let kind = match (kind, attachments.is_empty()) {
+            (PacketType::Event, false) => PacketType::BinaryEvent,
+            (PacketType::Ack, false) => PacketType::BinaryAck,
+            (kind, _) => kind,
+        };
+        let header =
+            packet::encode_header(kind, attachments.len(), &s.namespace, id, true, s.revision);
+        let mut text = BytesMut::with_capacity(header.len() + payload.json().len());
+        text.put_slice(header.as_bytes());
+        text.put_slice(payload.json());
+        let session = s.session;
+        let mut sent = self.eio.send(session, Message::Text(text.freeze()));
+        for attachment in attachments {
+            sent &= self
+                .eio
+                .send(session, Message::Binary(Bytes::clone(attachment)));
+        }
+        sent
+    }
+}
