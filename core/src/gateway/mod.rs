@@ -2,4 +2,5 @@
 
 pub mod client_bundle;
 pub mod cluster;
+pub mod flake;
 pub mod store;
