@@ -2,5 +2,6 @@
 
 pub mod client_bundle;
 pub mod cluster;
+pub mod config;
 pub mod flake;
 pub mod store;
