@@ -4,4 +4,8 @@ pub mod client_bundle;
 pub mod cluster;
 pub mod config;
 pub mod flake;
+pub mod js_json;
+pub mod qs;
+pub mod routes;
+pub mod send;
 pub mod store;
