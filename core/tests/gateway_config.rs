@@ -638,3 +638,35 @@ fn the_demo_configuration() {
         (1337, 3600, None)
     );
 }
+
+#[test]
+fn the_example_config_directory_loads_without_warnings() {
+    let read = |name: &str| {
+        let path = format!("{}/../config/{name}", env!("CARGO_MANIFEST_DIR"));
+        SourceFile {
+            text: std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}")),
+            path: name.to_owned(),
+        }
+    };
+    let config = load(&ConfigSources {
+        config_yml: Some(read("config.yml")),
+        sites_yml: Some(read("sites.yml")),
+        env: BTreeMap::new(),
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert!(config.warnings.is_empty(), "{:?}", config.warnings);
+    assert_eq!(config.sites.len(), 1);
+    assert_eq!(
+        config.io,
+        IoOptions::default(),
+        "the example spells out the defaults"
+    );
+    assert_eq!(config.redis, Some(RedisConfig::default()));
+    let dev = load(&ConfigSources {
+        config_yml: Some(read("config.yml")),
+        sites_yml: None,
+        env: [("NODE_ENV".to_owned(), "development".to_owned())].into(),
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(dev.device_ttl_s, 60);
+}
