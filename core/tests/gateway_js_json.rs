@@ -173,3 +173,48 @@ fn deep_nesting_is_refused_not_overflowed() {
     let ok = "[".repeat(MAX_DEPTH) + &"]".repeat(MAX_DEPTH);
     assert!(parse(&ok).is_ok());
 }
+
+mod properties {
+    use courier_core::gateway::js_json::{JsValue, parse, write_number};
+    use proptest::prelude::*;
+
+    fn value() -> impl Strategy<Value = JsValue> {
+        let leaf = prop_oneof![
+            Just(JsValue::Null),
+            any::<bool>().prop_map(JsValue::Bool),
+            any::<f64>()
+                .prop_filter("finite", |n| n.is_finite())
+                .prop_map(JsValue::Number),
+            any::<String>().prop_map(JsValue::String),
+        ];
+        leaf.prop_recursive(4, 32, 6, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..6).prop_map(JsValue::Array),
+                proptest::collection::btree_map(any::<String>(), inner, 0..6)
+                    .prop_map(|m| JsValue::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn printed_json_parses_back_to_the_same_text(v in value()) {
+            let text = v.to_json();
+            let reparsed = parse(&text).map_err(|e| TestCaseError::fail(format!("{e} for {text}")))?;
+            prop_assert_eq!(reparsed.to_json(), text);
+        }
+
+        #[test]
+        fn numbers_print_in_a_form_that_round_trips(n in any::<f64>().prop_filter("finite", |n| n.is_finite())) {
+            let mut text = String::new();
+            write_number(n, &mut text);
+            let back: f64 = text.parse().map_err(|e| TestCaseError::fail(format!("{e}: {text}")))?;
+            prop_assert!(back == n, "{} printed as {}", n, text);
+        }
+
+        #[test]
+        fn parse_never_panics(text in "\\PC{0,64}") {
+            let _ = parse(&text);
+        }
+    }
+}

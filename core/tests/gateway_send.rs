@@ -474,3 +474,49 @@ fn routes_and_fixed_answers() {
         (200, Some(PLAIN), "OK")
     );
 }
+
+mod properties {
+    use super::{FORM, JSON, Q, config};
+    use courier_core::gateway::qs::{self, QUERY_OPTIONS};
+    use courier_core::gateway::send::parse_send;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn any_body_gets_a_request_or_a_4xx(body in proptest::collection::vec(any::<u8>(), 0..256), form in any::<bool>()) {
+            let content_type = if form { FORM } else { JSON };
+            if let Err(response) = parse_send(&config(), Q, content_type, &body, false) {
+                prop_assert!((400..500).contains(&response.status), "status {}", response.status);
+                prop_assert!(!response.body.is_empty());
+            }
+        }
+
+        #[test]
+        fn qs_never_panics_on_bracket_soup(input in "[a-z\\[\\]=&%5BD0-9+]{0,80}") {
+            let _ = qs::parse(&input, &QUERY_OPTIONS);
+            let _ = qs::parse(&input, &qs::form_options(100));
+        }
+
+        #[test]
+        fn form_rooms_and_args_round_trip(rooms in proptest::collection::vec("[a-z_0-9]{1,8}", 1..5), args in proptest::collection::vec("[ -~]{0,8}", 1..5)) {
+            let mut body = String::from("event=e");
+            for room in &rooms {
+                body.push_str(&format!("&rooms[]={}", courier_core::urlencoded::encode_component(room)));
+            }
+            for arg in &args {
+                body.push_str(&format!("&args[]={}", courier_core::urlencoded::encode_component(arg)));
+            }
+            let request = parse_send(&config(), Q, FORM, body.as_bytes(), false).map_err(|r| TestCaseError::fail(String::from_utf8_lossy(&r.body).into_owned()))?;
+            let mut expected_rooms: Vec<String> = Vec::new();
+            for room in rooms {
+                if !expected_rooms.contains(&room) {
+                    expected_rooms.push(room);
+                }
+            }
+            prop_assert_eq!(request.rooms, expected_rooms);
+            let payload: Vec<String> = serde_json::from_slice(&request.payload).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            prop_assert_eq!(&payload[0], "e");
+            prop_assert_eq!(&payload[1..], &args[..]);
+        }
+    }
+}
