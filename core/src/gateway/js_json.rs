@@ -15,6 +15,7 @@
 //! Nesting deeper than [`MAX_DEPTH`] is refused with [`JsonError::TooDeep`] instead of
 //! exhausting the stack.
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
 
 /// Deepest nesting accepted.
@@ -377,6 +378,7 @@ impl Parser<'_> {
             self.at += 1;
             return Ok(JsValue::Object(entries));
         }
+        let mut positions: HashMap<String, usize> = HashMap::new();
         let mut expecting = EXPECTED_PROPERTY_OR_RBRACE;
         loop {
             self.skip_whitespace();
@@ -390,9 +392,14 @@ impl Parser<'_> {
             }
             self.at += 1;
             let value = self.value(depth + 1)?;
-            match entries.iter_mut().find(|(k, _)| *k == key) {
-                Some(entry) => entry.1 = value,
-                None => entries.push((key, value)),
+            // A map from key to position keeps big objects linear (a 100 kB body may hold
+            // thousands of keys, and it is parsed before the apiKey is checked).
+            match positions.get(&key) {
+                Some(&at) => entries[at].1 = value,
+                None => {
+                    positions.insert(key.clone(), entries.len());
+                    entries.push((key, value));
+                }
             }
             self.skip_whitespace();
             match self.peek() {

@@ -1,4 +1,19 @@
 //! Courier's gateway: sites, connect-time auth, `/send`, and the per-device queues.
+//!
+//! Pure building blocks, each answering one question of the original's behaviour
+//! (`reference/original-behaviour.md`) with its exact strings:
+//! - [`config`]: `config.yml` / `sites.yml` / environment → a validated [`config::Config`];
+//! - [`routes`]: which plain HTTP route a request is, and the fixed answers (health check,
+//!   `OPTIONS`, 404, `200 OK`);
+//! - [`send`]: a `/send` request → [`send::SendRequest`] or its 4xx answer (built on [`qs`]
+//!   for form bodies and [`js_json`] for JSON as Node parsed and printed it);
+//! - [`auth`]: the `authUrl` call and what its answer means; [`user_update`]: the
+//!   `updateUserUrl` PUT;
+//! - [`flake`]: message ids;
+//! - [`store`]: the queue's commands, its reference model and the in-memory store;
+//! - [`cluster`]: messages between nodes; [`client_bundle`]: the socket.io-client bundle.
+//!
+//! The engine that drives the Socket.IO layer with these lives beside them.
 
 pub mod auth;
 pub mod client_bundle;
