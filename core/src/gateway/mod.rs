@@ -1,8 +1,22 @@
 //! Courier's gateway: sites, connect-time auth, `/send`, and the per-device queues.
 //!
-//! [`Gateway`] is the top-level object (it implements [`crate::net::Engine`]); the other
-//! modules are its parts: configuration, `/send` parsing, auth and user-update calls, flake ids,
-//! the store commands with the model and the in-memory store, and the cluster bus format.
+//! [`Gateway`] is the top-level object: it implements [`crate::net::Engine`] on the Socket.IO
+//! layer and drives these pure building blocks, each answering one question of the original's
+//! behaviour (`reference/original-behaviour.md`) with its exact strings:
+//! - [`config`]: `config.yml` / `sites.yml` / environment → a validated [`config::Config`];
+//! - [`routes`]: which plain HTTP route a request is, and the fixed answers (health check,
+//!   `OPTIONS`, 404, `200 OK`);
+//! - [`send`]: a `/send` request → [`send::SendRequest`] or its 4xx answer (built on [`qs`]
+//!   for form bodies and [`js_json`] for JSON as Node parsed and printed it);
+//! - [`auth`]: the `authUrl` call and what its answer means; [`user_update`]: the
+//!   `updateUserUrl` PUT;
+//! - [`flake`]: message ids;
+//! - [`store`]: the queue's commands, its reference model and the in-memory store;
+//! - [`cluster`]: messages between nodes; [`client_bundle`]: the socket.io-client bundle.
+//!
+//! The gateway itself is split by concern: admission (CONNECT → auth → `_settings`, devices,
+//! `_batch`, user updates, disconnects), dispatch (`/send`, live deliveries, acks, `_resync`,
+//! cluster messages), HTTP routing, and the socket table.
 
 mod admission;
 mod clients;
@@ -11,9 +25,17 @@ mod engine;
 mod http;
 mod io_config;
 
+pub mod auth;
 pub mod client_bundle;
 pub mod cluster;
+pub mod config;
+pub mod flake;
+pub mod js_json;
+pub mod qs;
+pub mod routes;
+pub mod send;
 pub mod store;
+pub mod user_update;
 
 pub use admission::INVALID_NAMESPACE;
 pub use dispatch::STORE_UNAVAILABLE;

@@ -4,7 +4,7 @@
 //! (or, for [`StoreCommand::ResolveGroups`] / [`StoreCommand::ForgetGroupMember`], about one
 //! site's group index). A Redis store runs each as one Lua script or one pipelined round trip on
 //! one hash slot; the in-memory store runs it as a plain function. Both must give the same result
-//! for the same sequence of commands; the model in [`super::model`] defines that result.
+//! for the same sequence of commands; the model ([`super::Model`]) defines that result.
 //!
 //! Time: every command carries the wall clock (`now_ms`, Unix milliseconds) the core computed.
 //! Expiry is *logical*: a store decides whether a device has expired from `now_ms` and the
@@ -13,11 +13,17 @@
 //! been disconnected for longer than the `ttl_ms` given at its disconnect; an expired device, its
 //! queue and its registration are treated as absent by every command, exactly as if deleted.
 //! Native expiry (Redis `PEXPIREAT`) only reclaims memory and is never set earlier than the
-//! logical expiry. `ttl_ms == 0` means "keep until acknowledged, never expire".
+//! logical expiry. `ttl_ms == 0` means "keep until acknowledged, never expire". A device is
+//! still alive at exactly `disconnected_at + ttl_ms`. A user room is known while it has at
+//! least one alive device; its recorded groups vanish with its last device. Commands arrive
+//! with non-decreasing `now_ms`.
 //!
 //! The group index ([`StoreCommand::ResolveGroups`]) is a hint that may name users who have left
 //! a group since; [`StoreCommand::Enqueue`] re-checks membership (`via_groups`) on the user's
-//! own record, so a stale index entry never delivers a message.
+//! own record, so a stale index entry never delivers a message. Only
+//! [`StoreCommand::Connect`] adds to the index and only [`StoreCommand::ForgetGroupMember`]
+//! removes from it; expiry leaves it alone (the gateway forgets stale entries when an
+//! [`StoreCommand::Enqueue`] reports them).
 
 use bytes::Bytes;
 
@@ -76,9 +82,11 @@ pub enum StoreCommand {
     /// (it is never pruned while connected); cancel any expiry of the device and of its queue;
     /// when `groups` is `Some`, replace the user's recorded group rooms (lowercased) with it
     /// (`None` for the public channel, which is not a user); a Redis store also imports the
-    /// device's queues from the original's layout the first time it sees the device. Result:
-    /// [`StoreResult::Connected`] with every queued item of the device, in id order across
-    /// events.
+    /// device's queues from the original's layout the first time it sees the device. An expired
+    /// device starts afresh (empty queue; a user with no alive device also loses its groups).
+    /// When `groups` is `Some`, the room is added to each group's index (never removed here).
+    /// Result: [`StoreResult::Connected`] with every queued item of the device, sorted by id
+    /// across events (ties, which flake ids never produce, by event name, then queue order).
     Connect {
         /// The device.
         device: DeviceKey,
@@ -91,9 +99,10 @@ pub enum StoreCommand {
     },
     /// Socket `socket` of `device` went away.
     ///
-    /// If it is still the device's latest socket: mark the device disconnected at `now_ms`
-    /// and, when `ttl_ms > 0`, let the device and its queue expire at `now_ms + ttl_ms`.
-    /// Otherwise (a newer socket owns the device) change nothing. Result: [`StoreResult::Done`].
+    /// If the device is connected and `socket` is still its latest socket: mark the device
+    /// disconnected at `now_ms` and, when `ttl_ms > 0`, let the device and its queue expire
+    /// after `now_ms + ttl_ms`. Otherwise (a newer socket owns the device, or it is already
+    /// disconnected or gone) change nothing. Result: [`StoreResult::Done`].
     Disconnect {
         /// The device.
         device: DeviceKey,
@@ -105,8 +114,8 @@ pub enum StoreCommand {
         ttl_ms: u64,
     },
     /// Which user rooms of `site` are listed in the index of any of these group rooms
-    /// (lowercase)? The index may hold stale entries (see the module docs). Result:
-    /// [`StoreResult::Users`], sorted and deduplicated.
+    /// (lowercase)? The index may hold stale entries, including users whose devices all
+    /// expired (see the module docs). Result: [`StoreResult::Users`], sorted and deduplicated.
     ResolveGroups {
         /// Site name.
         site: String,
@@ -115,11 +124,13 @@ pub enum StoreCommand {
         /// Wall clock.
         now_ms: u64,
     },
-    /// Store `item` for every unexpired device of user room `room` (connected, or disconnected
-    /// within its ttl); forget expired devices and their queues. When `via_groups` is `Some`,
-    /// the room was reached through group expansion only: store nothing unless the user's
-    /// recorded groups (from its latest [`StoreCommand::Connect`]) contain one of them.
-    /// Result: [`StoreResult::Enqueued`].
+    /// Store `item` at the tail of queue `item.event` of every unexpired device of user room
+    /// `room` (connected, or disconnected within its ttl); forget expired devices and their
+    /// queues. No unexpired device left: store nothing, [`EnqueueStatus::UnknownUser`]. When
+    /// `via_groups` is `Some`, the room was reached through group expansion only: store nothing
+    /// ([`EnqueueStatus::NotInGroups`]) unless the user's recorded groups (from its latest
+    /// [`StoreCommand::Connect`] with groups) contain one of them. Result:
+    /// [`StoreResult::Enqueued`].
     Enqueue {
         /// Site name.
         site: String,
@@ -135,10 +146,12 @@ pub enum StoreCommand {
     },
     /// The client acknowledged item `id` of queue `event` of `device`.
     ///
-    /// Without `resync`: remove that item wherever it is ([`StoreResult::Acked`]). With
-    /// `resync`: if it is the head of that event's queue, remove it ([`StoreResult::Acked`]
-    /// with `removed: true`); otherwise (not first, or gone) delete that event's whole queue for
-    /// that device and answer [`StoreResult::Resync`].
+    /// Without `resync`: remove the first item with that id from that event's queue, wherever
+    /// it is ([`StoreResult::Acked`], `removed: false` when absent, the device included). With
+    /// `resync`: if it is the head (oldest pushed) of that event's queue, remove it
+    /// ([`StoreResult::Acked`] with `removed: true`); otherwise (not first, or gone, or the
+    /// device unknown) delete that event's whole queue for that device and answer
+    /// [`StoreResult::Resync`]. The device's other queues are untouched.
     Ack {
         /// The device.
         device: DeviceKey,
@@ -178,8 +191,7 @@ pub enum StoreCommand {
 /// How [`StoreCommand::Enqueue`] went for the user room.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum EnqueueStatus {
-    /// The user room is known; the item was stored for each device in `devices` (possibly none,
-    /// if every device had expired).
+    /// The user room is known; the item was stored for each device in `devices` (at least one).
     Stored,
     /// The store knows no unexpired device of this user room; nothing was stored.
     UnknownUser,

@@ -1,0 +1,335 @@
+//! The `io:` section: the options the original passed unchanged to socket.io 1.7 /
+//! engine.io 1.8, read here into the subset Courier implements.
+//!
+//! Defaults follow DESIGN.md §3 (the original's, except `maxHttpBufferSize`, 1e6 rather than
+//! 1e8). Keys the original accepted but Courier does not implement (`perMessageDeflate`,
+//! `httpCompression`, …) give a warning, never an error, so an existing `config.yml` starts.
+
+use serde_yaml::{Mapping, Value};
+
+use super::ConfigError;
+use super::yaml::{Section, describe};
+
+/// Which transports clients may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Transport {
+    /// HTTP long polling (XHR and JSONP).
+    Polling,
+    /// WebSocket.
+    Websocket,
+}
+
+/// Which `Origin`s may connect (socket.io's `origins`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origins {
+    /// Every origin (`*:*`, the default).
+    Any,
+    /// Only these `scheme://host[:port]` or `host:port` patterns, where `*` stands for any
+    /// host or any port (socket.io 1.x syntax, e.g. `example.com:*`).
+    List(Vec<String>),
+}
+
+impl Origins {
+    /// Whether a request may connect, by socket.io 1.7's rule. `origin` is the request's
+    /// `Origin` header, or its `Referer` when it has none. With a list configured, a request
+    /// with neither (or `Origin: null`) is refused, as in the original. Otherwise the origin's
+    /// `host:port` (port defaulting from the scheme) must be listed as `host:port`, `host:*` or
+    /// `*:port`; listing the full origin (`https://example.com`) also works (a Courier
+    /// extension).
+    pub fn allows(&self, origin: Option<&str>) -> bool {
+        let list = match self {
+            Origins::Any => return true,
+            Origins::List(list) => list,
+        };
+        let Some(origin) = origin.filter(|o| !o.is_empty() && *o != "null") else {
+            return false;
+        };
+        if list.iter().any(|allowed| allowed == origin) {
+            return true;
+        }
+        let Some((scheme, rest)) = origin.split_once("://") else {
+            return false;
+        };
+        let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+        let authority = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+        let default_port = if scheme.eq_ignore_ascii_case("https") {
+            "443"
+        } else {
+            "80"
+        };
+        let (host, port) = match authority.rsplit_once(':') {
+            Some((host, port)) if !port.contains(']') => (host, port),
+            _ => (authority, default_port),
+        };
+        let host = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_ascii_lowercase();
+        let candidates = [
+            format!("{host}:{port}"),
+            format!("{host}:*"),
+            format!("*:{port}"),
+        ];
+        list.iter()
+            .any(|allowed| candidates.iter().any(|c| c == allowed))
+    }
+}
+
+/// Engine.IO / Socket.IO server options.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IoOptions {
+    /// `pingInterval` (ms), default 25000.
+    pub ping_interval_ms: u64,
+    /// `pingTimeout` (ms), default 60000.
+    pub ping_timeout_ms: u64,
+    /// `upgradeTimeout` (ms), default 10000.
+    pub upgrade_timeout_ms: u64,
+    /// `maxHttpBufferSize` (bytes), default 1 000 000: the largest message or polling body.
+    pub max_payload: u64,
+    /// `path`, normalised to a leading `/` and no trailing `/`; default `/socket.io`.
+    pub path: String,
+    /// `transports`, default both.
+    pub transports: Vec<Transport>,
+    /// `allowUpgrades`, default true.
+    pub allow_upgrades: bool,
+    /// `cookie`: the handshake cookie's name, `None` when `cookie: false`; default `io`.
+    pub cookie: Option<String>,
+    /// `cookiePath`, default `/`.
+    pub cookie_path: String,
+    /// `cookieHttpOnly`, default true.
+    pub cookie_http_only: bool,
+    /// `serveClient`: serve the socket.io-client 1.7.4 bundle, default true.
+    pub serve_client: bool,
+    /// `origins`, default every origin.
+    pub origins: Origins,
+    /// `connectTimeout` (ms), default 45000: how long an Engine.IO 4 session may stay without
+    /// connecting a namespace (socket.io 4's rule; EIO3 sessions are connected to `/` at once).
+    pub connect_timeout_ms: u64,
+}
+
+impl Default for IoOptions {
+    fn default() -> Self {
+        IoOptions {
+            ping_interval_ms: 25_000,
+            ping_timeout_ms: 60_000,
+            upgrade_timeout_ms: 10_000,
+            max_payload: 1_000_000,
+            path: "/socket.io".to_owned(),
+            transports: vec![Transport::Polling, Transport::Websocket],
+            allow_upgrades: true,
+            cookie: Some("io".to_owned()),
+            cookie_path: "/".to_owned(),
+            cookie_http_only: true,
+            serve_client: true,
+            origins: Origins::Any,
+            connect_timeout_ms: 45_000,
+        }
+    }
+}
+
+impl IoOptions {
+    /// The path with its trailing slash, as Engine.IO matches it (`/socket.io/`).
+    pub fn path_with_slash(&self) -> String {
+        format!("{}/", self.path)
+    }
+}
+
+const KNOWN: [&str; 13] = [
+    "pingInterval",
+    "pingTimeout",
+    "upgradeTimeout",
+    "maxHttpBufferSize",
+    "path",
+    "transports",
+    "allowUpgrades",
+    "cookie",
+    "cookiePath",
+    "cookieHttpOnly",
+    "serveClient",
+    "origins",
+    "connectTimeout",
+];
+
+const NOT_IMPLEMENTED: [(&str, &str); 6] = [
+    (
+        "perMessageDeflate",
+        "is not supported by Courier and is ignored (messages are sent uncompressed)",
+    ),
+    (
+        "httpCompression",
+        "is not supported by Courier and is ignored (responses are sent uncompressed)",
+    ),
+    ("allowRequest", "cannot be set from YAML and is ignored"),
+    ("wsEngine", "is not used by Courier and is ignored"),
+    (
+        "adapter",
+        "is not used by Courier and is ignored (Redis fan-out is built in)",
+    ),
+    ("initialPacket", "is not used by Courier and is ignored"),
+];
+
+/// Normalises `path`: leading `/`, no trailing `/` (`socket.io/` → `/socket.io`).
+pub(super) fn normalise_path(path: &str) -> String {
+    let trimmed = path.trim_end_matches('/');
+    let trimmed = trimmed.trim_start_matches('/');
+    format!("/{trimmed}")
+}
+
+/// Reads the `io:` mapping of a `config.yml` section.
+pub(super) fn io_from_yaml(
+    source: &str,
+    context: &str,
+    map: &Mapping,
+    warnings: &mut Vec<String>,
+) -> Result<IoOptions, ConfigError> {
+    let section = Section {
+        source,
+        context,
+        map,
+    };
+    section.warn_unknown(&KNOWN, &NOT_IMPLEMENTED, warnings);
+    let mut io = IoOptions::default();
+    let ms = "a whole number of milliseconds";
+    let positive = |key: &str, value: Option<u64>, default: u64| match value {
+        Some(0) => Err(section.error(key, "must be greater than 0")),
+        Some(v) => Ok(v),
+        None => Ok(default),
+    };
+    io.ping_interval_ms = positive(
+        "pingInterval",
+        section.whole_number("pingInterval", ms)?,
+        io.ping_interval_ms,
+    )?;
+    io.ping_timeout_ms = positive(
+        "pingTimeout",
+        section.whole_number("pingTimeout", ms)?,
+        io.ping_timeout_ms,
+    )?;
+    io.upgrade_timeout_ms = positive(
+        "upgradeTimeout",
+        section.whole_number("upgradeTimeout", ms)?,
+        io.upgrade_timeout_ms,
+    )?;
+    io.connect_timeout_ms = positive(
+        "connectTimeout",
+        section.whole_number("connectTimeout", ms)?,
+        io.connect_timeout_ms,
+    )?;
+    io.max_payload = positive(
+        "maxHttpBufferSize",
+        section.whole_number("maxHttpBufferSize", "a whole number of bytes")?,
+        io.max_payload,
+    )?;
+    if let Some(path) = section.string("path")? {
+        if path
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || c == '?' || c == '#')
+        {
+            return Err(section.error("path", format!("must be a URL path, got {path:?}")));
+        }
+        io.path = normalise_path(path);
+    }
+    if let Some(value) = section.get("transports") {
+        io.transports = transports(&section, value)?;
+    }
+    if let Some(allow) = section.boolean("allowUpgrades")? {
+        io.allow_upgrades = allow;
+    }
+    match section.get("cookie") {
+        None => {}
+        Some(Value::Bool(false)) => io.cookie = None,
+        Some(Value::String(name)) if is_cookie_name(name) => io.cookie = Some(name.clone()),
+        Some(other) => {
+            return Err(section.error(
+                "cookie",
+                format!("must be a cookie name or false, got {}", describe(other)),
+            ));
+        }
+    }
+    if let Some(path) = section.string("cookiePath")? {
+        io.cookie_path = path.to_owned();
+    }
+    if let Some(http_only) = section.boolean("cookieHttpOnly")? {
+        io.cookie_http_only = http_only;
+    }
+    if let Some(serve) = section.boolean("serveClient")? {
+        io.serve_client = serve;
+    }
+    if let Some(value) = section.get("origins") {
+        io.origins = origins(&section, value)?;
+    }
+    Ok(io)
+}
+
+fn is_cookie_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c))
+}
+
+fn transports(section: &Section<'_>, value: &Value) -> Result<Vec<Transport>, ConfigError> {
+    let Value::Sequence(items) = value else {
+        return Err(section.error(
+            "transports",
+            format!("must be a list, got {}", describe(value)),
+        ));
+    };
+    let mut out = Vec::new();
+    for item in items {
+        let transport = match item.as_str() {
+            Some("polling") => Transport::Polling,
+            Some("websocket") => Transport::Websocket,
+            _ => {
+                return Err(section.error(
+                    "transports",
+                    format!(
+                        "may only list polling and websocket, got {}",
+                        describe(item)
+                    ),
+                ));
+            }
+        };
+        if !out.contains(&transport) {
+            out.push(transport);
+        }
+    }
+    if out.is_empty() {
+        return Err(section.error("transports", "must list at least one transport"));
+    }
+    Ok(out)
+}
+
+fn origins(section: &Section<'_>, value: &Value) -> Result<Origins, ConfigError> {
+    let entries: Vec<String> = match value {
+        // socket.io 1.x: a space-separated string.
+        Value::String(s) => s.split_whitespace().map(str::to_owned).collect(),
+        Value::Sequence(items) => items
+            .iter()
+            .map(|item| {
+                item.as_str().map(str::to_owned).ok_or_else(|| {
+                    section.error(
+                        "origins",
+                        format!("must list text entries, got {}", describe(item)),
+                    )
+                })
+            })
+            .collect::<Result<_, _>>()?,
+        other => {
+            return Err(section.error(
+                "origins",
+                format!("must be text or a list, got {}", describe(other)),
+            ));
+        }
+    };
+    if entries.is_empty() {
+        return Err(section.error(
+            "origins",
+            "must not be empty (use \"*:*\" for every origin)",
+        ));
+    }
+    if entries.iter().any(|e| e == "*:*" || e == "*") {
+        return Ok(Origins::Any);
+    }
+    Ok(Origins::List(entries))
+}

@@ -1,0 +1,143 @@
+//! The plain HTTP routes the original's Express app answered, with its exact answers:
+//! `GET`/`HEAD /healthcheck` → `ok`; `POST /send` (see [`super::send`]); Express's automatic
+//! `OPTIONS` answers; its 404 page for everything else outside the Engine.IO path.
+//!
+//! Express matched routes case-insensitively and with an optional trailing slash, so
+//! `/HealthCheck/` is the health check too. Every answer carries `X-Powered-By: Express`, as
+//! the original's did. (Express's weak `ETag` on `res.send` bodies is not reproduced.)
+
+use bytes::Bytes;
+
+use super::send::text_response;
+use crate::net::{HttpResponse, Method};
+
+/// What a request outside the Engine.IO path is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// `GET` or `HEAD /healthcheck`.
+    Healthcheck,
+    /// `POST /send`.
+    Send,
+    /// `OPTIONS /send`: Express's automatic answer, `Allow: POST`.
+    Options,
+    /// `OPTIONS /healthcheck`: Express's automatic answer, `Allow: GET,HEAD`.
+    HealthcheckOptions,
+    /// Anything else: Express's 404 page.
+    NotFound,
+}
+
+/// Whether `path` is `route` as Express matched it (case-insensitive, optional trailing `/`).
+fn matches_path(path: &str, route: &str) -> bool {
+    let path = path
+        .strip_suffix('/')
+        .filter(|p| !p.is_empty())
+        .unwrap_or(path);
+    path.eq_ignore_ascii_case(route)
+}
+
+/// Classifies a request by method and path (the path without its query).
+pub fn route(method: &Method, path: &str) -> Route {
+    if matches_path(path, "/healthcheck") {
+        match method {
+            Method::Get | Method::Head => Route::Healthcheck,
+            Method::Options => Route::HealthcheckOptions,
+            _ => Route::NotFound,
+        }
+    } else if matches_path(path, "/send") {
+        match method {
+            Method::Post => Route::Send,
+            Method::Options => Route::Options,
+            _ => Route::NotFound,
+        }
+    } else {
+        Route::NotFound
+    }
+}
+
+/// The answer of a route that needs no gateway state: everything but [`Route::Send`] (which
+/// gives `None`). `path` is the request path, quoted by the 404 page.
+pub fn fixed_response(route: Route, method: &Method, path: &str) -> Option<HttpResponse> {
+    let head = *method == Method::Head;
+    let response = match route {
+        Route::Send => return None,
+        Route::Healthcheck => express(200, "text/html; charset=utf-8", "ok"),
+        Route::Options => allow("POST"),
+        Route::HealthcheckOptions => allow("GET,HEAD"),
+        Route::NotFound => not_found(method, path),
+    };
+    Some(if head {
+        HttpResponse {
+            body: Bytes::new(),
+            ..response
+        }
+    } else {
+        response
+    })
+}
+
+/// `200 OK` (`text/plain; charset=utf-8`), the original's answer to every accepted `/send`.
+pub fn send_ok() -> HttpResponse {
+    express(200, "text/plain; charset=utf-8", "OK")
+}
+
+/// Express's 404 page: `Cannot <METHOD> <path>` in its HTML error template.
+pub fn not_found(method: &Method, path: &str) -> HttpResponse {
+    let body = format!(
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>Error</title>\n</head>\n<body>\n<pre>Cannot {} {}</pre>\n</body>\n</html>\n",
+        escape_html(method.as_str()),
+        escape_html(&encode_url(path)),
+    );
+    let mut response = express(404, "text/html; charset=utf-8", body);
+    response
+        .headers
+        .push("content-security-policy", "default-src 'none'");
+    response.headers.push("x-content-type-options", "nosniff");
+    response
+}
+
+fn allow(methods: &'static str) -> HttpResponse {
+    let mut response = express(200, "text/html; charset=utf-8", methods);
+    response.headers.push("allow", methods);
+    response
+}
+
+fn express(status: u16, content_type: &str, body: impl Into<Bytes>) -> HttpResponse {
+    let mut response = text_response(status, content_type, body);
+    response.headers.push("x-powered-by", "Express");
+    response
+}
+
+/// The `encodeurl` package: percent-encodes what may not appear in a URL, keeping existing
+/// `%XX` escapes.
+fn encode_url(path: &str) -> String {
+    let bytes = path.as_bytes();
+    let mut out = String::with_capacity(path.len());
+    for (i, &b) in bytes.iter().enumerate() {
+        let keep = b.is_ascii_alphanumeric() || b"!#$&'()*+,-./:;=?@[]_~".contains(&b);
+        let escape_start = b == b'%'
+            && bytes.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
+            && bytes.get(i + 2).is_some_and(u8::is_ascii_hexdigit);
+        if keep || escape_start {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The `escape-html` package.
+fn escape_html(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}

@@ -1,0 +1,433 @@
+//! The embedded store: every queue in process memory, for single-node deployments without Redis.
+//!
+//! It implements the semantics of [`super::Model`] with structures sized for production:
+//! sites → user rooms → devices → one `VecDeque` per event, a per-site group index, and an
+//! expiry index ordered by expiry time, so no command scans every device. Expired devices are
+//! treated as absent the moment they expire (the same logical rule as the model) and their
+//! memory is reclaimed by [`MemoryStore::sweep`], which [`Store::execute`] also runs in small
+//! steps after every command.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+
+use bytes::Bytes;
+
+use super::command::{
+    Delivery, DeviceKey, EnqueueStatus, QueuedItem, SocketRef, Store, StoreCommand, StoreResult,
+};
+
+/// How many expired devices one command reclaims at most, so a command's cost stays bounded
+/// while memory still follows expiry.
+const SWEEP_STEP: usize = 4;
+
+#[derive(Debug)]
+struct DeviceState {
+    socket: SocketRef,
+    connected: bool,
+    disconnected_at: u64,
+    ttl_ms: u64,
+    /// Event → items in push order.
+    queues: HashMap<String, VecDeque<(u64, Bytes)>>,
+}
+
+impl DeviceState {
+    fn alive(&self, now_ms: u64) -> bool {
+        self.connected
+            || self.ttl_ms == 0
+            || now_ms <= self.disconnected_at.saturating_add(self.ttl_ms)
+    }
+
+    /// The instant it expires, if it can.
+    fn expires_at(&self) -> Option<u64> {
+        (!self.connected && self.ttl_ms > 0)
+            .then(|| self.disconnected_at.saturating_add(self.ttl_ms))
+    }
+
+    fn remove_item(&mut self, event: &str, id: u64) -> bool {
+        let Some(queue) = self.queues.get_mut(event) else {
+            return false;
+        };
+        let Some(at) = queue.iter().position(|(item_id, _)| *item_id == id) else {
+            return false;
+        };
+        queue.remove(at);
+        if queue.is_empty() {
+            self.queues.remove(event);
+        }
+        true
+    }
+}
+
+#[derive(Debug, Default)]
+struct UserState {
+    groups: HashSet<String>,
+    /// Sorted so that [`StoreResult::Enqueued`] lists devices in id order without sorting.
+    devices: BTreeMap<String, DeviceState>,
+}
+
+#[derive(Debug, Default)]
+struct SiteState {
+    users: HashMap<String, UserState>,
+    /// Group → user rooms.
+    index: HashMap<String, BTreeSet<String>>,
+}
+
+/// The in-memory store. See the module docs.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    sites: HashMap<String, SiteState>,
+    /// `(expires_at, device)` for every disconnected device with a ttl.
+    expiries: BTreeSet<(u64, DeviceKey)>,
+    devices: usize,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        MemoryStore::default()
+    }
+
+    /// Registered devices, including expired ones not reclaimed yet.
+    pub fn device_count(&self) -> usize {
+        self.devices
+    }
+
+    /// Reclaims every device that expired before `now_ms`.
+    pub fn sweep(&mut self, now_ms: u64) {
+        self.sweep_up_to(now_ms, usize::MAX);
+    }
+
+    fn sweep_up_to(&mut self, now_ms: u64, limit: usize) {
+        for _ in 0..limit {
+            let Some((expires_at, _)) = self.expiries.first() else {
+                return;
+            };
+            if *expires_at >= now_ms {
+                return;
+            }
+            if let Some((_, key)) = self.expiries.pop_first() {
+                self.remove_device(&key);
+            }
+        }
+    }
+
+    fn remove_device(&mut self, key: &DeviceKey) {
+        let Some(site) = self.sites.get_mut(&key.site) else {
+            return;
+        };
+        let Some(user) = site.users.get_mut(&key.room) else {
+            return;
+        };
+        if let Some(state) = user.devices.remove(&key.device) {
+            self.devices -= 1;
+            if let Some(at) = state.expires_at() {
+                self.expiries.remove(&(at, key.clone()));
+            }
+        }
+        if user.devices.is_empty() {
+            site.users.remove(&key.room);
+            if site.users.is_empty() && site.index.is_empty() {
+                self.sites.remove(&key.site);
+            }
+        }
+    }
+
+    /// Removes the expired devices of one user room (and the user when none is left).
+    fn purge(&mut self, site: &str, room: &str, now_ms: u64) {
+        let expired: Vec<String> = match self.sites.get(site).and_then(|s| s.users.get(room)) {
+            Some(user) => user
+                .devices
+                .iter()
+                .filter(|(_, state)| !state.alive(now_ms))
+                .map(|(id, _)| id.clone())
+                .collect(),
+            None => return,
+        };
+        for device in expired {
+            self.remove_device(&DeviceKey {
+                site: site.to_owned(),
+                room: room.to_owned(),
+                device,
+            });
+        }
+    }
+
+    fn device_mut(&mut self, key: &DeviceKey) -> Option<&mut DeviceState> {
+        self.sites
+            .get_mut(&key.site)?
+            .users
+            .get_mut(&key.room)?
+            .devices
+            .get_mut(&key.device)
+    }
+
+    fn connect(
+        &mut self,
+        key: DeviceKey,
+        socket: SocketRef,
+        groups: Option<Vec<String>>,
+        now_ms: u64,
+    ) -> StoreResult {
+        self.purge(&key.site, &key.room, now_ms);
+        let site = self.sites.entry(key.site.clone()).or_default();
+        if let Some(groups) = &groups {
+            for group in groups {
+                site.index
+                    .entry(group.clone())
+                    .or_default()
+                    .insert(key.room.clone());
+            }
+        }
+        let user = site.users.entry(key.room.clone()).or_default();
+        if let Some(groups) = groups {
+            user.groups = groups.into_iter().collect();
+        }
+        match user.devices.get(&key.device) {
+            Some(existing) => {
+                if let Some(at) = existing.expires_at() {
+                    self.expiries.remove(&(at, key.clone()));
+                }
+            }
+            None => {
+                self.devices += 1;
+                user.devices.insert(
+                    key.device.clone(),
+                    DeviceState {
+                        socket,
+                        connected: true,
+                        disconnected_at: 0,
+                        ttl_ms: 0,
+                        queues: HashMap::new(),
+                    },
+                );
+            }
+        }
+        let Some(state) = user.devices.get_mut(&key.device) else {
+            return StoreResult::Connected { items: Vec::new() };
+        };
+        state.socket = socket;
+        state.connected = true;
+        let mut items: Vec<(u64, &str, usize, &Bytes)> = Vec::new();
+        for (event, queue) in &state.queues {
+            for (position, (id, json)) in queue.iter().enumerate() {
+                items.push((*id, event.as_str(), position, json));
+            }
+        }
+        items.sort_unstable_by(|a, b| (a.0, a.1, a.2).cmp(&(b.0, b.1, b.2)));
+        StoreResult::Connected {
+            items: items
+                .into_iter()
+                .map(|(id, event, _, json)| QueuedItem {
+                    id,
+                    event: event.to_owned(),
+                    json: json.clone(),
+                })
+                .collect(),
+        }
+    }
+
+    fn disconnect(&mut self, key: DeviceKey, socket: SocketRef, now_ms: u64, ttl_ms: u64) {
+        self.purge(&key.site, &key.room, now_ms);
+        let Some(state) = self.device_mut(&key) else {
+            return;
+        };
+        if !state.connected || state.socket != socket {
+            return;
+        }
+        state.connected = false;
+        state.disconnected_at = now_ms;
+        state.ttl_ms = ttl_ms;
+        if let Some(at) = state.expires_at() {
+            self.expiries.insert((at, key));
+        }
+    }
+
+    fn resolve_groups(&self, site: &str, groups: &[String]) -> StoreResult {
+        let mut users = BTreeSet::new();
+        if let Some(site) = self.sites.get(site) {
+            for group in groups {
+                if let Some(rooms) = site.index.get(group) {
+                    users.extend(rooms.iter().cloned());
+                }
+            }
+        }
+        StoreResult::Users(users.into_iter().collect())
+    }
+
+    fn enqueue(
+        &mut self,
+        site: &str,
+        room: &str,
+        item: QueuedItem,
+        via_groups: Option<&[String]>,
+        now_ms: u64,
+    ) -> StoreResult {
+        self.purge(site, room, now_ms);
+        let Some(user) = self.sites.get_mut(site).and_then(|s| s.users.get_mut(room)) else {
+            return StoreResult::Enqueued {
+                status: EnqueueStatus::UnknownUser,
+                devices: Vec::new(),
+            };
+        };
+        if let Some(via) = via_groups
+            && !via.iter().any(|group| user.groups.contains(group))
+        {
+            return StoreResult::Enqueued {
+                status: EnqueueStatus::NotInGroups,
+                devices: Vec::new(),
+            };
+        }
+        let mut devices = Vec::with_capacity(user.devices.len());
+        for (id, state) in &mut user.devices {
+            match state.queues.get_mut(&item.event) {
+                Some(queue) => queue.push_back((item.id, item.json.clone())),
+                None => {
+                    state.queues.insert(
+                        item.event.clone(),
+                        VecDeque::from([(item.id, item.json.clone())]),
+                    );
+                }
+            }
+            devices.push(Delivery {
+                device: id.clone(),
+                socket: state.connected.then_some(state.socket),
+            });
+        }
+        StoreResult::Enqueued {
+            status: EnqueueStatus::Stored,
+            devices,
+        }
+    }
+
+    fn ack(
+        &mut self,
+        key: &DeviceKey,
+        event: &str,
+        id: u64,
+        resync: bool,
+        now_ms: u64,
+    ) -> StoreResult {
+        self.purge(&key.site, &key.room, now_ms);
+        let Some(state) = self.device_mut(key) else {
+            return if resync {
+                StoreResult::Resync
+            } else {
+                StoreResult::Acked { removed: false }
+            };
+        };
+        if !resync {
+            return StoreResult::Acked {
+                removed: state.remove_item(event, id),
+            };
+        }
+        let head_matches = state
+            .queues
+            .get(event)
+            .and_then(VecDeque::front)
+            .is_some_and(|(head, _)| *head == id);
+        if head_matches {
+            if let Some(queue) = state.queues.get_mut(event) {
+                queue.pop_front();
+                if queue.is_empty() {
+                    state.queues.remove(event);
+                }
+            }
+            StoreResult::Acked { removed: true }
+        } else {
+            state.queues.remove(event);
+            StoreResult::Resync
+        }
+    }
+
+    fn ack_batch(&mut self, key: &DeviceKey, items: &[(String, u64)], now_ms: u64) {
+        self.purge(&key.site, &key.room, now_ms);
+        if let Some(state) = self.device_mut(key) {
+            for (event, id) in items {
+                state.remove_item(event, *id);
+            }
+        }
+    }
+
+    fn forget_group_member(&mut self, site_name: &str, room: &str, groups: &[String]) {
+        let Some(site) = self.sites.get_mut(site_name) else {
+            return;
+        };
+        for group in groups {
+            if let Some(rooms) = site.index.get_mut(group) {
+                rooms.remove(room);
+                if rooms.is_empty() {
+                    site.index.remove(group);
+                }
+            }
+        }
+        if site.users.is_empty() && site.index.is_empty() {
+            self.sites.remove(site_name);
+        }
+    }
+}
+
+impl Store for MemoryStore {
+    fn execute(&mut self, command: StoreCommand) -> StoreResult {
+        let now_ms = command_now(&command);
+        let result = match command {
+            StoreCommand::Connect {
+                device,
+                socket,
+                groups,
+                now_ms,
+            } => self.connect(device, socket, groups, now_ms),
+            StoreCommand::Disconnect {
+                device,
+                socket,
+                now_ms,
+                ttl_ms,
+            } => {
+                self.disconnect(device, socket, now_ms, ttl_ms);
+                StoreResult::Done
+            }
+            StoreCommand::ResolveGroups { site, groups, .. } => self.resolve_groups(&site, &groups),
+            StoreCommand::Enqueue {
+                site,
+                room,
+                item,
+                via_groups,
+                now_ms,
+            } => self.enqueue(&site, &room, item, via_groups.as_deref(), now_ms),
+            StoreCommand::Ack {
+                device,
+                event,
+                id,
+                resync,
+                now_ms,
+            } => self.ack(&device, &event, id, resync, now_ms),
+            StoreCommand::AckBatch {
+                device,
+                items,
+                now_ms,
+            } => {
+                self.ack_batch(&device, &items, now_ms);
+                StoreResult::Done
+            }
+            StoreCommand::ForgetGroupMember {
+                site, room, groups, ..
+            } => {
+                self.forget_group_member(&site, &room, &groups);
+                StoreResult::Done
+            }
+        };
+        self.sweep_up_to(now_ms, SWEEP_STEP);
+        result
+    }
+}
+
+/// The wall clock a command carries.
+fn command_now(command: &StoreCommand) -> u64 {
+    match command {
+        StoreCommand::Connect { now_ms, .. }
+        | StoreCommand::Disconnect { now_ms, .. }
+        | StoreCommand::ResolveGroups { now_ms, .. }
+        | StoreCommand::Enqueue { now_ms, .. }
+        | StoreCommand::Ack { now_ms, .. }
+        | StoreCommand::AckBatch { now_ms, .. }
+        | StoreCommand::ForgetGroupMember { now_ms, .. } => *now_ms,
+    }
+}

@@ -1,0 +1,328 @@
+//! The reference model of the queue: the meaning of every [`StoreCommand`], written for
+//! clarity rather than speed. Real stores ([`super::MemoryStore`], the Redis store) must give
+//! the same result as this model for every command sequence; the property suite
+//! (`store-suite` feature) checks exactly that.
+//!
+//! Decisions the model pins down (and `command.rs` documents):
+//! - a device is *alive* while it is connected, or its ttl is 0, or while
+//!   `now_ms <= disconnected_at + ttl_ms` (so still alive at exactly that instant); a device
+//!   that is not alive is absent for every command, together with its queue;
+//! - a user room is *known* while it has an alive device; its recorded groups vanish with its
+//!   last device;
+//! - queues keep push order; [`StoreResult::Connected`] lists a device's items sorted by id
+//!   (ties, which a correct gateway never produces, by event name then push order);
+//! - the group index is a plain set per `(site, group)`: [`StoreCommand::Connect`] adds to it,
+//!   only [`StoreCommand::ForgetGroupMember`] removes from it, expiry never touches it.
+//!
+//! Commands are expected with non-decreasing `now_ms`; a store may reclaim an expired device at
+//! any time after it expired, so time going backwards cannot revive it.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::command::{
+    Delivery, DeviceKey, EnqueueStatus, QueuedItem, SocketRef, Store, StoreCommand, StoreResult,
+};
+
+/// One device's state in the model.
+#[derive(Debug, Clone)]
+struct ModelDevice {
+    socket: SocketRef,
+    connected: bool,
+    disconnected_at: u64,
+    ttl_ms: u64,
+    /// Every queued item in push order, across events.
+    queue: Vec<QueuedItem>,
+}
+
+impl ModelDevice {
+    fn alive(&self, now_ms: u64) -> bool {
+        self.connected
+            || self.ttl_ms == 0
+            || now_ms <= self.disconnected_at.saturating_add(self.ttl_ms)
+    }
+}
+
+/// One user room (or public channel) in the model.
+#[derive(Debug, Clone, Default)]
+struct ModelUser {
+    groups: BTreeSet<String>,
+    devices: BTreeMap<String, ModelDevice>,
+}
+
+/// The pure reference model of the store. See the module docs.
+#[derive(Debug, Clone, Default)]
+pub struct Model {
+    /// `(site, room)` → user.
+    users: BTreeMap<(String, String), ModelUser>,
+    /// `(site, group)` → user rooms.
+    index: BTreeMap<(String, String), BTreeSet<String>>,
+}
+
+impl Model {
+    /// An empty model.
+    pub fn new() -> Self {
+        Model::default()
+    }
+
+    /// Drops the expired devices of one user, and the user when none is left.
+    fn purge(&mut self, site: &str, room: &str, now_ms: u64) {
+        let key = (site.to_owned(), room.to_owned());
+        if let Some(user) = self.users.get_mut(&key) {
+            user.devices.retain(|_, device| device.alive(now_ms));
+            if user.devices.is_empty() {
+                self.users.remove(&key);
+            }
+        }
+    }
+
+    fn device_mut(&mut self, device: &DeviceKey) -> Option<&mut ModelDevice> {
+        self.users
+            .get_mut(&(device.site.clone(), device.room.clone()))
+            .and_then(|user| user.devices.get_mut(&device.device))
+    }
+
+    fn connect(
+        &mut self,
+        device: DeviceKey,
+        socket: SocketRef,
+        groups: Option<Vec<String>>,
+        now_ms: u64,
+    ) -> StoreResult {
+        self.purge(&device.site, &device.room, now_ms);
+        if let Some(groups) = &groups {
+            for group in groups {
+                self.index
+                    .entry((device.site.clone(), group.clone()))
+                    .or_default()
+                    .insert(device.room.clone());
+            }
+        }
+        let user = self
+            .users
+            .entry((device.site.clone(), device.room.clone()))
+            .or_default();
+        if let Some(groups) = groups {
+            user.groups = groups.into_iter().collect();
+        }
+        let entry = user
+            .devices
+            .entry(device.device)
+            .or_insert_with(|| ModelDevice {
+                socket,
+                connected: true,
+                disconnected_at: 0,
+                ttl_ms: 0,
+                queue: Vec::new(),
+            });
+        entry.socket = socket;
+        entry.connected = true;
+        let mut items: Vec<(usize, QueuedItem)> = entry.queue.iter().cloned().enumerate().collect();
+        items.sort_by(|(pa, a), (pb, b)| (a.id, &a.event, pa).cmp(&(b.id, &b.event, pb)));
+        StoreResult::Connected {
+            items: items.into_iter().map(|(_, item)| item).collect(),
+        }
+    }
+
+    fn disconnect(
+        &mut self,
+        device: &DeviceKey,
+        socket: SocketRef,
+        now_ms: u64,
+        ttl_ms: u64,
+    ) -> StoreResult {
+        self.purge(&device.site, &device.room, now_ms);
+        if let Some(state) = self.device_mut(device)
+            && state.connected
+            && state.socket == socket
+        {
+            state.connected = false;
+            state.disconnected_at = now_ms;
+            state.ttl_ms = ttl_ms;
+        }
+        StoreResult::Done
+    }
+
+    fn resolve_groups(&self, site: &str, groups: &[String]) -> StoreResult {
+        let mut users = BTreeSet::new();
+        for group in groups {
+            if let Some(rooms) = self.index.get(&(site.to_owned(), group.clone())) {
+                users.extend(rooms.iter().cloned());
+            }
+        }
+        StoreResult::Users(users.into_iter().collect())
+    }
+
+    fn enqueue(
+        &mut self,
+        site: &str,
+        room: &str,
+        item: QueuedItem,
+        via_groups: Option<&[String]>,
+        now_ms: u64,
+    ) -> StoreResult {
+        self.purge(site, room, now_ms);
+        let Some(user) = self.users.get_mut(&(site.to_owned(), room.to_owned())) else {
+            return StoreResult::Enqueued {
+                status: EnqueueStatus::UnknownUser,
+                devices: Vec::new(),
+            };
+        };
+        if let Some(via) = via_groups
+            && !via.iter().any(|group| user.groups.contains(group))
+        {
+            return StoreResult::Enqueued {
+                status: EnqueueStatus::NotInGroups,
+                devices: Vec::new(),
+            };
+        }
+        let mut devices = Vec::with_capacity(user.devices.len());
+        for (id, device) in &mut user.devices {
+            device.queue.push(item.clone());
+            devices.push(Delivery {
+                device: id.clone(),
+                socket: device.connected.then_some(device.socket),
+            });
+        }
+        StoreResult::Enqueued {
+            status: EnqueueStatus::Stored,
+            devices,
+        }
+    }
+
+    fn ack(
+        &mut self,
+        device: &DeviceKey,
+        event: &str,
+        id: u64,
+        resync: bool,
+        now_ms: u64,
+    ) -> StoreResult {
+        self.purge(&device.site, &device.room, now_ms);
+        let Some(state) = self.device_mut(device) else {
+            return if resync {
+                StoreResult::Resync
+            } else {
+                StoreResult::Acked { removed: false }
+            };
+        };
+        if resync {
+            let head = state.queue.iter().position(|item| item.event == event);
+            match head {
+                Some(at) if state.queue[at].id == id => {
+                    state.queue.remove(at);
+                    StoreResult::Acked { removed: true }
+                }
+                _ => {
+                    state.queue.retain(|item| item.event != event);
+                    StoreResult::Resync
+                }
+            }
+        } else {
+            let found = state
+                .queue
+                .iter()
+                .position(|item| item.event == event && item.id == id);
+            if let Some(at) = found {
+                state.queue.remove(at);
+            }
+            StoreResult::Acked {
+                removed: found.is_some(),
+            }
+        }
+    }
+
+    fn ack_batch(
+        &mut self,
+        device: &DeviceKey,
+        items: &[(String, u64)],
+        now_ms: u64,
+    ) -> StoreResult {
+        self.purge(&device.site, &device.room, now_ms);
+        if let Some(state) = self.device_mut(device) {
+            for (event, id) in items {
+                if let Some(at) = state
+                    .queue
+                    .iter()
+                    .position(|item| &item.event == event && item.id == *id)
+                {
+                    state.queue.remove(at);
+                }
+            }
+        }
+        StoreResult::Done
+    }
+
+    fn forget_group_member(&mut self, site: &str, room: &str, groups: &[String]) -> StoreResult {
+        for group in groups {
+            let key = (site.to_owned(), group.clone());
+            if let Some(rooms) = self.index.get_mut(&key) {
+                rooms.remove(room);
+                if rooms.is_empty() {
+                    self.index.remove(&key);
+                }
+            }
+        }
+        StoreResult::Done
+    }
+
+    /// The queued items of a device at `now_ms` in push order (for tests and diagnostics);
+    /// empty when the device is absent or expired.
+    pub fn queued(&self, device: &DeviceKey, now_ms: u64) -> Vec<QueuedItem> {
+        self.users
+            .get(&(device.site.clone(), device.room.clone()))
+            .and_then(|user| user.devices.get(&device.device))
+            .filter(|state| state.alive(now_ms))
+            .map(|state| state.queue.clone())
+            .unwrap_or_default()
+    }
+
+    /// Whether `device` is alive (registered and not expired) at `now_ms`.
+    pub fn is_alive(&self, device: &DeviceKey, now_ms: u64) -> bool {
+        self.users
+            .get(&(device.site.clone(), device.room.clone()))
+            .and_then(|user| user.devices.get(&device.device))
+            .is_some_and(|state| state.alive(now_ms))
+    }
+}
+
+impl Store for Model {
+    fn execute(&mut self, command: StoreCommand) -> StoreResult {
+        match command {
+            StoreCommand::Connect {
+                device,
+                socket,
+                groups,
+                now_ms,
+            } => self.connect(device, socket, groups, now_ms),
+            StoreCommand::Disconnect {
+                device,
+                socket,
+                now_ms,
+                ttl_ms,
+            } => self.disconnect(&device, socket, now_ms, ttl_ms),
+            StoreCommand::ResolveGroups { site, groups, .. } => self.resolve_groups(&site, &groups),
+            StoreCommand::Enqueue {
+                site,
+                room,
+                item,
+                via_groups,
+                now_ms,
+            } => self.enqueue(&site, &room, item, via_groups.as_deref(), now_ms),
+            StoreCommand::Ack {
+                device,
+                event,
+                id,
+                resync,
+                now_ms,
+            } => self.ack(&device, &event, id, resync, now_ms),
+            StoreCommand::AckBatch {
+                device,
+                items,
+                now_ms,
+            } => self.ack_batch(&device, &items, now_ms),
+            StoreCommand::ForgetGroupMember {
+                site, room, groups, ..
+            } => self.forget_group_member(&site, &room, &groups),
+        }
+    }
+}
