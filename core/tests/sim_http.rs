@@ -15,7 +15,10 @@ fn healthcheck_answers_ok_for_get_and_head() {
     let mut sim = Sim::goodcity();
     let get = sim.exchange(Method::Get, "/healthcheck", "", &[], b"");
     assert_eq!((get.status, &get.body[..]), (200, &b"ok"[..]));
-    assert_eq!(header(&get, "content-type"), Some("text/html; charset=utf-8"));
+    assert_eq!(
+        header(&get, "content-type"),
+        Some("text/html; charset=utf-8")
+    );
     let head = sim.exchange(Method::Head, "/healthcheck", "", &[], b"");
     assert_eq!(head.status, 200);
 }
@@ -37,7 +40,13 @@ fn the_client_bundle_is_served_under_the_engine_path() {
     let bundle = sim.exchange(Method::Get, "/socket.io/socket.io.js", "", &[], b"");
     assert_eq!(bundle.status, 200);
     assert_eq!(header(&bundle, "etag"), Some("\"1.7.4\""));
-    let cached = sim.exchange(Method::Get, "/socket.io/socket.io.js", "v=2", &[("if-none-match", "\"1.7.4\"")], b"");
+    let cached = sim.exchange(
+        Method::Get,
+        "/socket.io/socket.io.js",
+        "v=2",
+        &[("if-none-match", "\"1.7.4\"")],
+        b"",
+    );
     assert_eq!(cached.status, 304);
 }
 
@@ -45,14 +54,32 @@ fn the_client_bundle_is_served_under_the_engine_path() {
 fn send_refusals_have_the_original_texts_and_nothing_is_delivered() {
     let mut sim = Sim::goodcity();
     let missing = sim.send_json("site=goodcity", r#"{"rooms":"user_1","event":"e"}"#);
-    assert_eq!((missing.status, &missing.body[..]), (400, &b"Missing query param 'site' or 'apiKey'."[..]));
-    let wrong = sim.send_json("site=goodcity&apiKey=nope", r#"{"rooms":"user_1","event":"e"}"#);
-    assert_eq!((wrong.status, &wrong.body[..]), (401, &b"ApiKey invalid."[..]));
-    let unknown = sim.send_json("site=elsewhere&apiKey=54321", r#"{"rooms":"user_1","event":"e"}"#);
-    assert_eq!((unknown.status, &unknown.body[..]), (401, &b"ApiKey invalid."[..]));
+    assert_eq!(
+        (missing.status, &missing.body[..]),
+        (400, &b"Missing query param 'site' or 'apiKey'."[..])
+    );
+    let wrong = sim.send_json(
+        "site=goodcity&apiKey=nope",
+        r#"{"rooms":"user_1","event":"e"}"#,
+    );
+    assert_eq!(
+        (wrong.status, &wrong.body[..]),
+        (401, &b"ApiKey invalid."[..])
+    );
+    let unknown = sim.send_json(
+        "site=elsewhere&apiKey=54321",
+        r#"{"rooms":"user_1","event":"e"}"#,
+    );
+    assert_eq!(
+        (unknown.status, &unknown.body[..]),
+        (401, &b"ApiKey invalid."[..])
+    );
     let malformed = sim.send_json("site=goodcity&apiKey=54321", "{not json");
     assert_eq!(malformed.status, 400);
-    assert_eq!(header(&malformed, "content-type").map(|v| v.starts_with("text/plain")), Some(true));
+    assert_eq!(
+        header(&malformed, "content-type").map(|v| v.starts_with("text/plain")),
+        Some(true)
+    );
     let reserved = sim.send(r#"{"rooms":"user_1","event":"_batch"}"#);
     assert_eq!(reserved.status, 400);
     assert!(sim.store.device_count() == 0);
@@ -73,5 +100,8 @@ fn form_bodies_are_routed_like_json_ones() {
     );
     assert_eq!(response.status, 200);
     let packets = sim.recv(&mut client);
-    assert_eq!(packets, vec![r#"42/goodcity,0["x","a",{"id":"5"}]"#.to_owned()]);
+    assert_eq!(
+        packets,
+        vec![r#"42/goodcity,0["x","a",{"id":"5"}]"#.to_owned()]
+    );
 }

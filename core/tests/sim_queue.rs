@@ -21,7 +21,10 @@ fn batch_of(packets: &[String]) -> Option<(u64, serde_json::Value)> {
     assert!(batch.len() <= 1, "{packets:?}");
     let packet = batch.first()?;
     let args = sim::event_args(packet, NSP)?;
-    Some((sim::ack_id(packet, NSP).expect("_batch asks for an ack"), args[1].clone()))
+    Some((
+        sim::ack_id(packet, NSP).expect("_batch asks for an ack"),
+        args[1].clone(),
+    ))
 }
 
 #[test]
@@ -42,7 +45,12 @@ fn offline_sends_arrive_as_one_batch_in_send_order_across_events() {
     let (_, items) = batch_of(&packets).expect("a _batch");
     assert_eq!(
         items,
-        serde_json::json!([["offline1", 1], ["offline2", 2], ["offline1", 3], ["grp", null]])
+        serde_json::json!([
+            ["offline1", 1],
+            ["offline2", 2],
+            ["offline1", 3],
+            ["grp", null]
+        ])
     );
 }
 
@@ -95,7 +103,10 @@ fn each_device_has_its_own_queue() {
     let (_, packets) = connect(&mut sim, "token=u3&deviceId=phone");
     assert_eq!(batch_of(&packets), None, "the phone acknowledged");
     let (_, packets) = connect(&mut sim, "token=u3&deviceId=laptop");
-    assert_eq!(batch_of(&packets).expect("laptop did not").1, serde_json::json!([["hello", "x"]]));
+    assert_eq!(
+        batch_of(&packets).expect("laptop did not").1,
+        serde_json::json!([["hello", "x"]])
+    );
 }
 
 #[test]
@@ -106,14 +117,21 @@ fn only_the_latest_socket_of_a_device_gets_live_messages() {
     let (mut newer, _) = connect(&mut sim, "token=u3");
     sim.send(r#"{"rooms":"user_3","event":"live","args":[]}"#);
     assert!(sim::events_named(&sim.recv(&mut older), NSP, "live").is_empty());
-    assert_eq!(sim::events_named(&sim.recv(&mut newer), NSP, "live").len(), 1);
+    assert_eq!(
+        sim::events_named(&sim.recv(&mut newer), NSP, "live").len(),
+        1
+    );
 }
 
 #[test]
 fn nothing_is_queued_for_a_user_never_seen() {
     let mut sim = Sim::goodcity();
     sim.auth("u9", AuthAnswer::Rooms(vec!["user_9"]));
-    assert_eq!(sim.send(r#"{"rooms":"user_9","event":"early","args":[]}"#).status, 200);
+    assert_eq!(
+        sim.send(r#"{"rooms":"user_9","event":"early","args":[]}"#)
+            .status,
+        200
+    );
     let (_, packets) = connect(&mut sim, "token=u9&deviceId=d");
     assert_eq!(batch_of(&packets), None);
 }
@@ -123,13 +141,17 @@ fn a_disconnected_device_expires_after_device_ttl() {
     let mut sim = Sim::new(sim::GOODCITY, Some("production:\n  device_ttl: 60\n"));
     sim.auth("u3", AuthAnswer::Rooms(vec!["user_3"]));
     let (mut client, packets) = connect(&mut sim, "token=u3&deviceId=d1");
-    assert_eq!(packets[1], r#"42/goodcity,["_settings",{"device_ttl":60}]"#);
+    assert_eq!(packets[2], r#"42/goodcity,["_settings",{"device_ttl":60}]"#);
     sim.close(&mut client);
     sim.send(r#"{"rooms":"user_3","event":"kept","args":[]}"#);
     sim.advance(Duration::from_secs(61));
     sim.send(r#"{"rooms":"user_3","event":"late","args":[]}"#);
     let (_, packets) = connect(&mut sim, "token=u3&deviceId=d1");
-    assert_eq!(batch_of(&packets), None, "the device expired with its queue: {packets:?}");
+    assert_eq!(
+        batch_of(&packets),
+        None,
+        "the device expired with its queue: {packets:?}"
+    );
 }
 
 #[test]
@@ -146,7 +168,10 @@ fn a_connected_device_is_never_pruned() {
     }
     sim.recv(&mut second);
     sim.send(r#"{"rooms":"user_3","event":"still","args":[]}"#);
-    assert_eq!(sim::events_named(&sim.recv(&mut second), NSP, "still").len(), 1);
+    assert_eq!(
+        sim::events_named(&sim.recv(&mut second), NSP, "still").len(),
+        1
+    );
 }
 
 #[test]
@@ -155,10 +180,23 @@ fn client_emitted_error_and_disconnect_events_are_ignored() {
     sim.auth("u3", AuthAnswer::Rooms(vec!["user_3"]));
     let (mut client, _) = connect(&mut sim, "token=u3&deviceId=d1");
     let puts_before = sim.puts().len();
-    sim.post(&client, &[r#"42/goodcity,["error","boom"]"#, r#"42/goodcity,1["disconnect"]"#]);
+    sim.post(
+        &client,
+        &[
+            r#"42/goodcity,["error","boom"]"#,
+            r#"42/goodcity,1["disconnect"]"#,
+        ],
+    );
     sim.send(r#"{"rooms":"user_3","event":"after","args":[]}"#);
     let packets = sim.recv(&mut client);
-    assert_eq!(sim::events_named(&packets, NSP, "after").len(), 1, "{packets:?}");
-    assert!(!packets.iter().any(|packet| packet.starts_with("43")), "never acked: {packets:?}");
+    assert_eq!(
+        sim::events_named(&packets, NSP, "after").len(),
+        1,
+        "{packets:?}"
+    );
+    assert!(
+        !packets.iter().any(|packet| packet.starts_with("43")),
+        "never acked: {packets:?}"
+    );
     assert_eq!(sim.puts().len(), puts_before, "no fake last_disconnected");
 }

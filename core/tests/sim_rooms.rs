@@ -18,7 +18,10 @@ fn group_rooms_reach_their_users_case_insensitively() {
     sim.join(&mut four, NSP);
 
     sim.send(r#"{"rooms":["reviewer"],"event":"review","args":[1]}"#);
-    assert_eq!(sim::events_named(&sim.recv(&mut three), NSP, "review").len(), 1);
+    assert_eq!(
+        sim::events_named(&sim.recv(&mut three), NSP, "review").len(),
+        1
+    );
     assert!(sim::events_named(&sim.recv(&mut four), NSP, "review").is_empty());
 }
 
@@ -33,7 +36,10 @@ fn group_membership_is_refreshed_by_the_latest_auth() {
     let mut client = sim.client(Generation::V3, "token=u3&deviceId=d");
     sim.join(&mut client, NSP);
     sim.send(r#"{"rooms":"supervisor","event":"promoted","args":[]}"#);
-    assert_eq!(sim::events_named(&sim.recv(&mut client), NSP, "promoted").len(), 1);
+    assert_eq!(
+        sim::events_named(&sim.recv(&mut client), NSP, "promoted").len(),
+        1
+    );
 
     // And a group left is no longer expanded to the user.
     sim.close(&mut client);
@@ -60,7 +66,10 @@ fn the_public_channel_is_queued_per_device_and_never_updates_users() {
     let packets = sim.join(&mut client, NSP);
     let batch = sim::events_named(&packets, NSP, "_batch");
     assert_eq!(batch.len(), 1, "{packets:?}");
-    assert_eq!(sim::event_args(batch[0], NSP).expect("args")[1], serde_json::json!([["news", "n"]]));
+    assert_eq!(
+        sim::event_args(batch[0], NSP).expect("args")[1],
+        serde_json::json!([["news", "n"]])
+    );
 }
 
 #[test]
@@ -70,7 +79,10 @@ fn a_socket_in_a_user_room_and_the_public_channel_gets_one_copy_per_entry() {
     let mut client = sim.client(Generation::V3, "token=u3&deviceId=d");
     sim.join(&mut client, NSP);
     sim.send(r#"{"rooms":["user_3","browse"],"event":"both","args":[]}"#);
-    assert_eq!(sim::events_named(&sim.recv(&mut client), NSP, "both").len(), 2);
+    assert_eq!(
+        sim::events_named(&sim.recv(&mut client), NSP, "both").len(),
+        2
+    );
 }
 
 #[test]
@@ -111,7 +123,10 @@ fn broadcast_mode_emits_once_per_targeted_room_without_ack_or_storage() {
     let mut a = sim.client(Generation::V3, "token=a");
     let joined = sim.join(&mut a, "/news");
     assert_eq!(joined[2], r#"42/news,["_settings",{"device_ttl":3600}]"#);
-    assert_eq!(sim.auth_calls()[0].headers.get("authorization"), Some("Token a"));
+    assert_eq!(
+        sim.auth_calls()[0].headers.get("authorization"),
+        Some("Token a")
+    );
     let mut b = sim.client(Generation::V3, "token=b");
     sim.join(&mut b, "/news");
 
@@ -122,8 +137,14 @@ fn broadcast_mode_emits_once_per_targeted_room_without_ack_or_storage() {
     assert_eq!(response.status, 200);
     assert_eq!(
         sim.recv(&mut a),
-        vec![r#"42/news,["score",1,2]"#.to_owned(), r#"42/news,["score",1,2]"#.to_owned()]
+        vec![
+            r#"42/news,["score",1,2]"#.to_owned(),
+            r#"42/news,["score",1,2]"#.to_owned()
+        ]
     );
     assert!(sim.recv(&mut b).is_empty(), "room names are case-sensitive");
-    assert!(sim.store.device_count() == 0, "broadcast mode stores nothing");
+    assert!(
+        sim.store.device_count() == 0,
+        "broadcast mode stores nothing"
+    );
 }

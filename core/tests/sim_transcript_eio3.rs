@@ -18,7 +18,8 @@ fn connect_auth_settings_and_user_update_match_the_original_transcript() {
     );
     let expected_open = format!("{}:{open}", open.encode_utf16().count());
     assert!(
-        client.handshake_body == expected_open || client.handshake_body == format!("{expected_open}2:40"),
+        client.handshake_body == expected_open
+            || client.handshake_body == format!("{expected_open}2:40"),
         "handshake body {:?}",
         client.handshake_body
     );
@@ -52,7 +53,11 @@ fn connect_auth_settings_and_user_update_match_the_original_transcript() {
             r#"{"id":"3","user":{"last_connected":"2023-11-14T22:13:20.000Z"}}"#.to_owned()
         )]
     );
-    let put = sim.calls.iter().find(|call| call.method == Method::Put).expect("a PUT");
+    let put = sim
+        .calls
+        .iter()
+        .find(|call| call.method == Method::Put)
+        .expect("a PUT");
     assert_eq!(put.headers.get("authorization"), Some("Bearer u3"));
     assert_eq!(put.headers.get("content-type"), Some("application/json"));
 }
@@ -64,18 +69,25 @@ fn live_send_goes_out_with_ack_id_zero_and_the_ack_removes_it() {
     let mut client = sim.client(Generation::V3, "token=u3&deviceId=d1");
     sim.join(&mut client, "/goodcity");
 
-    let response = sim.send(r#"{"rooms":["user_3"],"event":"update_store","args":["user",{"id":1}]}"#);
+    let response =
+        sim.send(r#"{"rooms":["user_3"],"event":"update_store","args":["user",{"id":1}]}"#);
     assert_eq!(response.status, 200);
     assert_eq!(&response.body[..], b"OK");
     let packets = sim.recv(&mut client);
-    assert_eq!(packets, vec![r#"42/goodcity,0["update_store","user",{"id":1}]"#.to_owned()]);
+    assert_eq!(
+        packets,
+        vec![r#"42/goodcity,0["update_store","user",{"id":1}]"#.to_owned()]
+    );
 
     sim.ack(&client, "/goodcity", 0);
     // Nothing left: a reconnect of the same device gets no `_batch`.
     sim.close(&mut client);
     let mut again = sim.client(Generation::V3, "token=u3&deviceId=d1");
     let packets = sim.join(&mut again, "/goodcity");
-    assert!(sim::events_named(&packets, "/goodcity", "_batch").is_empty(), "{packets:?}");
+    assert!(
+        sim::events_named(&packets, "/goodcity", "_batch").is_empty(),
+        "{packets:?}"
+    );
 }
 
 #[test]
@@ -91,5 +103,8 @@ fn resync_violation_sends_resync_with_no_arguments_and_no_ack() {
     assert_eq!(packets.len(), 2, "{packets:?}");
     let second = sim::ack_id(&packets[1], "/goodcity").expect("ack id");
     sim.ack(&client, "/goodcity", second);
-    assert_eq!(sim.recv(&mut client), vec![r#"42/goodcity,["_resync"]"#.to_owned()]);
+    assert_eq!(
+        sim.recv(&mut client),
+        vec![r#"42/goodcity,["_resync"]"#.to_owned()]
+    );
 }

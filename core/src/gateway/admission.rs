@@ -38,7 +38,8 @@ impl Gateway {
         let Some(site) = self.config.site(site_name).cloned() else {
             self.sio.reject(socket, INVALID_NAMESPACE, now);
             self.event(
-                AppEvent::new(Level::Info, "Invalid namespace").with("namespace", namespace.to_owned()),
+                AppEvent::new(Level::Info, "Invalid namespace")
+                    .with("namespace", namespace.to_owned()),
             );
             return;
         };
@@ -57,7 +58,11 @@ impl Gateway {
             return;
         }
         // The original sends the literal text `undefined` for a missing token or meta.
-        match auth_call(&site, token.as_deref().unwrap_or("undefined"), meta.as_deref()) {
+        match auth_call(
+            &site,
+            token.as_deref().unwrap_or("undefined"),
+            meta.as_deref(),
+        ) {
             Ok(call) => {
                 let id = self.call(call, CallWait::Auth { socket }, now);
                 if let Some(client) = self.clients.get_mut(socket) {
@@ -86,7 +91,8 @@ impl Gateway {
     fn refuse(&mut self, socket: SocketId, message: &str, now: Instant) {
         let client = self.clients.remove(socket);
         self.sio.reject(socket, message, now);
-        let mut event = AppEvent::new(Level::Error, "Authentication error").with("reason", message.to_owned());
+        let mut event =
+            AppEvent::new(Level::Error, "Authentication error").with("reason", message.to_owned());
         if let Some(client) = client {
             event = event
                 .with("site", client.site)
@@ -205,7 +211,10 @@ impl Gateway {
             return;
         };
         let count = items.len();
-        let carried = items.into_iter().map(|item| (item.event, item.id)).collect();
+        let carried = items
+            .into_iter()
+            .map(|item| (item.event, item.id))
+            .collect();
         let log_id = match self.clients.get_mut(socket) {
             Some(client) => {
                 client.expect_ack(
@@ -253,7 +262,13 @@ impl Gateway {
         for device in client.devices {
             let public = site.public_channel.as_deref() == Some(device.room.as_str());
             if !public {
-                self.update_user(&site.name, &device.room, &client.credentials, LastSeen::Disconnected, now);
+                self.update_user(
+                    &site.name,
+                    &device.room,
+                    &client.credentials,
+                    LastSeen::Disconnected,
+                    now,
+                );
             }
             let command = StoreCommand::Disconnect {
                 device,
@@ -268,8 +283,16 @@ impl Gateway {
     /// A client emitted an event. The gateway has no client events: it is ignored and never
     /// acknowledged (DESIGN.md §4 #9), whatever its name.
     pub(super) fn on_client_event(&mut self, socket: SocketId, args: &[Value]) {
-        let name = args.first().and_then(Value::as_str).unwrap_or("").to_owned();
-        let log_id = self.clients.get(socket).map(|client| client.log_id.clone()).unwrap_or_default();
+        let name = args
+            .first()
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned();
+        let log_id = self
+            .clients
+            .get(socket)
+            .map(|client| client.log_id.clone())
+            .unwrap_or_default();
         self.event(
             AppEvent::new(Level::Debug, "Client event ignored")
                 .with("socketId", log_id)
@@ -316,9 +339,8 @@ impl Gateway {
             CallResult::Response { status, .. } => {
                 AppEvent::new(Level::Error, "User update error").with("status", u64::from(*status))
             }
-            CallResult::Failed(failure) => {
-                AppEvent::new(Level::Error, "User update error").with("reason", format!("{failure:?}"))
-            }
+            CallResult::Failed(failure) => AppEvent::new(Level::Error, "User update error")
+                .with("reason", format!("{failure:?}")),
         };
         self.event(event.with("site", site).with("room", room));
     }
@@ -371,6 +393,9 @@ mod tests {
 
     #[test]
     fn settings_is_a_number() {
-        assert_eq!(settings_payload(3600).json(), br#"["_settings",{"device_ttl":3600}]"#);
+        assert_eq!(
+            settings_payload(3600).json(),
+            br#"["_settings",{"device_ttl":3600}]"#
+        );
     }
 }

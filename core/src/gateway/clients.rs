@@ -101,10 +101,10 @@ impl Client {
 
     /// Remembers what ack `id` is for.
     pub fn expect_ack(&mut self, id: u64, purpose: AckPurpose) {
-        if self.ack_order.len() >= MAX_PENDING_ACKS {
-            if let Some(oldest) = self.ack_order.pop_front() {
-                self.acks.remove(&oldest);
-            }
+        if self.ack_order.len() >= MAX_PENDING_ACKS
+            && let Some(oldest) = self.ack_order.pop_front()
+        {
+            self.acks.remove(&oldest);
         }
         self.acks.insert(id, purpose);
         self.ack_order.push_back(id);
@@ -156,7 +156,10 @@ impl Clients {
             return;
         };
         let mut seen = BTreeSet::new();
-        client.rooms = rooms.into_iter().filter(|room| seen.insert(room.clone())).collect();
+        client.rooms = rooms
+            .into_iter()
+            .filter(|room| seen.insert(room.clone()))
+            .collect();
         if client.phase != Phase::Admitted {
             client.phase = Phase::Admitted;
             self.admitted += 1;

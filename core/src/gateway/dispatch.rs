@@ -21,7 +21,8 @@ use crate::sio::{Payload, SocketId};
 
 /// The body of the 503 a `/send` gets when the store could not take the message for every
 /// recipient. Devices that did get it keep it; a retry may deliver it twice to those.
-pub const STORE_UNAVAILABLE: &str = "Store unavailable: the message was not stored for every recipient. Retry later.";
+pub const STORE_UNAVAILABLE: &str =
+    "Store unavailable: the message was not stored for every recipient. Retry later.";
 
 /// A user-room `/send` waiting for its store commands.
 #[derive(Debug)]
@@ -105,7 +106,12 @@ impl Gateway {
     }
 
     /// The store named the users of the send's group rooms.
-    pub(super) fn on_groups_resolved(&mut self, request: RequestId, result: StoreResult, now: Instant) {
+    pub(super) fn on_groups_resolved(
+        &mut self,
+        request: RequestId,
+        result: StoreResult,
+        now: Instant,
+    ) {
         match result {
             StoreResult::Users(users) => self.enqueue_all(request, users, now),
             other => {
@@ -201,7 +207,13 @@ impl Gateway {
                         groups,
                         now_ms: self.unix_ms(now),
                     };
-                    self.store(command, StoreWait::Logged { what: "forget group member" }, now);
+                    self.store(
+                        command,
+                        StoreWait::Logged {
+                            what: "forget group member",
+                        },
+                        now,
+                    );
                 }
             }
             other => {
@@ -292,7 +304,11 @@ impl Gateway {
         let Some(ack) = self.sio.emit_with_ack(socket, payload, now) else {
             return;
         };
-        let log_id = self.clients.get(socket).map(|client| client.log_id.clone()).unwrap_or_default();
+        let log_id = self
+            .clients
+            .get(socket)
+            .map(|client| client.log_id.clone())
+            .unwrap_or_default();
         self.event(
             AppEvent::new(Level::Info, "Message sent")
                 .with("site", device.site.clone())
@@ -327,7 +343,11 @@ impl Gateway {
 
     /// A client acknowledged one of our emits.
     pub(super) fn on_client_ack(&mut self, socket: SocketId, ack: u64, now: Instant) {
-        let Some(purpose) = self.clients.get_mut(socket).and_then(|client| client.take_ack(ack)) else {
+        let Some(purpose) = self
+            .clients
+            .get_mut(socket)
+            .and_then(|client| client.take_ack(ack))
+        else {
             return;
         };
         let now_ms = self.unix_ms(now);
@@ -396,14 +416,18 @@ impl Gateway {
             StoreResult::Failed(reason) => {
                 self.event(log("Store command failed", Level::Error).with("reason", reason));
             }
-            other => self.event(log("Unexpected store result", Level::Error).with("result", format!("{other:?}"))),
+            other => self.event(
+                log("Unexpected store result", Level::Error).with("result", format!("{other:?}")),
+            ),
         }
     }
 
     /// A message from another node of the cluster.
     pub(super) fn on_remote_message(&mut self, message: &Bytes, now: Instant) {
         let Some(message) = RemoteMessage::decode(message) else {
-            self.event(AppEvent::new(Level::Warn, "Cluster message dropped").with("reason", "malformed"));
+            self.event(
+                AppEvent::new(Level::Warn, "Cluster message dropped").with("reason", "malformed"),
+            );
             return;
         };
         if message.header.origin() == self.options.node_id {
@@ -419,7 +443,8 @@ impl Gateway {
                 targets,
                 ..
             } => {
-                for target in targets.into_iter().filter(|target| target.node == self.options.node_id) {
+                let node = self.options.node_id;
+                for target in targets.into_iter().filter(|target| target.node == node) {
                     let device = DeviceKey {
                         site: site.clone(),
                         room: target.room,
@@ -436,7 +461,9 @@ impl Gateway {
                     );
                 }
             }
-            RemoteHeader::Broadcast { site, rooms, .. } => self.broadcast_local(&site, &rooms, &payload, now),
+            RemoteHeader::Broadcast { site, rooms, .. } => {
+                self.broadcast_local(&site, &rooms, &payload, now)
+            }
         }
     }
 
@@ -445,8 +472,17 @@ impl Gateway {
         self.push(net::Output::Publish(message.encode()));
     }
 
-    fn store_failed_for_send(&mut self, request: RequestId, what: &'static str, result: &StoreResult) {
-        let site = self.sends.get(&request).map(|pending| pending.site.clone()).unwrap_or_default();
+    fn store_failed_for_send(
+        &mut self,
+        request: RequestId,
+        what: &'static str,
+        result: &StoreResult,
+    ) {
+        let site = self
+            .sends
+            .get(&request)
+            .map(|pending| pending.site.clone())
+            .unwrap_or_default();
         let reason = match result {
             StoreResult::Failed(reason) => reason.clone(),
             other => format!("unexpected result {other:?}"),
@@ -460,7 +496,10 @@ impl Gateway {
     }
 
     fn finish_send_if_done(&mut self, request: RequestId) {
-        let done = self.sends.get(&request).is_some_and(|pending| pending.outstanding == 0);
+        let done = self
+            .sends
+            .get(&request)
+            .is_some_and(|pending| pending.outstanding == 0);
         if !done {
             return;
         }
@@ -499,5 +538,8 @@ fn resync_payload() -> Payload {
 /// Removes repeated strings, keeping the first of each (exact comparison, as the original).
 fn dedup(items: Vec<String>) -> Vec<String> {
     let mut seen = std::collections::HashSet::new();
-    items.into_iter().filter(|item| seen.insert(item.clone())).collect()
+    items
+        .into_iter()
+        .filter(|item| seen.insert(item.clone()))
+        .collect()
 }

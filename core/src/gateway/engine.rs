@@ -113,7 +113,7 @@ impl Gateway {
     /// A gateway for `config`. Nothing happens until the first input.
     pub fn new(config: Config, options: GatewayOptions) -> Gateway {
         let sio = sio::Server::new(super::io_config::sio_config(&config.io), options.seed);
-        let flake = FlakeGenerator::new(config.flake.clone());
+        let flake = FlakeGenerator::new(config.flake);
         let io_path_slash = format!("{}/", config.io.path);
         Gateway {
             config,
@@ -151,7 +151,9 @@ impl Gateway {
         match self.clock {
             Some(clock) => {
                 let elapsed = now.saturating_duration_since(clock.at).as_millis();
-                clock.unix_ms.saturating_add(u64::try_from(elapsed).unwrap_or(u64::MAX))
+                clock
+                    .unix_ms
+                    .saturating_add(u64::try_from(elapsed).unwrap_or(u64::MAX))
             }
             None => 0,
         }
@@ -217,7 +219,9 @@ impl Gateway {
 
     fn on_store_result(&mut self, wait: StoreWait, result: StoreResult, now: Instant) {
         match wait {
-            StoreWait::Connect { socket, device } => self.on_device_connected(socket, device, result, now),
+            StoreWait::Connect { socket, device } => {
+                self.on_device_connected(socket, device, result, now)
+            }
             StoreWait::Resolve { request } => self.on_groups_resolved(request, result, now),
             StoreWait::Enqueue {
                 request,
@@ -273,11 +277,20 @@ impl Gateway {
                 auth,
                 handshake,
                 revision,
-            } => self.on_connect_request(socket, &namespace, auth.as_ref(), &handshake, revision, now),
+            } => self.on_connect_request(
+                socket,
+                &namespace,
+                auth.as_ref(),
+                &handshake,
+                revision,
+                now,
+            ),
             sio::Event::Connected { .. } => {}
             sio::Event::ClientEvent { socket, args, .. } => self.on_client_event(socket, &args),
             sio::Event::Ack { socket, id, .. } => self.on_client_ack(socket, id, now),
-            sio::Event::Disconnected { socket, reason } => self.on_disconnected(socket, reason, now),
+            sio::Event::Disconnected { socket, reason } => {
+                self.on_disconnected(socket, reason, now)
+            }
         }
     }
 }

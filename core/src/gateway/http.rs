@@ -7,22 +7,39 @@ use super::client_bundle;
 use super::engine::Gateway;
 use super::routes::{Route, fixed_response, not_found, route};
 use super::send::parse_send;
-use crate::net::{AppEvent, HttpRequest, Level, Method, RequestId};
+use bytes::Bytes;
+
+use crate::net::{AppEvent, Headers, HttpRequest, HttpResponse, Level, Method, RequestId};
 
 impl Gateway {
     /// Answers, or hands on, one HTTP request.
     pub(super) fn route_http(&mut self, id: RequestId, request: HttpRequest, now: Instant) {
+        let bundle_request = self.config.io.serve_client
+            && matches!(request.method, Method::Get | Method::Head)
+            && !request.websocket;
+        let bundle = bundle_request
+            .then(|| {
+                client_bundle::match_target(&self.io_path_slash, &request.path, &request.query)
+            })
+            .flatten();
+        if let Some(file) = bundle {
+            let head = request.method == Method::Head;
+            let response = client_bundle::respond(file, request.headers.get("if-none-match"), head);
+            self.respond(id, response);
+            return;
+        }
         if self.sio.matches_path(&request.path) {
-            if matches!(request.method, Method::Get | Method::Head) && !request.websocket {
-                if let Some(file) =
-                    client_bundle::match_target(&self.io_path_slash, &request.path, &request.query)
-                {
-                    let head = request.method == Method::Head;
-                    let response =
-                        client_bundle::respond(file, request.headers.get("if-none-match"), head);
-                    self.respond(id, response);
-                    return;
-                }
+            let origin = request
+                .headers
+                .get("origin")
+                .or_else(|| request.headers.get("referer"));
+            if !self.config.io.origins.allows(origin) {
+                self.event(
+                    AppEvent::new(Level::Info, "Origin refused")
+                        .with("origin", origin.unwrap_or("").to_owned()),
+                );
+                self.respond(id, forbidden());
+                return;
             }
             self.sio.handle_http(id, request, now);
             return;
@@ -30,8 +47,8 @@ impl Gateway {
         match route(&request.method, &request.path) {
             Route::Send => self.handle_send(id, &request, now),
             other => {
-                let response =
-                    fixed_response(other, &request.method).unwrap_or_else(not_found_for(&request));
+                let response = fixed_response(other, &request.method, &request.path)
+                    .unwrap_or_else(|| not_found(&request.method, &request.path));
                 self.respond(id, response);
             }
         }
@@ -60,6 +77,14 @@ impl Gateway {
     }
 }
 
-fn not_found_for(request: &HttpRequest) -> impl FnOnce() -> crate::net::HttpResponse + '_ {
-    move || not_found(&request.method, &request.path)
+/// Engine.IO's error 4, as engine.io 1.x answered a request its `allowRequest` (socket.io's
+/// `origins` check) refused.
+fn forbidden() -> HttpResponse {
+    let mut headers = Headers::default();
+    headers.push("content-type", "application/json");
+    HttpResponse {
+        status: 403,
+        headers,
+        body: Bytes::from_static(br#"{"code":4,"message":"Forbidden"}"#),
+    }
 }

@@ -2,17 +2,29 @@
 
 use std::time::Duration;
 
-use super::config::IoOptions;
+use super::config::{IoOptions, Transport};
 use crate::{eio, sio};
 
 /// The Socket.IO server settings for these `io:` options.
+///
+/// CORS for polling is the original's: the request's `Origin` echoed with credentials (`*`
+/// without one). Which origins may connect at all (`io.origins`) is checked by the gateway
+/// before a request reaches the engine, with socket.io 1.x's pattern rules.
 pub fn sio_config(io: &IoOptions) -> sio::Config {
     let eio = eio::Config {
         ping_interval: Duration::from_millis(io.ping_interval_ms),
         ping_timeout: Duration::from_millis(io.ping_timeout_ms),
         upgrade_timeout: Duration::from_millis(io.upgrade_timeout_ms),
-        max_payload: io.max_payload,
+        max_payload: usize::try_from(io.max_payload).unwrap_or(usize::MAX),
         path: io.path.clone(),
+        transports: eio::Transports {
+            polling: io.transports.contains(&Transport::Polling),
+            websocket: io.transports.contains(&Transport::Websocket),
+        },
+        allow_upgrades: io.allow_upgrades,
+        cookie: io.cookie.clone(),
+        cors_origins: Some(eio::CorsOrigins::Any),
+        cors_credentials: true,
         ..eio::Config::default()
     };
     sio::Config {

@@ -15,8 +15,8 @@ use courier_core::gateway::config::{self, ConfigSources, SourceFile};
 use courier_core::gateway::store::{MemoryStore, Store};
 use courier_core::gateway::{Gateway, GatewayOptions};
 use courier_core::net::{
-    AppEvent, CallResult, Engine, Headers, HttpRequest, HttpResponse, Method,
-    OutboundCall, Output, RequestId,
+    AppEvent, CallResult, Engine, Headers, HttpRequest, HttpResponse, Method, OutboundCall, Output,
+    RequestId,
 };
 
 /// The wall clock at the start of every simulation: 2023-11-14T22:13:20.000Z.
@@ -331,19 +331,26 @@ impl Sim {
     /// Everything the server has for `client` now, as engine packets. A GET that finds nothing
     /// stays parked and is collected by the next call.
     pub fn recv(&mut self, client: &mut Client) -> Vec<String> {
-        let id = match client.parked.take() {
-            Some(id) => id,
-            None => {
-                let query = client.session_query();
-                self.request(Method::Get, "/socket.io/", &query, &[], b"")
+        loop {
+            let id = match client.parked.take() {
+                Some(id) => id,
+                None => {
+                    let query = client.session_query();
+                    self.request(Method::Get, "/socket.io/", &query, &[], b"")
+                }
+            };
+            match self.response(id) {
+                Some(response) => {
+                    assert_eq!(response.status, 200, "poll: {:?}", response.body);
+                    client
+                        .inbox
+                        .extend(decode_payload(client.generation, &response.body));
+                }
+                None => {
+                    client.parked = Some(id);
+                    break;
+                }
             }
-        };
-        match self.response(id) {
-            Some(response) => {
-                assert_eq!(response.status, 200, "poll: {:?}", response.body);
-                client.inbox.extend(decode_payload(client.generation, &response.body));
-            }
-            None => client.parked = Some(id),
         }
         client.inbox.drain(..).collect()
     }
@@ -408,7 +415,10 @@ pub struct Client {
 impl Client {
     fn session_query(&self) -> String {
         match self.generation {
-            Generation::V3 => format!("EIO=3&transport=polling&b64=1&{}&sid={}", self.query, self.sid),
+            Generation::V3 => format!(
+                "EIO=3&transport=polling&b64=1&{}&sid={}",
+                self.query, self.sid
+            ),
             Generation::V4 => format!("EIO=4&transport=polling&{}&sid={}", self.query, self.sid),
         }
     }
@@ -455,14 +465,20 @@ pub fn decode_payload(generation: Generation, body: &[u8]) -> Vec<String> {
 
 /// The ack id of a server EVENT packet `42/nsp,<id>[...]`, if it asks for one.
 pub fn ack_id(packet: &str, namespace: &str) -> Option<u64> {
-    let rest = packet.strip_prefix("42")?.strip_prefix(namespace)?.strip_prefix(',')?;
+    let rest = packet
+        .strip_prefix("42")?
+        .strip_prefix(namespace)?
+        .strip_prefix(',')?;
     let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
     digits.parse().ok()
 }
 
 /// The JSON array of a server EVENT packet `42/nsp,[<id>][...]`.
 pub fn event_args(packet: &str, namespace: &str) -> Option<serde_json::Value> {
-    let rest = packet.strip_prefix("42")?.strip_prefix(namespace)?.strip_prefix(',')?;
+    let rest = packet
+        .strip_prefix("42")?
+        .strip_prefix(namespace)?
+        .strip_prefix(',')?;
     let json = rest.trim_start_matches(|c: char| c.is_ascii_digit());
     serde_json::from_str(json).ok()
 }
