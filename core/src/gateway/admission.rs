@@ -388,13 +388,13 @@ mod tests {
     fn batch_payload_splices_items_in_order() {
         let items: [&[u8]; 2] = [br#"["a",1]"#, br#"["b",null]"#];
         let payload = batch_payload(items.into_iter());
-        assert_eq!(payload.json(), br#"["_batch",[["a",1],["b",null]]]"#);
+        assert_eq!(&payload.json()[..], br#"["_batch",[["a",1],["b",null]]]"#);
     }
 
     #[test]
     fn settings_is_a_number() {
         assert_eq!(
-            settings_payload(3600).json(),
+            &settings_payload(3600).json()[..],
             br#"["_settings",{"device_ttl":3600}]"#
         );
     }
