@@ -6,6 +6,7 @@
 //!    - over [`BODY_LIMIT`] bytes: 413 `request entity too large`;
 //!    - a form with more than 1000 parameters: 413 `too many parameters`;
 //!    - an unsupported charset: 415 `unsupported charset "X"`;
+//!    - a form key nested deeper than 32 brackets: 400 `The input exceeded the depth`;
 //!    - malformed JSON, or JSON whose top level is not an object or array (body-parser's
 //!      `strict`): 400 `SyntaxError: <Node 22's JSON.parse message>` (the first line of the
 //!      error page the original showed), e.g. `SyntaxError: Unexpected end of JSON input`;
@@ -191,7 +192,9 @@ fn parse_body(
         _ => {
             let count = qs::parameter_count(text, qs::FORM_PARAMETER_LIMIT)
                 .ok_or_else(|| plain(413, TOO_MANY_PARAMETERS))?;
-            Ok((kind, qs::parse(text, &qs::form_options(count))))
+            let form =
+                qs::parse(text, &qs::form_options(count)).map_err(|e| plain(400, e.to_string()))?;
+            Ok((kind, form))
         }
     }
 }
@@ -231,7 +234,8 @@ pub fn parse_send(
 ) -> Result<SendRequest, HttpResponse> {
     let (kind, body) = parse_body(content_type, body, body_truncated)?;
 
-    let query = qs::parse(query, &qs::QUERY_OPTIONS);
+    // Query parsing has no strict depth, so it cannot fail; an empty object is the fallback.
+    let query = qs::parse(query, &qs::QUERY_OPTIONS).unwrap_or(JsValue::Object(Vec::new()));
     let (site_param, key_param) = (get(&query, "site"), get(&query, "apiKey"));
     if !truthy(site_param) || !truthy(key_param) {
         return Err(text_response(400, HTML, MISSING_QUERY_PARAM));
