@@ -163,8 +163,13 @@ fn structural_messages_carry_position_line_and_column() {
     );
 }
 
+/// Checked against body-parser 1.20.5 on Node 20.
 #[test]
 fn body_parser_strict_mode_messages() {
+    assert_eq!(
+        strict_violation(" \"x").as_deref(),
+        Some("Unexpected token '\"', \" \"x\" is not valid JSON")
+    );
     assert_eq!(strict_violation("{\"a\":1}"), None);
     assert_eq!(strict_violation(" [1]"), None);
     assert_eq!(

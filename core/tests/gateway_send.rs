@@ -428,7 +428,26 @@ fn routes_and_fixed_answers() {
         body(&escaped)
     );
 
+    assert_eq!(
+        ok.headers.get("etag"),
+        Some("W/\"2-eoX0dku9ba8cNUXvu/DyeabcC+s\"")
+    );
+    assert_eq!(
+        options.headers.get("etag"),
+        Some("W/\"4-Yf+Bwwqjx254r+pisuO9HfpJ6FQ\"")
+    );
+    let unauthorised =
+        parse_send(&config(), "site=goodcity&apiKey=no", JSON, b"{}", false).expect_err("401");
+    assert_eq!(
+        unauthorised.headers.get("etag"),
+        Some("W/\"f-shUWMXLK6rtBRvwCK1RBVbrGWuo\"")
+    );
+    assert_eq!(unauthorised.headers.get("x-powered-by"), Some("Express"));
     let sent = send_ok();
+    assert_eq!(
+        sent.headers.get("etag"),
+        Some("W/\"2-nOO9QiTIwXgNtWtBJezz8kv3SLc\"")
+    );
     assert_eq!(
         (sent.status, sent.headers.get("content-type"), body(&sent)),
         (200, Some(PLAIN), "OK")

@@ -29,7 +29,8 @@ use subtle::ConstantTimeEq;
 use super::config::Config;
 use super::js_json::{self, JsValue, JsonError};
 use super::qs;
-use crate::net::{Headers, HttpResponse};
+use super::routes::express;
+use crate::net::HttpResponse;
 
 /// body-parser's default limit for JSON and form bodies: 100 kB.
 pub const BODY_LIMIT: usize = 100 * 1024;
@@ -98,26 +99,11 @@ pub struct SendRequest {
     pub resync: bool,
 }
 
-/// An HTTP answer with a text body.
-pub(crate) fn text_response(
-    status: u16,
-    content_type: &str,
-    body: impl Into<Bytes>,
-) -> HttpResponse {
-    let mut headers = Headers::default();
-    headers.push("content-type", content_type);
-    HttpResponse {
-        status,
-        headers,
-        body: body.into(),
-    }
-}
-
 const PLAIN: &str = "text/plain; charset=utf-8";
 const HTML: &str = "text/html; charset=utf-8";
 
 fn plain(status: u16, body: impl Into<String>) -> HttpResponse {
-    text_response(status, PLAIN, body.into())
+    express(status, PLAIN, body.into())
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -238,7 +224,7 @@ pub fn parse_send(
     let query = qs::parse(query, &qs::QUERY_OPTIONS).unwrap_or(JsValue::Object(Vec::new()));
     let (site_param, key_param) = (get(&query, "site"), get(&query, "apiKey"));
     if !truthy(site_param) || !truthy(key_param) {
-        return Err(text_response(400, HTML, MISSING_QUERY_PARAM));
+        return Err(express(400, HTML, MISSING_QUERY_PARAM));
     }
     let site = match (site_param, key_param) {
         (Some(JsValue::String(name)), Some(JsValue::String(key))) => config
@@ -247,7 +233,7 @@ pub fn parse_send(
         _ => None,
     };
     let Some(site) = site else {
-        return Err(text_response(401, HTML, API_KEY_INVALID));
+        return Err(express(401, HTML, API_KEY_INVALID));
     };
 
     if let BodyKind::Other(media) = &kind {
