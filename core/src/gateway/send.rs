@@ -23,6 +23,8 @@
 //!
 //! Success is the caller's to answer, with [`super::routes::send_ok`] (`200 OK`).
 
+use std::collections::HashSet;
+
 use bytes::Bytes;
 use subtle::ConstantTimeEq;
 
@@ -257,11 +259,12 @@ pub fn parse_send(
         Some(JsValue::String(room)) => vec![room.clone()],
         Some(JsValue::Array(items)) => {
             let mut rooms: Vec<String> = Vec::with_capacity(items.len());
+            let mut seen: HashSet<&str> = HashSet::with_capacity(items.len());
             for item in items {
                 let JsValue::String(room) = item else {
                     return Err(plain(400, BAD_ROOMS));
                 };
-                if !rooms.contains(room) {
+                if seen.insert(room) {
                     rooms.push(room.clone());
                 }
             }
