@@ -58,6 +58,8 @@ fn token_messages_with_and_without_context() {
     );
 }
 
+/// Checked against Node 20's `JSON.parse` on this machine; Node 22 (the original's runtime)
+/// gives the same texts and adds ` (line L column C)` after every position.
 #[test]
 fn structural_messages_carry_position_line_and_column() {
     assert_eq!(
@@ -118,7 +120,41 @@ fn structural_messages_carry_position_line_and_column() {
     );
     assert_eq!(
         syntax("01"),
-        "Unexpected non-whitespace character after JSON at position 1 (line 1 column 2)"
+        "Unexpected number in JSON at position 1 (line 1 column 2)"
+    );
+    assert_eq!(
+        syntax("[01]"),
+        "Unexpected number in JSON at position 2 (line 1 column 3)"
+    );
+    assert_eq!(syntax("\"\\"), "Unexpected end of JSON input");
+    assert_eq!(
+        syntax("\"\\u12"),
+        "Bad Unicode escape in JSON at position 5 (line 1 column 6)"
+    );
+    assert_eq!(syntax("[1,"), "Unexpected end of JSON input");
+    assert_eq!(
+        syntax("{\"a\""),
+        "Expected ':' after property name in JSON at position 4 (line 1 column 5)"
+    );
+    assert_eq!(
+        syntax("{\"a\":1,"),
+        "Expected double-quoted property name in JSON at position 7 (line 1 column 8)"
+    );
+    assert_eq!(
+        syntax("[1 2]"),
+        "Expected ',' or ']' after array element in JSON at position 3 (line 1 column 4)"
+    );
+    assert_eq!(
+        syntax("{1:2}"),
+        "Expected property name or '}' in JSON at position 1 (line 1 column 2)"
+    );
+    assert_eq!(
+        syntax("\"a\" x"),
+        "Unexpected non-whitespace character after JSON at position 4 (line 1 column 5)"
+    );
+    assert_eq!(
+        syntax("[tru]"),
+        "Unexpected token ']', \"[tru]\" is not valid JSON"
     );
     // Positions count UTF-16 code units.
     assert_eq!(
@@ -127,8 +163,13 @@ fn structural_messages_carry_position_line_and_column() {
     );
 }
 
+/// Checked against body-parser 1.20.5 on Node 20.
 #[test]
 fn body_parser_strict_mode_messages() {
+    assert_eq!(
+        strict_violation(" \"x").as_deref(),
+        Some("Unexpected token '\"', \" \"x\" is not valid JSON")
+    );
     assert_eq!(strict_violation("{\"a\":1}"), None);
     assert_eq!(strict_violation(" [1]"), None);
     assert_eq!(

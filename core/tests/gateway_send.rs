@@ -3,8 +3,6 @@
 
 use courier_core::gateway::config::Config;
 use courier_core::gateway::config::{ConfigSources, SourceFile, load};
-use courier_core::gateway::js_json::JsValue;
-use courier_core::gateway::qs::{self, QUERY_OPTIONS, form_options};
 use courier_core::gateway::routes::{Route, fixed_response, not_found, route, send_ok};
 use courier_core::gateway::send::{BODY_LIMIT, RESERVED_EVENTS, SendRequest, parse_send};
 use courier_core::net::{HttpResponse, Method};
@@ -133,44 +131,6 @@ fn form_bodies_follow_qs_extended_with_string_leaves() {
     assert_eq!(
         &accepted(Q, FORM, "rooms=user_1&event=e").payload[..],
         br#"["e",null]"#
-    );
-}
-
-#[test]
-fn qs_corner_cases() {
-    let parse =
-        |s: &str| qs::parse(s, &form_options(qs::parameter_count(s, 1000).unwrap_or(0))).to_json();
-    assert_eq!(parse("a=1&a=2"), r#"{"a":["1","2"]}"#);
-    assert_eq!(
-        parse("a[1]=x"),
-        r#"{"a":["x"]}"#,
-        "sparse arrays are compacted"
-    );
-    assert_eq!(
-        parse("a[101]=x"),
-        r#"{"a":{"101":"x"}}"#,
-        "past the array limit: an object"
-    );
-    assert_eq!(parse("a[b]=1&a=c"), r#"{"a":{"b":"1","c":true}}"#);
-    assert_eq!(parse("a=c&a[b]=1"), r#"{"a":["c",{"b":"1"}]}"#);
-    assert_eq!(parse("a[]=x&a[0]=y"), r#"{"a":["x","y"]}"#);
-    assert_eq!(parse("__proto__[x]=1&b=2"), r#"{"b":"2"}"#);
-    assert_eq!(
-        parse("a%ZZ=1%"),
-        r#"{"a%ZZ":"1%"}"#,
-        "malformed escapes kept"
-    );
-    assert_eq!(parse("=x&&flag"), r#"{"flag":""}"#);
-    assert_eq!(parse("a[b]c[d]=1"), r#"{"a":{"b":{"d":"1"}}}"#);
-    let deep = qs::parse("a[b][c][d][e][f][g]=1", &QUERY_OPTIONS).to_json();
-    assert_eq!(
-        deep, r#"{"a":{"b":{"c":{"d":{"e":{"f":{"[g]":"1"}}}}}}}"#,
-        "past depth 5: one literal key"
-    );
-    assert_eq!(qs::decode("%FF+a"), "%FF a");
-    assert_eq!(
-        qs::parse("x=1", &QUERY_OPTIONS),
-        JsValue::Object(vec![("x".into(), JsValue::String("1".into()))])
     );
 }
 
@@ -468,7 +428,26 @@ fn routes_and_fixed_answers() {
         body(&escaped)
     );
 
+    assert_eq!(
+        ok.headers.get("etag"),
+        Some("W/\"2-eoX0dku9ba8cNUXvu/DyeabcC+s\"")
+    );
+    assert_eq!(
+        options.headers.get("etag"),
+        Some("W/\"4-Yf+Bwwqjx254r+pisuO9HfpJ6FQ\"")
+    );
+    let unauthorised =
+        parse_send(&config(), "site=goodcity&apiKey=no", JSON, b"{}", false).expect_err("401");
+    assert_eq!(
+        unauthorised.headers.get("etag"),
+        Some("W/\"f-shUWMXLK6rtBRvwCK1RBVbrGWuo\"")
+    );
+    assert_eq!(unauthorised.headers.get("x-powered-by"), Some("Express"));
     let sent = send_ok();
+    assert_eq!(
+        sent.headers.get("etag"),
+        Some("W/\"2-nOO9QiTIwXgNtWtBJezz8kv3SLc\"")
+    );
     assert_eq!(
         (sent.status, sent.headers.get("content-type"), body(&sent)),
         (200, Some(PLAIN), "OK")
@@ -493,8 +472,8 @@ mod properties {
 
         #[test]
         fn qs_never_panics_on_bracket_soup(input in "[a-z\\[\\]=&%5BD0-9+]{0,80}") {
-            let _ = qs::parse(&input, &QUERY_OPTIONS);
-            let _ = qs::parse(&input, &qs::form_options(100));
+            let _query = qs::parse(&input, &QUERY_OPTIONS);
+            let _form = qs::parse(&input, &qs::form_options(100));
         }
 
         #[test]
@@ -519,4 +498,18 @@ mod properties {
             prop_assert_eq!(&payload[1..], &args[..]);
         }
     }
+}
+
+#[test]
+fn form_depth_and_qs_merge_rules_reach_send() {
+    let deep = format!("rooms=a&event=e&args{}=1", "[x]".repeat(33));
+    assert_eq!(
+        refused(Q, FORM, &deep),
+        (400, PLAIN.into(), "The input exceeded the depth".into())
+    );
+    // qs 6.15: a plain value merged into an object gives an array of both.
+    assert_eq!(
+        &accepted(Q, FORM, "rooms=a&event=e&args[b]=1&args=c").payload[..],
+        br#"["e",{"b":"1"},"c"]"#
+    );
 }

@@ -57,7 +57,8 @@ pub(crate) fn authorization(site: &Site, token: &str) -> Result<String, String> 
     header_value(&format!("{} {token}", site.auth_scheme))
 }
 
-/// The auth call for a connecting client. `token` is the handshake's `token` (pass
+/// The auth call for a connecting client (not for a demo site, whose rooms come from
+/// [`demo_rooms`] without any call). `token` is the handshake's `token` (pass
 /// [`MISSING_VALUE`] when absent); `meta` its `meta`. `Err` is the connect error to send when
 /// the call cannot even be made (a header value `fetch` would refuse).
 pub fn auth_call(site: &Site, token: &str, meta: Option<&str>) -> Result<OutboundCall, String> {

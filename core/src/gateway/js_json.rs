@@ -431,7 +431,8 @@ impl Parser<'_> {
                 '\\' => {
                     self.at += 1;
                     let escaped = match self.peek() {
-                        None => return Err(self.error(Some(UNTERMINATED_STRING))),
+                        // V8 reports a backslash at the very end as the input ending.
+                        None => return Err(self.error(None)),
                         Some('"') => '"',
                         Some('\\') => '\\',
                         Some('/') => '/',
@@ -501,6 +502,11 @@ impl Parser<'_> {
         }
         if self.peek() == Some('0') {
             self.at += 1;
+            // V8 reports a digit after a leading zero as an unexpected number, whatever the
+            // context.
+            if self.peek().is_some_and(|c| c.is_ascii_digit()) {
+                return Err(self.error(None));
+            }
         } else {
             self.digits();
         }

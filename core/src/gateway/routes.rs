@@ -4,12 +4,12 @@
 //!
 //! Express matched routes case-insensitively and with an optional trailing slash, so
 //! `/HealthCheck/` is the health check too. Every answer carries `X-Powered-By: Express`, as
-//! the original's did. (Express's weak `ETag` on `res.send` bodies is not reproduced.)
+//! the original's did, and the fixed texts carry the weak `ETag` Express computed for them
+//! (a SHA-1 of the body, precomputed here; `If-None-Match` revalidation is not reproduced).
 
 use bytes::Bytes;
 
-use super::send::text_response;
-use crate::net::{HttpResponse, Method};
+use crate::net::{Headers, HttpResponse, Method};
 
 /// What a request outside the Engine.IO path is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,9 +101,43 @@ fn allow(methods: &'static str) -> HttpResponse {
     response
 }
 
-fn express(status: u16, content_type: &str, body: impl Into<Bytes>) -> HttpResponse {
-    let mut response = text_response(status, content_type, body);
+/// An HTTP answer with a text body.
+pub(crate) fn text_response(
+    status: u16,
+    content_type: &str,
+    body: impl Into<Bytes>,
+) -> HttpResponse {
+    let mut headers = Headers::default();
+    headers.push("content-type", content_type);
+    HttpResponse {
+        status,
+        headers,
+        body: body.into(),
+    }
+}
+
+/// Express's weak ETags (`etag` package: length in hex and base64 SHA-1) of the fixed bodies.
+const ETAGS: [(&str, &str); 6] = [
+    ("ok", "W/\"2-eoX0dku9ba8cNUXvu/DyeabcC+s\""),
+    ("OK", "W/\"2-nOO9QiTIwXgNtWtBJezz8kv3SLc\""),
+    ("POST", "W/\"4-Yf+Bwwqjx254r+pisuO9HfpJ6FQ\""),
+    ("GET,HEAD", "W/\"8-ZRAf8oNBS3Bjb/SU2GYZCmbtmXg\""),
+    ("ApiKey invalid.", "W/\"f-shUWMXLK6rtBRvwCK1RBVbrGWuo\""),
+    (
+        "Missing query param 'site' or 'apiKey'.",
+        "W/\"27-JI3AtBe6DVyN41J1SJ577LfZLZ4\"",
+    ),
+];
+
+/// An answer as Express's `res.send` wrote it: `X-Powered-By: Express`, the content type, and
+/// the weak ETag for the fixed bodies.
+pub(crate) fn express(status: u16, content_type: &str, body: impl Into<Bytes>) -> HttpResponse {
+    let body = body.into();
+    let mut response = text_response(status, content_type, body.clone());
     response.headers.push("x-powered-by", "Express");
+    if let Some((_, etag)) = ETAGS.iter().find(|(text, _)| text.as_bytes() == &body[..]) {
+        response.headers.push("etag", *etag);
+    }
     response
 }
 

@@ -6,6 +6,7 @@
 //!    - over [`BODY_LIMIT`] bytes: 413 `request entity too large`;
 //!    - a form with more than 1000 parameters: 413 `too many parameters`;
 //!    - an unsupported charset: 415 `unsupported charset "X"`;
+//!    - a form key nested deeper than 32 brackets: 400 `The input exceeded the depth`;
 //!    - malformed JSON, or JSON whose top level is not an object or array (body-parser's
 //!      `strict`): 400 `SyntaxError: <Node 22's JSON.parse message>` (the first line of the
 //!      error page the original showed), e.g. `SyntaxError: Unexpected end of JSON input`;
@@ -22,13 +23,16 @@
 //!
 //! Success is the caller's to answer, with [`super::routes::send_ok`] (`200 OK`).
 
+use std::collections::HashSet;
+
 use bytes::Bytes;
 use subtle::ConstantTimeEq;
 
 use super::config::Config;
 use super::js_json::{self, JsValue, JsonError};
 use super::qs;
-use crate::net::{Headers, HttpResponse};
+use super::routes::express;
+use crate::net::HttpResponse;
 
 /// body-parser's default limit for JSON and form bodies: 100 kB.
 pub const BODY_LIMIT: usize = 100 * 1024;
@@ -97,26 +101,11 @@ pub struct SendRequest {
     pub resync: bool,
 }
 
-/// An HTTP answer with a text body.
-pub(crate) fn text_response(
-    status: u16,
-    content_type: &str,
-    body: impl Into<Bytes>,
-) -> HttpResponse {
-    let mut headers = Headers::default();
-    headers.push("content-type", content_type);
-    HttpResponse {
-        status,
-        headers,
-        body: body.into(),
-    }
-}
-
 const PLAIN: &str = "text/plain; charset=utf-8";
 const HTML: &str = "text/html; charset=utf-8";
 
 fn plain(status: u16, body: impl Into<String>) -> HttpResponse {
-    text_response(status, PLAIN, body.into())
+    express(status, PLAIN, body.into())
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -191,7 +180,9 @@ fn parse_body(
         _ => {
             let count = qs::parameter_count(text, qs::FORM_PARAMETER_LIMIT)
                 .ok_or_else(|| plain(413, TOO_MANY_PARAMETERS))?;
-            Ok((kind, qs::parse(text, &qs::form_options(count))))
+            let form =
+                qs::parse(text, &qs::form_options(count)).map_err(|e| plain(400, e.to_string()))?;
+            Ok((kind, form))
         }
     }
 }
@@ -231,10 +222,11 @@ pub fn parse_send(
 ) -> Result<SendRequest, HttpResponse> {
     let (kind, body) = parse_body(content_type, body, body_truncated)?;
 
-    let query = qs::parse(query, &qs::QUERY_OPTIONS);
+    // Query parsing has no strict depth, so it cannot fail; an empty object is the fallback.
+    let query = qs::parse(query, &qs::QUERY_OPTIONS).unwrap_or(JsValue::Object(Vec::new()));
     let (site_param, key_param) = (get(&query, "site"), get(&query, "apiKey"));
     if !truthy(site_param) || !truthy(key_param) {
-        return Err(text_response(400, HTML, MISSING_QUERY_PARAM));
+        return Err(express(400, HTML, MISSING_QUERY_PARAM));
     }
     let site = match (site_param, key_param) {
         (Some(JsValue::String(name)), Some(JsValue::String(key))) => config
@@ -243,7 +235,7 @@ pub fn parse_send(
         _ => None,
     };
     let Some(site) = site else {
-        return Err(text_response(401, HTML, API_KEY_INVALID));
+        return Err(express(401, HTML, API_KEY_INVALID));
     };
 
     if let BodyKind::Other(media) = &kind {
@@ -267,11 +259,12 @@ pub fn parse_send(
         Some(JsValue::String(room)) => vec![room.clone()],
         Some(JsValue::Array(items)) => {
             let mut rooms: Vec<String> = Vec::with_capacity(items.len());
+            let mut seen: HashSet<&str> = HashSet::with_capacity(items.len());
             for item in items {
                 let JsValue::String(room) = item else {
                     return Err(plain(400, BAD_ROOMS));
                 };
-                if !rooms.contains(room) {
+                if seen.insert(room) {
                     rooms.push(room.clone());
                 }
             }
