@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use serde_json::{Map, Value};
 
-use super::auth::{auth_call, auth_outcome, demo_rooms};
+use super::auth::{MISSING_VALUE, auth_call, auth_outcome, demo_rooms};
 use super::clients::{AckPurpose, Client, Credentials, Phase};
 use super::engine::{CallWait, Gateway, StoreWait};
 use super::store::{DeviceKey, SocketRef, StoreCommand, StoreResult};
@@ -53,14 +53,15 @@ impl Gateway {
         self.clients
             .insert(socket, Client::new(site.name.clone(), log_id, credentials));
         if site.demo {
-            let rooms = demo_rooms(token.as_deref().unwrap_or("undefined"));
+            let rooms = demo_rooms(token.as_deref().unwrap_or(MISSING_VALUE));
             self.admit(socket, rooms, now);
             return;
         }
-        // The original sends the literal text `undefined` for a missing token or meta.
+        // The original sends the literal text `undefined` for a missing token or meta
+        // ([`MISSING_VALUE`]).
         match auth_call(
             &site,
-            token.as_deref().unwrap_or("undefined"),
+            token.as_deref().unwrap_or(MISSING_VALUE),
             meta.as_deref(),
         ) {
             Ok(call) => {
@@ -319,7 +320,7 @@ impl Gateway {
         let Some(site) = self.config.site(site_name) else {
             return;
         };
-        let token = credentials.token.as_deref().unwrap_or("undefined");
+        let token = credentials.token.as_deref().unwrap_or(MISSING_VALUE);
         let Some(call) = user_update_call(site, room, token, seen, self.unix_ms(now)) else {
             return;
         };
