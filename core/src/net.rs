@@ -352,6 +352,14 @@ pub trait Engine {
     /// A message another node published (see [`Output::Publish`]).
     fn handle_remote(&mut self, message: Bytes, now: Instant);
 
+    /// The process is shutting down: the adapter has stopped accepting connections. Close
+    /// what should be closed (WebSocket close 1001, answer pending polls) and flush what must
+    /// not be lost; the adapter drains the outputs for a bounded grace period, then exits.
+    /// The default does nothing.
+    fn handle_shutdown(&mut self, now: Instant) {
+        let _ = now;
+    }
+
     /// The next thing to do; [`Output::Idle`] when there is nothing more.
     fn poll_output(&mut self) -> Output;
 }
