@@ -442,7 +442,7 @@ async fn next_input<R: Runtime>(
 }
 
 /// Milliseconds since the Unix epoch, now.
-pub(crate) fn unix_ms_now() -> u64 {
+pub fn unix_ms_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))

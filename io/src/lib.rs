@@ -31,6 +31,7 @@ mod ws;
 pub use bus::{channel as bus_channel, frame as bus_frame, unframe as bus_unframe};
 pub use cli::{Cli, cli_main, environment, read_config_files};
 pub use client::HttpClient;
+pub use driver::unix_ms_now;
 pub use redis_store::{BlockingRedisStore, DEFAULT_PREFIX, RedisStore, escape as escape_key_part};
 pub use runtime::{BoxFuture, Connection, Listener, Runtime};
 pub use serve::{DEFAULT_MAX_PAYLOAD, Running, serve_engine, start};

@@ -9,6 +9,15 @@ local function esc(s)
   return (string.gsub(s, '[%%:{}]', function(c) return string.format('%%%02X', string.byte(c)) end))
 end
 
+-- When Redis may reclaim a device's keys: a minute after its logical expiry, and never before
+-- `ttl` of Redis's own time has passed, so a caller whose `now_ms` lags (or a test moving time
+-- at will) never sees keys vanish before the store itself decides they expired.
+local function reclaim_at(logical_expiry, ttl)
+  local t = redis.call('TIME')
+  local redis_now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  return math.max(logical_expiry, redis_now + ttl) + RECLAIM_MS
+end
+
 local function device_key(dev) return base .. 'd:' .. esc(dev) end
 local function index_key(dev) return base .. 'x:' .. esc(dev) end
 local function queue_key(dev, event) return base .. 'q:' .. esc(dev) .. ':' .. esc(event) end
@@ -77,11 +86,11 @@ local function refresh_user_expiry()
       redis.call('PERSIST', groups_key)
       return
     end
-    local expiry = (tonumber(f[2]) or 0) + ttl
+    local expiry = reclaim_at((tonumber(f[2]) or 0) + ttl, ttl)
     if expiry > latest then latest = expiry end
   end
   if latest > 0 then
-    redis.call('PEXPIREAT', devices_key, latest + RECLAIM_MS)
-    redis.call('PEXPIREAT', groups_key, latest + RECLAIM_MS)
+    redis.call('PEXPIREAT', devices_key, latest)
+    redis.call('PEXPIREAT', groups_key, latest)
   end
 end

@@ -5,7 +5,7 @@ if state == 'absent' or f[4] ~= sock then return 0 end
 local dkey = device_key(dev)
 redis.call('HSET', dkey, 'conn', '0', 'at', ARGV[3], 'ttl', ARGV[4])
 if ttl > 0 then
-  local reclaim = now + ttl + RECLAIM_MS
+  local reclaim = reclaim_at(now + ttl, ttl)
   local index = index_key(dev)
   redis.call('PEXPIREAT', dkey, reclaim)
   for _, event in ipairs(redis.call('SMEMBERS', index)) do

@@ -27,7 +27,7 @@ for _, d in ipairs(live) do
   redis.call('SADD', index_key(dev), event)
   local ttl = tonumber(f[3]) or 0
   if state == 'disconnected' and ttl > 0 then
-    local reclaim = (tonumber(f[2]) or 0) + ttl + RECLAIM_MS
+    local reclaim = reclaim_at((tonumber(f[2]) or 0) + ttl, ttl)
     redis.call('PEXPIREAT', queue, reclaim)
     redis.call('PEXPIREAT', index_key(dev), reclaim)
   end
