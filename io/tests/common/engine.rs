@@ -5,14 +5,15 @@
 //! `GET /poll` → held until `POST /wake` or `timeout_ms=` in the query passes (then 204);
 //! `GET /call?<url>` → makes an outbound call to `<url>` and answers with its outcome;
 //! `GET /ws` (upgrade) → accepted, sends `welcome`; text `flood N` sends N frames, `close` closes
-//! with 1000, anything else is echoed. `POST /store` runs a store command (see tests).
+//! with 1000, anything else is echoed. `POST /publish` publishes its body on the cluster bus;
+//! `POST /store/connect` runs a store `Connect` for the device named by the body.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use courier_core::gateway::store::StoreResult;
+use courier_core::gateway::store::{DeviceKey, SocketRef, StoreCommand, StoreResult};
 use courier_core::net::{
     CallFailure, CallId, CallResult, ConnId, Engine, Headers, HttpRequest, HttpResponse, Method,
     OutboundCall, Output, RequestId, StoreCmdId, WsFrame,
@@ -140,6 +141,29 @@ impl Engine for TestEngine {
                         timeout: Duration::from_millis(timeout),
                     },
                 ));
+            }
+            (Method::Post, "/publish") => {
+                self.outputs.push_back(Output::Publish(request.body));
+                self.respond(id, 200, "published");
+            }
+            (Method::Post, "/store/connect") => {
+                // Body: the device id; the store result lands in `Stats::store_results`.
+                let command = StoreCommand::Connect {
+                    device: DeviceKey {
+                        site: "site".into(),
+                        room: "user_1".into(),
+                        device: String::from_utf8_lossy(&request.body).into_owned(),
+                    },
+                    socket: SocketRef {
+                        node: 1,
+                        socket: id.0,
+                    },
+                    groups: None,
+                    now_ms: self.stats.lock().expect("stats").wall_clock_ms,
+                };
+                self.outputs
+                    .push_back(Output::Store(StoreCmdId(id.0), command));
+                self.respond(id, 202, "queued");
             }
             (Method::Get, "/ws") if request.websocket => {
                 let conn = ConnId::from(id);
