@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use async_channel::{Receiver, Sender, TrySendError};
+use async_channel::{Receiver, Sender};
 use bytes::Bytes;
 use courier_core::gateway::store::{StoreCommand, StoreResult};
 use courier_core::net::{
@@ -356,7 +356,9 @@ impl<R: Runtime> Driver<R> {
             return;
         };
         let conn = ConnId::from(id);
-        let (sender, receiver) = async_channel::bounded(self.ws_queue);
+        // Unbounded in the channel, bounded by `send_ws`: a bounded channel allocates all its
+        // slots up front, which would cost every idle connection the whole queue.
+        let (sender, receiver) = async_channel::unbounded();
         if reply.try_send(Reply::Upgrade(receiver.clone())).is_err() {
             // The request's task is gone: the socket never opens.
             self.engine.handle_ws_closed(conn, Instant::now());
@@ -369,15 +371,13 @@ impl<R: Runtime> Driver<R> {
         let Some(queue) = self.conns.get(&conn) else {
             return;
         };
-        match queue.sender.try_send(command) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) | Err(TrySendError::Closed(_)) => {
-                // A peer that does not read is disconnected, never buffered for.
-                if let Some(queue) = self.conns.remove(&conn) {
-                    queue.abort();
-                }
-                self.engine.handle_ws_closed(conn, Instant::now());
+        let full = queue.sender.len() >= self.ws_queue;
+        if full || queue.sender.try_send(command).is_err() {
+            // A peer that does not read is disconnected, never buffered for.
+            if let Some(queue) = self.conns.remove(&conn) {
+                queue.abort();
             }
+            self.engine.handle_ws_closed(conn, Instant::now());
         }
     }
 
