@@ -1,0 +1,119 @@
+//! The cluster bus over Redis pub/sub: every node publishes its [`Output::Publish`] messages on
+//! `<prefix>:bus`, prefixed with its 8-byte node id (big-endian), and hands every message of
+//! another node to its engine ([`Engine::handle_remote`]).
+//!
+//! [`Output::Publish`]: courier_core::net::Output::Publish
+//! [`Engine::handle_remote`]: courier_core::net::Engine::handle_remote
+
+use std::time::{Duration, Instant};
+
+use async_channel::{Receiver, Sender};
+use bytes::Bytes;
+use futures_lite::StreamExt;
+use redis::AsyncCommands;
+use redis::aio::ConnectionManager;
+
+use crate::driver::Input;
+use crate::runtime::Runtime;
+
+/// How many published messages may wait for Redis before new ones are dropped.
+pub(crate) const BUS_BACKLOG: usize = 4096;
+/// Pause between attempts to (re)subscribe while Redis is away.
+const RESUBSCRIBE_PAUSE: Duration = Duration::from_millis(500);
+
+/// The bus channel name for a key prefix.
+pub fn channel(prefix: &str) -> String {
+    format!("{prefix}:bus")
+}
+
+/// Frames a message for the bus: node id, then the message.
+pub fn frame(node_id: u64, message: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(8 + message.len());
+    out.extend_from_slice(&node_id.to_be_bytes());
+    out.extend_from_slice(message);
+    out
+}
+
+/// The message of a bus frame unless it is this node's own (or too short to be a frame).
+pub fn unframe(own_node: u64, payload: &[u8]) -> Option<Bytes> {
+    let (node, message) = payload.split_first_chunk::<8>()?;
+    (u64::from_be_bytes(*node) != own_node).then(|| Bytes::copy_from_slice(message))
+}
+
+/// Publishes what the driver hands over, in order, until the driver drops its sender.
+pub(crate) async fn publish_loop(
+    mut connection: ConnectionManager,
+    channel: String,
+    node_id: u64,
+    messages: Receiver<Bytes>,
+) {
+    while let Ok(message) = messages.recv().await {
+        let result: Result<i64, _> = connection.publish(&channel, frame(node_id, &message)).await;
+        if let Err(error) = result {
+            tracing::warn!(target: "courier", error = %error, "cluster publish failed");
+        }
+    }
+}
+
+/// Subscribes to the bus and feeds other nodes' messages to the driver; resubscribes after
+/// Redis comes back. Ends when the driver is gone.
+pub(crate) async fn subscribe_loop<R: Runtime>(
+    runtime: R,
+    client: redis::Client,
+    channel: String,
+    node_id: u64,
+    control: Sender<Input>,
+) {
+    let mut warned = false;
+    loop {
+        match client.get_async_pubsub().await {
+            Ok(mut pubsub) => match pubsub.subscribe(&channel).await {
+                Ok(()) => {
+                    warned = false;
+                    let mut messages = pubsub.on_message();
+                    while let Some(message) = messages.next().await {
+                        if let Some(message) = unframe(node_id, message.get_payload_bytes())
+                            && control.send(Input::Remote(message)).await.is_err()
+                        {
+                            return;
+                        }
+                    }
+                }
+                Err(error) => warn_once(&mut warned, &error),
+            },
+            Err(error) => warn_once(&mut warned, &error),
+        }
+        if control.is_closed() {
+            return;
+        }
+        runtime
+            .sleep_until(Instant::now() + RESUBSCRIBE_PAUSE)
+            .await;
+    }
+}
+
+fn warn_once(warned: &mut bool, error: &redis::RedisError) {
+    if !*warned {
+        tracing::warn!(target: "courier", error = %error, "cluster bus subscription lost; retrying");
+        *warned = true;
+    }
+}
+
+/// Bounded queue between the driver and the publisher.
+pub(crate) fn queue() -> (Sender<Bytes>, Receiver<Bytes>) {
+    async_channel::bounded(BUS_BACKLOG)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_carry_the_node_and_own_frames_are_skipped() {
+        let framed = frame(7, b"hello");
+        assert_eq!(framed.len(), 13);
+        assert_eq!(unframe(7, &framed), None);
+        assert_eq!(unframe(8, &framed), Some(Bytes::from_static(b"hello")));
+        assert_eq!(unframe(8, b"short"), None);
+    }
+}

@@ -1,0 +1,449 @@
+//! The driver: the one task that owns the engine.
+//!
+//! Connection tasks, the store executor, outbound calls and the cluster bus send [`Input`]s over
+//! two channels: `data` (requests and frames, bounded, so a flood of peer input slows its
+//! senders instead of growing memory) and `control` (aborts, closes, results; unbounded so that
+//! `Drop` guards and result senders never wait). The driver feeds a batch of inputs to the
+//! engine, then drains `poll_output()` to `Idle(deadline)` and carries every output out at once,
+//! in order, without awaiting anything slow: store commands, calls and publishes are handed to
+//! their own tasks.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use async_channel::{Receiver, Sender};
+use bytes::Bytes;
+use courier_core::gateway::store::{StoreCommand, StoreResult};
+use courier_core::net::{
+    CallId, CallResult, ConnId, Engine, HttpRequest, HttpResponse, Output, RequestId, StoreCmdId,
+    WsFrame,
+};
+use futures_lite::future;
+
+use crate::client::HttpClient;
+use crate::logging;
+use crate::runtime::Runtime;
+use crate::setup::InlineStore;
+
+/// How many data inputs (requests, frames) may wait for the driver before senders wait.
+const DATA_QUEUE: usize = 1024;
+/// How many inputs the driver feeds the engine before draining its outputs.
+const BATCH: usize = 64;
+/// How often the driver re-checks whether a shutdown has finished draining.
+const SHUTDOWN_POLL: Duration = Duration::from_millis(20);
+
+/// What the driver answers a waiting HTTP request with.
+#[derive(Debug)]
+pub(crate) enum Reply {
+    /// Write this response.
+    Response(HttpResponse),
+    /// Complete the WebSocket upgrade; frames for the connection arrive on this queue.
+    Upgrade(Receiver<ConnCommand>),
+}
+
+/// What the driver tells a WebSocket connection task.
+#[derive(Debug)]
+pub(crate) enum ConnCommand {
+    /// Send a data frame.
+    Frame(WsFrame),
+    /// Send a close frame with this code and end the connection.
+    Close(u16),
+}
+
+/// Something for the engine.
+#[derive(Debug)]
+pub(crate) enum Input {
+    Http {
+        id: RequestId,
+        request: HttpRequest,
+        reply: Sender<Reply>,
+    },
+    HttpAborted(RequestId),
+    WsFrame(ConnId, WsFrame),
+    WsClosed(ConnId),
+    StoreResult(StoreCmdId, StoreResult),
+    CallResult(CallId, CallResult),
+    Remote(Bytes),
+    Shutdown,
+}
+
+/// The senders the rest of the process uses to reach the driver. Cheap to clone.
+#[derive(Debug, Clone)]
+pub(crate) struct DriverHandle {
+    pub(crate) data: Sender<Input>,
+    pub(crate) control: Sender<Input>,
+    next_request: Arc<AtomicU64>,
+}
+
+impl DriverHandle {
+    /// A fresh request id (also the connection id if it is upgraded).
+    pub(crate) fn next_request_id(&self) -> RequestId {
+        RequestId(self.next_request.fetch_add(1, Ordering::Relaxed))
+    }
+}
+
+/// Where store commands go.
+pub(crate) enum StoreSink {
+    /// No store configured: a command fails at once (the engine never emits one then).
+    None,
+    /// Executed inline by the driver (the in-memory store), swept periodically.
+    Inline {
+        store: Box<dyn InlineStore>,
+        next_sweep: Instant,
+    },
+    /// Executed in order by the store task.
+    Queue(Sender<(StoreCmdId, StoreCommand)>),
+}
+
+/// Counts live connection tasks: each holds a [`TaskGuard`] for its life.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct TaskCounter(Arc<AtomicUsize>);
+
+impl TaskCounter {
+    /// Counts one more task until the guard is dropped.
+    pub(crate) fn enter(&self) -> TaskGuard {
+        self.0.fetch_add(1, Ordering::AcqRel);
+        TaskGuard(Arc::clone(&self.0))
+    }
+
+    fn count(&self) -> usize {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
+/// See [`TaskCounter`].
+#[derive(Debug)]
+pub(crate) struct TaskGuard(Arc<AtomicUsize>);
+
+impl Drop for TaskGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A live WebSocket as the driver sees it: the sending side of its outbound queue and a
+/// receiving side, kept so that an overflowing queue can be emptied at once.
+struct ConnQueue {
+    sender: Sender<ConnCommand>,
+    receiver: Receiver<ConnCommand>,
+}
+
+impl ConnQueue {
+    /// Throws away whatever is queued and closes the queue, so the connection task ends without
+    /// writing more to a peer that does not read.
+    fn abort(self) {
+        self.receiver.close();
+        while self.receiver.try_recv().is_ok() {}
+    }
+}
+
+/// The engine's owner. See the module docs.
+pub(crate) struct Driver<R: Runtime> {
+    runtime: R,
+    engine: Box<dyn Engine + Send>,
+    data: Receiver<Input>,
+    control: Receiver<Input>,
+    handle: DriverHandle,
+    pending_http: HashMap<RequestId, Sender<Reply>>,
+    conns: HashMap<ConnId, ConnQueue>,
+    store: StoreSink,
+    store_in_flight: usize,
+    client: HttpClient<R>,
+    bus: Option<Sender<Bytes>>,
+    deadline: Option<Instant>,
+    ws_queue: usize,
+    /// WebSocket tasks still running; a shutdown waits for them to write their close frames.
+    live_tasks: TaskCounter,
+}
+
+impl<R: Runtime> Driver<R> {
+    /// A driver and the handle to reach it.
+    pub(crate) fn new(
+        runtime: R,
+        engine: Box<dyn Engine + Send>,
+        store: StoreSink,
+        client: HttpClient<R>,
+        bus: Option<Sender<Bytes>>,
+        ws_queue: usize,
+    ) -> (Driver<R>, DriverHandle) {
+        let (data_tx, data) = async_channel::bounded(DATA_QUEUE);
+        let (control_tx, control) = async_channel::unbounded();
+        let handle = DriverHandle {
+            data: data_tx,
+            control: control_tx,
+            next_request: Arc::new(AtomicU64::new(1)),
+        };
+        let driver = Driver {
+            runtime,
+            engine,
+            data,
+            control,
+            handle: handle.clone(),
+            pending_http: HashMap::new(),
+            conns: HashMap::new(),
+            store,
+            store_in_flight: 0,
+            client,
+            bus,
+            deadline: None,
+            ws_queue: ws_queue.max(1),
+            live_tasks: TaskCounter::default(),
+        };
+        (driver, handle)
+    }
+
+    /// The counter of live WebSocket tasks (see `live_tasks`).
+    pub(crate) fn task_counter(&self) -> TaskCounter {
+        self.live_tasks.clone()
+    }
+
+    /// Runs until an [`Input::Shutdown`] has been handled and drained, or `grace` passed after
+    /// it.
+    pub(crate) async fn run(mut self, grace: Duration) {
+        self.set_wall_clock();
+        self.drain_outputs();
+        let mut shutdown_deadline: Option<Instant> = None;
+        loop {
+            let wake_at = self.next_wake(shutdown_deadline);
+            let first = next_input(&self.runtime, &self.control, &self.data, wake_at).await;
+            let now = Instant::now();
+            self.set_wall_clock();
+            if let Some(input) = first {
+                if self.apply(input, now) && shutdown_deadline.is_none() {
+                    shutdown_deadline = Some(now + grace);
+                }
+                // Feed whatever else is already waiting before draining once.
+                for _ in 1..BATCH {
+                    let Some(input) = self
+                        .control
+                        .try_recv()
+                        .or_else(|_| self.data.try_recv())
+                        .ok()
+                    else {
+                        break;
+                    };
+                    if self.apply(input, now) && shutdown_deadline.is_none() {
+                        shutdown_deadline = Some(now + grace);
+                    }
+                }
+            }
+            self.fire_timers(now);
+            self.drain_outputs();
+            if let Some(limit) = shutdown_deadline
+                && (self.drained() || Instant::now() >= limit)
+            {
+                self.abandon_remaining();
+                return;
+            }
+        }
+    }
+
+    fn next_wake(&self, shutdown_deadline: Option<Instant>) -> Option<Instant> {
+        let mut wake = self.deadline;
+        if let StoreSink::Inline { next_sweep, .. } = &self.store {
+            wake = Some(wake.map_or(*next_sweep, |w| w.min(*next_sweep)));
+        }
+        if shutdown_deadline.is_some() {
+            let poll = Instant::now() + SHUTDOWN_POLL;
+            wake = Some(wake.map_or(poll, |w| w.min(poll)));
+        }
+        wake
+    }
+
+    fn set_wall_clock(&mut self) {
+        self.engine.handle_wall_clock(unix_ms_now(), Instant::now());
+    }
+
+    /// Feeds one input to the engine. True when it was the shutdown request.
+    fn apply(&mut self, input: Input, now: Instant) -> bool {
+        match input {
+            Input::Http { id, request, reply } => {
+                self.pending_http.insert(id, reply);
+                self.engine.handle_http(id, request, now);
+            }
+            Input::HttpAborted(id) => {
+                // Only requests still waiting: an answered one has no news for the engine.
+                if self.pending_http.remove(&id).is_some() {
+                    self.engine.handle_http_aborted(id, now);
+                }
+            }
+            Input::WsFrame(conn, frame) => {
+                if self.conns.contains_key(&conn) {
+                    self.engine.handle_ws_frame(conn, frame, now);
+                }
+            }
+            Input::WsClosed(conn) => {
+                if self.conns.remove(&conn).is_some() {
+                    self.engine.handle_ws_closed(conn, now);
+                }
+            }
+            Input::StoreResult(id, result) => {
+                self.store_in_flight = self.store_in_flight.saturating_sub(1);
+                self.engine.handle_store_result(id, result, now);
+            }
+            Input::CallResult(id, result) => self.engine.handle_call_result(id, result, now),
+            Input::Remote(message) => self.engine.handle_remote(message, now),
+            Input::Shutdown => {
+                self.engine.handle_shutdown(now);
+                return true;
+            }
+        }
+        false
+    }
+
+    fn fire_timers(&mut self, now: Instant) {
+        if self.deadline.is_some_and(|deadline| deadline <= now) {
+            self.deadline = None;
+            self.engine.handle_timeout(now);
+        }
+        if let StoreSink::Inline { store, next_sweep } = &mut self.store
+            && *next_sweep <= now
+        {
+            store.sweep(unix_ms_now());
+            *next_sweep = now + store.sweep_every();
+        }
+    }
+
+    /// Carries out every output up to `Idle`.
+    fn drain_outputs(&mut self) {
+        loop {
+            match self.engine.poll_output() {
+                Output::Idle(deadline) => {
+                    self.deadline = deadline;
+                    return;
+                }
+                Output::HttpResponse(id, response) => {
+                    if let Some(reply) = self.pending_http.remove(&id) {
+                        // A peer that left meanwhile is reported by the request's abort guard.
+                        let _ = reply.try_send(Reply::Response(response));
+                    }
+                }
+                Output::WsAccept(id) => self.accept_ws(id),
+                Output::WsSend(conn, frame) => self.send_ws(conn, ConnCommand::Frame(frame)),
+                Output::WsClose(conn, code) => {
+                    // The engine has already forgotten the connection.
+                    if let Some(queue) = self.conns.remove(&conn)
+                        && queue.sender.try_send(ConnCommand::Close(code)).is_err()
+                    {
+                        queue.abort();
+                    }
+                }
+                Output::Store(id, command) => self.run_store(id, command),
+                Output::Call(id, call) => {
+                    let client = self.client.clone();
+                    let control = self.handle.control.clone();
+                    self.runtime.spawn(Box::pin(async move {
+                        let result = client.call(call).await;
+                        let _ = control.send(Input::CallResult(id, result)).await;
+                    }));
+                }
+                Output::Publish(message) => {
+                    if let Some(bus) = &self.bus
+                        && bus.try_send(message).is_err()
+                    {
+                        tracing::warn!(target: "courier", "cluster bus backlog full; message dropped");
+                    }
+                }
+                Output::Event(event) => logging::log_event(&event),
+            }
+        }
+    }
+
+    fn accept_ws(&mut self, id: RequestId) {
+        let Some(reply) = self.pending_http.remove(&id) else {
+            return;
+        };
+        let conn = ConnId::from(id);
+        // Unbounded in the channel, bounded by `send_ws`: a bounded channel allocates all its
+        // slots up front, which would cost every idle connection the whole queue.
+        let (sender, receiver) = async_channel::unbounded();
+        if reply.try_send(Reply::Upgrade(receiver.clone())).is_err() {
+            // The request's task is gone: the socket never opens.
+            self.engine.handle_ws_closed(conn, Instant::now());
+            return;
+        }
+        self.conns.insert(conn, ConnQueue { sender, receiver });
+    }
+
+    fn send_ws(&mut self, conn: ConnId, command: ConnCommand) {
+        let Some(queue) = self.conns.get(&conn) else {
+            return;
+        };
+        let full = queue.sender.len() >= self.ws_queue;
+        if full || queue.sender.try_send(command).is_err() {
+            // A peer that does not read is disconnected, never buffered for.
+            if let Some(queue) = self.conns.remove(&conn) {
+                queue.abort();
+            }
+            self.engine.handle_ws_closed(conn, Instant::now());
+        }
+    }
+
+    fn run_store(&mut self, id: StoreCmdId, command: StoreCommand) {
+        match &mut self.store {
+            StoreSink::None => {
+                let result = StoreResult::Failed("no store is configured".to_owned());
+                self.engine.handle_store_result(id, result, Instant::now());
+            }
+            StoreSink::Inline { store, .. } => {
+                let result = store.execute(command);
+                self.engine.handle_store_result(id, result, Instant::now());
+            }
+            StoreSink::Queue(queue) => {
+                if queue.try_send((id, command)).is_ok() {
+                    self.store_in_flight += 1;
+                } else {
+                    let result = StoreResult::Failed("the store executor has stopped".to_owned());
+                    self.engine.handle_store_result(id, result, Instant::now());
+                }
+            }
+        }
+    }
+
+    /// After a shutdown: nothing owed to the store, every request answered, every socket closed
+    /// and its close frame written.
+    fn drained(&self) -> bool {
+        self.store_in_flight == 0
+            && self.pending_http.is_empty()
+            && self.conns.is_empty()
+            && self.live_tasks.count() == 0
+    }
+
+    /// Grace is over: drop whatever the engine did not close, so the tasks end.
+    fn abandon_remaining(&mut self) {
+        for (_, queue) in self.conns.drain() {
+            queue.abort();
+        }
+        self.pending_http.clear();
+    }
+}
+
+/// The next input, or `None` when `wake_at` came first. (A free function: the driver itself
+/// holds the engine, which is `Send` but not `Sync`, so no `&Driver` may live across an await.)
+async fn next_input<R: Runtime>(
+    runtime: &R,
+    control: &Receiver<Input>,
+    data: &Receiver<Input>,
+    wake_at: Option<Instant>,
+) -> Option<Input> {
+    let control = async { control.recv().await.ok() };
+    let data = async { data.recv().await.ok() };
+    let timer = async {
+        match wake_at {
+            Some(at) => runtime.sleep_until(at).await,
+            None => future::pending::<()>().await,
+        }
+        None
+    };
+    // Control first: results and aborts settle state that data inputs may depend on.
+    future::or(control, future::or(data, timer)).await
+}
+
+/// Milliseconds since the Unix epoch, now.
+pub fn unix_ms_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}

@@ -1,0 +1,38 @@
+//! courier-io: Courier's runtime-agnostic I/O glue (DESIGN.md §1).
+//!
+//! It drives any [`courier_core::net::Engine`]: the HTTP/WebSocket server (hyper 1,
+//! async-tungstenite), outbound HTTP calls (hyper client, rustls), the Redis store and cluster
+//! bus, logging, the command line and configuration files. It is written once against the small
+//! [`Runtime`] trait; `courier-tokio` and `courier-smol` implement it and call [`cli_main`].
+//!
+//! Integration, in short:
+//! ```text
+//! fn main() -> ExitCode {
+//!     courier_io::cli_main(MyRuntime::new(), |startup| build_app(startup))
+//! }
+//! ```
+//! where `build_app` parses `startup.files` / `startup.env` and returns an [`App`].
+
+#![warn(missing_docs)]
+
+mod bus;
+mod cli;
+mod client;
+mod driver;
+mod hyper_glue;
+pub mod logging;
+mod redis_store;
+mod runtime;
+mod serve;
+mod server;
+mod setup;
+mod ws;
+
+pub use bus::{channel as bus_channel, frame as bus_frame, unframe as bus_unframe};
+pub use cli::{Cli, cli_main, environment, read_config_files};
+pub use client::HttpClient;
+pub use driver::unix_ms_now;
+pub use redis_store::{BlockingRedisStore, DEFAULT_PREFIX, RedisStore, escape as escape_key_part};
+pub use runtime::{BoxFuture, Connection, Listener, Runtime};
+pub use serve::{DEFAULT_MAX_PAYLOAD, Running, serve_engine, start};
+pub use setup::{App, ConfigFiles, Limits, MemoryStoreSetup, Setup, Startup, StoreSetup};

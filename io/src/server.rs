@@ -1,0 +1,252 @@
+//! The HTTP side: hyper 1 over any [`Runtime`]'s TCP stream. Each request is read whole (up to
+//! the body cap), handed to the driver as a [`net::HttpRequest`], and answered with whatever the
+//! engine decides, possibly much later (long polling). A request whose client leaves first is
+//! reported to the engine as aborted.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_tungstenite::tungstenite::handshake::derive_accept_key;
+use bytes::{Bytes, BytesMut};
+use courier_core::net::{self, ConnId, Headers, Method, RequestId};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::header::{HeaderName, HeaderValue};
+use hyper::{Request, Response, StatusCode};
+use smol_hyper::rt::FuturesIo;
+
+use crate::driver::{DriverHandle, Input, Reply, TaskCounter};
+use crate::hyper_glue::RuntimeTimer;
+use crate::runtime::{Listener, Runtime};
+use crate::ws;
+
+/// What every connection of one server shares.
+pub(crate) struct Server<R: Runtime> {
+    pub(crate) runtime: R,
+    pub(crate) driver: DriverHandle,
+    pub(crate) max_payload: usize,
+    pub(crate) header_read_timeout: Duration,
+    /// Counts WebSocket tasks, so a shutdown can wait for close frames to be written.
+    pub(crate) ws_tasks: TaskCounter,
+}
+
+impl<R: Runtime> Server<R> {
+    /// Accepts connections until the future is dropped.
+    pub(crate) async fn accept_loop(self: Arc<Self>, listener: R::Listener) {
+        loop {
+            match listener.accept().await {
+                Ok((stream, _peer)) => {
+                    let server = Arc::clone(&self);
+                    self.runtime.spawn(Box::pin(
+                        async move { server.serve_connection(stream).await },
+                    ));
+                }
+                Err(error) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!(target: "courier", error = %error, "accept failed");
+                    let pause = std::time::Instant::now() + Duration::from_millis(50);
+                    self.runtime.sleep_until(pause).await;
+                }
+            }
+        }
+    }
+
+    async fn serve_connection(self: Arc<Self>, stream: R::Stream) {
+        let server = Arc::clone(&self);
+        let service = hyper::service::service_fn(move |request| {
+            let server = Arc::clone(&server);
+            async move { Ok::<_, Infallible>(server.handle(request).await) }
+        });
+        let connection = hyper::server::conn::http1::Builder::new()
+            .timer(RuntimeTimer(self.runtime.clone()))
+            .header_read_timeout(self.header_read_timeout)
+            .serve_connection(FuturesIo::new(stream), service)
+            .with_upgrades();
+        // Errors here are the peer's (reset, bad request line); hyper already answered 400
+        // where it could.
+        let _ = connection.await;
+    }
+
+    async fn handle(&self, mut request: Request<Incoming>) -> Response<Full<Bytes>> {
+        let id = self.driver.next_request_id();
+        let websocket = is_websocket_upgrade(&request);
+        let on_upgrade = websocket.then(|| hyper::upgrade::on(&mut request));
+        let accept_key = request
+            .headers()
+            .get("sec-websocket-key")
+            .map(|key| derive_accept_key(key.as_bytes()));
+        let (parts, body) = request.into_parts();
+        let (body, body_truncated) = if websocket {
+            (Bytes::new(), false)
+        } else {
+            match read_capped(body, self.max_payload).await {
+                Ok(read) => read,
+                // The client broke off its own body; nobody is left to answer.
+                Err(()) => return plain(StatusCode::BAD_REQUEST, "unreadable body"),
+            }
+        };
+        let net_request = net::HttpRequest {
+            method: Method::from_token(parts.method.as_str()),
+            path: parts.uri.path().to_owned(),
+            query: parts.uri.query().unwrap_or("").to_owned(),
+            headers: lowercase_headers(&parts.headers),
+            body,
+            body_truncated,
+            websocket,
+        };
+        let (reply_tx, reply_rx) = async_channel::bounded(1);
+        let input = Input::Http {
+            id,
+            request: net_request,
+            reply: reply_tx,
+        };
+        if self.driver.data.send(input).await.is_err() {
+            return plain(StatusCode::SERVICE_UNAVAILABLE, "shutting down");
+        }
+        let mut guard = AbortGuard {
+            id,
+            driver: &self.driver,
+            armed: true,
+        };
+        let reply = reply_rx.recv().await;
+        guard.armed = false;
+        match reply {
+            Ok(Reply::Response(response)) => to_hyper(response),
+            Ok(Reply::Upgrade(outbound)) => {
+                let conn = ConnId::from(id);
+                let (Some(on_upgrade), Some(accept_key)) = (on_upgrade, accept_key) else {
+                    // The engine accepted a request that was no upgrade: tell it the socket
+                    // is gone and answer plainly.
+                    let _ = self.driver.control.try_send(Input::WsClosed(conn));
+                    return plain(StatusCode::BAD_REQUEST, "not a websocket upgrade");
+                };
+                let task = ws::Pump {
+                    runtime: self.runtime.clone(),
+                    conn,
+                    driver: self.driver.clone(),
+                    outbound,
+                    max_payload: self.max_payload,
+                    guard: self.ws_tasks.enter(),
+                };
+                self.runtime.spawn(Box::pin(task.run(on_upgrade)));
+                let mut response = Response::new(Full::new(Bytes::new()));
+                *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+                let headers = response.headers_mut();
+                headers.insert("upgrade", HeaderValue::from_static("websocket"));
+                headers.insert("connection", HeaderValue::from_static("Upgrade"));
+                if let Ok(value) = HeaderValue::from_str(&accept_key) {
+                    headers.insert("sec-websocket-accept", value);
+                }
+                response
+            }
+            Err(_) => plain(StatusCode::SERVICE_UNAVAILABLE, "shutting down"),
+        }
+    }
+}
+
+/// Reports a request the engine never answered because hyper dropped it (peer gone).
+struct AbortGuard<'a> {
+    id: RequestId,
+    driver: &'a DriverHandle,
+    armed: bool,
+}
+
+impl Drop for AbortGuard<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            let _ = self.driver.control.try_send(Input::HttpAborted(self.id));
+        }
+    }
+}
+
+/// `Upgrade: websocket`, `Connection: upgrade`, a key and version 13 on a GET.
+fn is_websocket_upgrade(request: &Request<Incoming>) -> bool {
+    let headers = request.headers();
+    let has_token = |name: &str, token: &str| {
+        headers.get_all(name).iter().any(|value| {
+            value.to_str().is_ok_and(|v| {
+                v.split(',')
+                    .any(|part| part.trim().eq_ignore_ascii_case(token))
+            })
+        })
+    };
+    request.method() == hyper::Method::GET
+        && has_token("upgrade", "websocket")
+        && has_token("connection", "upgrade")
+        && headers.contains_key("sec-websocket-key")
+        && headers
+            .get("sec-websocket-version")
+            .is_some_and(|v| v.as_bytes() == b"13")
+}
+
+fn lowercase_headers(headers: &hyper::HeaderMap) -> Headers {
+    // hyper already gives header names in lowercase.
+    Headers(
+        headers
+            .iter()
+            .map(|(name, value)| {
+                (
+                    name.as_str().to_owned(),
+                    String::from_utf8_lossy(value.as_bytes()).into_owned(),
+                )
+            })
+            .collect(),
+    )
+}
+
+/// Reads the body whole, keeping at most `cap` bytes: `(body, truncated)`. Stops reading at the
+/// cap (hyper then closes the connection instead of reusing it).
+async fn read_capped(mut body: Incoming, cap: usize) -> Result<(Bytes, bool), ()> {
+    let mut collected = BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|_| ())?;
+        let Ok(chunk) = frame.into_data() else {
+            continue; // trailers
+        };
+        let room = cap - collected.len();
+        if chunk.len() > room {
+            collected.extend_from_slice(&chunk[..room]);
+            return Ok((collected.freeze(), true));
+        }
+        collected.extend_from_slice(&chunk);
+    }
+    Ok((collected.freeze(), false))
+}
+
+fn to_hyper(response: net::HttpResponse) -> Response<Full<Bytes>> {
+    let mut out = Response::new(Full::new(response.body));
+    *out.status_mut() =
+        StatusCode::from_u16(response.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let headers = out.headers_mut();
+    for (name, value) in response.headers.0 {
+        // The engine only emits valid headers; anything else is dropped, not fatal.
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(&value),
+        ) {
+            headers.append(name, value);
+        }
+    }
+    out
+}
+
+fn plain(status: StatusCode, text: &'static str) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from_static(text.as_bytes())));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        "content-type",
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+/// Binds `addr` and returns the listener with its actual address.
+pub(crate) async fn bind<R: Runtime>(
+    runtime: &R,
+    addr: std::net::SocketAddr,
+) -> std::io::Result<(R::Listener, std::net::SocketAddr)> {
+    let listener = runtime.bind(addr).await?;
+    let local = listener.local_addr()?;
+    Ok((listener, local))
+}

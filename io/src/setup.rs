@@ -1,0 +1,182 @@
+//! What the application factory hands to the I/O layer: the engine and how to run it.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use courier_core::gateway::store::{Store, StoreCommand, StoreResult};
+use courier_core::net::Engine;
+
+/// The text of the optional configuration files, as read from disk (parsing them is the
+/// factory's job).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConfigFiles {
+    /// `config.yml`: its path and text, when present.
+    pub config_yml: Option<(PathBuf, String)>,
+    /// `sites.yml`: its path and text, when present.
+    pub sites_yml: Option<(PathBuf, String)>,
+}
+
+/// What the factory gets to build the application from.
+#[derive(Debug, Clone)]
+pub struct Startup {
+    /// The configuration files.
+    pub files: ConfigFiles,
+    /// The process environment (variables that are not valid UTF-8 are left out).
+    pub env: BTreeMap<String, String>,
+    /// `--bind`: the address to listen on (the port comes from the configuration).
+    pub bind: IpAddr,
+    /// `--demo`.
+    pub demo: bool,
+}
+
+/// The application the factory built.
+pub struct App {
+    /// The engine to drive.
+    pub engine: Box<dyn Engine + Send>,
+    /// The port to listen on.
+    pub port: u16,
+    /// How to run it.
+    pub setup: Setup,
+}
+
+impl fmt::Debug for App {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("App")
+            .field("port", &self.port)
+            .field("setup", &self.setup)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How the I/O layer runs an engine.
+#[derive(Debug)]
+pub struct Setup {
+    /// The largest HTTP body and WebSocket message accepted (`maxHttpBufferSize`); longer
+    /// bodies reach the engine truncated with `body_truncated`, longer messages close the socket.
+    pub max_payload: usize,
+    /// Where store commands run.
+    pub store: StoreSetup,
+    /// This process's node id: recorded with its sockets and prefixed to its cluster messages.
+    pub node_id: u64,
+    /// The message of the first log line, written once the port is bound (e.g. `App start`,
+    /// logged with the `port`).
+    pub first_log_line: String,
+    /// Buffer sizes and timeouts; `Limits::default()` suits production.
+    pub limits: Limits,
+}
+
+/// Buffer sizes and timeouts of the I/O layer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Frames that may wait for one WebSocket peer; one more closes it as a slow consumer.
+    pub ws_outbound_frames: usize,
+    /// How long a shutdown waits for sockets to close and store commands to finish.
+    pub shutdown_grace: Duration,
+    /// The largest outbound-call response body read; a longer one fails the call.
+    pub call_body_cap: usize,
+    /// How long a client may take to send a request head.
+    pub header_read_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            ws_outbound_frames: 256,
+            shutdown_grace: Duration::from_secs(5),
+            call_body_cap: 1 << 20,
+            header_read_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Where store commands run.
+pub enum StoreSetup {
+    /// No store: the engine does not emit store commands (broadcast-only sites).
+    None,
+    /// An in-process store, run inline by the driver and swept periodically.
+    Memory(MemoryStoreSetup),
+    /// Redis (also turns on the cluster bus).
+    Redis {
+        /// `redis://` or `rediss://` URL.
+        url: String,
+        /// Prefix of every key and of the bus channel (default `courier`).
+        prefix: String,
+    },
+}
+
+impl StoreSetup {
+    /// An in-process store: `store` runs every command inline; `sweep(store, unix_ms)` runs
+    /// every `sweep_every` to reclaim what expired (logical expiry needs no sweep to be
+    /// correct; it only frees memory).
+    pub fn memory<S, F>(store: S, sweep_every: Duration, sweep: F) -> StoreSetup
+    where
+        S: Store + Send + 'static,
+        F: FnMut(&mut S, u64) + Send + 'static,
+    {
+        StoreSetup::Memory(MemoryStoreSetup {
+            inner: Box::new(SweptStore {
+                store,
+                sweep,
+                every: sweep_every.max(Duration::from_millis(10)),
+            }),
+        })
+    }
+}
+
+impl fmt::Debug for StoreSetup {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreSetup::None => f.write_str("None"),
+            StoreSetup::Memory(_) => f.write_str("Memory"),
+            StoreSetup::Redis { url: _, prefix } => f
+                .debug_struct("Redis")
+                .field("prefix", prefix)
+                .finish_non_exhaustive(),
+        }
+    }
+}
+
+/// An in-process store with its sweep; built by [`StoreSetup::memory`].
+pub struct MemoryStoreSetup {
+    pub(crate) inner: Box<dyn InlineStore>,
+}
+
+impl fmt::Debug for MemoryStoreSetup {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("MemoryStoreSetup")
+    }
+}
+
+/// A store the driver runs inline.
+pub(crate) trait InlineStore: Send {
+    fn execute(&mut self, command: StoreCommand) -> StoreResult;
+    fn sweep(&mut self, unix_ms: u64);
+    fn sweep_every(&self) -> Duration;
+}
+
+struct SweptStore<S, F> {
+    store: S,
+    sweep: F,
+    every: Duration,
+}
+
+impl<S, F> InlineStore for SweptStore<S, F>
+where
+    S: Store + Send,
+    F: FnMut(&mut S, u64) + Send,
+{
+    fn execute(&mut self, command: StoreCommand) -> StoreResult {
+        self.store.execute(command)
+    }
+
+    fn sweep(&mut self, unix_ms: u64) {
+        (self.sweep)(&mut self.store, unix_ms);
+    }
+
+    fn sweep_every(&self) -> Duration {
+        self.every
+    }
+}

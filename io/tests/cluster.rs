@@ -1,0 +1,107 @@
+//! Two servers sharing one real Redis: store commands run through the driver's store executor,
+//! and cluster messages reach the other node only.
+
+mod common;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::engine::TestEngine;
+use common::redis_server::RedisServer;
+use common::{TestServer, eventually, request};
+use courier_core::gateway::store::StoreResult;
+use courier_io::{Limits, Runtime, Setup, StoreSetup};
+
+macro_rules! on_both_runtimes {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[test]
+            fn tokio() {
+                super::$name(courier_tokio::TokioRuntime::new().expect("tokio runtime"));
+            }
+            #[test]
+            fn smol() {
+                super::$name(courier_smol::SmolRuntime::new());
+            }
+        }
+    )*};
+}
+
+on_both_runtimes!(publishes_to_other_nodes_and_runs_store_commands);
+
+fn redis_setup(redis: &RedisServer, node_id: u64) -> Setup {
+    Setup {
+        max_payload: 1024,
+        store: StoreSetup::Redis {
+            url: redis.url(),
+            prefix: "courier".into(),
+        },
+        node_id,
+        first_log_line: "Cluster test".into(),
+        limits: Limits::default(),
+    }
+}
+
+fn publishes_to_other_nodes_and_runs_store_commands<R: Runtime>(runtime: R) {
+    let redis = RedisServer::start();
+    let (engine_a, stats_a) = TestEngine::new();
+    let (engine_b, stats_b) = TestEngine::new();
+    let a = TestServer::start(runtime.clone(), engine_a, redis_setup(&redis, 1));
+    let b = TestServer::start(runtime, engine_b, redis_setup(&redis, 2));
+
+    // Subscriptions are asynchronous: publish until B has one.
+    eventually("node B receives node A's message", || {
+        request(a.addr, "POST", "/publish", b"hello from a");
+        std::thread::sleep(Duration::from_millis(50));
+        !stats_b.lock().expect("stats").remote.is_empty()
+    });
+    assert_eq!(
+        stats_b.lock().expect("stats").remote[0],
+        Bytes::from_static(b"hello from a")
+    );
+    request(b.addr, "POST", "/publish", b"hello from b");
+    eventually("node A receives node B's message", || {
+        stats_a
+            .lock()
+            .expect("stats")
+            .remote
+            .contains(&Bytes::from_static(b"hello from b"))
+    });
+    // Nobody hears itself.
+    assert!(
+        !stats_a
+            .lock()
+            .expect("stats")
+            .remote
+            .contains(&Bytes::from_static(b"hello from a"))
+    );
+
+    assert_eq!(request(a.addr, "POST", "/store/connect", b"d1").status, 202);
+    eventually("the store result came back", || {
+        !stats_a.lock().expect("stats").store_results.is_empty()
+    });
+    assert_eq!(
+        stats_a.lock().expect("stats").store_results[0].1,
+        StoreResult::Connected { items: vec![] }
+    );
+    let mut plain = redis.connection();
+    let connected: Option<String> = redis::cmd("HGET")
+        .arg("courier:{site:user_1}:d:d1")
+        .arg("conn")
+        .query(&mut plain)
+        .expect("hget");
+    assert_eq!(connected.as_deref(), Some("1"));
+    drop(redis);
+    // With Redis gone, a command fails instead of hanging the driver, and HTTP still works.
+    request(a.addr, "POST", "/store/connect", b"d2");
+    eventually("the failure came back", || {
+        stats_a.lock().expect("stats").store_results.len() == 2
+    });
+    assert!(matches!(
+        stats_a.lock().expect("stats").store_results[1].1,
+        StoreResult::Failed(_)
+    ));
+    assert_eq!(request(a.addr, "GET", "/hello", b"").status, 200);
+    a.stop_within(Duration::from_secs(5));
+    b.stop_within(Duration::from_secs(5));
+}

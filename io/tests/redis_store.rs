@@ -1,0 +1,555 @@
+//! The Redis store against a real redis-server: every command, logical expiry, the legacy
+//! import, key escaping, and recovery after a restart that lost all data.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use common::redis_server::RedisServer;
+use courier_core::gateway::store::{
+    Delivery, DeviceKey, EnqueueStatus, QueuedItem, SocketRef, Store, StoreCommand, StoreResult,
+};
+use courier_io::{BlockingRedisStore, Runtime};
+use redis::Commands;
+
+macro_rules! on_both_runtimes {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[test]
+            fn tokio() {
+                super::$name(courier_tokio::TokioRuntime::new().expect("tokio runtime"));
+            }
+            #[test]
+            fn smol() {
+                super::$name(courier_smol::SmolRuntime::new());
+            }
+        }
+    )*};
+}
+
+on_both_runtimes!(
+    connect_enqueue_and_ack,
+    groups_index_and_membership_recheck,
+    disconnect_and_logical_expiry,
+    ack_with_resync_checks_the_head,
+    batch_ack_removes_exactly_what_it_carried,
+    imports_the_original_layout_once,
+    escapes_names_in_keys,
+    recovers_after_a_flushing_restart,
+);
+
+const SITE: &str = "goodcity";
+const T0: u64 = 1_790_000_000_000;
+
+fn device(room: &str, device: &str) -> DeviceKey {
+    DeviceKey {
+        site: SITE.into(),
+        room: room.into(),
+        device: device.into(),
+    }
+}
+
+fn socket(n: u64) -> SocketRef {
+    SocketRef { node: 7, socket: n }
+}
+
+fn item(id: u64, event: &str) -> QueuedItem {
+    QueuedItem {
+        id,
+        event: event.into(),
+        json: Bytes::from(format!("[\"{event}\",{id}]")),
+    }
+}
+
+fn connect(room: &str, dev: &str, sock: u64, groups: Option<&[&str]>, now_ms: u64) -> StoreCommand {
+    StoreCommand::Connect {
+        device: device(room, dev),
+        socket: socket(sock),
+        groups: groups.map(|g| g.iter().map(|s| s.to_string()).collect()),
+        now_ms,
+    }
+}
+
+fn enqueue(room: &str, item: QueuedItem, via: Option<&[&str]>, now_ms: u64) -> StoreCommand {
+    StoreCommand::Enqueue {
+        site: SITE.into(),
+        room: room.into(),
+        item,
+        via_groups: via.map(|g| g.iter().map(|s| s.to_string()).collect()),
+        now_ms,
+    }
+}
+
+fn ack(room: &str, dev: &str, event: &str, id: u64, resync: bool) -> StoreCommand {
+    StoreCommand::Ack {
+        device: device(room, dev),
+        event: event.into(),
+        id,
+        resync,
+        now_ms: T0,
+    }
+}
+
+fn connected(items: Vec<QueuedItem>) -> StoreResult {
+    StoreResult::Connected { items }
+}
+
+fn stored(devices: &[(&str, Option<u64>)]) -> StoreResult {
+    StoreResult::Enqueued {
+        status: EnqueueStatus::Stored,
+        devices: devices
+            .iter()
+            .map(|(d, s)| Delivery {
+                device: d.to_string(),
+                socket: s.map(socket),
+            })
+            .collect(),
+    }
+}
+
+fn status(status: EnqueueStatus) -> StoreResult {
+    StoreResult::Enqueued {
+        status,
+        devices: vec![],
+    }
+}
+
+fn open<R: Runtime>(runtime: R, redis: &RedisServer) -> BlockingRedisStore<R> {
+    BlockingRedisStore::open(runtime, &redis.url(), "courier").expect("store opens")
+}
+
+fn connect_enqueue_and_ack<R: Runtime>(runtime: R) {
+    let redis = RedisServer::start();
+    let mut store = open(runtime, &redis);
+    assert_eq!(
+        store.execute(connect("user_1", "d1", 1, Some(&["staff"]), T0)),
+        connected(vec![])
+    );
+    assert_eq!(
+        store.execute(connect("user_1", "d2", 2, None, T0)),
+        connected(vec![])
+    );
+    let big = 7_530_115_940_332_077_057;
+    assert_eq!(
+        store.execute(enqueue("user_1", item(big, "update"), None, T0)),
+        stored(&[("d1", Some(1)), ("d2", Some(2))])
+    );
+    assert_eq!(
+        store.execute(enqueue("user_1", item(big - 1, "other"), None, T0)),
+        stored(&[("d1", Some(1)), ("d2", Some(2))])
+    );
+    assert_eq!(
+        store.execute(enqueue("user_1", item(big + 1, "update"), None, T0)),
+        stored(&[("d1", Some(1)), ("d2", Some(2))])
+    );
+    // Reconnect (new socket): everything queued, in id order across events.
+    assert_eq!(
+        store.execute(connect("user_1", "d1", 3, None, T0 + 1)),
+        connected(vec![
+            item(big - 1, "other"),
+            item(big, "update"),
+            item(big + 1, "update")
+        ])
+    );
+    // The latest socket gets live messages.
+    assert_eq!(
+        store.execute(enqueue("user_1", item(big + 2, "update"), None, T0 + 2)),
+        stored(&[("d1", Some(3)), ("d2", Some(2))])
+    );
+    assert_eq!(
+        store.execute(ack("user_1", "d1", "update", big, false)),
+        StoreResult::Acked { removed: true }
+    );
+    assert_eq!(
+        store.execute(ack("user_1", "d1", "update", big, false)),
+        StoreResult::Acked { removed: false }
+    );
+    assert_eq!(
+        store.execute(ack("user_1", "d1", "nothing", 1, false)),
+        StoreResult::Acked { removed: false }
+    );
+    assert_eq!(
+        store.execute(connect("user_1", "d1", 4, None, T0 + 3)),
+        connected(vec![
+            item(big - 1, "other"),
+            item(big + 1, "update"),
+            item(big + 2, "update")
+        ])
+    );
+    // d2's queue is its own.
+    assert_eq!(
+        store
+            .execute(connect("user_1", "d2", 5, None, T0 + 3))
+            .clone(),
+        connected(vec![
+            item(big - 1, "other"),
+            item(big, "update"),
+            item(big + 1, "update"),
+            item(big + 2, "update")
+        ])
+    );
+    let mut plain = redis.connection();
+    let keys: Vec<String> = redis::cmd("KEYS").arg("*").query(&mut plain).expect("keys");
+    assert!(
+        keys.iter()
+            .all(|k| k.starts_with("courier:{goodcity:user_1}:")
+                || k.starts_with("courier:{goodcity}:g:")),
+        "{keys:?}"
+    );
+}
+
+fn groups_index_and_membership_recheck<R: Runtime>(runtime: R) {
+    let redis = RedisServer::start();
+    let mut store = open(runtime, &redis);
+    let resolve = |groups: &[&str]| StoreCommand::ResolveGroups {
+        site: SITE.into(),
+        groups: groups.iter().map(|s| s.to_string()).collect(),
+        now_ms: T0,
+    };
+    assert_eq!(
+        store.execute(resolve(&["staff"])),
+        StoreResult::Users(vec![])
+    );
+    assert_eq!(store.execute(resolve(&[])), StoreResult::Users(vec![]));
+    assert_eq!(
+        store.execute(enqueue("user_9", item(1, "e"), None, T0)),
+        status(EnqueueStatus::UnknownUser)
+    );
+    store.execute(connect("user_2", "d", 1, Some(&["staff", "reviewer"]), T0));
+    store.execute(connect("user_1", "d", 2, Some(&["staff"]), T0));
+    assert_eq!(
+        store.execute(resolve(&["staff", "reviewer", "none"])),
+        StoreResult::Users(vec!["user_1".into(), "user_2".into()])
+    );
+    assert_eq!(
+        store.execute(enqueue("user_2", item(2, "e"), Some(&["reviewer"]), T0)),
+        stored(&[("d", Some(1))])
+    );
+    assert_eq!(
+        store.execute(enqueue("user_1", item(3, "e"), Some(&["reviewer"]), T0)),
+        status(EnqueueStatus::NotInGroups)
+    );
+    assert_eq!(
+        store.execute(enqueue("user_1", item(3, "e"), Some(&[]), T0)),
+        status(EnqueueStatus::NotInGroups)
+    );
+    // A new auth replaces the groups, in the record and in the index.
+    store.execute(connect("user_2", "d", 3, Some(&["admins"]), T0));
+    assert_eq!(
+        store.execute(enqueue("user_2", item(4, "e"), Some(&["staff"]), T0)),
+        status(EnqueueStatus::NotInGroups)
+    );
+    assert_eq!(
+        store.execute(resolve(&["reviewer"])),
+        StoreResult::Users(vec![])
+    );
+    assert_eq!(
+        store.execute(resolve(&["admins"])),
+        StoreResult::Users(vec!["user_2".into()])
+    );
+    // The public channel (groups None) keeps what was recorded.
+    store.execute(connect("user_2", "d2", 4, None, T0));
+    assert_eq!(
+        store.execute(enqueue("user_2", item(5, "e"), Some(&["admins"]), T0)),
+        stored(&[("d", Some(3)), ("d2", Some(4))])
+    );
+    assert_eq!(
+        store.execute(StoreCommand::ForgetGroupMember {
+            site: SITE.into(),
+            room: "user_1".into(),
+            groups: vec!["staff".into()],
+            now_ms: T0,
+        }),
+        StoreResult::Done
+    );
+    assert_eq!(
+        store.execute(resolve(&["staff"])),
+        StoreResult::Users(vec![])
+    );
+}
+
+fn disconnect_and_logical_expiry<R: Runtime>(runtime: R) {
+    let redis = RedisServer::start();
+    let mut store = open(runtime, &redis);
+    let disconnect = |dev: &str, sock: u64, now_ms: u64, ttl_ms: u64| StoreCommand::Disconnect {
+        device: device("user_1", dev),
+        socket: socket(sock),
+        now_ms,
+        ttl_ms,
+    };
+    store.execute(connect("user_1", "d1", 1, None, T0));
+    store.execute(enqueue("user_1", item(1, "e"), None, T0));
+    // A socket that is no longer the latest changes nothing.
+    store.execute(connect("user_1", "d1", 2, None, T0));
+    assert_eq!(
+        store.execute(disconnect("d1", 1, T0, 1000)),
+        StoreResult::Done
+    );
+    assert_eq!(
+        store.execute(enqueue("user_1", item(2, "e"), None, T0 + 5000)),
+        stored(&[("d1", Some(2))])
+    );
+    assert_eq!(
+        store.execute(disconnect("d1", 2, T0 + 5000, 1000)),
+        StoreResult::Done
+    );
+    let mut plain = redis.connection();
+    let device_key = "courier:{goodcity:user_1}:d:d1";
+    let pttl: i64 = plain.pttl(device_key).expect("pttl");
+    assert!(pttl > 0, "reclamation expiry set: {pttl}");
+    let expire_at: i64 = redis::cmd("PEXPIRETIME")
+        .arg(device_key)
+        .query(&mut plain)
+        .expect("pexpiretime");
+    // A minute past the logical expiry, and never earlier than the ttl in Redis's own time.
+    let real_now = i64::try_from(courier_io::unix_ms_now()).expect("fits");
+    assert!(expire_at >= i64::try_from(T0 + 5000 + 1000 + 60_000).expect("fits"));
+    assert!(
+        expire_at >= real_now + 1000 + 60_000 - 100,
+        "{expire_at} vs {real_now}"
+    );
+    assert!(
+        expire_at <= real_now + 1000 + 60_000 + 5_000,
+        "{expire_at} vs {real_now}"
+    );
+    // Within the ttl: still queued for, no socket.
+    assert_eq!(
+        store.execute(enqueue("user_1", item(3, "e"), None, T0 + 6000)),
+        stored(&[("d1", None)])
+    );
+    // Past it: gone, and so is its queue.
+    assert_eq!(
+        store.execute(enqueue("user_1", item(4, "e"), None, T0 + 6001)),
+        status(EnqueueStatus::UnknownUser)
+    );
+    let keys: Vec<String> = redis::cmd("KEYS").arg("*").query(&mut plain).expect("keys");
+    assert!(keys.is_empty(), "{keys:?}");
+    assert_eq!(
+        store.execute(connect("user_1", "d1", 3, None, T0 + 7000)),
+        connected(vec![])
+    );
+    // Reconnecting cancels the reclamation expiry; ttl 0 keeps the device for ever.
+    store.execute(disconnect("d1", 3, T0 + 7000, 0));
+    let pttl: i64 = plain.pttl(device_key).expect("pttl");
+    assert_eq!(pttl, -1);
+    assert_eq!(
+        store.execute(enqueue("user_1", item(5, "e"), None, T0 + 365 * 86_400_000)),
+        stored(&[("d1", None)])
+    );
+    // An expired device is absent for every command: its queue does not come back.
+    store.execute(connect("user_1", "d2", 4, None, T0));
+    store.execute(enqueue("user_1", item(6, "e"), None, T0));
+    store.execute(StoreCommand::Disconnect {
+        device: device("user_1", "d2"),
+        socket: socket(4),
+        now_ms: T0,
+        ttl_ms: 10,
+    });
+    let mut late_ack = ack("user_1", "d2", "e", 6, true);
+    if let StoreCommand::Ack { now_ms, .. } = &mut late_ack {
+        *now_ms = T0 + 11;
+    }
+    assert_eq!(store.execute(late_ack), StoreResult::Resync);
+    assert_eq!(
+        store.execute(connect("user_1", "d2", 5, None, T0 + 11)),
+        connected(vec![])
+    );
+}
+
+fn ack_with_resync_checks_the_head<R: Runtime>(runtime: R) {
+    let redis = RedisServer::start();
+    let mut store = open(runtime, &redis);
+    store.execute(connect("user_1", "d", 1, None, T0));
+    for (id, event) in [(1, "a"), (2, "a"), (3, "b")] {
+        store.execute(enqueue("user_1", item(id, event), None, T0));
+    }
+    assert_eq!(
+        store.execute(ack("user_1", "d", "a", 2, true)),
+        StoreResult::Resync
+    );
+    assert_eq!(
+        store.execute(connect("user_1", "d", 2, None, T0)),
+        connected(vec![item(3, "b")])
+    );
+    assert_eq!(
+        store.execute(ack("user_1", "d", "b", 3, true)),
+        StoreResult::Acked { removed: true }
+    );
+    assert_eq!(
+        store.execute(ack("user_1", "d", "b", 3, true)),
+        StoreResult::Resync
+    );
+    assert_eq!(
+        store.execute(connect("user_1", "d", 3, None, T0)),
+        connected(vec![])
+    );
+}
+
+fn batch_ack_removes_exactly_what_it_carried<R: Runtime>(runtime: R) {
+    let redis = RedisServer::start();
+    let mut store = open(runtime, &redis);
+    store.execute(connect("user_1", "d", 1, None, T0));
+    for (id, event) in [(1, "a"), (2, "b"), (3, "a")] {
+        store.execute(enqueue("user_1", item(id, event), None, T0));
+    }
+    let StoreResult::Connected { items } = store.execute(connect("user_1", "d", 2, None, T0))
+    else {
+        panic!("connect failed");
+    };
+    assert_eq!(items.len(), 3);
+    // Queued after the batch was read: must survive the batch ack.
+    store.execute(enqueue("user_1", item(4, "a"), None, T0));
+    assert_eq!(
+        store.execute(StoreCommand::AckBatch {
+            device: device("user_1", "d"),
+            items: items.iter().map(|i| (i.event.clone(), i.id)).collect(),
+            now_ms: T0,
+        }),
+        StoreResult::Done
+    );
+    assert_eq!(
+        store.execute(connect("user_1", "d", 3, None, T0)),
+        connected(vec![item(4, "a")])
+    );
+}
+
+fn imports_the_original_layout_once<R: Runtime>(runtime: R) {
+    let redis = RedisServer::start();
+    let mut plain = redis.connection();
+    let legacy = "/goodcity:socket.io:user_3:d1:";
+    let _: () = plain
+        .rpush(
+            format!("{legacy}update_store"),
+            &[
+                "7:[\"update_store\",\"user\",{\"id\":1}]",
+                "9:[\"update_store\",2]",
+            ],
+        )
+        .expect("rpush");
+    let _: () = plain
+        .rpush(
+            format!("{legacy}offline1"),
+            &["8:[\"offline1\",1]", "garbage"],
+        )
+        .expect("rpush");
+    // Another device's lists and a device whose id extends this one stay where they are.
+    let _: () = plain
+        .rpush("/goodcity:socket.io:user_3:d2:x", "1:[\"x\"]")
+        .expect("rpush");
+    let mut store = open(runtime, &redis);
+    let expected = vec![
+        QueuedItem {
+            id: 7,
+            event: "update_store".into(),
+            json: Bytes::from_static(b"[\"update_store\",\"user\",{\"id\":1}]"),
+        },
+        QueuedItem {
+            id: 8,
+            event: "offline1".into(),
+            json: Bytes::from_static(b"[\"offline1\",1]"),
+        },
+        QueuedItem {
+            id: 9,
+            event: "update_store".into(),
+            json: Bytes::from_static(b"[\"update_store\",2]"),
+        },
+    ];
+    assert_eq!(
+        store.execute(connect("user_3", "d1", 1, None, T0)),
+        connected(expected.clone())
+    );
+    let exists: bool = plain
+        .exists(format!("{legacy}update_store"))
+        .expect("exists");
+    assert!(!exists, "legacy list removed after the import");
+    let other: bool = plain
+        .exists("/goodcity:socket.io:user_3:d2:x")
+        .expect("exists");
+    assert!(other);
+    // Once only: a list written now (by a node still running the original) is not imported.
+    let _: () = plain
+        .rpush(format!("{legacy}late"), "10:[\"late\"]")
+        .expect("rpush");
+    assert_eq!(
+        store.execute(connect("user_3", "d1", 2, None, T0)),
+        connected(expected)
+    );
+    assert_eq!(
+        store.execute(ack("user_3", "d1", "update_store", 7, true)),
+        StoreResult::Acked { removed: true }
+    );
+}
+
+fn escapes_names_in_keys<R: Runtime>(runtime: R) {
+    let redis = RedisServer::start();
+    let mut store = open(runtime, &redis);
+    let room = "user_{1}:x%";
+    store.execute(connect(room, "a", 1, None, T0));
+    store.execute(connect(room, "a:b", 2, None, T0));
+    assert_eq!(
+        store.execute(enqueue(room, item(1, "e:v"), None, T0)),
+        stored(&[("a", Some(1)), ("a:b", Some(2))])
+    );
+    assert_eq!(
+        store.execute(ack(room, "a", "e:v", 1, false)),
+        StoreResult::Acked { removed: true }
+    );
+    assert_eq!(
+        store.execute(connect(room, "a", 3, None, T0)),
+        connected(vec![])
+    );
+    assert_eq!(
+        store.execute(connect(room, "a:b", 4, None, T0)),
+        connected(vec![item(1, "e:v")])
+    );
+    let mut plain = redis.connection();
+    let keys: Vec<String> = redis::cmd("KEYS").arg("*").query(&mut plain).expect("keys");
+    assert!(
+        keys.iter()
+            .all(|k| k.starts_with("courier:{goodcity:user_%7B1%7D%3Ax%25}:")),
+        "{keys:?}"
+    );
+}
+
+fn recovers_after_a_flushing_restart<R: Runtime>(runtime: R) {
+    let mut redis = RedisServer::start();
+    let mut store = open(runtime, &redis);
+    assert_eq!(
+        store.execute(connect("user_1", "d", 1, None, T0)),
+        connected(vec![])
+    );
+    redis.kill();
+    let started = Instant::now();
+    match store.execute(connect("user_1", "d", 2, None, T0)) {
+        StoreResult::Failed(text) => assert!(!text.is_empty()),
+        other => panic!("expected a failure while Redis is down, got {other:?}"),
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "a failing command must not hang: {:?}",
+        started.elapsed()
+    );
+    redis.restart();
+    // The scripts were flushed with everything else; the store reloads them and reconnects.
+    let started = Instant::now();
+    loop {
+        match store.execute(enqueue("user_1", item(1, "e"), None, T0)) {
+            StoreResult::Failed(_) if started.elapsed() < Duration::from_secs(15) => {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            result => {
+                assert_eq!(result, status(EnqueueStatus::UnknownUser));
+                break;
+            }
+        }
+    }
+    assert_eq!(
+        store.execute(connect("user_1", "d", 3, None, T0)),
+        connected(vec![])
+    );
+    assert_eq!(
+        store.execute(enqueue("user_1", item(2, "e"), None, T0)),
+        stored(&[("d", Some(3))])
+    );
+}

@@ -1,0 +1,106 @@
+//! courier-tokio: Courier's [`Runtime`] on tokio (multi-threaded). The binary in `main.rs`
+//! hands it to [`courier_io::cli_main`].
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use courier_io::{BoxFuture, Listener, Runtime};
+use tokio_util::compat::{Compat, TokioAsyncReadCompatExt};
+
+/// The tokio runtime behind Courier's [`Runtime`] trait. Clones share one tokio runtime.
+#[derive(Debug, Clone)]
+pub struct TokioRuntime {
+    runtime: Arc<tokio::runtime::Runtime>,
+}
+
+impl TokioRuntime {
+    /// A multi-threaded tokio runtime with one worker per core.
+    pub fn new() -> io::Result<TokioRuntime> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .thread_name("courier-tokio")
+            .build()?;
+        Ok(TokioRuntime {
+            runtime: Arc::new(runtime),
+        })
+    }
+}
+
+/// A bound tokio listener.
+#[derive(Debug)]
+pub struct TokioListener(tokio::net::TcpListener);
+
+impl Listener for TokioListener {
+    type Stream = Compat<tokio::net::TcpStream>;
+
+    async fn accept(&self) -> io::Result<(Self::Stream, SocketAddr)> {
+        let (stream, peer) = self.0.accept().await?;
+        // Small writes (WebSocket frames, polling answers) must not wait for Nagle.
+        stream.set_nodelay(true)?;
+        Ok((stream.compat(), peer))
+    }
+
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.0.local_addr()
+    }
+}
+
+impl Runtime for TokioRuntime {
+    type Stream = Compat<tokio::net::TcpStream>;
+    type Listener = TokioListener;
+    type Sleep = tokio::time::Sleep;
+
+    fn spawn(&self, future: BoxFuture<()>) {
+        drop(self.runtime.spawn(future));
+    }
+
+    fn sleep_until(&self, deadline: Instant) -> Self::Sleep {
+        // Entering makes this work from any thread, not only from inside a task.
+        let _context = self.runtime.enter();
+        tokio::time::sleep_until(tokio::time::Instant::from_std(deadline))
+    }
+
+    async fn bind(&self, addr: SocketAddr) -> io::Result<Self::Listener> {
+        tokio::net::TcpListener::bind(addr).await.map(TokioListener)
+    }
+
+    fn connect(
+        &self,
+        host: &str,
+        port: u16,
+    ) -> impl Future<Output = io::Result<Self::Stream>> + Send {
+        let host = host.to_owned();
+        async move {
+            let stream = tokio::net::TcpStream::connect((host.as_str(), port)).await?;
+            stream.set_nodelay(true)?;
+            Ok(stream.compat())
+        }
+    }
+
+    fn shutdown_signal(&self) -> BoxFuture<()> {
+        let _context = self.runtime.enter();
+        Box::pin(async {
+            use tokio::signal::unix::{SignalKind, signal};
+            match (
+                signal(SignalKind::terminate()),
+                signal(SignalKind::interrupt()),
+            ) {
+                (Ok(mut term), Ok(mut int)) => {
+                    tokio::select! {
+                        _ = term.recv() => {}
+                        _ = int.recv() => {}
+                    }
+                }
+                // No signal handling (should not happen on Unix): serve until killed.
+                _ => std::future::pending::<()>().await,
+            }
+        })
+    }
+
+    fn block_on<F: Future>(&self, future: F) -> F::Output {
+        self.runtime.block_on(future)
+    }
+}
