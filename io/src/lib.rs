@@ -15,6 +15,7 @@
 
 #![warn(missing_docs)]
 
+mod app;
 mod bus;
 mod cli;
 mod client;
@@ -28,6 +29,7 @@ mod server;
 mod setup;
 mod ws;
 
+pub use app::{MEMORY_SWEEP_EVERY, gateway_app};
 pub use bus::{channel as bus_channel, frame as bus_frame, unframe as bus_unframe};
 pub use cli::{Cli, cli_main, environment, read_config_files};
 pub use client::HttpClient;

@@ -2,7 +2,6 @@
 
 use std::process::ExitCode;
 
-use courier_io::{App, Startup};
 use courier_tokio::TokioRuntime;
 
 fn main() -> ExitCode {
@@ -16,11 +15,5 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    courier_io::cli_main(runtime, build_app)
-}
-
-/// Builds the gateway from the configuration. The gateway engine is wired in by the
-/// integration step (config parsing and `courier_core` gateway construction).
-fn build_app(_startup: Startup) -> Result<App, String> {
-    Err("this build has no gateway engine linked in".to_owned())
+    courier_io::cli_main(runtime, courier_io::gateway_app)
 }

@@ -1,0 +1,154 @@
+//! The factory both binaries hand to [`crate::cli_main`]: configuration files + environment →
+//! courier-core's gateway plus the store it runs on.
+//!
+//! - No Redis configured → the embedded in-memory store (swept once a minute), said in the
+//!   first log line; queues then live as long as the process.
+//! - Redis configured → the Redis store and the cluster bus: several nodes share queues, the
+//!   device registry and deliveries.
+//! - `--demo` → the built-in demo site on the in-memory store, loopback only, with a ready-made
+//!   `curl` printed to stderr.
+
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
+use std::io::Write;
+use std::time::Duration;
+
+use courier_core::gateway::config::{
+    self, Config, ConfigSources, DEMO_API_KEY, DEMO_SITE, SourceFile,
+};
+use courier_core::gateway::store::MemoryStore;
+use courier_core::gateway::{Gateway, GatewayOptions};
+
+use crate::Startup;
+use crate::redis_store::DEFAULT_PREFIX;
+use crate::setup::{App, Limits, Setup, StoreSetup};
+
+/// How often the in-memory store reclaims expired devices (expiry itself is logical and
+/// exact; the sweep only frees memory).
+pub const MEMORY_SWEEP_EVERY: Duration = Duration::from_secs(60);
+
+/// Builds the gateway application from the command line's files and flags.
+pub fn gateway_app(startup: Startup) -> Result<App, String> {
+    let config = if startup.demo {
+        demo_config(&startup)?
+    } else {
+        load_config(&startup)?
+    };
+    for warning in &config.warnings {
+        tracing::warn!(target: "courier", "{warning}");
+    }
+    if config.sites.is_empty() {
+        return Err(
+            "no site configured: add one to sites.yml (or set SITE_NAME, AUTH_URL, \
+                    AUTH_SCHEME and API_KEY), or try `--demo --bind 127.0.0.1`"
+                .to_owned(),
+        );
+    }
+
+    let node_id = random_u64();
+    let (store, clustered, first_log_line) = match &config.redis {
+        Some(redis) => (
+            StoreSetup::Redis {
+                url: redis.url(),
+                prefix: DEFAULT_PREFIX.to_owned(),
+            },
+            true,
+            format!(
+                "App start: Redis store at {}:{} (queues shared by every node)",
+                redis.host, redis.port
+            ),
+        ),
+        None => (
+            StoreSetup::memory(MemoryStore::new(), MEMORY_SWEEP_EVERY, |store, unix_ms| {
+                store.sweep(unix_ms);
+            }),
+            false,
+            "App start: in-memory store (no Redis configured; queues are lost on restart)"
+                .to_owned(),
+        ),
+    };
+    let options = GatewayOptions {
+        node_id,
+        seed: random_u64(),
+        clustered,
+    };
+    let port = config.port;
+    let max_payload = usize::try_from(config.io.max_payload).unwrap_or(usize::MAX);
+    if startup.demo {
+        print_demo_help(startup.bind, port);
+    }
+    Ok(App {
+        engine: Box::new(Gateway::new(config, options)),
+        port,
+        setup: Setup {
+            max_payload,
+            store,
+            node_id,
+            first_log_line,
+            limits: Limits::default(),
+        },
+    })
+}
+
+fn load_config(startup: &Startup) -> Result<Config, String> {
+    let source = |file: &Option<(std::path::PathBuf, String)>| {
+        file.as_ref().map(|(path, text)| SourceFile {
+            path: path.display().to_string(),
+            text: text.clone(),
+        })
+    };
+    let sources = ConfigSources {
+        config_yml: source(&startup.files.config_yml),
+        sites_yml: source(&startup.files.sites_yml),
+        env: startup.env.clone(),
+    };
+    config::load(&sources).map_err(|error| error.to_string())
+}
+
+/// The demo configuration: the built-in site only, loopback only, `PORT` still honoured.
+fn demo_config(startup: &Startup) -> Result<Config, String> {
+    if !startup.bind.is_loopback() {
+        return Err(format!(
+            "--demo accepts any token, so it only listens on a loopback address; \
+             got --bind {} (use --bind 127.0.0.1)",
+            startup.bind
+        ));
+    }
+    let mut config = Config::demo();
+    if let Some(port) = startup.env.get("PORT") {
+        config.port = port
+            .parse()
+            .map_err(|_| format!("environment: PORT must be a port number, got {port:?}"))?;
+    }
+    Ok(config)
+}
+
+fn print_demo_help(bind: std::net::IpAddr, port: u16) {
+    let host = match bind {
+        std::net::IpAddr::V6(v6) => format!("[{v6}]"),
+        v4 => v4.to_string(),
+    };
+    let text = format!(
+        "\nCourier demo: site \"{DEMO_SITE}\" accepts any token t as rooms [\"user_<t>\", \"staff\"].\n\
+         Connect a client:  io(\"http://{host}:{port}/{DEMO_SITE}?token=alice&deviceId=d1\")\n\
+         Send to it:\n  curl -X POST 'http://{host}:{port}/send?site={DEMO_SITE}&apiKey={DEMO_API_KEY}' \\\n    \
+         -H 'content-type: application/json' \\\n    \
+         -d '{{\"rooms\":[\"user_alice\"],\"event\":\"hello\",\"args\":[\"world\"]}}'\n\n"
+    );
+    let _ = std::io::stderr().write_all(text.as_bytes());
+}
+
+/// A random 64-bit value from the OS-seeded hasher keys (node ids and session-id seeds need
+/// uniqueness, not cryptographic strength: session ids are also unguessable because the seed
+/// is).
+fn random_u64() -> u64 {
+    let mut hasher = RandomState::new().build_hasher();
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|elapsed| elapsed.as_nanos())
+            .unwrap_or(0),
+    );
+    hasher.write_u32(std::process::id());
+    hasher.finish()
+}
