@@ -218,11 +218,14 @@ impl RedisStore {
             StoreCommand::ForgetGroupMember {
                 site, room, groups, ..
             } => {
-                let mut pipe = redis::pipe();
-                for group in &groups {
-                    pipe.srem(self.group_key(&site, group), &room).ignore();
+                // An empty pipeline is a protocol error in the redis crate: skip the round trip.
+                if !groups.is_empty() {
+                    let mut pipe = redis::pipe();
+                    for group in &groups {
+                        pipe.srem(self.group_key(&site, group), &room).ignore();
+                    }
+                    let () = pipe.query_async(&mut connection).await?;
                 }
-                let () = pipe.query_async(&mut connection).await?;
                 Ok(StoreResult::Done)
             }
         }
@@ -249,19 +252,17 @@ impl RedisStore {
             Some(groups) => invocation.arg("1").arg(groups),
         };
         let reply: Vec<Vec<u8>> = invocation.invoke_async(&mut connection).await?;
-        let (imported, old_groups, mut items) =
+        let (imported, _previous_groups, mut items) =
             parse_connected(&reply).ok_or_else(|| protocol_error("connect reply"))?;
 
-        if let Some(groups) = &groups {
+        if let Some(groups) = groups.as_ref().filter(|groups| !groups.is_empty()) {
             // The group index lives on the site's slot: a second, pipelined step. It is a hint
-            // (Enqueue re-checks membership), so a failure here loses nothing.
+            // (Enqueue re-checks membership), so a failure here loses nothing. Entries of
+            // groups the user left stay until a send finds them stale and the gateway sends
+            // `ForgetGroupMember` — the same rule as the model, so every store resolves alike.
             let mut pipe = redis::pipe();
             for group in groups {
                 pipe.sadd(self.group_key(&device.site, group), &device.room)
-                    .ignore();
-            }
-            for old in old_groups.iter().filter(|old| !groups.contains(old)) {
-                pipe.srem(self.group_key(&device.site, old), &device.room)
                     .ignore();
             }
             let () = pipe.query_async(&mut connection).await?;
