@@ -13,8 +13,8 @@ use rand_core::{RngCore, SeedableRng};
 
 use super::http::{self, ErrorCode};
 use super::packet::{Message, Packet};
-use super::session::{Heartbeat, PendingGet, PollingFormat, Session, Transport, Upgrade};
-use super::{Config, Handshake, Protocol, payload};
+use super::session::{Heartbeat, PollingFormat, Session, Transport};
+use super::{Config, Handshake, Protocol};
 use crate::net::{
     self, AppEvent, ConnId, Headers, HttpRequest, HttpResponse, Level, Method, RequestId, WsFrame,
 };
@@ -63,7 +63,7 @@ pub enum Output {
 
 /// Who ends a session, which decides what the client is told.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Closer {
+pub(super) enum Closer {
     /// The client sent `1`: a parked GET is released with a noop.
     Client,
     /// The application closed it: the client gets `1`, delivered by the next GET if needed.
@@ -75,20 +75,20 @@ enum Closer {
 /// All Engine.IO sessions of one endpoint path.
 #[derive(Debug)]
 pub struct Server {
-    config: Config,
-    rng: ChaCha20Rng,
-    next_session: u64,
-    sessions: HashMap<SessionId, Session>,
-    by_sid: HashMap<String, SessionId>,
-    parked_gets: HashMap<RequestId, SessionId>,
-    conns: HashMap<ConnId, SessionId>,
-    timers: BTreeSet<(Instant, SessionId)>,
+    pub(super) config: Config,
+    pub(super) rng: ChaCha20Rng,
+    pub(super) next_session: u64,
+    pub(super) sessions: HashMap<SessionId, Session>,
+    pub(super) by_sid: HashMap<String, SessionId>,
+    pub(super) parked_gets: HashMap<RequestId, SessionId>,
+    pub(super) conns: HashMap<ConnId, SessionId>,
+    pub(super) timers: BTreeSet<(Instant, SessionId)>,
     /// Polling sessions with buffered packets and, possibly, a parked GET to answer.
-    dirty: Vec<SessionId>,
-    io: VecDeque<net::Output>,
-    events: VecDeque<Event>,
+    pub(super) dirty: Vec<SessionId>,
+    pub(super) io: VecDeque<net::Output>,
+    pub(super) events: VecDeque<Event>,
     /// The latest `now` seen by any input.
-    now: Option<Instant>,
+    pub(super) now: Option<Instant>,
 }
 
 impl Server {
@@ -343,46 +343,29 @@ impl Server {
         self.events.pop_front()
     }
 
-    /// Answers parked GETs of sessions that have buffered packets. Done lazily so that all the
-    /// packets one input produces leave in one response.
-    pub fn flush(&mut self) {
-        for session in std::mem::take(&mut self.dirty) {
-            let Some(s) = self.sessions.get_mut(&session) else {
-                continue;
-            };
-            if s.outbox.is_empty() {
-                continue;
-            }
-            if let Some(get) = s.pending_get.take() {
-                self.parked_gets.remove(&get.request);
-                self.answer_get(session, get);
-            }
-        }
-    }
-
     /// The earliest deadline of any session.
     pub fn next_deadline(&self) -> Option<Instant> {
         self.timers.first().map(|(at, _)| *at)
     }
 
-    fn is_open(&self, session: SessionId) -> bool {
+    pub(super) fn is_open(&self, session: SessionId) -> bool {
         self.sessions
             .get(&session)
             .is_some_and(|s| s.closing_deadline.is_none())
     }
 
-    fn respond(&mut self, id: RequestId, response: HttpResponse) {
+    pub(super) fn respond(&mut self, id: RequestId, response: HttpResponse) {
         self.io.push_back(net::Output::HttpResponse(id, response));
     }
 
-    fn refuse(&mut self, id: RequestId, code: ErrorCode, cors: Headers) {
+    pub(super) fn refuse(&mut self, id: RequestId, code: ErrorCode, cors: Headers) {
         self.io.push_back(net::Output::Event(
             AppEvent::new(Level::Debug, "Engine.IO request refused").with("error", code.log_name()),
         ));
         self.respond(id, http::error_response(code, cors));
     }
 
-    fn log(&mut self, level: Level, message: &'static str, session: SessionId) {
+    pub(super) fn log(&mut self, level: Level, message: &'static str, session: SessionId) {
         let sid = self.sid(session).unwrap_or_default().to_owned();
         self.io.push_back(net::Output::Event(
             AppEvent::new(level, message).with("sid", sid),
@@ -476,171 +459,7 @@ impl Server {
         self.events.push_back(Event::Opened { session, handshake });
     }
 
-    fn poll(&mut self, id: RequestId, session: SessionId, cors: Headers) {
-        let s = self
-            .sessions
-            .get_mut(&session)
-            .expect("session looked up by caller");
-        if let Some(previous) = s.pending_get.take() {
-            // Two GETs at once: refuse the newcomer, release the parked one with a close.
-            self.parked_gets.remove(&previous.request);
-            let (body, kind) = s.encode_polling(&[Packet::Close]);
-            self.refuse(id, ErrorCode::BadRequest, cors);
-            self.respond(
-                previous.request,
-                http::payload_response(body, kind, previous.cors),
-            );
-            self.close(session, "transport error", Closer::Failure);
-            return;
-        }
-        let get = PendingGet { request: id, cors };
-        if !s.outbox.is_empty() {
-            self.answer_get(session, get);
-        } else if s.upgrade.is_some_and(|u| u.probed) {
-            // Upgrading: release the poll at once so the client can pause polling.
-            let (body, kind) = s.encode_polling(&[Packet::Noop]);
-            self.respond(id, http::payload_response(body, kind, get.cors));
-        } else {
-            s.pending_get = Some(get);
-            self.parked_gets.insert(id, session);
-        }
-    }
-
-    fn answer_get(&mut self, session: SessionId, get: PendingGet) {
-        let Some(s) = self.sessions.get_mut(&session) else {
-            return;
-        };
-        let packets: Vec<Packet> = s.outbox.drain(..).collect();
-        let (body, kind) = s.encode_polling(&packets);
-        let finished = s.closing_deadline.is_some();
-        self.respond(get.request, http::payload_response(body, kind, get.cors));
-        if finished {
-            self.forget(session);
-        }
-    }
-
-    fn receive_post(
-        &mut self,
-        id: RequestId,
-        session: SessionId,
-        req: &HttpRequest,
-        cors: Headers,
-        now: Instant,
-    ) {
-        if !self.is_open(session) {
-            return self.refuse(id, ErrorCode::UnknownSid, cors);
-        }
-        if req.body_truncated || req.body.len() > self.config.max_payload {
-            self.log(Level::Info, "Engine.IO POST over maxPayload", session);
-            return self.respond(id, http::payload_too_large(cors));
-        }
-        let s = &self.sessions[&session];
-        let octet_stream = req
-            .headers
-            .get("content-type")
-            .is_some_and(|t| t.starts_with("application/octet-stream"));
-        let decoded = match s.protocol {
-            Protocol::V4 if octet_stream => None,
-            Protocol::V4 => payload::decode_v4(&req.body).ok(),
-            Protocol::V3 if s.format.jsonp.is_some() => payload::decode_jsonp_body(&req.body)
-                .and_then(|text| payload::decode_v3_text(&text))
-                .ok(),
-            Protocol::V3 if octet_stream || req.body.first().is_some_and(|&b| b <= 1) => {
-                payload::decode_v3_binary(&req.body).ok()
-            }
-            Protocol::V3 => payload::decode_v3_text(&req.body).ok(),
-        };
-        let Some(packets) = decoded else {
-            self.log(Level::Info, "Engine.IO invalid payload", session);
-            self.refuse(id, ErrorCode::BadRequest, cors);
-            self.close(session, "parse error", Closer::Failure);
-            return;
-        };
-        self.respond(id, http::post_ok(cors));
-        for packet in packets {
-            if !self.is_open(session) {
-                break;
-            }
-            self.on_packet(session, packet, now);
-        }
-    }
-
-    fn start_upgrade(&mut self, id: RequestId, session: SessionId, now: Instant) {
-        let s = &self.sessions[&session];
-        if !self.config.allow_upgrades
-            || !s.is_polling()
-            || s.upgrade.is_some()
-            || !self.is_open(session)
-        {
-            return self.refuse(id, ErrorCode::BadRequest, Headers::default());
-        }
-        let conn = ConnId::from(id);
-        let deadline = now + self.config.upgrade_timeout;
-        if let Some(s) = self.sessions.get_mut(&session) {
-            s.upgrade = Some(Upgrade {
-                conn,
-                deadline,
-                probed: false,
-            });
-        }
-        self.conns.insert(conn, session);
-        self.io.push_back(net::Output::WsAccept(id));
-        self.reschedule(session);
-    }
-
-    fn on_probe_packet(
-        &mut self,
-        session: SessionId,
-        conn: ConnId,
-        packet: Option<Packet>,
-        now: Instant,
-    ) {
-        let protocol = self.sessions[&session].protocol;
-        match packet {
-            Some(Packet::Ping(data)) if &data[..] == b"probe" => {
-                let pong = Packet::Pong(Bytes::from_static(b"probe"));
-                self.io
-                    .push_back(net::Output::WsSend(conn, pong.to_ws_frame(protocol)));
-                let s = self.sessions.get_mut(&session).expect("open session");
-                if let Some(upgrade) = &mut s.upgrade {
-                    upgrade.probed = true;
-                }
-                if let Some(get) = s.pending_get.take() {
-                    self.parked_gets.remove(&get.request);
-                    let (body, kind) = s.encode_polling(&[Packet::Noop]);
-                    self.respond(get.request, http::payload_response(body, kind, get.cors));
-                }
-            }
-            Some(Packet::Upgrade) => {
-                let s = self.sessions.get_mut(&session).expect("open session");
-                s.upgrade = None;
-                s.transport = Transport::WebSocket(conn);
-                s.note_client_activity(&self.config, now);
-                if let Some(get) = s.pending_get.take() {
-                    self.parked_gets.remove(&get.request);
-                    let (body, kind) = s.encode_polling(&[Packet::Noop]);
-                    self.respond(get.request, http::payload_response(body, kind, get.cors));
-                }
-                let s = self.sessions.get_mut(&session).expect("open session");
-                for packet in s.outbox.drain(..) {
-                    self.io
-                        .push_back(net::Output::WsSend(conn, packet.to_ws_frame(protocol)));
-                }
-                self.reschedule(session);
-            }
-            _ => {
-                self.log(Level::Info, "Engine.IO invalid upgrade packet", session);
-                self.io.push_back(net::Output::WsClose(conn, 1002));
-                self.conns.remove(&conn);
-                if let Some(s) = self.sessions.get_mut(&session) {
-                    s.upgrade = None;
-                }
-                self.reschedule(session);
-            }
-        }
-    }
-
-    fn on_packet(&mut self, session: SessionId, packet: Packet, now: Instant) {
+    pub(super) fn on_packet(&mut self, session: SessionId, packet: Packet, now: Instant) {
         let config = &self.config;
         let Some(s) = self.sessions.get_mut(&session) else {
             return;
@@ -681,7 +500,7 @@ impl Server {
         self.reschedule(session);
     }
 
-    fn send_packet(&mut self, session: SessionId, packet: Packet) -> bool {
+    pub(super) fn send_packet(&mut self, session: SessionId, packet: Packet) -> bool {
         if !self.is_open(session) {
             return false;
         }
@@ -747,7 +566,7 @@ impl Server {
     /// Ends a session: tells the client what `closer` implies, closes its WebSockets, reports
     /// [`Event::Closed`]. An application close over polling with no GET parked keeps the
     /// session (closing) so the next GET can carry the `1`.
-    fn close(&mut self, session: SessionId, reason: &'static str, closer: Closer) {
+    pub(super) fn close(&mut self, session: SessionId, reason: &'static str, closer: Closer) {
         let Some(s) = self.sessions.get_mut(&session) else {
             return;
         };
@@ -808,7 +627,7 @@ impl Server {
     }
 
     /// Drops every trace of a session.
-    fn forget(&mut self, session: SessionId) {
+    pub(super) fn forget(&mut self, session: SessionId) {
         let Some(s) = self.sessions.remove(&session) else {
             return;
         };
@@ -825,7 +644,7 @@ impl Server {
     }
 
     /// Re-registers the session's earliest deadline in the timer set.
-    fn reschedule(&mut self, session: SessionId) {
+    pub(super) fn reschedule(&mut self, session: SessionId) {
         let Some(s) = self.sessions.get_mut(&session) else {
             return;
         };
