@@ -1,7 +1,7 @@
 //! The Socket.IO server: namespaces over Engine.IO sessions, admission, events and acks, and
 //! the per-session / per-socket state it keeps.
 
-use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -16,6 +16,9 @@ use super::packet::{self, Packet, PacketType};
 use super::{Config, Event, Output, Payload, Revision, SocketId, binary};
 use crate::eio::{self, Message, SessionId};
 use crate::net::{self, AppEvent, ConnId, HttpRequest, Level, RequestId, WsFrame, earliest};
+
+/// Most unanswered `emit_with_ack`s remembered per socket.
+const MAX_AWAITED_ACKS: usize = 4096;
 
 /// Seed offset separating the socket-id RNG from the session-id RNG.
 const SOCKET_ID_STREAM: u64 = 0x5153_4f43_4b45_5453;
@@ -214,6 +217,11 @@ impl Server {
         let id = s.next_ack;
         s.next_ack += 1;
         s.awaiting_acks.insert(id);
+        if s.awaiting_acks.len() > MAX_AWAITED_ACKS {
+            // A client that never acks must not grow memory: the oldest expectation goes, and
+            // its ack, should it come after all, is ignored like any unknown id.
+            s.awaiting_acks.pop_first();
+        }
         self.send_payload(socket, PacketType::Event, Some(id), payload)
             .then_some(id)
     }
@@ -551,7 +559,7 @@ impl Server {
                 admission,
                 sid,
                 next_ack: 0,
-                awaiting_acks: HashSet::new(),
+                awaiting_acks: BTreeSet::new(),
             },
         );
         self.push_event(Event::ConnectRequest {
@@ -650,7 +658,7 @@ struct Socket {
     sid: String,
     next_ack: u64,
     /// Ack ids of our `emit_with_ack`s not answered yet.
-    awaiting_acks: HashSet<u64>,
+    awaiting_acks: BTreeSet<u64>,
 }
 
 impl Socket {
