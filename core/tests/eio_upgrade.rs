@@ -220,3 +220,22 @@ fn websocket_close_semantics() {
     );
     assert_eq!(h.engine.server.socket_count(), 0);
 }
+
+#[test]
+fn server_pings_wait_while_a_probe_is_under_way() {
+    let (mut h, sid, _) = polling("4");
+    let pq = format!("EIO=4&transport=polling&sid={sid}");
+    let ws = h.ws(&format!("EIO=4&transport=websocket&sid={sid}"));
+    h.send_text(ws, "2probe");
+    // The ping falls due at 1000 ms; it is held back while upgrading.
+    h.advance(1050);
+    assert_eq!(h.get_text(&pq), "6", "no ping on the polling transport");
+    h.send_text(ws, "5");
+    h.advance(100);
+    assert_eq!(h.texts(ws), vec!["3probe", "2"]);
+    h.send_text(ws, "3");
+    h.advance(900);
+    assert_eq!(h.texts(ws).len(), 2);
+    h.advance(100);
+    assert_eq!(h.texts(ws).last().map(String::as_str), Some("2"));
+}

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -18,6 +18,9 @@ use super::{Config, Handshake, Protocol};
 use crate::net::{
     self, AppEvent, ConnId, Headers, HttpRequest, HttpResponse, Level, Method, RequestId, WsFrame,
 };
+
+/// How long a due ping waits while a WebSocket probe is under way.
+const PING_RETRY_WHILE_UPGRADING: Duration = Duration::from_millis(100);
 
 /// Names one Engine.IO session inside one [`Server`] (never reused).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -538,6 +541,7 @@ impl Server {
             self.io.push_back(net::Output::WsClose(upgrade.conn, 1000));
         }
         let s = self.sessions.get_mut(&session).expect("checked above");
+        let upgrading = s.upgrade.is_some();
         match &mut s.heartbeat {
             Heartbeat::ServerPings {
                 next_ping,
@@ -547,7 +551,11 @@ impl Server {
                     self.close(session, "ping timeout", Closer::Failure);
                     return;
                 }
-                if next_ping.is_some_and(|at| at <= now) {
+                if next_ping.is_some_and(|at| at <= now) && upgrading {
+                    // A ping must not land on the polling transport being given up (the
+                    // socketioxide #479 stall): retry shortly, the upgrade is nearly done.
+                    *next_ping = Some(now + PING_RETRY_WHILE_UPGRADING);
+                } else if next_ping.is_some_and(|at| at <= now) {
                     *next_ping = None;
                     *pong_deadline = Some(now + config.ping_timeout);
                     self.send_packet(session, Packet::Ping(Bytes::new()));
