@@ -54,6 +54,11 @@ impl Server {
         }
     }
 
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
     /// True when the request path is this engine's endpoint (with or without trailing slash).
     pub fn matches_path(&self, path: &str) -> bool {
         self.eio.matches_path(path)
