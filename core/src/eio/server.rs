@@ -217,7 +217,14 @@ impl Server {
     /// A frame on one of this server's WebSockets.
     pub fn handle_ws_frame(&mut self, conn: ConnId, frame: WsFrame, now: Instant) {
         self.handle_timeout(now);
-        let Some(&session) = self.conns.get(&conn) else {
+        let Some((session, protocol, on_main)) = self.conns.get(&conn).and_then(|session| {
+            let s = self.sessions.get(session)?;
+            Some((
+                *session,
+                s.protocol,
+                s.transport == Transport::WebSocket(conn),
+            ))
+        }) else {
             return;
         };
         let frame_len = match &frame {
@@ -227,7 +234,7 @@ impl Server {
             self.log(Level::Info, "Engine.IO frame over maxPayload", session);
             self.io.push_back(net::Output::WsClose(conn, 1009));
             self.conns.remove(&conn);
-            if self.sessions[&session].transport == Transport::WebSocket(conn) {
+            if on_main {
                 self.close(session, "transport error", Closer::Failure);
             } else {
                 if let Some(s) = self.sessions.get_mut(&session) {
@@ -237,9 +244,8 @@ impl Server {
             }
             return;
         }
-        let protocol = self.sessions[&session].protocol;
         let packet = Packet::from_ws_frame(&frame, protocol);
-        if self.sessions[&session].transport == Transport::WebSocket(conn) {
+        if on_main {
             match packet {
                 Ok(packet) => self.on_packet(session, packet, now),
                 Err(_) => {
@@ -645,6 +651,9 @@ impl Server {
         }
         if let Transport::WebSocket(conn) = s.transport {
             self.conns.remove(&conn);
+        }
+        if let Some(upgrade) = s.upgrade {
+            self.conns.remove(&upgrade.conn);
         }
         if let Some(at) = s.scheduled {
             self.timers.remove(&(at, session));
