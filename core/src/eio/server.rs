@@ -203,7 +203,8 @@ impl Server {
         }
     }
 
-    /// A parked GET's peer went away.
+    /// A parked GET's peer went away. As in engine.io ("poll connection closed prematurely"),
+    /// the session ends: the client either left or lost its connection.
     pub fn handle_http_aborted(&mut self, id: RequestId, now: Instant) {
         self.handle_timeout(now);
         if let Some(session) = self.parked_gets.remove(&id)
@@ -211,6 +212,8 @@ impl Server {
             && s.pending_get.as_ref().is_some_and(|g| g.request == id)
         {
             s.pending_get = None;
+            self.log(Level::Debug, "Engine.IO poll closed prematurely", session);
+            self.close(session, "transport error", Closer::Failure);
         }
     }
 
