@@ -536,7 +536,7 @@ impl Server {
     }
 
     fn on_deadline(&mut self, session: SessionId, now: Instant) {
-        let config = &self.config;
+        let ping_timeout = self.config.ping_timeout;
         let Some(s) = self.sessions.get_mut(&session) else {
             return;
         };
@@ -544,6 +544,10 @@ impl Server {
             self.forget(session);
             return;
         }
+        if s.noop_deadline.is_some_and(|at| at <= now) {
+            self.release_with_noop(session);
+        }
+        let s = self.sessions.get_mut(&session).expect("checked above");
         if let Some(upgrade) = s.upgrade.filter(|u| u.deadline <= now) {
             s.upgrade = None;
             self.conns.remove(&upgrade.conn);
@@ -566,7 +570,7 @@ impl Server {
                     *next_ping = Some(now + PING_RETRY_WHILE_UPGRADING);
                 } else if next_ping.is_some_and(|at| at <= now) {
                     *next_ping = None;
-                    *pong_deadline = Some(now + config.ping_timeout);
+                    *pong_deadline = Some(now + ping_timeout);
                     self.send_packet(session, Packet::Ping(Bytes::new()));
                 }
             }

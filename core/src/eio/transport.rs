@@ -1,7 +1,7 @@
 //! The transports of a session: long-polling GET/POST handling and the probe that upgrades a
 //! polling session to a WebSocket.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
@@ -11,6 +11,9 @@ use super::server::{Closer, Server, SessionId};
 use super::session::{PendingGet, Transport, Upgrade};
 use super::{Protocol, payload};
 use crate::net::{self, ConnId, Headers, HttpRequest, Level, RequestId};
+
+/// How long a GET arriving during an upgrade is held before its noop.
+const NOOP_DELAY_WHILE_UPGRADING: Duration = Duration::from_millis(100);
 
 impl Server {
     /// Answers parked GETs of sessions that have buffered packets. Done lazily so that all the
@@ -50,13 +53,30 @@ impl Server {
         let get = PendingGet { request: id, cors };
         if !s.outbox.is_empty() {
             self.answer_get(session, get);
-        } else if s.upgrade.is_some_and(|u| u.probed) {
-            // Upgrading: release the poll at once so the client can pause polling.
-            let (body, kind) = s.encode_polling(&[Packet::Noop]);
-            self.respond(id, http::payload_response(body, kind, get.cors));
         } else {
+            if s.upgrade.is_some_and(|u| u.probed)
+                && let Some(now) = self.now
+            {
+                // Upgrading: release the poll soon (engine.io's 100 ms noop check) so the
+                // client can pause polling, without inviting a tight request loop.
+                s.noop_deadline = Some(now + NOOP_DELAY_WHILE_UPGRADING);
+            }
             s.pending_get = Some(get);
             self.parked_gets.insert(id, session);
+            self.reschedule(session);
+        }
+    }
+
+    /// Releases the parked GET of an upgrading session with a noop.
+    pub(super) fn release_with_noop(&mut self, session: SessionId) {
+        let Some(s) = self.sessions.get_mut(&session) else {
+            return;
+        };
+        s.noop_deadline = None;
+        if let Some(get) = s.pending_get.take() {
+            self.parked_gets.remove(&get.request);
+            let (body, kind) = s.encode_polling(&[Packet::Noop]);
+            self.respond(get.request, http::payload_response(body, kind, get.cors));
         }
     }
 
@@ -159,22 +179,14 @@ impl Server {
                 if let Some(upgrade) = &mut s.upgrade {
                     upgrade.probed = true;
                 }
-                if let Some(get) = s.pending_get.take() {
-                    self.parked_gets.remove(&get.request);
-                    let (body, kind) = s.encode_polling(&[Packet::Noop]);
-                    self.respond(get.request, http::payload_response(body, kind, get.cors));
-                }
+                self.release_with_noop(session);
             }
             Some(Packet::Upgrade) => {
                 let s = self.sessions.get_mut(&session).expect("open session");
                 s.upgrade = None;
                 s.transport = Transport::WebSocket(conn);
                 s.note_client_activity(&self.config, now);
-                if let Some(get) = s.pending_get.take() {
-                    self.parked_gets.remove(&get.request);
-                    let (body, kind) = s.encode_polling(&[Packet::Noop]);
-                    self.respond(get.request, http::payload_response(body, kind, get.cors));
-                }
+                self.release_with_noop(session);
                 let s = self.sessions.get_mut(&session).expect("open session");
                 for packet in s.outbox.drain(..) {
                     self.io
