@@ -13,7 +13,8 @@
 //! - [`gateway`]: Courier itself — sites, connect-time auth, `/send`, per-device queues with
 //!   `_settings` / `_batch` / `_resync`, user updates.
 //!
-//! `eio` and `sio` know nothing of the gateway; any application can sit on `sio`.
+//! `eio` and `sio` know nothing of the gateway; any application can sit on `sio`, as
+//! [`conformance`] (the server of the Socket.IO project's protocol test-suites) does.
 //!
 //! ## The run-loop contract
 //! An adapter feeds inputs through the `handle_*` methods of [`net::Engine`] and then calls

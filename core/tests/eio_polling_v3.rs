@@ -155,3 +155,41 @@ fn jsonp_wraps_payloads_in_the_callback_and_reads_form_posts() {
         Ok(b"x\ny\\nz\\".to_vec())
     );
 }
+
+#[test]
+fn v3_close_overlap_and_size_rules_match_v4() {
+    // A client close releases the parked GET with a noop.
+    let (mut h, q, root) = session("&b64=1");
+    h.get_text(&q);
+    let parked = h.get(&q);
+    assert_eq!(h.post_text(&q, b"1:1"), "ok");
+    assert_eq!(h.body(parked), "1:6");
+    assert!(!h.engine.server.is_connected(root));
+    assert_eq!(h.get_status(&q), 400);
+
+    // A server close answers the parked GET with a close packet.
+    let (mut h, q, root) = session("&b64=1");
+    h.get_text(&q);
+    let parked = h.get(&q);
+    h.engine.server.close_connection(root, h.now);
+    h.drain();
+    assert_eq!(h.body(parked), "1:1");
+
+    // Overlapping GETs: the newcomer is refused, the parked one gets a close.
+    let (mut h, q, _) = session("&b64=1");
+    h.get_text(&q);
+    let first = h.get(&q);
+    let second = h.get(&q);
+    assert_eq!(h.status(second), 400);
+    assert_eq!(h.body(first), "1:1");
+
+    // Over maxPayload: 413, the session survives.
+    let mut config = test_config();
+    config.eio.max_payload = 8;
+    let mut h = Harness::new(SioApp::new(config, 22));
+    let sid = sid_of(&h.get_text("EIO=3&transport=polling&b64=1"));
+    let q = format!("EIO=3&transport=polling&b64=1&sid={sid}");
+    let id = h.post(&q, b"12:42[\"abcdefg\"]");
+    assert_eq!(h.status(id), 413);
+    assert_eq!(h.post_text(&q, b"1:2"), "ok");
+}

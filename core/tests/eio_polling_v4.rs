@@ -171,16 +171,24 @@ fn a_server_close_answers_the_parked_get_with_close_or_queues_it() {
 }
 
 #[test]
-fn an_aborted_get_is_forgotten_and_packets_wait_for_the_next() {
+fn an_aborted_poll_closes_the_session() {
     let (mut h, q, socket) = connected();
     let get = h.get(&q);
     h.abort(get);
-    h.engine
-        .server
-        .emit(socket, &payload(&[json!("later")]), h.now);
-    h.drain();
     assert!(h.response(get).is_none());
-    assert_eq!(h.get_text(&q), "42[\"later\"]");
+    assert_eq!(
+        h.engine.events.last(),
+        Some(&Event::Disconnected {
+            socket,
+            reason: "transport error"
+        })
+    );
+    assert_eq!(h.get_status(&q), 400);
+    // Aborting a request that was already answered changes nothing.
+    let (mut h, q, socket) = connected();
+    let answered = h.post(&q, b"3");
+    h.abort(answered);
+    assert!(h.engine.server.is_connected(socket));
 }
 
 #[test]

@@ -42,8 +42,12 @@ fn probe_releases_the_parked_get_with_a_noop_and_5_switches_and_flushes() {
         assert_eq!(h.texts(ws), vec!["3probe"]);
         let noop = if eio == "4" { "6" } else { "1:6" };
         assert_eq!(h.body(parked), noop);
-        // A GET during the upgrade is released at once too.
-        assert_eq!(h.get_text(&pq), noop);
+        // A GET during the upgrade is released with a noop after engine.io's 100 ms.
+        let during = h.get(&pq);
+        h.advance(99);
+        assert!(h.response(during).is_none());
+        h.advance(1);
+        assert_eq!(h.body(during), noop);
         // Packets emitted before `5` wait and are flushed on the WebSocket.
         h.engine
             .server
@@ -219,4 +223,25 @@ fn websocket_close_semantics() {
         })
     );
     assert_eq!(h.engine.server.socket_count(), 0);
+}
+
+#[test]
+fn server_pings_wait_while_a_probe_is_under_way() {
+    let (mut h, sid, _) = polling("4");
+    let pq = format!("EIO=4&transport=polling&sid={sid}");
+    let ws = h.ws(&format!("EIO=4&transport=websocket&sid={sid}"));
+    h.send_text(ws, "2probe");
+    // The ping falls due at 1000 ms; it is held back while upgrading.
+    h.advance(1050);
+    let during = h.get(&pq);
+    h.advance(100);
+    assert_eq!(h.body(during), "6", "no ping on the polling transport");
+    h.send_text(ws, "5");
+    h.advance(100);
+    assert_eq!(h.texts(ws), vec!["3probe", "2"]);
+    h.send_text(ws, "3");
+    h.advance(900);
+    assert_eq!(h.texts(ws).len(), 2);
+    h.advance(100);
+    assert_eq!(h.texts(ws).last().map(String::as_str), Some("2"));
 }

@@ -166,3 +166,26 @@ fn emits_to_unknown_or_pending_sockets_are_refused() {
     );
     assert!(!h.engine.server.is_connected(pending));
 }
+
+#[test]
+fn unanswered_acks_are_bounded_per_socket() {
+    let (mut h, ws, socket) = chat("4");
+    let p = payload(&[json!("q")]);
+    for _ in 0..4097 {
+        h.engine.server.emit_with_ack(socket, &p, h.now);
+    }
+    h.drain();
+    // The oldest expectation was dropped; the next one is still awaited.
+    h.send_text(ws, "43/chat,0[]");
+    h.send_text(ws, "43/chat,1[]");
+    let acks: Vec<u64> = h
+        .engine
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Ack { id, .. } => Some(*id),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(acks, vec![1]);
+}

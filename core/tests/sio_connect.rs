@@ -349,3 +349,64 @@ fn socket_ids_are_unique_and_monotonic_from_one() {
         .collect();
     assert_eq!(ids, vec![1, 2, 3]);
 }
+
+#[test]
+fn v5_query_in_namespace_is_stripped_and_not_auth() {
+    let (mut h, ws) = v5();
+    h.send_text(ws, "40/chat?token=x,{\"k\":1}");
+    let (_, namespace, auth) = last_request(&h);
+    assert_eq!(namespace, "/chat");
+    assert_eq!(auth, Some(json!({"k": 1})));
+}
+
+#[test]
+fn leaving_a_pending_namespace_reports_it_gone() {
+    let (mut h, ws) = v5();
+    h.send_text(ws, "40/slow,");
+    let (socket, _, _) = last_request(&h);
+    h.send_text(ws, "41/slow,");
+    assert_eq!(
+        h.engine.events.last(),
+        Some(&Event::Disconnected {
+            socket,
+            reason: "client namespace disconnect"
+        })
+    );
+    assert!(!h.closed.contains_key(&ws));
+}
+
+#[test]
+fn closing_the_connection_disconnects_every_namespace_on_it() {
+    let (mut h, ws) = v5();
+    h.send_text(ws, "40");
+    let (root, _, _) = last_request(&h);
+    h.send_text(ws, "40/chat,");
+    let (chat, _, _) = last_request(&h);
+    h.engine.server.accept(root, h.now);
+    h.engine.server.accept(chat, h.now);
+    h.engine.server.close_connection(chat, h.now);
+    h.drain();
+    let gone: Vec<_> = h
+        .engine
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Disconnected { socket, reason } => Some((*socket, *reason)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(gone, vec![(root, "forced close"), (chat, "forced close")]);
+    assert_eq!(h.closed.get(&ws), Some(&1000));
+    assert_eq!(h.engine.server.socket_count(), 0);
+    assert_eq!(h.engine.server.engine_sid(root), None);
+}
+
+#[test]
+fn v4_connect_for_an_already_joined_namespace_is_ignored() {
+    let mut h = Harness::new(SioApp::new(test_config(), 54));
+    let ws = h.ws("EIO=3&transport=websocket");
+    let requests = h.engine.events.len();
+    h.send_text(ws, "40");
+    assert_eq!(h.engine.events.len(), requests);
+    assert!(!h.closed.contains_key(&ws));
+}

@@ -12,6 +12,7 @@ pub mod packet;
 pub mod payload;
 mod server;
 mod session;
+mod transport;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -13,11 +13,14 @@ use rand_core::{RngCore, SeedableRng};
 
 use super::http::{self, ErrorCode};
 use super::packet::{Message, Packet};
-use super::session::{Heartbeat, PendingGet, PollingFormat, Session, Transport, Upgrade};
-use super::{Config, Handshake, Protocol, payload};
+use super::session::{Heartbeat, PollingFormat, Session, Transport};
+use super::{Config, Handshake, Protocol};
 use crate::net::{
     self, AppEvent, ConnId, Headers, HttpRequest, HttpResponse, Level, Method, RequestId, WsFrame,
 };
+
+/// How long a due ping waits while a WebSocket probe is under way.
+const PING_RETRY_WHILE_UPGRADING: Duration = Duration::from_millis(100);
 
 /// Names one Engine.IO session inside one [`Server`] (never reused).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -63,7 +66,7 @@ pub enum Output {
 
 /// Who ends a session, which decides what the client is told.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Closer {
+pub(super) enum Closer {
     /// The client sent `1`: a parked GET is released with a noop.
     Client,
     /// The application closed it: the client gets `1`, delivered by the next GET if needed.
@@ -75,20 +78,20 @@ enum Closer {
 /// All Engine.IO sessions of one endpoint path.
 #[derive(Debug)]
 pub struct Server {
-    config: Config,
-    rng: ChaCha20Rng,
-    next_session: u64,
-    sessions: HashMap<SessionId, Session>,
-    by_sid: HashMap<String, SessionId>,
-    parked_gets: HashMap<RequestId, SessionId>,
-    conns: HashMap<ConnId, SessionId>,
-    timers: BTreeSet<(Instant, SessionId)>,
+    pub(super) config: Config,
+    pub(super) rng: ChaCha20Rng,
+    pub(super) next_session: u64,
+    pub(super) sessions: HashMap<SessionId, Session>,
+    pub(super) by_sid: HashMap<String, SessionId>,
+    pub(super) parked_gets: HashMap<RequestId, SessionId>,
+    pub(super) conns: HashMap<ConnId, SessionId>,
+    pub(super) timers: BTreeSet<(Instant, SessionId)>,
     /// Polling sessions with buffered packets and, possibly, a parked GET to answer.
-    dirty: Vec<SessionId>,
-    io: VecDeque<net::Output>,
-    events: VecDeque<Event>,
+    pub(super) dirty: Vec<SessionId>,
+    pub(super) io: VecDeque<net::Output>,
+    pub(super) events: VecDeque<Event>,
     /// The latest `now` seen by any input.
-    now: Option<Instant>,
+    pub(super) now: Option<Instant>,
 }
 
 impl Server {
@@ -200,7 +203,8 @@ impl Server {
         }
     }
 
-    /// A parked GET's peer went away.
+    /// A parked GET's peer went away. As in engine.io ("poll connection closed prematurely"),
+    /// the session ends: the client either left or lost its connection.
     pub fn handle_http_aborted(&mut self, id: RequestId, now: Instant) {
         self.handle_timeout(now);
         if let Some(session) = self.parked_gets.remove(&id)
@@ -208,13 +212,22 @@ impl Server {
             && s.pending_get.as_ref().is_some_and(|g| g.request == id)
         {
             s.pending_get = None;
+            self.log(Level::Debug, "Engine.IO poll closed prematurely", session);
+            self.close(session, "transport error", Closer::Failure);
         }
     }
 
     /// A frame on one of this server's WebSockets.
     pub fn handle_ws_frame(&mut self, conn: ConnId, frame: WsFrame, now: Instant) {
         self.handle_timeout(now);
-        let Some(&session) = self.conns.get(&conn) else {
+        let Some((session, protocol, on_main)) = self.conns.get(&conn).and_then(|session| {
+            let s = self.sessions.get(session)?;
+            Some((
+                *session,
+                s.protocol,
+                s.transport == Transport::WebSocket(conn),
+            ))
+        }) else {
             return;
         };
         let frame_len = match &frame {
@@ -224,7 +237,7 @@ impl Server {
             self.log(Level::Info, "Engine.IO frame over maxPayload", session);
             self.io.push_back(net::Output::WsClose(conn, 1009));
             self.conns.remove(&conn);
-            if self.sessions[&session].transport == Transport::WebSocket(conn) {
+            if on_main {
                 self.close(session, "transport error", Closer::Failure);
             } else {
                 if let Some(s) = self.sessions.get_mut(&session) {
@@ -234,9 +247,8 @@ impl Server {
             }
             return;
         }
-        let protocol = self.sessions[&session].protocol;
         let packet = Packet::from_ws_frame(&frame, protocol);
-        if self.sessions[&session].transport == Transport::WebSocket(conn) {
+        if on_main {
             match packet {
                 Ok(packet) => self.on_packet(session, packet, now),
                 Err(_) => {
@@ -343,46 +355,29 @@ impl Server {
         self.events.pop_front()
     }
 
-    /// Answers parked GETs of sessions that have buffered packets. Done lazily so that all the
-    /// packets one input produces leave in one response.
-    pub fn flush(&mut self) {
-        for session in std::mem::take(&mut self.dirty) {
-            let Some(s) = self.sessions.get_mut(&session) else {
-                continue;
-            };
-            if s.outbox.is_empty() {
-                continue;
-            }
-            if let Some(get) = s.pending_get.take() {
-                self.parked_gets.remove(&get.request);
-                self.answer_get(session, get);
-            }
-        }
-    }
-
     /// The earliest deadline of any session.
     pub fn next_deadline(&self) -> Option<Instant> {
         self.timers.first().map(|(at, _)| *at)
     }
 
-    fn is_open(&self, session: SessionId) -> bool {
+    pub(super) fn is_open(&self, session: SessionId) -> bool {
         self.sessions
             .get(&session)
             .is_some_and(|s| s.closing_deadline.is_none())
     }
 
-    fn respond(&mut self, id: RequestId, response: HttpResponse) {
+    pub(super) fn respond(&mut self, id: RequestId, response: HttpResponse) {
         self.io.push_back(net::Output::HttpResponse(id, response));
     }
 
-    fn refuse(&mut self, id: RequestId, code: ErrorCode, cors: Headers) {
+    pub(super) fn refuse(&mut self, id: RequestId, code: ErrorCode, cors: Headers) {
         self.io.push_back(net::Output::Event(
             AppEvent::new(Level::Debug, "Engine.IO request refused").with("error", code.log_name()),
         ));
         self.respond(id, http::error_response(code, cors));
     }
 
-    fn log(&mut self, level: Level, message: &'static str, session: SessionId) {
+    pub(super) fn log(&mut self, level: Level, message: &'static str, session: SessionId) {
         let sid = self.sid(session).unwrap_or_default().to_owned();
         self.io.push_back(net::Output::Event(
             AppEvent::new(level, message).with("sid", sid),
@@ -476,171 +471,7 @@ impl Server {
         self.events.push_back(Event::Opened { session, handshake });
     }
 
-    fn poll(&mut self, id: RequestId, session: SessionId, cors: Headers) {
-        let s = self
-            .sessions
-            .get_mut(&session)
-            .expect("session looked up by caller");
-        if let Some(previous) = s.pending_get.take() {
-            // Two GETs at once: refuse the newcomer, release the parked one with a close.
-            self.parked_gets.remove(&previous.request);
-            let (body, kind) = s.encode_polling(&[Packet::Close]);
-            self.refuse(id, ErrorCode::BadRequest, cors);
-            self.respond(
-                previous.request,
-                http::payload_response(body, kind, previous.cors),
-            );
-            self.close(session, "transport error", Closer::Failure);
-            return;
-        }
-        let get = PendingGet { request: id, cors };
-        if !s.outbox.is_empty() {
-            self.answer_get(session, get);
-        } else if s.upgrade.is_some_and(|u| u.probed) {
-            // Upgrading: release the poll at once so the client can pause polling.
-            let (body, kind) = s.encode_polling(&[Packet::Noop]);
-            self.respond(id, http::payload_response(body, kind, get.cors));
-        } else {
-            s.pending_get = Some(get);
-            self.parked_gets.insert(id, session);
-        }
-    }
-
-    fn answer_get(&mut self, session: SessionId, get: PendingGet) {
-        let Some(s) = self.sessions.get_mut(&session) else {
-            return;
-        };
-        let packets: Vec<Packet> = s.outbox.drain(..).collect();
-        let (body, kind) = s.encode_polling(&packets);
-        let finished = s.closing_deadline.is_some();
-        self.respond(get.request, http::payload_response(body, kind, get.cors));
-        if finished {
-            self.forget(session);
-        }
-    }
-
-    fn receive_post(
-        &mut self,
-        id: RequestId,
-        session: SessionId,
-        req: &HttpRequest,
-        cors: Headers,
-        now: Instant,
-    ) {
-        if !self.is_open(session) {
-            return self.refuse(id, ErrorCode::UnknownSid, cors);
-        }
-        if req.body_truncated || req.body.len() > self.config.max_payload {
-            self.log(Level::Info, "Engine.IO POST over maxPayload", session);
-            return self.respond(id, http::payload_too_large(cors));
-        }
-        let s = &self.sessions[&session];
-        let octet_stream = req
-            .headers
-            .get("content-type")
-            .is_some_and(|t| t.starts_with("application/octet-stream"));
-        let decoded = match s.protocol {
-            Protocol::V4 if octet_stream => None,
-            Protocol::V4 => payload::decode_v4(&req.body).ok(),
-            Protocol::V3 if s.format.jsonp.is_some() => payload::decode_jsonp_body(&req.body)
-                .and_then(|text| payload::decode_v3_text(&text))
-                .ok(),
-            Protocol::V3 if octet_stream || req.body.first().is_some_and(|&b| b <= 1) => {
-                payload::decode_v3_binary(&req.body).ok()
-            }
-            Protocol::V3 => payload::decode_v3_text(&req.body).ok(),
-        };
-        let Some(packets) = decoded else {
-            self.log(Level::Info, "Engine.IO invalid payload", session);
-            self.refuse(id, ErrorCode::BadRequest, cors);
-            self.close(session, "parse error", Closer::Failure);
-            return;
-        };
-        self.respond(id, http::post_ok(cors));
-        for packet in packets {
-            if !self.is_open(session) {
-                break;
-            }
-            self.on_packet(session, packet, now);
-        }
-    }
-
-    fn start_upgrade(&mut self, id: RequestId, session: SessionId, now: Instant) {
-        let s = &self.sessions[&session];
-        if !self.config.allow_upgrades
-            || !s.is_polling()
-            || s.upgrade.is_some()
-            || !self.is_open(session)
-        {
-            return self.refuse(id, ErrorCode::BadRequest, Headers::default());
-        }
-        let conn = ConnId::from(id);
-        let deadline = now + self.config.upgrade_timeout;
-        if let Some(s) = self.sessions.get_mut(&session) {
-            s.upgrade = Some(Upgrade {
-                conn,
-                deadline,
-                probed: false,
-            });
-        }
-        self.conns.insert(conn, session);
-        self.io.push_back(net::Output::WsAccept(id));
-        self.reschedule(session);
-    }
-
-    fn on_probe_packet(
-        &mut self,
-        session: SessionId,
-        conn: ConnId,
-        packet: Option<Packet>,
-        now: Instant,
-    ) {
-        let protocol = self.sessions[&session].protocol;
-        match packet {
-            Some(Packet::Ping(data)) if &data[..] == b"probe" => {
-                let pong = Packet::Pong(Bytes::from_static(b"probe"));
-                self.io
-                    .push_back(net::Output::WsSend(conn, pong.to_ws_frame(protocol)));
-                let s = self.sessions.get_mut(&session).expect("open session");
-                if let Some(upgrade) = &mut s.upgrade {
-                    upgrade.probed = true;
-                }
-                if let Some(get) = s.pending_get.take() {
-                    self.parked_gets.remove(&get.request);
-                    let (body, kind) = s.encode_polling(&[Packet::Noop]);
-                    self.respond(get.request, http::payload_response(body, kind, get.cors));
-                }
-            }
-            Some(Packet::Upgrade) => {
-                let s = self.sessions.get_mut(&session).expect("open session");
-                s.upgrade = None;
-                s.transport = Transport::WebSocket(conn);
-                s.note_client_activity(&self.config, now);
-                if let Some(get) = s.pending_get.take() {
-                    self.parked_gets.remove(&get.request);
-                    let (body, kind) = s.encode_polling(&[Packet::Noop]);
-                    self.respond(get.request, http::payload_response(body, kind, get.cors));
-                }
-                let s = self.sessions.get_mut(&session).expect("open session");
-                for packet in s.outbox.drain(..) {
-                    self.io
-                        .push_back(net::Output::WsSend(conn, packet.to_ws_frame(protocol)));
-                }
-                self.reschedule(session);
-            }
-            _ => {
-                self.log(Level::Info, "Engine.IO invalid upgrade packet", session);
-                self.io.push_back(net::Output::WsClose(conn, 1002));
-                self.conns.remove(&conn);
-                if let Some(s) = self.sessions.get_mut(&session) {
-                    s.upgrade = None;
-                }
-                self.reschedule(session);
-            }
-        }
-    }
-
-    fn on_packet(&mut self, session: SessionId, packet: Packet, now: Instant) {
+    pub(super) fn on_packet(&mut self, session: SessionId, packet: Packet, now: Instant) {
         let config = &self.config;
         let Some(s) = self.sessions.get_mut(&session) else {
             return;
@@ -681,7 +512,7 @@ impl Server {
         self.reschedule(session);
     }
 
-    fn send_packet(&mut self, session: SessionId, packet: Packet) -> bool {
+    pub(super) fn send_packet(&mut self, session: SessionId, packet: Packet) -> bool {
         if !self.is_open(session) {
             return false;
         }
@@ -705,7 +536,7 @@ impl Server {
     }
 
     fn on_deadline(&mut self, session: SessionId, now: Instant) {
-        let config = &self.config;
+        let ping_timeout = self.config.ping_timeout;
         let Some(s) = self.sessions.get_mut(&session) else {
             return;
         };
@@ -713,12 +544,17 @@ impl Server {
             self.forget(session);
             return;
         }
+        if s.noop_deadline.is_some_and(|at| at <= now) {
+            self.release_with_noop(session);
+        }
+        let s = self.sessions.get_mut(&session).expect("checked above");
         if let Some(upgrade) = s.upgrade.filter(|u| u.deadline <= now) {
             s.upgrade = None;
             self.conns.remove(&upgrade.conn);
             self.io.push_back(net::Output::WsClose(upgrade.conn, 1000));
         }
         let s = self.sessions.get_mut(&session).expect("checked above");
+        let upgrading = s.upgrade.is_some();
         match &mut s.heartbeat {
             Heartbeat::ServerPings {
                 next_ping,
@@ -728,9 +564,13 @@ impl Server {
                     self.close(session, "ping timeout", Closer::Failure);
                     return;
                 }
-                if next_ping.is_some_and(|at| at <= now) {
+                if next_ping.is_some_and(|at| at <= now) && upgrading {
+                    // A ping must not land on the polling transport being given up (the
+                    // socketioxide #479 stall): retry shortly, the upgrade is nearly done.
+                    *next_ping = Some(now + PING_RETRY_WHILE_UPGRADING);
+                } else if next_ping.is_some_and(|at| at <= now) {
                     *next_ping = None;
-                    *pong_deadline = Some(now + config.ping_timeout);
+                    *pong_deadline = Some(now + ping_timeout);
                     self.send_packet(session, Packet::Ping(Bytes::new()));
                 }
             }
@@ -747,7 +587,7 @@ impl Server {
     /// Ends a session: tells the client what `closer` implies, closes its WebSockets, reports
     /// [`Event::Closed`]. An application close over polling with no GET parked keeps the
     /// session (closing) so the next GET can carry the `1`.
-    fn close(&mut self, session: SessionId, reason: &'static str, closer: Closer) {
+    pub(super) fn close(&mut self, session: SessionId, reason: &'static str, closer: Closer) {
         let Some(s) = self.sessions.get_mut(&session) else {
             return;
         };
@@ -808,7 +648,7 @@ impl Server {
     }
 
     /// Drops every trace of a session.
-    fn forget(&mut self, session: SessionId) {
+    pub(super) fn forget(&mut self, session: SessionId) {
         let Some(s) = self.sessions.remove(&session) else {
             return;
         };
@@ -819,13 +659,16 @@ impl Server {
         if let Transport::WebSocket(conn) = s.transport {
             self.conns.remove(&conn);
         }
+        if let Some(upgrade) = s.upgrade {
+            self.conns.remove(&upgrade.conn);
+        }
         if let Some(at) = s.scheduled {
             self.timers.remove(&(at, session));
         }
     }
 
     /// Re-registers the session's earliest deadline in the timer set.
-    fn reschedule(&mut self, session: SessionId) {
+    pub(super) fn reschedule(&mut self, session: SessionId) {
         let Some(s) = self.sessions.get_mut(&session) else {
             return;
         };

@@ -72,6 +72,8 @@ pub(crate) struct Session {
     /// Server-initiated close over polling with no GET parked: the `1` waits in the outbox
     /// until the next GET or this deadline.
     pub(crate) closing_deadline: Option<Instant>,
+    /// While upgrading: when the parked GET is released with a noop.
+    pub(crate) noop_deadline: Option<Instant>,
     /// The deadline under which the session is registered in the server's timer set.
     pub(crate) scheduled: Option<Instant>,
 }
@@ -106,6 +108,7 @@ impl Session {
             upgrade: None,
             heartbeat,
             closing_deadline: None,
+            noop_deadline: None,
             scheduled: None,
         }
     }
@@ -120,7 +123,10 @@ impl Session {
             Heartbeat::ClientPings { silence_deadline } => Some(silence_deadline),
         };
         let upgrade = self.upgrade.map(|u| u.deadline);
-        earliest(earliest(heartbeat, upgrade), self.closing_deadline)
+        earliest(
+            earliest(heartbeat, upgrade),
+            earliest(self.closing_deadline, self.noop_deadline),
+        )
     }
 
     /// Any packet from a v3 client proves it alive.

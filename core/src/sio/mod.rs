@@ -14,7 +14,6 @@
 pub mod binary;
 pub mod packet;
 mod server;
-mod state;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,6 +1,7 @@
-//! The Socket.IO server: namespaces over Engine.IO sessions, admission, events and acks.
+//! The Socket.IO server: namespaces over Engine.IO sessions, admission, events and acks, and
+//! the per-session / per-socket state it keeps.
 
-use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -11,11 +12,13 @@ use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
 use serde_json::{Map, Value};
 
-use super::packet::{self, PacketType};
-use super::state::{Admission, Conn, PartialPacket, Socket};
+use super::packet::{self, Packet, PacketType};
 use super::{Config, Event, Output, Payload, Revision, SocketId, binary};
 use crate::eio::{self, Message, SessionId};
 use crate::net::{self, AppEvent, ConnId, HttpRequest, Level, RequestId, WsFrame, earliest};
+
+/// Most unanswered `emit_with_ack`s remembered per socket.
+const MAX_AWAITED_ACKS: usize = 4096;
 
 /// Seed offset separating the socket-id RNG from the session-id RNG.
 const SOCKET_ID_STREAM: u64 = 0x5153_4f43_4b45_5453;
@@ -49,6 +52,11 @@ impl Server {
             out: VecDeque::new(),
             now: None,
         }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
     }
 
     /// True when the request path is this engine's endpoint (with or without trailing slash).
@@ -214,6 +222,11 @@ impl Server {
         let id = s.next_ack;
         s.next_ack += 1;
         s.awaiting_acks.insert(id);
+        if s.awaiting_acks.len() > MAX_AWAITED_ACKS {
+            // A client that never acks must not grow memory: the oldest expectation goes, and
+            // its ack, should it come after all, is ignored like any unknown id.
+            s.awaiting_acks.pop_first();
+        }
         self.send_payload(socket, PacketType::Event, Some(id), payload)
             .then_some(id)
     }
@@ -438,7 +451,7 @@ impl Server {
         self.on_packet(session, packet);
     }
 
-    fn on_packet(&mut self, session: SessionId, packet: packet::Packet) {
+    fn on_packet(&mut self, session: SessionId, packet: Packet) {
         let conn = self.conns.get_mut(&session).expect("caller checked");
         let revision = conn.revision;
         let (namespace, query) = match packet.namespace.split_once('?') {
@@ -551,7 +564,7 @@ impl Server {
                 admission,
                 sid,
                 next_ack: 0,
-                awaiting_acks: HashSet::new(),
+                awaiting_acks: BTreeSet::new(),
             },
         );
         self.push_event(Event::ConnectRequest {
@@ -606,5 +619,55 @@ impl Server {
                 .send(session, Message::Binary(Bytes::clone(attachment)));
         }
         sent
+    }
+}
+
+/// A binary packet waiting for its attachments.
+#[derive(Debug)]
+struct PartialPacket {
+    packet: Packet,
+    attachments: Vec<Bytes>,
+}
+
+/// One Engine.IO session seen from Socket.IO.
+#[derive(Debug)]
+struct Conn {
+    revision: Revision,
+    handshake: Arc<eio::Handshake>,
+    /// Namespace → socket (pending or connected).
+    namespaces: HashMap<String, SocketId>,
+    /// v5: close the session if no CONNECT arrives by then.
+    connect_deadline: Option<Instant>,
+    partial: Option<PartialPacket>,
+}
+
+/// Where a socket stands with the application.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Admission {
+    /// Waiting for `accept` / `reject`.
+    Pending,
+    /// v4's implicit `/`: its `40` is already on the wire, the application has not answered.
+    PendingImplicit,
+    /// Accepted.
+    Connected,
+}
+
+/// One namespace socket.
+#[derive(Debug)]
+struct Socket {
+    session: SessionId,
+    namespace: String,
+    revision: Revision,
+    admission: Admission,
+    /// v5: the id sent in the CONNECT reply.
+    sid: String,
+    next_ack: u64,
+    /// Ack ids of our `emit_with_ack`s not answered yet.
+    awaiting_acks: BTreeSet<u64>,
+}
+
+impl Socket {
+    fn is_connected(&self) -> bool {
+        self.admission == Admission::Connected
     }
 }
