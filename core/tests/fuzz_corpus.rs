@@ -41,3 +41,8 @@ fn sio_packet_corpus() {
 fn engine_corpus() {
     replay("engine", courier_core::fuzzing::engine);
 }
+
+#[test]
+fn send_corpus() {
+    replay("send", courier_core::fuzzing::send);
+}

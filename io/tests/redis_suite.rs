@@ -26,7 +26,10 @@ fn run_suite<R: Runtime + Clone>(runtime: R, cases: u32) {
 
 #[test]
 fn redis_store_matches_the_model_on_tokio() {
-    run_suite(courier_tokio::TokioRuntime::new().expect("tokio runtime"), 48);
+    run_suite(
+        courier_tokio::TokioRuntime::new().expect("tokio runtime"),
+        48,
+    );
 }
 
 #[test]
