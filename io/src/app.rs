@@ -37,13 +37,6 @@ pub fn gateway_app(startup: Startup) -> Result<App, String> {
     for warning in &config.warnings {
         tracing::warn!(target: "courier", "{warning}");
     }
-    if config.sites.is_empty() {
-        return Err(
-            "no site configured: add one to sites.yml (or set SITE_NAME, AUTH_URL, \
-                    AUTH_SCHEME and API_KEY), or try `--demo --bind 127.0.0.1`"
-                .to_owned(),
-        );
-    }
 
     let node_id = random_u64();
     let (store, clustered, first_log_line) = match &config.redis {
