@@ -289,11 +289,7 @@ impl Gateway {
             .and_then(Value::as_str)
             .unwrap_or("")
             .to_owned();
-        let log_id = self
-            .clients
-            .get(socket)
-            .map(|client| client.log_id.clone())
-            .unwrap_or_default();
+        let log_id = self.clients.log_id(socket);
         self.event(
             AppEvent::new(Level::Debug, "Client event ignored")
                 .with("socketId", log_id)

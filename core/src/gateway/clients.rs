@@ -187,6 +187,14 @@ impl Clients {
             .flat_map(|sockets| sockets.iter().copied())
     }
 
+    /// The socket's id for logs (`"/<site>#<engine sid>"`), empty when untracked.
+    pub fn log_id(&self, socket: SocketId) -> String {
+        self.by_socket
+            .get(&socket)
+            .map(|client| client.log_id.clone())
+            .unwrap_or_default()
+    }
+
     /// How many sockets are admitted.
     pub fn admitted_count(&self) -> usize {
         self.admitted

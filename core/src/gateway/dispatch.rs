@@ -304,11 +304,7 @@ impl Gateway {
         let Some(ack) = self.sio.emit_with_ack(socket, payload, now) else {
             return;
         };
-        let log_id = self
-            .clients
-            .get(socket)
-            .map(|client| client.log_id.clone())
-            .unwrap_or_default();
+        let log_id = self.clients.log_id(socket);
         self.event(
             AppEvent::new(Level::Info, "Message sent")
                 .with("site", device.site.clone())
