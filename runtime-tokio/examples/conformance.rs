@@ -9,20 +9,10 @@ use courier_core::conformance::Conformance;
 use courier_tokio::TokioRuntime;
 
 fn main() -> ExitCode {
-    let runtime = match TokioRuntime::new() {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            let _ = std::io::Write::write_all(
-                &mut std::io::stderr(),
-                format!("conformance: cannot start tokio: {error}\n").as_bytes(),
-            );
-            return ExitCode::from(2);
-        }
-    };
     let bind = SocketAddr::from((Ipv4Addr::LOCALHOST, 3000));
-    courier_io::serve_engine(
-        runtime,
-        Box::new(Conformance::new(u64::from(std::process::id()))),
-        bind,
-    )
+    let engine = Box::new(Conformance::new(u64::from(std::process::id())));
+    match TokioRuntime::for_main("conformance") {
+        Ok(runtime) => courier_io::serve_engine(runtime, engine, bind),
+        Err(code) => code,
+    }
 }

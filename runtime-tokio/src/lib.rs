@@ -27,6 +27,16 @@ impl TokioRuntime {
             runtime: Arc::new(runtime),
         })
     }
+
+    /// [`TokioRuntime::new`] for a binary's `main`: on failure the error is printed to stderr,
+    /// naming `program`, and the exit code to return is given instead.
+    pub fn for_main(program: &str) -> Result<TokioRuntime, std::process::ExitCode> {
+        TokioRuntime::new().map_err(|error| {
+            let message = format!("{program}: cannot start tokio: {error}\n");
+            let _ = io::Write::write_all(&mut io::stderr(), message.as_bytes());
+            std::process::ExitCode::from(2)
+        })
+    }
 }
 
 /// A bound tokio listener.
