@@ -234,12 +234,23 @@ fn groups_index_and_membership_recheck<R: Runtime>(runtime: R) {
         store.execute(enqueue("user_1", item(3, "e"), Some(&[]), T0)),
         status(EnqueueStatus::NotInGroups)
     );
-    // A new auth replaces the groups, in the record and in the index.
+    // A new auth replaces the recorded groups; the index keeps the old entry as a stale hint
+    // (the model's rule) until a send finds it stale and the gateway forgets it.
     store.execute(connect("user_2", "d", 3, Some(&["admins"]), T0));
     assert_eq!(
         store.execute(enqueue("user_2", item(4, "e"), Some(&["staff"]), T0)),
         status(EnqueueStatus::NotInGroups)
     );
+    assert_eq!(
+        store.execute(resolve(&["reviewer"])),
+        StoreResult::Users(vec!["user_2".into()])
+    );
+    store.execute(StoreCommand::ForgetGroupMember {
+        site: SITE.into(),
+        room: "user_2".into(),
+        groups: vec!["reviewer".into()],
+        now_ms: T0,
+    });
     assert_eq!(
         store.execute(resolve(&["reviewer"])),
         StoreResult::Users(vec![])
