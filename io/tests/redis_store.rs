@@ -274,9 +274,10 @@ fn groups_index_and_membership_recheck<R: Runtime>(runtime: R) {
         }),
         StoreResult::Done
     );
+    // user_1 is gone from the index; user_2's stale `staff` entry stays until forgotten.
     assert_eq!(
         store.execute(resolve(&["staff"])),
-        StoreResult::Users(vec![])
+        StoreResult::Users(vec!["user_2".into()])
     );
 }
 
