@@ -355,6 +355,20 @@ fn disconnect_and_logical_expiry<R: Runtime>(runtime: R) {
         store.execute(connect("user_1", "d2", 5, None, T0 + 11)),
         connected(vec![])
     );
+    // An absurd ttl is still a valid command (reclamation is clamped, not an error).
+    assert_eq!(
+        store.execute(StoreCommand::Disconnect {
+            device: device("user_1", "d2"),
+            socket: socket(5),
+            now_ms: u64::MAX / 2,
+            ttl_ms: u64::MAX / 2,
+        }),
+        StoreResult::Done
+    );
+    assert_eq!(
+        store.execute(enqueue("user_1", item(7, "e"), None, u64::MAX / 2 + 1)),
+        stored(&[("d1", None), ("d2", None)])
+    );
 }
 
 fn ack_with_resync_checks_the_head<R: Runtime>(runtime: R) {

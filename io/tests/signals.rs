@@ -9,13 +9,14 @@ use courier_io::Runtime;
 
 fn signal_reaches<R: Runtime>(runtime: R, signal: &str) {
     let (done_tx, done_rx) = mpsc::channel();
+    // The handlers are installed here, before any signal is sent (an uncaught SIGTERM would end
+    // this process).
+    let signalled = runtime.shutdown_signal();
     let waiter = std::thread::spawn(move || {
-        let rt = runtime.clone();
-        rt.block_on(runtime.shutdown_signal());
+        runtime.block_on(signalled);
         let _ = done_tx.send(());
     });
-    // Give the waiter time to install its handler: an uncaught SIGTERM would end this process.
-    std::thread::sleep(Duration::from_millis(300));
+    std::thread::sleep(Duration::from_millis(50));
     assert!(done_rx.try_recv().is_err(), "completed before any signal");
     let status = Command::new("kill")
         .args([format!("-{signal}"), std::process::id().to_string()])

@@ -81,13 +81,15 @@ impl Runtime for TokioRuntime {
     }
 
     fn shutdown_signal(&self) -> BoxFuture<()> {
+        use tokio::signal::unix::{SignalKind, signal};
+        // Registered now, not at the first poll: a signal arriving in between is not lost.
         let _context = self.runtime.enter();
-        Box::pin(async {
-            use tokio::signal::unix::{SignalKind, signal};
-            match (
-                signal(SignalKind::terminate()),
-                signal(SignalKind::interrupt()),
-            ) {
+        let handlers = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        );
+        Box::pin(async move {
+            match handlers {
                 (Ok(mut term), Ok(mut int)) => {
                     tokio::select! {
                         _ = term.recv() => {}
