@@ -80,9 +80,9 @@ impl RedisStore {
         let client =
             redis::Client::open(url).map_err(|error| format!("redis URL {url:?}: {error}"))?;
         let config = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(2)))
+            .set_connection_timeout(Some(Duration::from_secs(1)))
             .set_response_timeout(Some(Duration::from_secs(5)))
-            .set_number_of_retries(3)
+            .set_number_of_retries(2)
             .set_max_delay(Duration::from_millis(500));
         let connection = ConnectionManager::new_lazy_with_config(client.clone(), config)
             .map_err(|error| format!("redis: {error}"))?;

@@ -37,6 +37,7 @@ on_both_runtimes!(
     imports_the_original_layout_once,
     escapes_names_in_keys,
     recovers_after_a_flushing_restart,
+    a_tls_url_to_a_plain_server_fails_cleanly,
 );
 
 const SITE: &str = "goodcity";
@@ -566,4 +567,18 @@ fn recovers_after_a_flushing_restart<R: Runtime>(runtime: R) {
         store.execute(enqueue("user_1", item(2, "e"), None, T0)),
         stored(&[("d", Some(3))])
     );
+}
+
+fn a_tls_url_to_a_plain_server_fails_cleanly<R: Runtime>(runtime: R) {
+    let redis = RedisServer::start();
+    let url = format!("rediss://127.0.0.1:{}/", redis.port);
+    let mut store =
+        BlockingRedisStore::open(runtime, &url, "courier").expect("TLS URLs are accepted");
+    let started = Instant::now();
+    match store.execute(connect("user_1", "d", 1, None, T0)) {
+        StoreResult::Failed(text) => assert!(!text.is_empty()),
+        other => panic!("a TLS handshake with a plain server cannot succeed: {other:?}"),
+    }
+    // Bounded by the connection timeout and retries, not hanging.
+    assert!(started.elapsed() < Duration::from_secs(15), "{:?}", started.elapsed());
 }
