@@ -580,5 +580,9 @@ fn a_tls_url_to_a_plain_server_fails_cleanly<R: Runtime>(runtime: R) {
         other => panic!("a TLS handshake with a plain server cannot succeed: {other:?}"),
     }
     // Bounded by the connection timeout and retries, not hanging.
-    assert!(started.elapsed() < Duration::from_secs(15), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        started.elapsed()
+    );
 }
