@@ -103,11 +103,21 @@ fn publishes_to_other_nodes_and_runs_store_commands<R: Runtime>(runtime: R) {
         StoreResult::Failed(_)
     ));
     assert_eq!(request(a.addr, "GET", "/hello", b"").status, 200);
+
+    // Redis is back: the subscriptions come back by themselves.
+    let redis = RedisServer::start_on(redis_port);
+    eventually("node B hears node A again", || {
+        request(a.addr, "POST", "/publish", b"after the restart");
+        std::thread::sleep(Duration::from_millis(100));
+        stats_b
+            .lock()
+            .expect("stats")
+            .remote
+            .contains(&Bytes::from_static(b"after the restart"))
+    });
     a.stop_within(Duration::from_secs(5));
 
-    // Redis is back: a store command emitted at shutdown is carried out before the server
-    // returns.
-    let redis = RedisServer::start_on(redis_port);
+    // A store command emitted at shutdown is carried out before the server returns.
     eventually("node B's store works again", || {
         request(b.addr, "POST", "/store/connect", b"probe");
         std::thread::sleep(Duration::from_millis(50));
