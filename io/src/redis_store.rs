@@ -264,12 +264,25 @@ impl RedisStore {
                 pipe.srem(self.group_key(&device.site, old), &device.room)
                     .ignore();
             }
-            let () = pipe.query_async(&mut connection).await?;
+            let indexed: Result<(), RedisError> = pipe.query_async(&mut connection).await;
+            if let Err(error) = indexed {
+                // The connect itself happened; the index is a hint that the next auth repairs.
+                tracing::warn!(target: "courier", error = %error, "group index update failed");
+            }
         }
         if !imported {
-            items.extend(self.import_legacy(&device).await?);
-            items.sort_by(|a, b| (a.id, &a.event).cmp(&(b.id, &b.event)));
-            items.dedup_by(|a, b| a.id == b.id && a.event == b.event);
+            match self.import_legacy(&device).await {
+                Ok(legacy) => {
+                    items.extend(legacy);
+                    items.sort_by(|a, b| (a.id, &a.event).cmp(&(b.id, &b.event)));
+                    items.dedup_by(|a, b| a.id == b.id && a.event == b.event);
+                }
+                // The lists stay where they are and the device stays unmarked: the next
+                // connect imports them.
+                Err(error) => {
+                    tracing::warn!(target: "courier", error = %error, "legacy queue import failed")
+                }
+            }
         }
         Ok(StoreResult::Connected { items })
     }
@@ -301,6 +314,15 @@ impl RedisStore {
             if cursor == 0 {
                 break;
             }
+        }
+        if cursor != 0 {
+            tracing::warn!(
+                target: "courier",
+                site = %device.site,
+                room = %device.room,
+                deviceId = %device.device,
+                "legacy queue import stopped at its scan bound; some lists may remain"
+            );
         }
         let mut pairs: Vec<(String, Vec<u8>)> = Vec::new();
         let mut items = Vec::new();
