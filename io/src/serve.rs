@@ -20,6 +20,8 @@ use crate::setup::{Limits, Setup, StoreSetup};
 
 /// Default `max_payload` when the application does not configure one (Engine.IO's 1e6).
 pub const DEFAULT_MAX_PAYLOAD: usize = 1_000_000;
+/// The most store commands sent to Redis in one pipeline.
+const STORE_BATCH: usize = 256;
 
 /// A server that is bound and ready; [`Running::run_until`] serves.
 pub struct Running<R: Runtime> {
@@ -165,7 +167,8 @@ impl<R: Runtime> Running<R> {
     }
 }
 
-/// Executes Redis store commands one after the other, in the order the engine emitted them.
+/// Executes Redis store commands in the order the engine emitted them, taking whatever has
+/// queued up meanwhile as one batch (one pipelined round trip; see `RedisStore::execute_batch`).
 async fn store_loop(
     store: RedisStore,
     commands: Receiver<(
@@ -174,10 +177,20 @@ async fn store_loop(
     )>,
     control: Sender<Input>,
 ) {
-    while let Ok((id, command)) = commands.recv().await {
-        let result = store.execute(command).await;
-        if control.send(Input::StoreResult(id, result)).await.is_err() {
-            return;
+    while let Ok(first) = commands.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < STORE_BATCH {
+            match commands.try_recv() {
+                Ok(command) => batch.push(command),
+                Err(_) => break,
+            }
+        }
+        let (ids, batch): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
+        let results = store.execute_batch(batch).await;
+        for (id, result) in ids.into_iter().zip(results) {
+            if control.send(Input::StoreResult(id, result)).await.is_err() {
+                return;
+            }
         }
     }
 }

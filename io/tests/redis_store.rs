@@ -586,3 +586,87 @@ fn a_tls_url_to_a_plain_server_fails_cleanly<R: Runtime>(runtime: R) {
         started.elapsed()
     );
 }
+
+/// `execute_batch` pipelines: a mixed batch gives exactly what one-by-one execution gives.
+#[test]
+fn a_pipelined_batch_matches_one_by_one_execution() {
+    let runtime = courier_smol::SmolRuntime::new();
+    let redis = RedisServer::start();
+    let batched =
+        courier_io::RedisStore::open_in(&runtime, &redis.url(), "batched").expect("store");
+    let mut single =
+        BlockingRedisStore::open(runtime.clone(), &redis.url(), "single").expect("store");
+    let script = || {
+        let mut commands = vec![
+            connect("user_1", "d1", 1, Some(&["staff"]), T0),
+            connect("user_2", "d1", 2, Some(&["staff"]), T0),
+            StoreCommand::ResolveGroups {
+                site: SITE.into(),
+                groups: vec!["staff".into()],
+                now_ms: T0,
+            },
+        ];
+        for id in 1..=50 {
+            commands.push(enqueue(
+                "user_1",
+                item(id, if id % 2 == 0 { "a" } else { "b" }),
+                None,
+                T0,
+            ));
+            commands.push(enqueue("user_2", item(id, "a"), Some(&["staff"]), T0));
+        }
+        for id in (1..=50).step_by(3) {
+            commands.push(ack(
+                "user_1",
+                "d1",
+                if id % 2 == 0 { "a" } else { "b" },
+                id,
+                id % 5 == 0,
+            ));
+        }
+        commands.push(StoreCommand::AckBatch {
+            device: device("user_2", "d1"),
+            items: (1..=20).map(|id| ("a".to_owned(), id)).collect(),
+            now_ms: T0,
+        });
+        commands.push(StoreCommand::ForgetGroupMember {
+            site: SITE.into(),
+            room: "user_2".into(),
+            groups: vec!["staff".into()],
+            now_ms: T0,
+        });
+        commands.push(connect("user_1", "d1", 3, None, T0));
+        commands.push(connect("user_2", "d1", 4, None, T0));
+        commands
+    };
+    let one_by_one: Vec<StoreResult> = script().into_iter().map(|c| single.execute(c)).collect();
+    let pipelined = runtime.block_on(batched.execute_batch(script()));
+    assert_eq!(pipelined.len(), one_by_one.len());
+    for (index, (p, s)) in pipelined.iter().zip(&one_by_one).enumerate() {
+        assert_eq!(p, s, "command {index}");
+    }
+    assert!(
+        pipelined
+            .iter()
+            .all(|r| !matches!(r, StoreResult::Failed(_)))
+    );
+
+    // Scripts flushed behind the store's back: those commands fail (nothing happened), and the
+    // next batch loads the scripts again.
+    let mut plain = redis.connection();
+    let _: () = redis::cmd("SCRIPT")
+        .arg("FLUSH")
+        .query(&mut plain)
+        .expect("flush");
+    let results = runtime.block_on(batched.execute_batch(vec![
+        enqueue("user_1", item(100, "a"), None, T0),
+        enqueue("user_1", item(101, "a"), None, T0),
+    ]));
+    assert!(
+        results.iter().all(|r| matches!(r, StoreResult::Failed(_))),
+        "{results:?}"
+    );
+    let results =
+        runtime.block_on(batched.execute_batch(vec![enqueue("user_1", item(102, "a"), None, T0)]));
+    assert_eq!(results, vec![stored(&[("d1", Some(3))])]);
+}

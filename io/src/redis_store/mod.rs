@@ -6,32 +6,46 @@
 //! Failures (Redis down, timeout, script error) become [`StoreResult::Failed`]; the connection
 //! manager reconnects in the background, so the next command works again once Redis is back.
 
+mod keys;
+mod pipeline;
+
 use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
 use courier_core::gateway::store::{
-    Delivery, DeviceKey, EnqueueStatus, QueuedItem, SocketRef, Store, StoreCommand, StoreResult,
+    DeviceKey, QueuedItem, SocketRef, Store, StoreCommand, StoreResult,
 };
 use redis::aio::ConnectionManager;
 use redis::{AsyncCommands, RedisError, Script};
 
 use crate::runtime::Runtime;
+pub use keys::escape;
+use keys::{glob_escape, member, parse_connected, protocol_error, socket_text, split_legacy_entry};
 
 /// Default key prefix.
 pub const DEFAULT_PREFIX: &str = "courier";
 /// How many SCAN calls a legacy import may make for one device (COUNT 1000 each).
 const LEGACY_SCAN_CALLS: usize = 1000;
 
-macro_rules! script {
+macro_rules! script_code {
     ($file:literal) => {
-        Script::new(concat!(
-            include_str!("lua/common.lua"),
+        concat!(
+            include_str!("../lua/common.lua"),
             "\n",
-            include_str!(concat!("lua/", $file))
-        ))
+            include_str!(concat!("../lua/", $file))
+        )
     };
 }
+
+const CONNECT: &str = script_code!("connect.lua");
+const IMPORT: &str = script_code!("import.lua");
+const DISCONNECT: &str = script_code!("disconnect.lua");
+const ENQUEUE: &str = script_code!("enqueue.lua");
+const ACK: &str = script_code!("ack.lua");
+const ACK_BATCH: &str = script_code!("ack_batch.lua");
 
 struct Scripts {
     connect: Script,
@@ -43,15 +57,20 @@ struct Scripts {
 }
 
 impl Scripts {
-    fn load() -> Scripts {
+    fn new() -> Scripts {
         Scripts {
-            connect: script!("connect.lua"),
-            import: script!("import.lua"),
-            disconnect: script!("disconnect.lua"),
-            enqueue: script!("enqueue.lua"),
-            ack: script!("ack.lua"),
-            ack_batch: script!("ack_batch.lua"),
+            connect: Script::new(CONNECT),
+            import: Script::new(IMPORT),
+            disconnect: Script::new(DISCONNECT),
+            enqueue: Script::new(ENQUEUE),
+            ack: Script::new(ACK),
+            ack_batch: Script::new(ACK_BATCH),
         }
+    }
+
+    /// The text of every script, for `SCRIPT LOAD`.
+    fn all_code(&self) -> [&'static str; 6] {
+        [CONNECT, IMPORT, DISCONNECT, ENQUEUE, ACK, ACK_BATCH]
     }
 }
 
@@ -61,7 +80,9 @@ pub struct RedisStore {
     connection: ConnectionManager,
     client: redis::Client,
     prefix: String,
-    scripts: std::sync::Arc<Scripts>,
+    scripts: Arc<Scripts>,
+    /// Whether Redis is known to hold every script (see `pipeline`).
+    scripts_loaded: Arc<AtomicBool>,
 }
 
 impl fmt::Debug for RedisStore {
@@ -90,8 +111,14 @@ impl RedisStore {
             connection,
             client,
             prefix: prefix.to_owned(),
-            scripts: std::sync::Arc::new(Scripts::load()),
+            scripts: Arc::new(Scripts::new()),
+            scripts_loaded: Arc::new(AtomicBool::new(false)),
         })
+    }
+
+    /// [`RedisStore::open`] inside `runtime` (for callers outside it, such as tests).
+    pub fn open_in<R: Runtime>(runtime: &R, url: &str, prefix: &str) -> Result<RedisStore, String> {
+        runtime.block_on(async { RedisStore::open(url, prefix) })
     }
 
     /// The client (for the cluster bus's subscriber connection).
@@ -111,121 +138,46 @@ impl RedisStore {
 
     /// Runs one command; errors become [`StoreResult::Failed`].
     pub async fn execute(&self, command: StoreCommand) -> StoreResult {
-        match self.try_execute(command).await {
-            Ok(result) => result,
-            Err(error) => StoreResult::Failed(error.to_string()),
-        }
+        let mut results = self.execute_batch(vec![command]).await;
+        results
+            .pop()
+            .unwrap_or_else(|| StoreResult::Failed("no result".to_owned()))
     }
 
-    async fn try_execute(&self, command: StoreCommand) -> Result<StoreResult, RedisError> {
-        let mut connection = self.connection.clone();
-        match command {
-            StoreCommand::Connect {
+    /// Runs commands in order; one result per command, in order. Consecutive commands other
+    /// than `Connect` share one pipelined round trip; a `Connect` (several steps) runs alone.
+    pub async fn execute_batch(&self, commands: Vec<StoreCommand>) -> Vec<StoreResult> {
+        let mut results = Vec::with_capacity(commands.len());
+        let mut run = Vec::new();
+        for command in commands {
+            if let StoreCommand::Connect {
                 device,
                 socket,
                 groups,
                 now_ms,
-            } => self.connect(device, socket, groups, now_ms).await,
-            StoreCommand::Disconnect {
-                device,
-                socket,
-                now_ms,
-                ttl_ms,
-            } => {
-                let _: i64 = self
-                    .scripts
-                    .disconnect
-                    .key(self.user_base(&device.site, &device.room))
-                    .arg(&device.device)
-                    .arg(socket_text(socket))
-                    .arg(now_ms)
-                    .arg(ttl_ms)
-                    .invoke_async(&mut connection)
-                    .await?;
-                Ok(StoreResult::Done)
-            }
-            StoreCommand::ResolveGroups { site, groups, .. } => {
-                if groups.is_empty() {
-                    return Ok(StoreResult::Users(Vec::new()));
+            } = command
+            {
+                if !run.is_empty() {
+                    results.extend(self.execute_pipelined(std::mem::take(&mut run)).await);
                 }
-                let keys: Vec<String> = groups.iter().map(|g| self.group_key(&site, g)).collect();
-                let mut users: Vec<String> = connection.sunion(keys).await?;
-                users.sort();
-                users.dedup();
-                Ok(StoreResult::Users(users))
-            }
-            StoreCommand::Enqueue {
-                site,
-                room,
-                item,
-                via_groups,
-                now_ms,
-            } => {
-                let mut invocation = self.scripts.enqueue.key(self.user_base(&site, &room));
-                invocation
-                    .arg(&item.event)
-                    .arg(member(item.id, &item.json))
-                    .arg(now_ms);
-                match &via_groups {
-                    None => invocation.arg(-1),
-                    Some(groups) => invocation.arg(groups.len()).arg(groups),
-                };
-                let reply: Vec<Vec<u8>> = invocation.invoke_async(&mut connection).await?;
-                parse_enqueued(&reply).ok_or_else(|| protocol_error("enqueue reply"))
-            }
-            StoreCommand::Ack {
-                device,
-                event,
-                id,
-                resync,
-                now_ms,
-            } => {
-                let reply: String = self
-                    .scripts
-                    .ack
-                    .key(self.user_base(&device.site, &device.room))
-                    .arg(&device.device)
-                    .arg(&event)
-                    .arg(id)
-                    .arg(padded(id))
-                    .arg(if resync { "1" } else { "0" })
-                    .arg(now_ms)
-                    .invoke_async(&mut connection)
-                    .await?;
-                match reply.as_str() {
-                    "removed" => Ok(StoreResult::Acked { removed: true }),
-                    "kept" => Ok(StoreResult::Acked { removed: false }),
-                    "resync" => Ok(StoreResult::Resync),
-                    _ => Err(protocol_error("ack reply")),
-                }
-            }
-            StoreCommand::AckBatch {
-                device,
-                items,
-                now_ms,
-            } => {
-                let mut invocation = self
-                    .scripts
-                    .ack_batch
-                    .key(self.user_base(&device.site, &device.room));
-                invocation.arg(&device.device).arg(now_ms);
-                for (event, id) in &items {
-                    invocation.arg(event).arg(id).arg(padded(*id));
-                }
-                let _: i64 = invocation.invoke_async(&mut connection).await?;
-                Ok(StoreResult::Done)
-            }
-            StoreCommand::ForgetGroupMember {
-                site, room, groups, ..
-            } => {
-                let mut pipe = redis::pipe();
-                for group in &groups {
-                    pipe.srem(self.group_key(&site, group), &room).ignore();
-                }
-                let () = pipe.query_async(&mut connection).await?;
-                Ok(StoreResult::Done)
+                let result = self.connect(device, socket, groups, now_ms).await;
+                results.push(result.unwrap_or_else(|error| StoreResult::Failed(error.to_string())));
+            } else {
+                run.push(command);
             }
         }
+        if !run.is_empty() {
+            results.extend(self.execute_pipelined(run).await);
+        }
+        results
+    }
+
+    fn scripts_loaded(&self) -> bool {
+        self.scripts_loaded.load(Ordering::Acquire)
+    }
+
+    fn set_scripts_loaded(&self, loaded: bool) {
+        self.scripts_loaded.store(loaded, Ordering::Release);
     }
 
     async fn connect(
@@ -373,130 +325,6 @@ impl RedisStore {
     }
 }
 
-/// Escapes `%`, `:`, `{` and `}` as `%XX`, so names can be joined with `:` inside a hash tag.
-pub fn escape(name: &str) -> String {
-    let mut out = String::with_capacity(name.len());
-    for c in name.chars() {
-        match c {
-            '%' => out.push_str("%25"),
-            ':' => out.push_str("%3A"),
-            '{' => out.push_str("%7B"),
-            '}' => out.push_str("%7D"),
-            other => out.push(other),
-        }
-    }
-    out
-}
-
-fn glob_escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out
-}
-
-fn padded(id: u64) -> String {
-    format!("{id:020}")
-}
-
-/// A queue member: `<20-digit id>:<json>`, so equal scores still sort by id.
-fn member(id: u64, json: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(21 + json.len());
-    out.extend_from_slice(padded(id).as_bytes());
-    out.push(b':');
-    out.extend_from_slice(json);
-    out
-}
-
-fn parse_member(event: &[u8], member: &[u8]) -> Option<QueuedItem> {
-    let id = std::str::from_utf8(member.get(..20)?).ok()?.parse().ok()?;
-    if member.get(20) != Some(&b':') {
-        return None;
-    }
-    Some(QueuedItem {
-        id,
-        event: String::from_utf8(event.to_vec()).ok()?,
-        json: Bytes::copy_from_slice(&member[21..]),
-    })
-}
-
-fn split_legacy_entry(entry: &[u8]) -> Option<(u64, &[u8])> {
-    let colon = entry.iter().position(|&b| b == b':')?;
-    let id = std::str::from_utf8(&entry[..colon]).ok()?.parse().ok()?;
-    Some((id, &entry[colon + 1..]))
-}
-
-fn socket_text(socket: SocketRef) -> String {
-    format!("{}:{}", socket.node, socket.socket)
-}
-
-fn parse_socket(text: &[u8]) -> Option<SocketRef> {
-    let text = std::str::from_utf8(text).ok()?;
-    let (node, socket) = text.split_once(':')?;
-    Some(SocketRef {
-        node: node.parse().ok()?,
-        socket: socket.parse().ok()?,
-    })
-}
-
-/// `(imported, old_groups, items in id order)`.
-fn parse_connected(reply: &[Vec<u8>]) -> Option<(bool, Vec<String>, Vec<QueuedItem>)> {
-    let imported = reply.first()? == b"1";
-    let n_old: usize = std::str::from_utf8(reply.get(1)?).ok()?.parse().ok()?;
-    let old_groups = reply
-        .get(2..2 + n_old)?
-        .iter()
-        .map(|g| String::from_utf8(g.clone()).ok())
-        .collect::<Option<Vec<_>>>()?;
-    let rest = reply.get(2 + n_old..)?;
-    let mut items = rest
-        .chunks(2)
-        .map(|pair| match pair {
-            [event, member] => parse_member(event, member),
-            _ => None,
-        })
-        .collect::<Option<Vec<_>>>()?;
-    items.sort_by(|a, b| (a.id, &a.event).cmp(&(b.id, &b.event)));
-    Some((imported, old_groups, items))
-}
-
-fn parse_enqueued(reply: &[Vec<u8>]) -> Option<StoreResult> {
-    let status = match reply.first()?.as_slice() {
-        b"stored" => EnqueueStatus::Stored,
-        b"unknown" => EnqueueStatus::UnknownUser,
-        b"not_in_groups" => EnqueueStatus::NotInGroups,
-        _ => return None,
-    };
-    let mut devices = reply[1..]
-        .chunks(2)
-        .map(|pair| match pair {
-            [device, socket] => Some(Delivery {
-                device: String::from_utf8(device.clone()).ok()?,
-                socket: if socket.is_empty() {
-                    None
-                } else {
-                    Some(parse_socket(socket)?)
-                },
-            }),
-            _ => None,
-        })
-        .collect::<Option<Vec<_>>>()?;
-    devices.sort_by(|a, b| a.device.cmp(&b.device));
-    Some(StoreResult::Enqueued { status, devices })
-}
-
-fn protocol_error(what: &'static str) -> RedisError {
-    RedisError::from((
-        redis::ErrorKind::Parse,
-        "unexpected script reply",
-        what.to_owned(),
-    ))
-}
-
 /// A [`RedisStore`] behind the synchronous [`Store`] trait, blocking on the runtime for each
 /// command: for tests (the shared store property suite), not for serving.
 pub struct BlockingRedisStore<R: Runtime> {
@@ -528,40 +356,5 @@ impl<R: Runtime> BlockingRedisStore<R> {
 impl<R: Runtime> Store for BlockingRedisStore<R> {
     fn execute(&mut self, command: StoreCommand) -> StoreResult {
         self.runtime.block_on(self.store.execute(command))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn escapes_separators_and_hash_tag_braces() {
-        assert_eq!(escape("a:b{c}%d"), "a%3Ab%7Bc%7D%25d");
-        assert_eq!(escape("user_1"), "user_1");
-    }
-
-    #[test]
-    fn members_sort_by_id_and_parse_back() {
-        let small = member(9, b"[\"e\"]");
-        let large = member(10_000_000_000_000_000_000, b"[\"e\",1]");
-        assert!(small < large);
-        let item = parse_member(b"e", &large).expect("parses");
-        assert_eq!(item.id, 10_000_000_000_000_000_000);
-        assert_eq!(&item.json[..], b"[\"e\",1]");
-        assert_eq!(parse_member(b"e", b"12:x"), None);
-    }
-
-    #[test]
-    fn legacy_entries_split_at_the_first_colon() {
-        assert_eq!(
-            split_legacy_entry(b"42:[\"a:b\",1]"),
-            Some((42, &b"[\"a:b\",1]"[..]))
-        );
-        assert_eq!(split_legacy_entry(b"x:[]"), None);
-        assert_eq!(
-            glob_escape("/s:socket.io:r*:d?:"),
-            "/s:socket.io:r\\*:d\\?:"
-        );
     }
 }
