@@ -37,6 +37,7 @@ on_both_runtimes!(
     imports_the_original_layout_once,
     escapes_names_in_keys,
     recovers_after_a_flushing_restart,
+    a_user_whose_devices_all_expired_has_no_groups,
     a_tls_url_to_a_plain_server_fails_cleanly,
 );
 
@@ -669,4 +670,27 @@ fn a_pipelined_batch_matches_one_by_one_execution() {
     let results =
         runtime.block_on(batched.execute_batch(vec![enqueue("user_1", item(102, "a"), None, T0)]));
     assert_eq!(results, vec![stored(&[("d1", Some(3))])]);
+}
+
+fn a_user_whose_devices_all_expired_has_no_groups<R: Runtime>(runtime: R) {
+    let redis = RedisServer::start();
+    let mut store = open(runtime, &redis);
+    store.execute(connect("user_1", "a", 1, Some(&["staff"]), T0));
+    store.execute(StoreCommand::Disconnect {
+        device: device("user_1", "a"),
+        socket: socket(1),
+        now_ms: T0,
+        ttl_ms: 1000,
+    });
+    // Past the expiry the user is gone; a connect that brings no groups (the public-channel
+    // kind) starts it afresh instead of reviving the old groups.
+    store.execute(connect("user_1", "b", 2, None, T0 + 1001));
+    assert_eq!(
+        store.execute(enqueue("user_1", item(1, "e"), Some(&["staff"]), T0 + 1001)),
+        status(EnqueueStatus::NotInGroups)
+    );
+    assert_eq!(
+        store.execute(enqueue("user_1", item(2, "e"), None, T0 + 1001)),
+        stored(&[("b", Some(2))])
+    );
 }
