@@ -109,7 +109,9 @@ impl<R: Runtime> HttpClient<R> {
             |pq| Uri::try_from(pq.as_str()).unwrap_or_else(|_| Uri::from_static("/")),
         );
         let headers = request.headers_mut();
-        if let Ok(value) = HeaderValue::from_str(&host_header) {
+        if call.headers.get("host").is_none()
+            && let Ok(value) = HeaderValue::from_str(&host_header)
+        {
             headers.insert("host", value);
         }
         for (name, value) in call.headers.0 {

@@ -202,6 +202,7 @@ impl<R: Runtime> Driver<R> {
     /// Runs until an [`Input::Shutdown`] has been handled and drained, or `grace` passed after
     /// it.
     pub(crate) async fn run(mut self, grace: Duration) {
+        let _fail_fast = ExitOnPanic;
         self.set_wall_clock();
         self.drain_outputs();
         let mut shutdown_deadline: Option<Instant> = None;
@@ -439,6 +440,19 @@ async fn next_input<R: Runtime>(
     };
     // Control first: results and aborts settle state that data inputs may depend on.
     future::or(control, future::or(data, timer)).await
+}
+
+/// The engine must never panic; if it does, the gateway's state is unknown and every request
+/// would hang on a dead driver. Exiting lets the supervisor restart a clean process.
+struct ExitOnPanic;
+
+impl Drop for ExitOnPanic {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let _ = crate::serve::writeln_stderr("the engine panicked; exiting");
+            std::process::exit(70);
+        }
+    }
 }
 
 /// Milliseconds since the Unix epoch, now.

@@ -2,14 +2,15 @@
 //! names in lowercase (`debug`, `info`, `warn`, `error`), filtered `RUST_LOG`-style (default
 //! `info`).
 //!
-//! Application events ([`AppEvent`]) carry their field names at run time, which tracing's macros
-//! cannot express, so they are written by [`log_event`] after asking the installed filter
-//! whether their level is on (target `courier`). Everything else logged through `tracing` (by
-//! this crate or a library) goes through [`JsonLines`], a tracing-subscriber layer producing the
-//! same shape.
+//! Application events ([`AppEvent`]) go through tracing too (target `courier`), so one
+//! subscriber sees every line. Their field names are only known at run time, which tracing's
+//! macros cannot express, so [`log_event`] carries them as one JSON object in the field
+//! `app_fields`, and [`JsonLines`] (the tracing-subscriber layer writing every line) spreads that
+//! object's members into the line.
 
 use std::fmt::Write as _;
 use std::io::Write as _;
+use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use courier_core::net::{AppEvent, FieldValue, Level};
@@ -27,7 +28,7 @@ pub fn init(filter: Option<&str>) {
         .unwrap_or_else(|| EnvFilter::new("info"));
     let _ = tracing_subscriber::registry()
         .with(filter)
-        .with(JsonLines)
+        .with(JsonLines::stdout())
         .try_init();
 }
 
@@ -40,6 +41,7 @@ pub fn log_event(event: &AppEvent) {
         Level::Error => tracing::enabled!(target: "courier", tracing::Level::ERROR),
     };
     if !enabled {
+        // Skip building the fields of a line nobody writes.
         return;
     }
     let mut fields = Map::new();
@@ -52,8 +54,18 @@ pub fn log_event(event: &AppEvent) {
         };
         fields.insert((*name).to_owned(), value);
     }
-    write_line(level_name(event.level), event.message, fields);
+    let app_fields = Value::Object(fields).to_string();
+    let message = event.message;
+    match event.level {
+        Level::Debug => tracing::debug!(target: "courier", app_fields, "{message}"),
+        Level::Info => tracing::info!(target: "courier", app_fields, "{message}"),
+        Level::Warn => tracing::warn!(target: "courier", app_fields, "{message}"),
+        Level::Error => tracing::error!(target: "courier", app_fields, "{message}"),
+    }
 }
+
+/// The field [`log_event`] carries an event's fields in.
+const APP_FIELDS: &str = "app_fields";
 
 /// The line for one event, as written (without the newline).
 pub fn format_line(level: &str, message: &str, fields: Map<String, Value>) -> String {
@@ -68,12 +80,21 @@ pub fn format_line(level: &str, message: &str, fields: Map<String, Value>) -> St
     Value::Object(object).to_string()
 }
 
-fn write_line(level: &str, message: &str, fields: Map<String, Value>) {
+fn write_line(sink: &Sink, level: &str, message: &str, fields: Map<String, Value>) {
     let mut line = format_line(level, message, fields);
     line.push('\n');
-    // One write per line under the lock, so lines of concurrent tasks never interleave. A
-    // closed stdout is no reason to stop serving.
-    let _ = std::io::stdout().lock().write_all(line.as_bytes());
+    match sink {
+        // One write per line under the lock, so lines of concurrent tasks never interleave. A
+        // closed stdout is no reason to stop serving.
+        Sink::Stdout => {
+            let _ = std::io::stdout().lock().write_all(line.as_bytes());
+        }
+        Sink::Buffer(buffer) => {
+            if let Ok(mut buffer) = buffer.lock() {
+                buffer.extend_from_slice(line.as_bytes());
+            }
+        }
+    }
 }
 
 /// Lowercase level name of an application event.
@@ -96,9 +117,31 @@ fn tracing_level_name(level: &tracing::Level) -> &'static str {
     }
 }
 
-/// The tracing-subscriber layer writing every other tracing event as one JSON line.
-#[derive(Debug, Clone, Copy)]
-pub struct JsonLines;
+/// The tracing-subscriber layer writing every tracing event as one JSON line.
+#[derive(Debug, Clone)]
+pub struct JsonLines {
+    sink: Sink,
+}
+
+#[derive(Debug, Clone)]
+enum Sink {
+    Stdout,
+    Buffer(Arc<Mutex<Vec<u8>>>),
+}
+
+impl JsonLines {
+    /// Lines to stdout.
+    pub fn stdout() -> JsonLines {
+        JsonLines { sink: Sink::Stdout }
+    }
+
+    /// Lines appended to `buffer` (for tests).
+    pub fn to_buffer(buffer: Arc<Mutex<Vec<u8>>>) -> JsonLines {
+        JsonLines {
+            sink: Sink::Buffer(buffer),
+        }
+    }
+}
 
 impl<S: tracing::Subscriber> Layer<S> for JsonLines {
     fn on_event(&self, event: &tracing::Event<'_>, _ctx: Context<'_, S>) {
@@ -111,6 +154,7 @@ impl<S: tracing::Subscriber> Layer<S> for JsonLines {
                 .insert("target".into(), Value::String(metadata.target().to_owned()));
         }
         write_line(
+            &self.sink,
             tracing_level_name(metadata.level()),
             &visitor.message,
             visitor.fields,
@@ -138,6 +182,10 @@ impl Visit for FieldCollector {
     fn record_str(&mut self, field: &Field, value: &str) {
         if field.name() == "message" {
             self.message = value.to_owned();
+        } else if field.name() == APP_FIELDS {
+            if let Ok(Value::Object(members)) = serde_json::from_str(value) {
+                self.fields.extend(members);
+            }
         } else {
             self.fields
                 .insert(field.name().to_owned(), Value::String(value.to_owned()));

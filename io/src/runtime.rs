@@ -54,7 +54,8 @@ pub trait Runtime: Clone + Send + Sync + 'static {
         port: u16,
     ) -> impl Future<Output = io::Result<Self::Stream>> + Send;
 
-    /// Completes when the process is asked to stop (SIGTERM or SIGINT). Each call listens anew.
+    /// Completes when the process is asked to stop (SIGTERM or SIGINT). The handlers are
+    /// installed by the call itself, so a signal sent after it returns is never missed.
     fn shutdown_signal(&self) -> BoxFuture<()>;
 
     /// Runs `future` on this runtime, blocking the calling thread until it completes.

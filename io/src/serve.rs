@@ -20,6 +20,8 @@ use crate::setup::{Limits, Setup, StoreSetup};
 
 /// Default `max_payload` when the application does not configure one (Engine.IO's 1e6).
 pub const DEFAULT_MAX_PAYLOAD: usize = 1_000_000;
+/// The most store commands sent to Redis in one pipeline.
+const STORE_BATCH: usize = 256;
 
 /// A server that is bound and ready; [`Running::run_until`] serves.
 pub struct Running<R: Runtime> {
@@ -165,7 +167,8 @@ impl<R: Runtime> Running<R> {
     }
 }
 
-/// Executes Redis store commands one after the other, in the order the engine emitted them.
+/// Executes Redis store commands in the order the engine emitted them, taking whatever has
+/// queued up meanwhile as one batch (one pipelined round trip; see `RedisStore::execute_batch`).
 async fn store_loop(
     store: RedisStore,
     commands: Receiver<(
@@ -174,16 +177,41 @@ async fn store_loop(
     )>,
     control: Sender<Input>,
 ) {
-    while let Ok((id, command)) = commands.recv().await {
-        let result = store.execute(command).await;
-        if control.send(Input::StoreResult(id, result)).await.is_err() {
-            return;
+    while let Ok(first) = commands.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < STORE_BATCH {
+            match commands.try_recv() {
+                Ok(command) => batch.push(command),
+                Err(_) => break,
+            }
+        }
+        let (ids, batch): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
+        let results = store.execute_batch(batch).await;
+        for (id, result) in ids.into_iter().zip(results) {
+            if control.send(Input::StoreResult(id, result)).await.is_err() {
+                return;
+            }
         }
     }
 }
 
 /// Serves `engine` on `bind` with no store until SIGTERM/SIGINT (for the conformance server
-/// and other engines built on the Socket.IO layer). Logs the bound port first.
+/// and other engines built on the Socket.IO layer). Logs the bound port first (one JSON line,
+/// `{"message":"Listening","port":…}`), so port 0 works for tests.
+///
+/// A runtime crate's `examples/conformance.rs` is then just:
+/// ```text
+/// use std::process::ExitCode;
+///
+/// fn main() -> ExitCode {
+///     let bind = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:0".to_owned());
+///     let Ok(bind) = bind.parse() else {
+///         return ExitCode::from(2);
+///     };
+///     let engine = Box::new(courier_core::sio::Conformance::new(/* … */));
+///     courier_io::serve_engine(courier_smol::SmolRuntime::new(), engine, bind)
+/// }
+/// ```
 pub fn serve_engine<R: Runtime>(
     runtime: R,
     engine: Box<dyn Engine + Send>,

@@ -70,7 +70,7 @@ impl<R: Runtime> Server<R> {
 
     async fn handle(&self, mut request: Request<Incoming>) -> Response<Full<Bytes>> {
         let id = self.driver.next_request_id();
-        let websocket = is_websocket_upgrade(&request);
+        let websocket = is_websocket_upgrade(request.method(), request.headers());
         let on_upgrade = websocket.then(|| hyper::upgrade::on(&mut request));
         let accept_key = request
             .headers()
@@ -161,8 +161,7 @@ impl Drop for AbortGuard<'_> {
 }
 
 /// `Upgrade: websocket`, `Connection: upgrade`, a key and version 13 on a GET.
-fn is_websocket_upgrade(request: &Request<Incoming>) -> bool {
-    let headers = request.headers();
+fn is_websocket_upgrade(method: &hyper::Method, headers: &hyper::HeaderMap) -> bool {
     let has_token = |name: &str, token: &str| {
         headers.get_all(name).iter().any(|value| {
             value.to_str().is_ok_and(|v| {
@@ -171,7 +170,7 @@ fn is_websocket_upgrade(request: &Request<Incoming>) -> bool {
             })
         })
     };
-    request.method() == hyper::Method::GET
+    method == hyper::Method::GET
         && has_token("upgrade", "websocket")
         && has_token("connection", "upgrade")
         && headers.contains_key("sec-websocket-key")
@@ -249,4 +248,66 @@ pub(crate) async fn bind<R: Runtime>(
     let listener = runtime.bind(addr).await?;
     let local = listener.local_addr()?;
     Ok((listener, local))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> hyper::HeaderMap {
+        let mut map = hyper::HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(*name, HeaderValue::from_static(value));
+        }
+        map
+    }
+
+    const VALID: &[(&str, &str)] = &[
+        ("upgrade", "websocket"),
+        ("connection", "keep-alive, Upgrade"),
+        ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
+        ("sec-websocket-version", "13"),
+    ];
+
+    #[test]
+    fn recognises_a_valid_upgrade_in_any_case() {
+        assert!(is_websocket_upgrade(&hyper::Method::GET, &headers(VALID)));
+        let shouting = [
+            ("upgrade", "WebSocket"),
+            ("connection", "UPGRADE"),
+            ("sec-websocket-key", "x"),
+            ("sec-websocket-version", "13"),
+        ];
+        assert!(is_websocket_upgrade(
+            &hyper::Method::GET,
+            &headers(&shouting)
+        ));
+    }
+
+    #[test]
+    fn refuses_anything_less() {
+        assert!(!is_websocket_upgrade(&hyper::Method::POST, &headers(VALID)));
+        for missing in 0..VALID.len() {
+            let partial: Vec<_> = VALID
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| *i != missing)
+                .map(|(_, pair)| *pair)
+                .collect();
+            assert!(!is_websocket_upgrade(
+                &hyper::Method::GET,
+                &headers(&partial)
+            ));
+        }
+        let old_version = [
+            ("upgrade", "websocket"),
+            ("connection", "upgrade"),
+            ("sec-websocket-key", "x"),
+            ("sec-websocket-version", "8"),
+        ];
+        assert!(!is_websocket_upgrade(
+            &hyper::Method::GET,
+            &headers(&old_version)
+        ));
+    }
 }

@@ -10,7 +10,7 @@ use async_channel::Receiver;
 use async_tungstenite::WebSocketStream;
 use async_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use async_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
-use async_tungstenite::tungstenite::{Message, Utf8Bytes};
+use async_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 use courier_core::net::{ConnId, WsFrame};
 use futures_lite::{StreamExt, future};
 
@@ -25,6 +25,10 @@ const READ_BUFFER: usize = 1024;
 const CLOSE_WAIT: Duration = Duration::from_secs(2);
 /// Close code for a peer whose outbound queue overflowed (RFC 6455 1008, policy violation).
 const SLOW_CONSUMER: u16 = 1008;
+/// Close code for a message over `max_payload` (RFC 6455 1009).
+const MESSAGE_TOO_BIG: u16 = 1009;
+/// How long one frame may take to write before the peer counts as gone.
+const WRITE_STALL: Duration = Duration::from_secs(30);
 
 /// A WebSocket connection task.
 pub(crate) struct Pump<R: Runtime> {
@@ -38,7 +42,7 @@ pub(crate) struct Pump<R: Runtime> {
 
 enum Step {
     Outbound(Option<ConnCommand>),
-    Inbound(Option<Result<Message, async_tungstenite::tungstenite::Error>>),
+    Inbound(Option<Result<Message, WsError>>),
 }
 
 impl<R: Runtime> Pump<R> {
@@ -71,7 +75,15 @@ impl<R: Runtime> Pump<R> {
             let inbound = async { Step::Inbound(ws.next().await) };
             match future::or(outbound, inbound).await {
                 Step::Outbound(Some(ConnCommand::Frame(frame))) => {
-                    if ws.send(to_message(frame)).await.is_err() {
+                    // A peer that stops reading stalls the write; the queue behind it then
+                    // overflows in the driver, but this task must not wait for ever either.
+                    let stall_limit = Instant::now() + WRITE_STALL;
+                    let sent =
+                        future::or(async { ws.send(to_message(frame)).await.is_ok() }, async {
+                            self.runtime.sleep_until(stall_limit).await;
+                            false
+                        });
+                    if !sent.await {
                         return;
                     }
                 }
@@ -103,8 +115,12 @@ impl<R: Runtime> Pump<R> {
                         return;
                     }
                 }
-                // Peer gone, protocol error, or a message over max_payload (tungstenite has
-                // sent the close frame where it could).
+                Step::Inbound(Some(Err(WsError::Capacity(_)))) => {
+                    self.close(&mut ws, MESSAGE_TOO_BIG).await;
+                    return;
+                }
+                // Peer gone or protocol error (tungstenite answered with a close frame where
+                // the protocol asks for one).
                 Step::Inbound(Some(Err(_))) | Step::Inbound(None) => return,
             }
         }

@@ -91,6 +91,7 @@ fn publishes_to_other_nodes_and_runs_store_commands<R: Runtime>(runtime: R) {
         .query(&mut plain)
         .expect("hget");
     assert_eq!(connected.as_deref(), Some("1"));
+    let redis_port = redis.port;
     drop(redis);
     // With Redis gone, a command fails instead of hanging the driver, and HTTP still works.
     request(a.addr, "POST", "/store/connect", b"d2");
@@ -102,6 +103,37 @@ fn publishes_to_other_nodes_and_runs_store_commands<R: Runtime>(runtime: R) {
         StoreResult::Failed(_)
     ));
     assert_eq!(request(a.addr, "GET", "/hello", b"").status, 200);
+
+    // Redis is back: the subscriptions come back by themselves.
+    let redis = RedisServer::start_on(redis_port);
+    eventually("node B hears node A again", || {
+        request(a.addr, "POST", "/publish", b"after the restart");
+        std::thread::sleep(Duration::from_millis(100));
+        stats_b
+            .lock()
+            .expect("stats")
+            .remote
+            .contains(&Bytes::from_static(b"after the restart"))
+    });
     a.stop_within(Duration::from_secs(5));
+
+    // A store command emitted at shutdown is carried out before the server returns.
+    eventually("node B's store works again", || {
+        request(b.addr, "POST", "/store/connect", b"probe");
+        std::thread::sleep(Duration::from_millis(50));
+        stats_b
+            .lock()
+            .expect("stats")
+            .store_results
+            .iter()
+            .any(|(_, result)| matches!(result, StoreResult::Connected { .. }))
+    });
     b.stop_within(Duration::from_secs(5));
+    let mut plain = redis.connection();
+    let connected: Option<String> = redis::cmd("HGET")
+        .arg("courier:{site:user_1}:d:at-shutdown")
+        .arg("conn")
+        .query(&mut plain)
+        .expect("hget");
+    assert_eq!(connected.as_deref(), Some("1"));
 }

@@ -37,6 +37,8 @@ on_both_runtimes!(
     imports_the_original_layout_once,
     escapes_names_in_keys,
     recovers_after_a_flushing_restart,
+    a_user_whose_devices_all_expired_has_no_groups,
+    a_tls_url_to_a_plain_server_fails_cleanly,
 );
 
 const SITE: &str = "goodcity";
@@ -367,6 +369,20 @@ fn disconnect_and_logical_expiry<R: Runtime>(runtime: R) {
         store.execute(connect("user_1", "d2", 5, None, T0 + 11)),
         connected(vec![])
     );
+    // An absurd ttl is still a valid command (reclamation is clamped, not an error).
+    assert_eq!(
+        store.execute(StoreCommand::Disconnect {
+            device: device("user_1", "d2"),
+            socket: socket(5),
+            now_ms: u64::MAX / 2,
+            ttl_ms: u64::MAX / 2,
+        }),
+        StoreResult::Done
+    );
+    assert_eq!(
+        store.execute(enqueue("user_1", item(7, "e"), None, u64::MAX / 2 + 1)),
+        stored(&[("d1", None), ("d2", None)])
+    );
 }
 
 fn ack_with_resync_checks_the_head<R: Runtime>(runtime: R) {
@@ -563,5 +579,130 @@ fn recovers_after_a_flushing_restart<R: Runtime>(runtime: R) {
     assert_eq!(
         store.execute(enqueue("user_1", item(2, "e"), None, T0)),
         stored(&[("d", Some(3))])
+    );
+}
+
+fn a_tls_url_to_a_plain_server_fails_cleanly<R: Runtime>(runtime: R) {
+    let redis = RedisServer::start();
+    let url = format!("rediss://127.0.0.1:{}/", redis.port);
+    let mut store =
+        BlockingRedisStore::open(runtime, &url, "courier").expect("TLS URLs are accepted");
+    let started = Instant::now();
+    match store.execute(connect("user_1", "d", 1, None, T0)) {
+        StoreResult::Failed(text) => assert!(!text.is_empty()),
+        other => panic!("a TLS handshake with a plain server cannot succeed: {other:?}"),
+    }
+    // Bounded by the connection timeout and retries, not hanging.
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+/// `execute_batch` pipelines: a mixed batch gives exactly what one-by-one execution gives.
+#[test]
+fn a_pipelined_batch_matches_one_by_one_execution() {
+    let runtime = courier_smol::SmolRuntime::new();
+    let redis = RedisServer::start();
+    let batched =
+        courier_io::RedisStore::open_in(&runtime, &redis.url(), "batched").expect("store");
+    let mut single =
+        BlockingRedisStore::open(runtime.clone(), &redis.url(), "single").expect("store");
+    let script = || {
+        let mut commands = vec![
+            connect("user_1", "d1", 1, Some(&["staff"]), T0),
+            connect("user_2", "d1", 2, Some(&["staff"]), T0),
+            StoreCommand::ResolveGroups {
+                site: SITE.into(),
+                groups: vec!["staff".into()],
+                now_ms: T0,
+            },
+        ];
+        for id in 1..=50 {
+            commands.push(enqueue(
+                "user_1",
+                item(id, if id % 2 == 0 { "a" } else { "b" }),
+                None,
+                T0,
+            ));
+            commands.push(enqueue("user_2", item(id, "a"), Some(&["staff"]), T0));
+        }
+        for id in (1..=50).step_by(3) {
+            commands.push(ack(
+                "user_1",
+                "d1",
+                if id % 2 == 0 { "a" } else { "b" },
+                id,
+                id % 5 == 0,
+            ));
+        }
+        commands.push(StoreCommand::AckBatch {
+            device: device("user_2", "d1"),
+            items: (1..=20).map(|id| ("a".to_owned(), id)).collect(),
+            now_ms: T0,
+        });
+        commands.push(StoreCommand::ForgetGroupMember {
+            site: SITE.into(),
+            room: "user_2".into(),
+            groups: vec!["staff".into()],
+            now_ms: T0,
+        });
+        commands.push(connect("user_1", "d1", 3, None, T0));
+        commands.push(connect("user_2", "d1", 4, None, T0));
+        commands
+    };
+    let one_by_one: Vec<StoreResult> = script().into_iter().map(|c| single.execute(c)).collect();
+    let pipelined = runtime.block_on(batched.execute_batch(script()));
+    assert_eq!(pipelined.len(), one_by_one.len());
+    for (index, (p, s)) in pipelined.iter().zip(&one_by_one).enumerate() {
+        assert_eq!(p, s, "command {index}");
+    }
+    assert!(
+        pipelined
+            .iter()
+            .all(|r| !matches!(r, StoreResult::Failed(_)))
+    );
+
+    // Scripts flushed behind the store's back: those commands fail (nothing happened), and the
+    // next batch loads the scripts again.
+    let mut plain = redis.connection();
+    let _: () = redis::cmd("SCRIPT")
+        .arg("FLUSH")
+        .query(&mut plain)
+        .expect("flush");
+    let results = runtime.block_on(batched.execute_batch(vec![
+        enqueue("user_1", item(100, "a"), None, T0),
+        enqueue("user_1", item(101, "a"), None, T0),
+    ]));
+    assert!(
+        results.iter().all(|r| matches!(r, StoreResult::Failed(_))),
+        "{results:?}"
+    );
+    let results =
+        runtime.block_on(batched.execute_batch(vec![enqueue("user_1", item(102, "a"), None, T0)]));
+    assert_eq!(results, vec![stored(&[("d1", Some(3))])]);
+}
+
+fn a_user_whose_devices_all_expired_has_no_groups<R: Runtime>(runtime: R) {
+    let redis = RedisServer::start();
+    let mut store = open(runtime, &redis);
+    store.execute(connect("user_1", "a", 1, Some(&["staff"]), T0));
+    store.execute(StoreCommand::Disconnect {
+        device: device("user_1", "a"),
+        socket: socket(1),
+        now_ms: T0,
+        ttl_ms: 1000,
+    });
+    // Past the expiry the user is gone; a connect that brings no groups (the public-channel
+    // kind) starts it afresh instead of reviving the old groups.
+    store.execute(connect("user_1", "b", 2, None, T0 + 1001));
+    assert_eq!(
+        store.execute(enqueue("user_1", item(1, "e"), Some(&["staff"]), T0 + 1001)),
+        status(EnqueueStatus::NotInGroups)
+    );
+    assert_eq!(
+        store.execute(enqueue("user_1", item(2, "e"), None, T0 + 1001)),
+        stored(&[("b", Some(2))])
     );
 }

@@ -109,9 +109,11 @@ impl Runtime for SmolRuntime {
     }
 
     fn shutdown_signal(&self) -> BoxFuture<()> {
-        Box::pin(async {
-            use async_signal::{Signal, Signals};
-            match Signals::new([Signal::Term, Signal::Int]) {
+        use async_signal::{Signal, Signals};
+        // Registered now, not at the first poll: a signal arriving in between is not lost.
+        let signals = Signals::new([Signal::Term, Signal::Int]);
+        Box::pin(async move {
+            match signals {
                 Ok(mut signals) => {
                     let _ = signals.next().await;
                 }

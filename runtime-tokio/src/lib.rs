@@ -13,7 +13,31 @@ use tokio_util::compat::{Compat, TokioAsyncReadCompatExt};
 /// The tokio runtime behind Courier's [`Runtime`] trait. Clones share one tokio runtime.
 #[derive(Debug, Clone)]
 pub struct TokioRuntime {
-    runtime: Arc<tokio::runtime::Runtime>,
+    runtime: Arc<OwnedRuntime>,
+}
+
+/// Owns the tokio runtime. Tasks hold clones of [`TokioRuntime`], so the last one may be
+/// dropped by a task on a worker thread, where dropping a runtime normally panics; shutting it
+/// down in the background is allowed anywhere.
+#[derive(Debug)]
+struct OwnedRuntime(Option<tokio::runtime::Runtime>);
+
+impl OwnedRuntime {
+    fn get(&self) -> &tokio::runtime::Runtime {
+        // Only `Drop` takes it out.
+        match &self.0 {
+            Some(runtime) => runtime,
+            None => unreachable!("the runtime is only taken when dropped"),
+        }
+    }
+}
+
+impl Drop for OwnedRuntime {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
+    }
 }
 
 impl TokioRuntime {
@@ -24,7 +48,7 @@ impl TokioRuntime {
             .thread_name("courier-tokio")
             .build()?;
         Ok(TokioRuntime {
-            runtime: Arc::new(runtime),
+            runtime: Arc::new(OwnedRuntime(Some(runtime))),
         })
     }
 
@@ -64,12 +88,12 @@ impl Runtime for TokioRuntime {
     type Sleep = tokio::time::Sleep;
 
     fn spawn(&self, future: BoxFuture<()>) {
-        drop(self.runtime.spawn(future));
+        drop(self.runtime.get().spawn(future));
     }
 
     fn sleep_until(&self, deadline: Instant) -> Self::Sleep {
         // Entering makes this work from any thread, not only from inside a task.
-        let _context = self.runtime.enter();
+        let _context = self.runtime.get().enter();
         tokio::time::sleep_until(tokio::time::Instant::from_std(deadline))
     }
 
@@ -91,13 +115,15 @@ impl Runtime for TokioRuntime {
     }
 
     fn shutdown_signal(&self) -> BoxFuture<()> {
-        let _context = self.runtime.enter();
-        Box::pin(async {
-            use tokio::signal::unix::{SignalKind, signal};
-            match (
-                signal(SignalKind::terminate()),
-                signal(SignalKind::interrupt()),
-            ) {
+        use tokio::signal::unix::{SignalKind, signal};
+        // Registered now, not at the first poll: a signal arriving in between is not lost.
+        let _context = self.runtime.get().enter();
+        let handlers = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        );
+        Box::pin(async move {
+            match handlers {
                 (Ok(mut term), Ok(mut int)) => {
                     tokio::select! {
                         _ = term.recv() => {}
@@ -111,6 +137,6 @@ impl Runtime for TokioRuntime {
     }
 
     fn block_on<F: Future>(&self, future: F) -> F::Output {
-        self.runtime.block_on(future)
+        self.runtime.get().block_on(future)
     }
 }

@@ -15,7 +15,8 @@ end
 local function reclaim_at(logical_expiry, ttl)
   local t = redis.call('TIME')
   local redis_now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-  return math.max(logical_expiry, redis_now + ttl) + RECLAIM_MS
+  -- Clamped to 2^53 ms (far future) so the argument stays an exact integer for any ttl.
+  return math.min(math.max(logical_expiry, redis_now + ttl) + RECLAIM_MS, 9007199254740991)
 end
 
 local function device_key(dev) return base .. 'd:' .. esc(dev) end

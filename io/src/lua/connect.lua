@@ -2,7 +2,15 @@
 -- Returns: { imported ("1"/"0"), n_old_groups, old_groups..., event1, member1, event2, ... }
 -- where old_groups are the groups recorded before (only when has_groups).
 local dev, sock, now, has_groups = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
+-- The user's record (its groups) lives as long as one of its devices does: if every device has
+-- expired, the user is absent and its recorded groups go with it.
+local old = redis.call('SMEMBERS', groups_key)
+local user_present = false
+for _, other in ipairs(redis.call('SMEMBERS', devices_key)) do
+  if live_state(other, now) ~= 'absent' then user_present = true end
+end
 live_state(dev, now)
+if not user_present then redis.call('DEL', groups_key) end
 local dkey = device_key(dev)
 redis.call('HSET', dkey, 'sock', sock, 'conn', '1')
 redis.call('HDEL', dkey, 'at', 'ttl')
@@ -11,7 +19,6 @@ redis.call('SADD', devices_key, dev)
 redis.call('PERSIST', devices_key)
 local out = { redis.call('HGET', dkey, 'imp') or '0' }
 if has_groups == '1' then
-  local old = redis.call('SMEMBERS', groups_key)
   table.insert(out, tostring(#old))
   for _, g in ipairs(old) do table.insert(out, g) end
   redis.call('DEL', groups_key)

@@ -63,6 +63,25 @@ impl TestEngine {
         self.outputs.push_back(output);
     }
 
+    /// Emits a store `Connect` of `device` in room `user_1` of site `site`.
+    fn store_connect(&mut self, id: u64, device: String) {
+        let command = StoreCommand::Connect {
+            device: DeviceKey {
+                site: "site".into(),
+                room: "user_1".into(),
+                device,
+            },
+            socket: SocketRef {
+                node: 1,
+                socket: id,
+            },
+            groups: None,
+            now_ms: self.stats.lock().expect("stats").wall_clock_ms,
+        };
+        self.outputs
+            .push_back(Output::Store(StoreCmdId(id), command));
+    }
+
     fn respond(&mut self, id: RequestId, status: u16, body: impl Into<Bytes>) {
         let mut headers = Headers::default();
         headers.push("content-type", "text/plain");
@@ -148,21 +167,8 @@ impl Engine for TestEngine {
             }
             (Method::Post, "/store/connect") => {
                 // Body: the device id; the store result lands in `Stats::store_results`.
-                let command = StoreCommand::Connect {
-                    device: DeviceKey {
-                        site: "site".into(),
-                        room: "user_1".into(),
-                        device: String::from_utf8_lossy(&request.body).into_owned(),
-                    },
-                    socket: SocketRef {
-                        node: 1,
-                        socket: id.0,
-                    },
-                    groups: None,
-                    now_ms: self.stats.lock().expect("stats").wall_clock_ms,
-                };
-                self.outputs
-                    .push_back(Output::Store(StoreCmdId(id.0), command));
+                let device = String::from_utf8_lossy(&request.body).into_owned();
+                self.store_connect(id.0, device);
                 self.respond(id, 202, "queued");
             }
             (Method::Get, "/ws") if request.websocket => {
@@ -266,6 +272,8 @@ impl Engine for TestEngine {
         for conn in std::mem::take(&mut self.conns) {
             self.outputs.push_back(Output::WsClose(conn, 1001));
         }
+        // Something that must reach the store before the process exits.
+        self.store_connect(u64::MAX, "at-shutdown".into());
     }
 
     fn poll_output(&mut self) -> Output {

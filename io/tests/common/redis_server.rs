@@ -13,11 +13,16 @@ pub struct RedisServer {
 impl RedisServer {
     /// Starts one; panics loudly when `redis-server` is not installed.
     pub fn start() -> RedisServer {
-        let dir = tempfile::tempdir().expect("temp dir");
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("free port")
             .port();
+        RedisServer::start_on(port)
+    }
+
+    /// Starts one on `port` (e.g. where an earlier one ran, to bring "Redis" back).
+    pub fn start_on(port: u16) -> RedisServer {
+        let dir = tempfile::tempdir().expect("temp dir");
         let mut server = RedisServer {
             port,
             dir,
