@@ -212,7 +212,7 @@ impl<R: Runtime> Driver<R> {
             let now = Instant::now();
             self.set_wall_clock();
             if let Some(input) = first {
-                if self.apply(input, now) && shutdown_deadline.is_none() {
+                if self.apply_ordered(input, now) && shutdown_deadline.is_none() {
                     shutdown_deadline = Some(now + grace);
                 }
                 // Feed whatever else is already waiting before draining once.
@@ -225,7 +225,7 @@ impl<R: Runtime> Driver<R> {
                     else {
                         break;
                     };
-                    if self.apply(input, now) && shutdown_deadline.is_none() {
+                    if self.apply_ordered(input, now) && shutdown_deadline.is_none() {
                         shutdown_deadline = Some(now + grace);
                     }
                 }
@@ -255,6 +255,23 @@ impl<R: Runtime> Driver<R> {
 
     fn set_wall_clock(&mut self) {
         self.engine.handle_wall_clock(unix_ms_now(), Instant::now());
+    }
+
+    /// Inputs that end a connection or a request (`WsClosed`, `HttpAborted`) travel on the
+    /// control channel, which is read first, while the frames and requests sent before them may
+    /// still wait in the data queue. Those are applied first, so a close never overtakes the
+    /// last frames of its connection (an ack, or a `41`, right before the client closes).
+    fn apply_ordered(&mut self, input: Input, now: Instant) -> bool {
+        let mut shutdown = false;
+        if matches!(input, Input::WsClosed(_) | Input::HttpAborted(_)) {
+            for _ in 0..self.data.len() {
+                let Ok(earlier) = self.data.try_recv() else {
+                    break;
+                };
+                shutdown |= self.apply(earlier, now);
+            }
+        }
+        self.apply(input, now) | shutdown
     }
 
     /// Feeds one input to the engine. True when it was the shutdown request.
