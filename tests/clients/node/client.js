@@ -64,12 +64,25 @@ const options = {
   multiplex: false,
   reconnection: !!config.reconnection,
   transports,
-  query: config.query || {},
   timeout: 10000,
 };
-if (lib === "sio4" && config.auth) options.auth = config.auth;
+let url = config.url + (config.namespace || "/");
+const query = config.query || {};
+if (lib === "sio4") {
+  options.query = query;
+  if (config.auth) options.auth = config.auth;
+} else {
+  // 1.x/2.x apps put the query in the URL (the original's README and example.html do). It then
+  // reaches both the handshake URL and the namespace CONNECT: 1.7.4 sends `0/nsp?query` with no
+  // comma, 2.5.0 `0/nsp?query,`. (Passing `query` as an object instead makes 1.7.4 send
+  // `0/nsp?[object Object]`.)
+  const qs = Object.entries(query)
+    .map(([k, v]) => `${encodeURIComponent(k)}=${encodeURIComponent(v)}`)
+    .join("&");
+  if (qs) url += `?${qs}`;
+}
 
-const socket = io(config.url + (config.namespace || "/"), options);
+const socket = io(url, options);
 
 let seq = 0;
 const pendingAcks = new Map(); // seq -> ack function, in arrival order

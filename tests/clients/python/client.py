@@ -15,6 +15,7 @@ stdin: {"cmd":"ack","seq"?,"args"?} {"cmd":"emit","name","args","ack","ref"}
        {"cmd":"disconnect"} {"cmd":"close"}; EOF closes too.
 """
 
+import importlib.metadata
 import json
 import sys
 import threading
@@ -23,7 +24,8 @@ from urllib.parse import urlencode
 
 import socketio
 
-MAJOR = int(socketio.__version__.split(".")[0]) if hasattr(socketio, "__version__") else 0
+# socketio.__version__ exists in 4.x only; the distribution metadata is there in both.
+MAJOR = int(importlib.metadata.version("python-socketio").split(".")[0])
 
 _out_lock = threading.Lock()
 
@@ -96,6 +98,19 @@ def main():
         sys.exit(2)
 
     sio = DrivenClient(config, reconnection=bool(config.get("reconnection")))
+
+    # python-engineio hands every incoming message to a new thread (run_async=True), so a
+    # Python application sees server events in arbitrary order. The tests are about the order
+    # the server sent them in, so dispatch messages on the read loop, one after the other.
+    # None of the driver's handlers block.
+    eio_trigger = sio.eio._trigger_event
+
+    def trigger_in_order(event, *args, **kwargs):
+        if event == "message":
+            kwargs["run_async"] = False
+        return eio_trigger(event, *args, **kwargs)
+
+    sio.eio._trigger_event = trigger_in_order
 
     def on_connect():
         state["connect_reported"] = True
