@@ -59,6 +59,22 @@ pub fn send(port: u16, query: &str, content_type: Option<&str>, body: &str) -> H
     http(port, "POST", &target, &headers, body.as_bytes())
 }
 
+/// `POST /send?site=<site>&apiKey=<api_key>[&<extra_query>]` with a JSON body.
+pub fn send_json(
+    port: u16,
+    site: &str,
+    api_key: &str,
+    extra_query: &str,
+    body: &serde_json::Value,
+) -> HttpResponse {
+    let mut query = format!("site={site}&apiKey={api_key}");
+    if !extra_query.is_empty() {
+        query.push('&');
+        query.push_str(extra_query);
+    }
+    send(port, &query, Some("application/json"), &body.to_string())
+}
+
 /// One request to `127.0.0.1:port`, `Connection: close`; panics if the exchange fails at the
 /// TCP or HTTP-syntax level (a status code, any status code, is a success here).
 pub fn http(
@@ -169,4 +185,31 @@ fn dechunk(mut data: &[u8]) -> Result<Vec<u8>, String> {
 
 pub(crate) fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_response;
+
+    #[test]
+    fn parses_chunked_and_sized_bodies() {
+        let chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Type: text/plain\r\n\r\n2\r\nOK\r\n3\r\n!!!\r\n0\r\n\r\n";
+        let r = parse_response(chunked, false).expect("chunked parses");
+        assert_eq!((r.status, r.body.as_str()), (200, "OK!!!"));
+        assert_eq!(r.media_type().as_deref(), Some("text/plain"));
+
+        let sized =
+            b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 15\r\n\r\nApiKey invalid.trailing";
+        let r = parse_response(sized, false).expect("sized parses");
+        assert_eq!((r.status, r.body.as_str()), (401, "ApiKey invalid."));
+
+        assert!(
+            parse_response(b"HTTP/1.1 200 OK\r\n", false).is_err(),
+            "no end of headers"
+        );
+        assert!(
+            parse_response(b"garbage\r\n\r\n", false).is_err(),
+            "no status"
+        );
+    }
 }

@@ -11,7 +11,8 @@
 //! - [`StubSite`]: the site's auth endpoint (answers per token) and `updateUserUrl` endpoint,
 //!   recording every request.
 //! - [`Client`]: one real socket.io client process ([`Lib`] × [`Transports`]).
-//! - [`send`] / [`http`]: raw HTTP/1.1 requests (`POST /send`, `GET /healthcheck`, ...).
+//! - [`send`] / [`send_json`] / [`http`]: raw HTTP/1.1 requests (`POST /send`, `GET /healthcheck`, ...).
+//! - [`PollingSession`]: a raw Engine.IO polling session for wire-level checks.
 //! - [`scenario!`]: one `#[test]` per binary from one body; [`matrix`]: client combinations.
 //!
 //! Every fixture stops what it started when dropped, and every wait has a deadline that fails
@@ -22,6 +23,7 @@ mod gateway;
 mod http;
 pub mod matrix;
 mod paths;
+mod polling;
 mod redis;
 mod reference_server;
 mod stub_site;
@@ -30,8 +32,9 @@ mod wait;
 
 pub use client::{Client, ClientBuilder, Event, Lib, Transports};
 pub use gateway::{Bin, Gateway, GatewayBuilder, Site};
-pub use http::{HttpResponse, http, send};
+pub use http::{HttpResponse, http, send, send_json};
 pub use paths::workspace_root;
+pub use polling::{PollingSession, decode_payload, encode_payload};
 pub use redis::{Redis, Resp};
 pub use reference_server::ReferenceServer;
 pub use stub_site::{AuthReply, RecordedRequest, StubSite};

@@ -5,8 +5,8 @@
 use std::time::{Duration, Instant};
 
 use courier_tests::{
-    AuthReply, Bin, Client, Lib, Redis, ReferenceServer, Resp, Site, StubSite, Transports, http,
-    json, matrix, scenario, send,
+    AuthReply, Bin, Client, Lib, PollingSession, Redis, ReferenceServer, Resp, Site, StubSite,
+    Transports, decode_payload, encode_payload, http, json, matrix, scenario, send,
 };
 
 /// Connect, receive, ack in both directions, disconnect — with every library over every transport.
@@ -341,3 +341,40 @@ scenario!(scenario_macro_passes_the_matching_binary, |bin| {
     );
     assert!(bin.name().starts_with("courier-"));
 });
+
+/// The raw polling session against the reference server: EIO3 framing, the implicit `40`, a
+/// namespace CONNECT with the query in it, the refusal packet.
+#[test]
+fn raw_polling_session_speaks_eio3_and_eio4() {
+    let server = ReferenceServer::start();
+    let mut s3 = PollingSession::handshake(server.port(), 3, "token=t&deviceId=d");
+    assert_eq!(s3.open["upgrades"], json!(["websocket"]));
+    assert!(s3.open["pingInterval"].is_number());
+    let first = s3.get_until(|p| p == "40");
+    assert!(
+        first.contains(&"40".to_string()),
+        "EIO3 connects / at once: {first:?}"
+    );
+    assert_eq!(s3.post(&["40/chat?token=bad,"]).body, "ok");
+    let refused = s3.get_until(|p| p.starts_with("44/chat"));
+    assert_eq!(
+        refused.last().map(String::as_str),
+        Some(r#"44/chat,"Authentication failed""#)
+    );
+    assert_eq!(s3.post(&["2"]).body, "ok");
+    assert!(
+        s3.get_until(|p| p == "3").contains(&"3".to_string()),
+        "the engine stays open"
+    );
+
+    let mut s4 = PollingSession::handshake(server.port(), 4, "token=t");
+    assert_eq!(s4.post(&[r#"40/chat,{"token":"bad"}"#]).body, "ok");
+    let refused = s4.get_until(|p| p.starts_with("44/chat"));
+    assert_eq!(
+        refused.last().map(String::as_str),
+        Some(r#"44/chat,{"message":"Authentication failed"}"#)
+    );
+    assert_eq!(encode_payload(3, &["4é", "2"]), "2:4é1:2");
+    assert_eq!(decode_payload(3, "2:4é1:2"), vec!["4é", "2"]);
+    assert_eq!(decode_payload(4, "4a\u{1e}2"), vec!["4a", "2"]);
+}
