@@ -377,6 +377,36 @@ impl Client {
         to_event(&m)
     }
 
+    /// The next server event if one arrives within `window`, `None` if none does (a connection
+    /// state change in the meantime fails).
+    pub fn maybe_event(&mut self, window: Duration) -> Option<Event> {
+        let deadline = Instant::now() + window;
+        loop {
+            if let Some(i) = self
+                .queued
+                .iter()
+                .position(|m| kind(m) == "event" || STATE_KINDS.contains(&kind(m)))
+            {
+                let m = self.queued.remove(i).unwrap_or_default();
+                if kind(&m) != "event" {
+                    self.fail(&format!("expected an event or nothing, got {m}"));
+                }
+                return Some(to_event(&m));
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return None;
+            }
+            match self.rx.recv_timeout(deadline - now) {
+                Ok(m) => self.arrive(m),
+                Err(RecvTimeoutError::Timeout) => return None,
+                Err(RecvTimeoutError::Disconnected) => {
+                    self.fail("the driver exited while watching for an event")
+                }
+            }
+        }
+    }
+
     /// Asserts that no server event arrives during `quiet` (other messages stay queued).
     pub fn expect_no_event(&mut self, quiet: Duration) {
         let deadline = Instant::now() + quiet;

@@ -142,8 +142,10 @@ fn expectations_fail_instead_of_hanging() {
         .token("t")
         .connect(server.port());
     client.expect_connect();
-    client.expect_event("welcome");
+    let welcome = client.maybe_event(Duration::from_secs(10)).map(|e| e.name);
+    assert_eq!(welcome.as_deref(), Some("welcome"));
     client.expect_event("ask");
+    assert_eq!(client.maybe_event(Duration::from_millis(200)), None);
     let started = Instant::now();
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         client.expect_event_within("never-sent", Duration::from_millis(300))
