@@ -12,8 +12,18 @@ pub fn workspace_root() -> PathBuf {
 
 /// `target/debug/<name>` (or `$CARGO_TARGET_DIR/debug/<name>`), the binary `cargo build
 /// --workspace --bins` leaves there. Integration tests of another package cannot use
-/// `CARGO_BIN_EXE_*`, hence the path.
+/// `CARGO_BIN_EXE_*`, hence the path. `COURIER_BIN_DIR` points the tests at other builds
+/// (e.g. `target/release`).
 pub(crate) fn binary(name: &str) -> PathBuf {
+    if let Some(dir) = std::env::var_os("COURIER_BIN_DIR") {
+        let path = PathBuf::from(dir).join(name);
+        assert!(
+            path.is_file(),
+            "{} not found (COURIER_BIN_DIR)",
+            path.display()
+        );
+        return path;
+    }
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace_root().join("target"));

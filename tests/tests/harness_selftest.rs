@@ -133,6 +133,36 @@ fn auto_ack_and_server_disconnect() {
     });
 }
 
+/// Drivers put reserved event names on the wire even though the libraries refuse to: the
+/// reference server (socket.io-parser 4.2) treats a received `disconnect` event as a protocol
+/// violation and closes the connection, which only happens if it was really sent.
+#[test]
+fn drivers_can_send_reserved_event_names() {
+    let server = ReferenceServer::start();
+    let combos = [
+        (Lib::Sio1, Transports::Polling),
+        (Lib::Sio2, Transports::Websocket),
+        (Lib::Sio4, Transports::Websocket),
+        (Lib::Py4, Transports::Polling),
+        (Lib::Py5, Transports::Websocket),
+    ];
+    matrix::for_each(&combos, |_, lib, transports| {
+        let mut client = Client::builder(lib, transports)
+            .namespace("/chat")
+            .token("t")
+            .auto_ack(vec![])
+            .connect(server.port());
+        client.expect_connect();
+        client.expect_event("welcome");
+        client.expect_event("ask");
+        client.expect_event("ack_received");
+        client.emit("harmless", vec![json!("x")]);
+        client.expect_no_event(Duration::from_millis(200));
+        client.emit("disconnect", vec![json!("x")]);
+        client.expect_disconnect();
+    });
+}
+
 /// A server that never answers: the expectation fails (loudly) instead of hanging.
 #[test]
 fn expectations_fail_instead_of_hanging() {

@@ -152,6 +152,12 @@ function runCommand(cmd) {
       return;
     }
     case "emit": {
+      if (RESERVED.has(cmd.name)) {
+        // The libraries refuse to send reserved names (1.x/2.x emit them locally, 4.x throws);
+        // a hostile or buggy client can still put them on the wire, so the driver does.
+        socket.packet({ type: 2, data: plain([cmd.name, ...(cmd.args || [])]) });
+        return;
+      }
       const args = [cmd.name, ...(cmd.args || [])];
       if (cmd.ack) {
         args.push((...reply) => report({ type: "ack_response", ref: cmd.ref, args: plain(reply) }));
@@ -169,6 +175,24 @@ function runCommand(cmd) {
       report({ type: "driver_error", message: `unknown command ${JSON.stringify(cmd)}` });
   }
 }
+
+const RESERVED = new Set([
+  "connect",
+  "connect_error",
+  "disconnect",
+  "disconnecting",
+  "error",
+  "newListener",
+  "removeListener",
+  "reconnect",
+  "reconnect_attempt",
+  "reconnecting",
+  "reconnect_error",
+  "reconnect_failed",
+  "connect_timeout",
+  "ping",
+  "pong",
+]);
 
 let closing = false;
 function shutdown() {
