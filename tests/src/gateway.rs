@@ -46,6 +46,7 @@ pub struct Site {
     user_room_prefix: Option<String>,
     update_user_url: Option<String>,
     public_channel: Option<String>,
+    http_timeout_ms: Option<u64>,
 }
 
 impl Site {
@@ -62,6 +63,7 @@ impl Site {
             user_room_prefix: None,
             update_user_url: None,
             public_channel: None,
+            http_timeout_ms: None,
         }
     }
 
@@ -135,6 +137,12 @@ impl Site {
         self
     }
 
+    /// `httpTimeout` (milliseconds; Courier's timeout of the auth and user-update calls).
+    pub fn http_timeout_ms(mut self, ms: u64) -> Site {
+        self.http_timeout_ms = Some(ms);
+        self
+    }
+
     /// This site as a top-level sites.yml entry.
     pub fn to_yaml(&self) -> String {
         let mut out = format!("{}:\n", yaml_string(&self.name));
@@ -150,6 +158,11 @@ impl Site {
         key("userRoomPrefix", &self.user_room_prefix, false);
         key("updateUserUrl", &self.update_user_url, false);
         key("publicChannel", &self.public_channel, false);
+        key(
+            "httpTimeout",
+            &self.http_timeout_ms.map(|ms| ms.to_string()),
+            true,
+        );
         out
     }
 }

@@ -354,8 +354,12 @@ fn sites_render_in_the_original_layout() {
     let numeric = Site::new("newsite")
         .api_key_number(54321)
         .broadcast_mode()
+        .http_timeout_ms(500)
         .to_yaml();
-    assert_eq!(numeric, "\"newsite\":\n  apiKey: 54321\n");
+    assert_eq!(
+        numeric,
+        "\"newsite\":\n  apiKey: 54321\n  httpTimeout: 500\n"
+    );
 }
 
 scenario!(scenario_macro_passes_the_matching_binary, |bin| {
