@@ -307,7 +307,7 @@ impl GatewayBuilder {
         for attempt in 1..=3 {
             match gateway.spawn_and_wait_healthy() {
                 Ok(()) => return gateway,
-                Err(why) if attempt < 3 && !fixed_port && gateway.child.is_none() => {
+                Err(why) if attempt < 3 && !fixed_port && gateway.lost_port_race() => {
                     eprintln!(
                         "{} did not start on port {} ({why}); retrying",
                         self.bin.name(),
@@ -520,6 +520,15 @@ impl Gateway {
             }
             std::thread::sleep(Duration::from_millis(30));
         }
+    }
+
+    /// Whether the process exited at startup because its port was taken meanwhile.
+    fn lost_port_race(&self) -> bool {
+        self.child.is_none()
+            && self.logs().iter().any(|l| {
+                let l = l.to_ascii_lowercase();
+                l.contains("address already in use") || l.contains("addrinuse")
+            })
     }
 
     /// Panics with `why` and the log tail.
