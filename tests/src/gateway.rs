@@ -511,6 +511,15 @@ impl Gateway {
                 return Err(format!("exited during startup with {status}"));
             }
             if healthy(self.port) {
+                // An answer while our process is already dying came from another server.
+                std::thread::sleep(Duration::from_millis(50));
+                if let Some(child) = self.child.as_mut()
+                    && let Ok(Some(status)) = child.try_wait()
+                {
+                    self.child = None;
+                    std::thread::sleep(Duration::from_millis(100));
+                    return Err(format!("exited during startup with {status}"));
+                }
                 return Ok(());
             }
             if Instant::now() >= deadline {

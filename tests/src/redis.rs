@@ -53,6 +53,14 @@ impl Resp {
     }
 }
 
+#[derive(Debug)]
+enum StartError {
+    /// The process ended at once (typically: the port was taken).
+    Exited,
+    /// It runs but did not answer PING within 10 s.
+    NotAnswering,
+}
+
 /// A running redis-server; killed when dropped.
 #[derive(Debug)]
 pub struct Redis {
@@ -81,10 +89,17 @@ impl Redis {
             dir: TempDir::new("redis"),
             child: None,
         };
-        redis.start_again();
-        redis
+        // A free port can be taken between probing and binding: then redis-server exits at
+        // once, and another port is tried.
+        for _ in 0..3 {
+            match redis.try_start() {
+                Ok(()) => return redis,
+                Err(StartError::Exited) => redis.port = free_port(),
+                Err(StartError::NotAnswering) => break,
+            }
+        }
+        panic!("redis-server did not start (last port {})", redis.port)
     }
-
     /// The port it listens on (stable across restarts).
     pub fn port(&self) -> u16 {
         self.port
@@ -97,6 +112,15 @@ impl Redis {
 
     /// Starts the server again on the same port and directory (after [`Redis::kill`]).
     pub fn start_again(&mut self) {
+        if let Err(e) = self.try_start() {
+            panic!(
+                "redis-server did not come back on port {}: {e:?}",
+                self.port
+            );
+        }
+    }
+
+    fn try_start(&mut self) -> Result<(), StartError> {
         assert!(self.child.is_none(), "redis-server is already running");
         let port = self.port.to_string();
         let mut cmd = Command::new("redis-server");
@@ -127,17 +151,35 @@ impl Redis {
                 panic!("cannot start redis-server (run scripts/install-deps): {e}")
             });
         self.child = Some(child);
+        let mut exited = false;
         let up = wait_until(Duration::from_secs(10), || {
+            if let Some(child) = self.child.as_mut()
+                && let Ok(Some(_)) = child.try_wait()
+            {
+                exited = true;
+                return true;
+            }
             TcpStream::connect(("127.0.0.1", self.port))
                 .ok()
                 .and_then(|s| roundtrip(s, &["PING"]).ok())
                 == Some(Resp::Simple("PONG".into()))
         });
-        assert!(
-            up,
-            "redis-server did not answer PING on port {} within 10 s",
-            self.port
-        );
+        // A PING answered while our process is already dying came from someone else's server.
+        std::thread::sleep(Duration::from_millis(50));
+        if let Some(child) = self.child.as_mut()
+            && let Ok(Some(_)) = child.try_wait()
+        {
+            exited = true;
+        }
+        if exited {
+            self.child = None;
+            return Err(StartError::Exited);
+        }
+        if !up {
+            self.kill();
+            return Err(StartError::NotAnswering);
+        }
+        Ok(())
     }
 
     /// SIGKILL, like a crash; the port stays reserved for [`Redis::start_again`].
