@@ -12,7 +12,8 @@
 //!   recording every request.
 //! - [`Client`]: one real socket.io client process ([`Lib`] × [`Transports`]).
 //! - [`send`] / [`send_json`] / [`http`]: raw HTTP/1.1 requests (`POST /send`, `GET /healthcheck`, ...).
-//! - [`PollingSession`]: a raw Engine.IO polling session for wire-level checks.
+//! - [`PollingSession`] / [`RawWebSocket`]: raw Engine.IO polling and WebSocket for wire-level
+//!   checks.
 //! - [`scenario!`]: one `#[test]` per binary from one body; [`matrix`]: client combinations.
 //!
 //! Every fixture stops what it started when dropped, and every wait has a deadline that fails
@@ -29,6 +30,7 @@ mod reference_server;
 mod stub_site;
 mod tempdir;
 mod wait;
+mod websocket;
 
 pub use client::{Client, ClientBuilder, Event, Lib, Transports};
 pub use gateway::{Bin, Gateway, GatewayBuilder, Site};
@@ -40,6 +42,7 @@ pub use reference_server::ReferenceServer;
 pub use stub_site::{AuthReply, RecordedRequest, StubSite};
 pub use tempdir::TempDir;
 pub use wait::{DEFAULT_TIMEOUT, wait_until};
+pub use websocket::RawWebSocket;
 
 /// Re-exported so scenarios can build JSON without their own dependency line.
 pub use serde_json::{self, Value, json};

@@ -5,8 +5,8 @@
 use std::time::{Duration, Instant};
 
 use courier_tests::{
-    AuthReply, Bin, Client, Lib, PollingSession, Redis, ReferenceServer, Resp, Site, StubSite,
-    Transports, decode_payload, encode_payload, http, json, matrix, scenario, send,
+    AuthReply, Bin, Client, Lib, PollingSession, RawWebSocket, Redis, ReferenceServer, Resp, Site,
+    StubSite, Transports, decode_payload, encode_payload, http, json, matrix, scenario, send,
 };
 
 /// Connect, receive, ack in both directions, disconnect — with every library over every transport.
@@ -413,4 +413,54 @@ fn raw_polling_session_speaks_eio3_and_eio4() {
     assert_eq!(encode_payload(3, &["4é", "2"]), "2:4é1:2");
     assert_eq!(decode_payload(3, "2:4é1:2"), vec!["4é", "2"]);
     assert_eq!(decode_payload(4, "4a\u{1e}2"), vec!["4a", "2"]);
+}
+
+/// The raw WebSocket client against the reference server: EIO4 open, CONNECT with auth, events,
+/// an ack, the close handshake; and EIO3 over WebSocket.
+#[test]
+fn raw_websocket_speaks_to_the_reference_server() {
+    let server = ReferenceServer::start();
+    let mut ws = RawWebSocket::connect(
+        server.port(),
+        "/socket.io/?EIO=4&transport=websocket&deviceId=w",
+    );
+    let open = ws.recv_text(Duration::from_secs(10)).expect("open packet");
+    assert!(
+        open.starts_with("0{") && open.contains("\"upgrades\":[]"),
+        "{open}"
+    );
+    ws.send_text(r#"40/chat,{"token":"raw"}"#);
+    let seen = ws.recv_until(|m| m.starts_with("42/chat,0[\"ask\""));
+    assert!(seen[0].starts_with("40/chat,{\"sid\":"), "{seen:?}");
+    assert!(
+        seen[1].starts_with(r#"42/chat,["welcome",{"token":null,"deviceId":"w""#),
+        "{seen:?}"
+    );
+    ws.send_text(r#"43/chat,0["answer"]"#);
+    let back = ws.recv_until(|m| m.contains("ack_received"));
+    assert_eq!(
+        back.last().map(String::as_str),
+        Some(r#"42/chat,["ack_received","answer"]"#)
+    );
+    let long = format!("42/chat,2[\"echo\",\"{}\"]", "x".repeat(70_000));
+    ws.send_text(&long);
+    let echoed = ws.recv_until(|m| m.starts_with("43/chat,2"));
+    let expected = format!("43/chat,2[\"{}\"]", "x".repeat(70_000));
+    assert!(
+        echoed.last() == Some(&expected),
+        "16-bit and 64-bit frame lengths round-trip"
+    );
+    ws.close();
+
+    let mut ws3 = RawWebSocket::connect(server.port(), "/socket.io/?EIO=3&transport=websocket");
+    assert!(
+        ws3.recv_text(Duration::from_secs(10))
+            .is_some_and(|m| m.starts_with("0{"))
+    );
+    assert_eq!(
+        ws3.recv_text(Duration::from_secs(10)).as_deref(),
+        Some("40")
+    );
+    ws3.send_text("2");
+    assert_eq!(ws3.recv_text(Duration::from_secs(10)).as_deref(), Some("3"));
 }
