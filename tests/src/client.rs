@@ -233,6 +233,7 @@ impl ClientBuilder {
             history: Vec::new(),
             stderr: stderr_text,
             next_ref: 0,
+            transport: None,
         }
     }
 }
@@ -250,6 +251,7 @@ pub struct Client {
     history: Vec<Value>,
     stderr: Arc<Mutex<String>>,
     next_ref: u64,
+    transport: Option<String>,
 }
 
 fn kind(message: &Value) -> &str {
@@ -407,6 +409,45 @@ impl Client {
         }
     }
 
+    /// The transport the library reported last (`polling` or `websocket`): the one in use at
+    /// connect, then after each completed upgrade. `None` before the connect.
+    pub fn transport(&mut self) -> Option<String> {
+        while let Ok(m) = self.rx.try_recv() {
+            self.arrive(m);
+        }
+        self.transport.clone()
+    }
+
+    /// Waits until the library reports `name` as its transport (e.g. until an upgrade to
+    /// `websocket` completed); other messages stay queued.
+    pub fn wait_for_transport(&mut self, name: &str) {
+        let deadline = Instant::now() + DEFAULT_TIMEOUT;
+        while self.transport.as_deref() != Some(name) {
+            let now = Instant::now();
+            if now >= deadline {
+                self.fail(&format!("transport never became {name}"));
+            }
+            match self.rx.recv_timeout(deadline - now) {
+                Ok(m) => self.arrive(m),
+                Err(RecvTimeoutError::Timeout) => {
+                    self.fail(&format!("transport never became {name}"))
+                }
+                Err(RecvTimeoutError::Disconnected) => self.fail(&format!(
+                    "the driver exited while waiting for transport {name}"
+                )),
+            }
+        }
+    }
+
+    /// The transport `transports` ends up on once settled: `polling` for
+    /// [`Transports::Polling`], `websocket` otherwise.
+    pub fn settled_transport(transports: Transports) -> &'static str {
+        match transports {
+            Transports::Polling => "polling",
+            Transports::Websocket | Transports::Upgrade => "websocket",
+        }
+    }
+
     /// Asserts that no server event arrives during `quiet` (other messages stay queued).
     pub fn expect_no_event(&mut self, quiet: Duration) {
         let deadline = Instant::now() + quiet;
@@ -561,6 +602,11 @@ impl Client {
     }
 
     fn arrive(&mut self, message: Value) {
+        if matches!(kind(&message), "connect" | "upgrade")
+            && let Some(name) = message["transport"].as_str()
+        {
+            self.transport = Some(name.to_string());
+        }
         self.history.push(message.clone());
         self.queued.push_back(message);
     }

@@ -72,11 +72,17 @@ fn every_driver_talks_to_the_reference_server() {
         let back = client.expect_event("ack_received");
         assert_eq!(back.args, vec![json!("answer"), json!({"n": 1})]);
 
+        client.wait_for_transport(Client::settled_transport(transports));
         let echoed =
             client.emit_with_ack("echo", vec![json!(1), json!("x")], Duration::from_secs(10));
         assert_eq!(echoed, Some(vec![json!(1), json!("x")]));
 
         client.expect_no_event(Duration::from_millis(200));
+        assert_eq!(
+            client.transport().as_deref(),
+            Some(Client::settled_transport(transports)),
+            "polling-only stays on polling"
+        );
         let reason = client.disconnect();
         assert!(!reason.is_empty(), "a disconnect carries a reason");
     });

@@ -16,7 +16,8 @@
 //   }
 //
 // stdout, one JSON object per line (stderr carries diagnostics only):
-//   {"type":"connect"}
+//   {"type":"connect","transport":"polling"|"websocket"}
+//   {"type":"upgrade","transport":"websocket"}          the engine upgraded after connect
 //   {"type":"connect_error","message":"...","data":<raw>}
 //   {"type":"event","seq":N,"name":"...","args":[...],"hasAck":bool}
 //   {"type":"ack_response","ref":R,"args":[...]}       answer to an emit with "ack": true
@@ -84,6 +85,18 @@ if (lib === "sio4") {
 
 const socket = io(url, options);
 
+// The transport in use at connect, then every completed upgrade, so tests can tell that
+// "upgrade" mode really ended up on a WebSocket.
+let watchedEngine = null;
+function onConnect() {
+  const engine = socket.io && socket.io.engine;
+  report({ type: "connect", transport: engine && engine.transport ? engine.transport.name : null });
+  if (engine && engine !== watchedEngine) {
+    watchedEngine = engine;
+    engine.on("upgrade", (transport) => report({ type: "upgrade", transport: transport && transport.name }));
+  }
+}
+
 let seq = 0;
 const pendingAcks = new Map(); // seq -> ack function, in arrival order
 
@@ -106,7 +119,7 @@ if (lib === "sio4") {
     const ackFn = typeof last === "function" ? args.pop() : null;
     onServerEvent(name, args, ackFn);
   });
-  socket.on("connect", () => report({ type: "connect" }));
+  socket.on("connect", onConnect);
   socket.on("connect_error", (err) => {
     report({ type: "connect_error", message: err && err.message, data: err && err.data !== undefined ? err.data : null });
   });
@@ -120,7 +133,7 @@ if (lib === "sio4") {
     const ackFn = packet.id != null ? this.ack(packet.id) : null;
     onServerEvent(name, args, ackFn);
   };
-  socket.on("connect", () => report({ type: "connect" }));
+  socket.on("connect", onConnect);
   // A namespace refusal (ERROR packet) surfaces as the socket's "error" event with the raw data.
   socket.on("error", (data) => {
     const message = typeof data === "string" ? data : data && data.message !== undefined ? data.message : JSON.stringify(data);

@@ -7,7 +7,7 @@ Usage: .venv4/bin/python client.py '<config JSON>'   (or .venv5)
            "autoAck": null | [args...], "reconnection": false}
 
 stdout, one JSON object per line:
-  {"type":"connect"} {"type":"connect_error","message","data"}
+  {"type":"connect","transport"} {"type":"connect_error","message","data"}
   {"type":"event","seq","name","args","hasAck"} {"type":"acked","seq"}
   {"type":"ack_response","ref","args"} {"type":"disconnect","reason"}
   {"type":"driver_error","message"}
@@ -114,7 +114,8 @@ def main():
 
     def on_connect():
         state["connect_reported"] = True
-        report({"type": "connect"})
+        # Both versions upgrade (if at all) before the namespace connects.
+        report({"type": "connect", "transport": sio.transport()})
 
     state = {"connect_reported": False, "connect_error_reported": False, "disconnect_reported": False}
 
