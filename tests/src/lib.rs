@@ -1,0 +1,83 @@
+//! # courier-tests
+//!
+//! Fixtures for Courier's cross-runtime integration tests (DESIGN.md §7): every scenario runs the
+//! real `courier-tokio` and `courier-smol` binaries, a real `redis-server` when it needs one, real
+//! socket.io clients from npm and PyPI (through the line-oriented JSON drivers in
+//! `tests/clients/`), and a stub site backend started by the test itself.
+//!
+//! - [`Gateway`]: a Courier process in its own working directory (config.yml / sites.yml), on a
+//!   free port, with its log lines captured; kill, kill -9, SIGTERM, restart.
+//! - [`Redis`]: a private `redis-server` on a free port, with a raw RESP client.
+//! - [`StubSite`]: the site's auth endpoint (answers per token) and `updateUserUrl` endpoint,
+//!   recording every request.
+//! - [`Client`]: one real socket.io client process ([`Lib`] × [`Transports`]).
+//! - [`send`] / [`send_json`] / [`http`]: raw HTTP/1.1 requests (`POST /send`, `GET /healthcheck`, ...).
+//! - [`PollingSession`] / [`RawWebSocket`]: raw Engine.IO polling and WebSocket for wire-level
+//!   checks.
+//! - [`scenario!`]: one `#[test]` per binary from one body; [`matrix`]: client combinations.
+//!
+//! Every fixture stops what it started when dropped, and every wait has a deadline that fails
+//! loudly with the process output that explains it.
+
+mod client;
+mod gateway;
+mod http;
+pub mod matrix;
+mod paths;
+mod polling;
+mod redis;
+mod reference_server;
+mod stub_site;
+mod tempdir;
+mod wait;
+mod websocket;
+
+pub use client::{Client, ClientBuilder, Event, Lib, Transports};
+pub use gateway::{Bin, Gateway, GatewayBuilder, Site};
+pub use http::{HttpResponse, http, send, send_json};
+pub use paths::workspace_root;
+pub use polling::{PollingSession, decode_payload, encode_payload};
+pub use redis::{Redis, Resp};
+pub use reference_server::ReferenceServer;
+pub use stub_site::{AuthReply, RecordedRequest, StubSite};
+pub use tempdir::TempDir;
+pub use wait::{DEFAULT_TIMEOUT, wait_until};
+pub use websocket::RawWebSocket;
+
+/// Re-exported so scenarios can build JSON without their own dependency line.
+pub use serde_json::{self, Value, json};
+
+/// Generates one `#[test]` per Courier binary from one body.
+///
+/// ```ignore
+/// scenario!(healthcheck_answers_ok, |bin| {
+///     let gw = Gateway::builder(bin).start();
+///     assert_eq!(http(gw.port(), "GET", "/healthcheck", &[], b"").body, "ok");
+/// });
+/// ```
+///
+/// expands to a module `healthcheck_answers_ok` holding the tests `tokio` and `smol`, so the
+/// test names are `healthcheck_answers_ok::tokio` and `healthcheck_answers_ok::smol`
+/// (`cargo test tokio` runs one runtime's half). The body is an ordinary closure taking [`Bin`].
+#[macro_export]
+macro_rules! scenario {
+    ($(#[$meta:meta])* $name:ident, |$bin:ident| $body:block) => {
+        $(#[$meta])*
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            fn scenario($bin: $crate::Bin) $body
+
+            #[test]
+            fn tokio() {
+                scenario($crate::Bin::Tokio)
+            }
+
+            #[test]
+            fn smol() {
+                scenario($crate::Bin::Smol)
+            }
+        }
+    };
+}
