@@ -34,6 +34,11 @@ impl Bin {
             Bin::Smol => "courier-smol",
         }
     }
+
+    /// The executable (the workspace's build, or `COURIER_BIN_DIR`).
+    pub fn path(self) -> std::path::PathBuf {
+        crate::paths::binary(self.name())
+    }
 }
 
 /// One site of sites.yml, written in the original's format (camelCase keys).

@@ -41,7 +41,7 @@ pub use redis::{Redis, Resp};
 pub use reference_server::ReferenceServer;
 pub use stub_site::{AuthReply, RecordedRequest, StubSite};
 pub use tempdir::TempDir;
-pub use wait::{DEFAULT_TIMEOUT, wait_until};
+pub use wait::{DEFAULT_TIMEOUT, free_port, wait_until};
 pub use websocket::RawWebSocket;
 
 /// Re-exported so scenarios can build JSON without their own dependency line.

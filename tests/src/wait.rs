@@ -25,7 +25,7 @@ pub fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> boo
 /// A port on 127.0.0.1 that was free a moment ago (bound to port 0, then released), and that
 /// this process has not handed out before: tests run in parallel threads, and two fixtures
 /// given the same port would talk to each other's servers.
-pub(crate) fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     static HANDED_OUT: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
     loop {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
