@@ -89,6 +89,7 @@ struct Results {
     rss_idle_kib: u64,
     rss_after_sends_kib: u64,
     measured_connections: u64,
+    admission_elapsed: Duration,
     group_deliveries: u64,
     group_elapsed: Duration,
     group_latencies: Vec<Duration>,
@@ -135,13 +136,15 @@ async fn run(args: &Args) -> Result<Results, String> {
         .unwrap_or((args.clients / 10).min(100))
         .min(args.clients - 1);
     // Message indices: 0..sends to the group, `sends` to the user rooms.
-    let tally = Arc::new(Tally::new(args.clients, args.sends + 1));
+    let tally = Arc::new(Tally::new(args.sends + 1));
     let handshakes = Arc::new(Semaphore::new(args.parallel_connects.max(1)));
 
     connect_clients(args, &tally, &handshakes, 0..warm_up, timeout).await?;
     tokio::time::sleep(settle).await;
     let rss_baseline_kib = stats::process_rss_kib(args.pid)?;
+    let admission_started = Instant::now();
     connect_clients(args, &tally, &handshakes, warm_up..args.clients, timeout).await?;
+    let admission_elapsed = admission_started.elapsed();
     // Admission finishes with store commands after `_settings`; let them land before
     // reading memory and before the first group send (which resolves the group's members).
     tokio::time::sleep(settle).await;
@@ -173,6 +176,7 @@ async fn run(args: &Args) -> Result<Results, String> {
         rss_idle_kib,
         rss_after_sends_kib,
         measured_connections: args.clients - warm_up,
+        admission_elapsed,
         group_deliveries: args.clients * args.sends,
         group_elapsed,
         group_latencies,
@@ -293,6 +297,7 @@ fn table_row(args: &Args, results: &Results) -> String {
 fn details(args: &Args, results: &Results) -> String {
     format!(
         "{label}: {clients} clients\n\
+         \x20 admitted {measured} clients in {admission_secs:.2} s ({admission_rate:.0}/s, {parallel} handshakes at a time)\n\
          \x20 idle RSS: {base} KiB after warm-up -> {idle} KiB with all admitted = {per:.2} KiB per connection ({measured} measured)\n\
          \x20 group '{group}': {sends} sends x {clients} clients = {deliveries} deliveries in {secs:.2} s = {rate:.0}/s; send->all delivered p50 {p50} ms, p99 {p99} ms, max {max} ms\n\
          \x20 user rooms: 1 send to {user_rooms} rooms delivered in {user_ms} ms\n\
@@ -307,6 +312,9 @@ fn details(args: &Args, results: &Results) -> String {
             results.measured_connections
         ),
         measured = results.measured_connections,
+        admission_secs = results.admission_elapsed.as_secs_f64(),
+        admission_rate = stats::per_second(results.measured_connections, results.admission_elapsed),
+        parallel = args.parallel_connects,
         group = args.group,
         sends = args.sends,
         deliveries = results.group_deliveries,
