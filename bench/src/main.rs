@@ -59,6 +59,10 @@ struct Args {
     /// Seconds to let the server settle before each memory reading.
     #[arg(long, default_value_t = 2)]
     settle_secs: u64,
+    /// Keep the idle clients connected this many seconds after the idle memory reading, before
+    /// any /send (to attach a profiler to the server).
+    #[arg(long, default_value_t = 0)]
+    hold_idle_secs: u64,
     /// Deadline of each phase (admitting all clients; each /send's deliveries), in seconds.
     #[arg(long, default_value_t = 120)]
     timeout_secs: u64,
@@ -129,6 +133,8 @@ async fn run(args: &Args) -> Result<Results, String> {
     if args.clients == 0 {
         return Err("--clients must be at least 1".to_owned());
     }
+    // Fail before opening any connection when the pid is wrong.
+    stats::process_rss_kib(args.pid)?;
     let timeout = Duration::from_secs(args.timeout_secs);
     let settle = Duration::from_secs(args.settle_secs);
     let warm_up = args
@@ -149,6 +155,13 @@ async fn run(args: &Args) -> Result<Results, String> {
     // reading memory and before the first group send (which resolves the group's members).
     tokio::time::sleep(settle).await;
     let rss_idle_kib = stats::process_rss_kib(args.pid)?;
+    if args.hold_idle_secs > 0 {
+        eprintln!(
+            "{}: {} idle clients connected, server VmRSS {rss_idle_kib} KiB; holding {} s",
+            args.label, args.clients, args.hold_idle_secs
+        );
+        tokio::time::sleep(Duration::from_secs(args.hold_idle_secs)).await;
+    }
 
     let mut group_latencies = Vec::new();
     let group_started = Instant::now();
