@@ -50,7 +50,7 @@ scenario!(demo_refuses_a_public_address, |bin| {
 scenario!(demo_serves_the_demo_site_and_prints_a_curl, |bin| {
     let port = free_port();
     let dir = TempDir::new("demo");
-    let mut child = Command::new(bin.path())
+    let child = Command::new(bin.path())
         .args(["--demo", "--bind", "127.0.0.1"])
         .env("PORT", port.to_string())
         .current_dir(dir.path())
@@ -58,6 +58,8 @@ scenario!(demo_serves_the_demo_site_and_prints_a_curl, |bin| {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("the binary runs");
+    // Killed however the scenario ends, so a failed assertion never leaves a server behind.
+    let mut server = KillOnDrop(Some(child));
     let listening = wait_until(Duration::from_secs(15), || {
         std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
     });
@@ -65,6 +67,7 @@ scenario!(demo_serves_the_demo_site_and_prints_a_curl, |bin| {
         let body = json!({"rooms": ["user_alice"], "event": "hello", "args": ["world"]});
         send_json(port, "demo", "demo", "", &body)
     });
+    let mut child = server.0.take().expect("the server process");
     let _ = child.kill();
     let output = child.wait_with_output().expect("the binary exits");
     assert!(listening, "the demo server never listened on {port}");
@@ -77,3 +80,15 @@ scenario!(demo_serves_the_demo_site_and_prints_a_curl, |bin| {
         "{stderr}"
     );
 });
+
+/// A child process killed when dropped.
+struct KillOnDrop(Option<std::process::Child>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(child) = self.0.as_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}

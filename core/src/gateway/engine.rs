@@ -9,7 +9,7 @@
 //! - [`super::dispatch`]: `POST /send`, live deliveries, acks, `_resync`, cluster messages;
 //! - [`super::http`]: routing of plain HTTP requests.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -102,10 +102,13 @@ pub struct Gateway {
     out: VecDeque<net::Output>,
     next_store: u64,
     next_call: u64,
-    store_waits: HashMap<StoreCmdId, StoreWait>,
-    /// Store deadlines in issue order: all share [`STORE_TIMEOUT`], so the front is the earliest.
-    store_deadlines: VecDeque<(Instant, StoreCmdId)>,
-    call_waits: HashMap<CallId, CallWait>,
+    /// Store commands in flight with their deadlines. Ids are issued in time order and every
+    /// command gets the same [`STORE_TIMEOUT`], so the first entry has the earliest deadline;
+    /// an answered command leaves no trace.
+    store_waits: BTreeMap<StoreCmdId, (Instant, StoreWait)>,
+    /// Calls in flight with their deadlines (also indexed by deadline, as timeouts differ per
+    /// site).
+    call_waits: HashMap<CallId, (Instant, CallWait)>,
     call_deadlines: BTreeSet<(Instant, CallId)>,
 }
 
@@ -128,8 +131,7 @@ impl Gateway {
             out: VecDeque::new(),
             next_store: 0,
             next_call: 0,
-            store_waits: HashMap::new(),
-            store_deadlines: VecDeque::new(),
+            store_waits: BTreeMap::new(),
             call_waits: HashMap::new(),
             call_deadlines: BTreeSet::new(),
         }
@@ -173,8 +175,7 @@ impl Gateway {
     pub(super) fn store(&mut self, command: StoreCommand, wait: StoreWait, now: Instant) {
         self.next_store += 1;
         let id = StoreCmdId(self.next_store);
-        self.store_waits.insert(id, wait);
-        self.store_deadlines.push_back((now + STORE_TIMEOUT, id));
+        self.store_waits.insert(id, (now + STORE_TIMEOUT, wait));
         self.out.push_back(net::Output::Store(id, command));
     }
 
@@ -182,35 +183,34 @@ impl Gateway {
     pub(super) fn call(&mut self, call: OutboundCall, wait: CallWait, now: Instant) -> CallId {
         self.next_call += 1;
         let id = CallId(self.next_call);
-        self.call_waits.insert(id, wait);
-        self.call_deadlines.insert((now + call.timeout, id));
+        let deadline = now + call.timeout;
+        self.call_waits.insert(id, (deadline, wait));
+        self.call_deadlines.insert((deadline, id));
         self.out.push_back(net::Output::Call(id, call));
         id
     }
 
     fn next_deadline(&self) -> Option<Instant> {
-        let store = self.store_deadlines.front().map(|(at, _)| *at);
+        let store = self.store_waits.first_key_value().map(|(_, (at, _))| *at);
         let call = self.call_deadlines.first().map(|(at, _)| *at);
         net::earliest(store, call)
     }
 
     fn expire_waits(&mut self, now: Instant) {
-        while let Some(&(at, id)) = self.store_deadlines.front() {
-            if at > now {
+        while let Some(entry) = self.store_waits.first_entry() {
+            if entry.get().0 > now {
                 break;
             }
-            self.store_deadlines.pop_front();
-            if let Some(wait) = self.store_waits.remove(&id) {
-                let result = StoreResult::Failed("no answer from the store in time".to_owned());
-                self.on_store_result(wait, result, now);
-            }
+            let (_, wait) = entry.remove();
+            let result = StoreResult::Failed("no answer from the store in time".to_owned());
+            self.on_store_result(wait, result, now);
         }
         while let Some(&(at, id)) = self.call_deadlines.first() {
             if at > now {
                 break;
             }
             self.call_deadlines.remove(&(at, id));
-            if let Some(wait) = self.call_waits.remove(&id) {
+            if let Some((_, wait)) = self.call_waits.remove(&id) {
                 let result = CallResult::Failed(net::CallFailure::Timeout);
                 self.on_call_result(wait, &result, now);
             }
@@ -330,16 +330,15 @@ impl net::Engine for Gateway {
     }
 
     fn handle_store_result(&mut self, id: StoreCmdId, result: StoreResult, now: Instant) {
-        // Deadlines are dropped lazily: `expire_waits` skips ids that are no longer waiting.
-        if let Some(wait) = self.store_waits.remove(&id) {
+        if let Some((_, wait)) = self.store_waits.remove(&id) {
             self.on_store_result(wait, result, now);
         }
         self.pump(now);
     }
 
     fn handle_call_result(&mut self, id: CallId, result: CallResult, now: Instant) {
-        if let Some(wait) = self.call_waits.remove(&id) {
-            self.call_deadlines.retain(|(_, waiting)| *waiting != id);
+        if let Some((deadline, wait)) = self.call_waits.remove(&id) {
+            self.call_deadlines.remove(&(deadline, id));
             self.on_call_result(wait, &result, now);
         }
         self.pump(now);
