@@ -36,5 +36,5 @@ pub use client::HttpClient;
 pub use driver::unix_ms_now;
 pub use redis_store::{BlockingRedisStore, DEFAULT_PREFIX, RedisStore, escape as escape_key_part};
 pub use runtime::{BoxFuture, Connection, Listener, Runtime};
-pub use serve::{DEFAULT_MAX_PAYLOAD, Running, serve_engine, start};
+pub use serve::{DEFAULT_MAX_PAYLOAD, Running, conformance_port, serve_engine, start};
 pub use setup::{App, ConfigFiles, Limits, MemoryStoreSetup, Setup, Startup, StoreSetup};

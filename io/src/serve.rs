@@ -195,23 +195,20 @@ async fn store_loop(
     }
 }
 
+/// The port of the conformance server: 3000, as the Socket.IO protocol test-suites expect, or
+/// `PORT` when set (tests run several at once).
+pub fn conformance_port() -> u16 {
+    std::env::var("PORT")
+        .ok()
+        .and_then(|port| port.parse().ok())
+        .unwrap_or(3000)
+}
+
 /// Serves `engine` on `bind` with no store until SIGTERM/SIGINT (for the conformance server
 /// and other engines built on the Socket.IO layer). Logs the bound port first (one JSON line,
 /// `{"message":"Listening","port":…}`), so port 0 works for tests.
 ///
-/// A runtime crate's `examples/conformance.rs` is then just:
-/// ```text
-/// use std::process::ExitCode;
-///
-/// fn main() -> ExitCode {
-///     let bind = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:0".to_owned());
-///     let Ok(bind) = bind.parse() else {
-///         return ExitCode::from(2);
-///     };
-///     let engine = Box::new(courier_core::sio::Conformance::new(/* … */));
-///     courier_io::serve_engine(courier_smol::SmolRuntime::new(), engine, bind)
-/// }
-/// ```
+/// The runtime crates' `examples/conformance*.rs` are a few lines around it.
 pub fn serve_engine<R: Runtime>(
     runtime: R,
     engine: Box<dyn Engine + Send>,
