@@ -105,3 +105,49 @@ fn form_bodies_are_routed_like_json_ones() {
         vec![r#"42/goodcity,0["x","a",{"id":"5"}]"#.to_owned()]
     );
 }
+
+#[test]
+fn the_handshake_cookie_follows_the_io_options() {
+    let mut sim = Sim::goodcity();
+    let default = sim.exchange(
+        Method::Get,
+        "/socket.io/",
+        "EIO=3&transport=polling&b64=1",
+        &[],
+        b"",
+    );
+    let cookie = header(&default, "set-cookie")
+        .expect("a cookie by default")
+        .to_owned();
+    assert!(
+        cookie.starts_with("io=") && cookie.ends_with("; Path=/; HttpOnly"),
+        "{cookie}"
+    );
+
+    let config =
+        "production:\n  io:\n    cookie: sid\n    cookiePath: /push\n    cookieHttpOnly: false\n";
+    let mut sim = Sim::new(sim::GOODCITY, Some(config));
+    let custom = sim.exchange(
+        Method::Get,
+        "/socket.io/",
+        "EIO=4&transport=polling",
+        &[],
+        b"",
+    );
+    let cookie = header(&custom, "set-cookie").expect("the configured cookie");
+    assert!(
+        cookie.starts_with("sid=") && cookie.ends_with("; Path=/push"),
+        "{cookie}"
+    );
+
+    let none = "production:\n  io:\n    cookie: false\n";
+    let mut sim = Sim::new(sim::GOODCITY, Some(none));
+    let plain = sim.exchange(
+        Method::Get,
+        "/socket.io/",
+        "EIO=4&transport=polling",
+        &[],
+        b"",
+    );
+    assert_eq!(header(&plain, "set-cookie"), None);
+}

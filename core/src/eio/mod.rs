@@ -91,6 +91,10 @@ pub struct Config {
     pub allow_upgrades: bool,
     /// Cookie name set to the sid on the polling handshake (`io` in the original), if any.
     pub cookie: Option<String>,
+    /// The cookie's `Path` (`/` in the original).
+    pub cookie_path: String,
+    /// Whether the cookie is `HttpOnly` (it is in the original).
+    pub cookie_http_only: bool,
     /// Origins granted by CORS on polling responses; `None` sends no CORS headers.
     pub cors_origins: Option<CorsOrigins>,
     /// Whether CORS responses allow credentials (the request's `Origin` is then echoed).
@@ -115,6 +119,8 @@ impl Default for Config {
             transports: Transports::default(),
             allow_upgrades: true,
             cookie: None,
+            cookie_path: "/".to_owned(),
+            cookie_http_only: true,
             cors_origins: None,
             cors_credentials: false,
             handshake_headers: Headers::default(),

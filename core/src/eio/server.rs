@@ -458,7 +458,16 @@ impl Server {
             let (body, kind) = s.encode_polling(&[open]);
             let mut headers = cors;
             if let Some(cookie) = &self.config.cookie {
-                headers.push("set-cookie", format!("{cookie}={sid}; Path=/; HttpOnly"));
+                let path = &self.config.cookie_path;
+                let http_only = if self.config.cookie_http_only {
+                    "; HttpOnly"
+                } else {
+                    ""
+                };
+                headers.push(
+                    "set-cookie",
+                    format!("{cookie}={sid}; Path={path}{http_only}"),
+                );
             }
             headers
                 .0

@@ -23,6 +23,8 @@ pub fn sio_config(io: &IoOptions) -> sio::Config {
         },
         allow_upgrades: io.allow_upgrades,
         cookie: io.cookie.clone(),
+        cookie_path: io.cookie_path.clone(),
+        cookie_http_only: io.cookie_http_only,
         cors_origins: Some(eio::CorsOrigins::Any),
         cors_credentials: true,
         ..eio::Config::default()
