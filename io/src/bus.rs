@@ -18,6 +18,9 @@ use crate::runtime::Runtime;
 
 /// How many published messages may wait for Redis before new ones are dropped.
 pub(crate) const BUS_BACKLOG: usize = 4096;
+/// How long startup waits for the first bus subscription before serving anyway (the loop
+/// keeps trying).
+pub(crate) const FIRST_SUBSCRIBE_PATIENCE: Duration = Duration::from_secs(5);
 /// Pause between attempts to (re)subscribe while Redis is away.
 const RESUBSCRIBE_PAUSE: Duration = Duration::from_millis(500);
 
@@ -55,32 +58,62 @@ pub(crate) async fn publish_loop(
     }
 }
 
-/// Subscribes to the bus and feeds other nodes' messages to the driver; resubscribes after
-/// Redis comes back. Ends when the driver is gone.
+/// A subscription to the bus channel.
+pub(crate) type Subscription = redis::aio::PubSub;
+
+/// Subscribes to `channel`, giving up after `patience` (Redis away at startup): `start` waits
+/// for this before it serves, so a node never admits clients whose live messages published by
+/// other nodes it would not hear yet.
+pub(crate) async fn subscribe_first<R: Runtime>(
+    runtime: &R,
+    client: &redis::Client,
+    channel: &str,
+    patience: Duration,
+) -> Option<Subscription> {
+    let attempt = async {
+        let mut pubsub = client.get_async_pubsub().await.ok()?;
+        pubsub.subscribe(channel).await.ok()?;
+        Some(pubsub)
+    };
+    let give_up = async {
+        runtime.sleep_until(Instant::now() + patience).await;
+        None
+    };
+    futures_lite::future::or(attempt, give_up).await
+}
+
+/// Feeds other nodes' messages from the bus to the driver, starting with `first` when startup
+/// already subscribed; resubscribes after Redis comes back. Ends when the driver is gone.
 pub(crate) async fn subscribe_loop<R: Runtime>(
     runtime: R,
     client: redis::Client,
     channel: String,
     node_id: u64,
     control: Sender<Input>,
+    first: Option<Subscription>,
 ) {
     let mut warned = false;
+    let mut ready = first;
     loop {
-        match client.get_async_pubsub().await {
-            Ok(mut pubsub) => match pubsub.subscribe(&channel).await {
-                Ok(()) => {
-                    warned = false;
-                    let mut messages = pubsub.on_message();
-                    while let Some(message) = messages.next().await {
-                        if let Some(message) = unframe(node_id, message.get_payload_bytes())
-                            && control.send(Input::Remote(message)).await.is_err()
-                        {
-                            return;
-                        }
+        let subscribed = match ready.take() {
+            Some(pubsub) => Ok(pubsub),
+            None => match client.get_async_pubsub().await {
+                Ok(mut pubsub) => pubsub.subscribe(&channel).await.map(|()| pubsub),
+                Err(error) => Err(error),
+            },
+        };
+        match subscribed {
+            Ok(mut pubsub) => {
+                warned = false;
+                let mut messages = pubsub.on_message();
+                while let Some(message) = messages.next().await {
+                    if let Some(message) = unframe(node_id, message.get_payload_bytes())
+                        && control.send(Input::Remote(message)).await.is_err()
+                    {
+                        return;
                     }
                 }
-                Err(error) => warn_once(&mut warned, &error),
-            },
+            }
             Err(error) => warn_once(&mut warned, &error),
         }
         if control.is_closed() {

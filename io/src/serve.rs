@@ -91,12 +91,24 @@ pub async fn start<R: Runtime>(
         setup.limits.ws_outbound_frames,
     );
     if let Some((store, commands, prefix)) = store_queue {
+        let channel = bus::channel(&prefix);
+        let first = bus::subscribe_first(
+            &runtime,
+            store.client(),
+            &channel,
+            bus::FIRST_SUBSCRIBE_PATIENCE,
+        )
+        .await;
+        if first.is_none() {
+            tracing::warn!(target: "courier", "cluster bus not subscribed yet (Redis unreachable); retrying in the background");
+        }
         background.push(Box::pin(bus::subscribe_loop(
             runtime.clone(),
             store.client().clone(),
-            bus::channel(&prefix),
+            channel,
             setup.node_id,
             handle.control.clone(),
+            first,
         )));
         background.push(Box::pin(store_loop(
             store,
