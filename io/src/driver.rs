@@ -204,11 +204,17 @@ impl<R: Runtime> Driver<R> {
     pub(crate) async fn run(mut self, grace: Duration) {
         let _fail_fast = ExitOnPanic;
         self.set_wall_clock();
-        self.drain_outputs();
+        {
+            let _lines = logging::batch();
+            self.drain_outputs();
+        }
         let mut shutdown_deadline: Option<Instant> = None;
         loop {
             let wake_at = self.next_wake(shutdown_deadline);
             let first = next_input(&self.runtime, &self.control, &self.data, wake_at).await;
+            // The lines of this pass go out in one write when it ends, before the driver waits
+            // again (the batch cannot live across an await: it is not `Send`).
+            let _lines = logging::batch();
             let now = Instant::now();
             self.set_wall_clock();
             if let Some(input) = first {
@@ -466,6 +472,9 @@ struct ExitOnPanic;
 impl Drop for ExitOnPanic {
     fn drop(&mut self) {
         if std::thread::panicking() {
+            // The pass's batch was closed by the unwinding already; this is for lines buffered
+            // outside one.
+            logging::flush();
             let _ = crate::serve::writeln_stderr("the engine panicked; exiting");
             std::process::exit(70);
         }
