@@ -5,7 +5,8 @@
 //! empty and is bounded by the driver (a peer that does not read is closed, never buffered for).
 
 use std::collections::VecDeque;
-use std::pin::pin;
+use std::future::Future;
+use std::pin::{Pin, pin};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
@@ -51,49 +52,70 @@ enum Step {
 impl<R: Runtime> Pump<R> {
     /// Waits for the upgrade, then pumps until either side closes. Always ends by telling the
     /// driver the connection is gone (ignored when the driver closed it).
-    pub(crate) async fn run(self, on_upgrade: hyper::upgrade::OnUpgrade) {
-        if let Ok(upgraded) = on_upgrade.await {
-            let config = WebSocketConfig::default()
-                .read_buffer_size(READ_BUFFER)
-                // Every write goes out at once: nothing accumulates per connection.
-                .write_buffer_size(0)
-                .max_write_buffer_size(self.max_payload.saturating_mul(2).max(64 * 1024))
-                .max_message_size(Some(self.max_payload))
-                .max_frame_size(Some(self.max_payload));
-            let ws =
-                WebSocketStream::from_raw_socket(HyperIo(upgraded), Role::Server, Some(config))
-                    .await;
-            self.pump(ws).await;
+    ///
+    /// The future is the connection's one long-lived allocation, so its layout is kept tight:
+    /// an `async move` block holds `self` once (an `async fn` would keep its arguments twice),
+    /// the set-up future is boxed for its short life, and the stream is lent to `pump`.
+    #[expect(
+        clippy::manual_async_fn,
+        reason = "an `async fn` would hold `self` twice in the connection's long-lived future"
+    )]
+    pub(crate) fn run(
+        self,
+        on_upgrade: hyper::upgrade::OnUpgrade,
+    ) -> impl Future<Output = ()> + Send + 'static {
+        async move {
+            if let Ok(upgraded) = on_upgrade.await {
+                let config = WebSocketConfig::default()
+                    .read_buffer_size(READ_BUFFER)
+                    // Every write goes out at once: nothing accumulates per connection.
+                    .write_buffer_size(0)
+                    .max_write_buffer_size(self.max_payload.saturating_mul(2).max(64 * 1024))
+                    .max_message_size(Some(self.max_payload))
+                    .max_frame_size(Some(self.max_payload));
+                let handshake =
+                    WebSocketStream::from_raw_socket(HyperIo(upgraded), Role::Server, Some(config));
+                // Boxed: it lives for a moment and is larger than the stream it yields.
+                let mut ws = Box::pin(handshake).await;
+                // By reference: an `async fn` keeps a by-value argument twice in its future.
+                self.pump(&mut ws).await;
+            }
+            // The control queue is unbounded: this never waits (and keeps no send future in the
+            // task).
+            let _ = self.driver.control.try_send(Input::WsClosed(self.conn));
+            drop(self.guard);
         }
-        // The control queue is unbounded: this never waits (and keeps no send future in the
-        // task).
-        let _ = self.driver.control.try_send(Input::WsClosed(self.conn));
-        drop(self.guard);
     }
 
     /// The task's future is allocated once and lives as long as the connection, sized for its
-    /// largest state; so the rare, large states (a stalled write's timer, a driver backlog, the
-    /// close handshake) are boxed on demand and an idle connection pays only for the stream.
-    async fn pump<S>(&self, mut ws: WebSocketStream<S>)
+    /// largest state; so the larger states (a write, a driver backlog, the close handshake) are
+    /// boxed while they last, and an idle connection pays for little more than the stream.
+    async fn pump<S>(&self, ws: &mut WebSocketStream<S>)
     where
         S: futures_io::AsyncRead + futures_io::AsyncWrite + Unpin,
     {
         loop {
-            let outbound = async { Step::Outbound(self.outbound.recv().await) };
-            let inbound = async { Step::Inbound(ws.next().await) };
-            match future::or(outbound, inbound).await {
+            // Outbound first, as the driver's word (a close) wins; a hand-written poll keeps the
+            // waiting state to two references.
+            let step = future::poll_fn(|cx| {
+                if let Poll::Ready(command) = self.outbound.poll_recv(cx) {
+                    return Poll::Ready(Step::Outbound(command));
+                }
+                ws.poll_next(cx).map(Step::Inbound)
+            });
+            match step.await {
                 Step::Outbound(Some(ConnCommand::Frame(frame))) => {
-                    if !self.write(&mut ws, to_message(frame)).await {
+                    if !Box::pin(self.write(ws, to_message(frame))).await {
                         return;
                     }
                 }
                 Step::Outbound(Some(ConnCommand::Close(code))) => {
-                    Box::pin(self.close(&mut ws, code)).await;
+                    Box::pin(self.close(ws, code)).await;
                     return;
                 }
                 Step::Outbound(None) => {
                     // The driver dropped the queue: overflow, or shutdown past its grace.
-                    Box::pin(self.close(&mut ws, SLOW_CONSUMER)).await;
+                    Box::pin(self.close(ws, SLOW_CONSUMER)).await;
                     return;
                 }
                 Step::Inbound(Some(Ok(message))) => {
@@ -105,12 +127,20 @@ impl<R: Runtime> Pump<R> {
                         Message::Ping(_) | Message::Pong(_) | Message::Close(_) => continue,
                         Message::Frame(_) => continue,
                     };
-                    if !self.forward(frame).await {
+                    let backlog = match self.driver.data.try_send(Input::WsFrame(self.conn, frame))
+                    {
+                        Ok(()) => None,
+                        Err(async_channel::TrySendError::Full(input)) => Some(self.forward(input)),
+                        Err(async_channel::TrySendError::Closed(_)) => return,
+                    };
+                    if let Some(forwarded) = backlog
+                        && !forwarded.await
+                    {
                         return;
                     }
                 }
                 Step::Inbound(Some(Err(WsError::Capacity(_)))) => {
-                    Box::pin(self.close(&mut ws, MESSAGE_TOO_BIG)).await;
+                    Box::pin(self.close(ws, MESSAGE_TOO_BIG)).await;
                     return;
                 }
                 // Peer gone or protocol error (tungstenite answered with a close frame where
@@ -142,16 +172,10 @@ impl<R: Runtime> Pump<R> {
         .await
     }
 
-    /// Hands a received frame to the driver. False when the driver is gone.
-    async fn forward(&self, frame: WsFrame) -> bool {
-        match self.driver.data.try_send(Input::WsFrame(self.conn, frame)) {
-            Ok(()) => true,
-            // The driver is backlogged: wait for room (the peer's reads wait with it).
-            Err(async_channel::TrySendError::Full(input)) => {
-                Box::pin(self.driver.data.send(input)).await.is_ok()
-            }
-            Err(async_channel::TrySendError::Closed(_)) => false,
-        }
+    /// Hands a received frame to a backlogged driver once it has room (the peer's reads wait
+    /// with it). False when the driver is gone.
+    fn forward(&self, input: Input) -> Pin<Box<impl Future<Output = bool> + '_>> {
+        Box::pin(async move { self.driver.data.send(input).await.is_ok() })
     }
 
     /// Sends a close frame and waits briefly for the peer's, so the close is clean.
@@ -295,10 +319,6 @@ pub(crate) struct OutboundReceiver(Arc<Outbound>);
 
 impl OutboundReceiver {
     /// The next command, in the order queued; `None` once the queue is closed and empty.
-    pub(crate) async fn recv(&self) -> Option<ConnCommand> {
-        future::poll_fn(|cx| self.poll_recv(cx)).await
-    }
-
     fn poll_recv(&self, cx: &mut Context<'_>) -> Poll<Option<ConnCommand>> {
         let mut state = self.0.lock();
         if let Some(command) = state.commands.pop_front() {
@@ -466,9 +486,92 @@ mod tests {
             std::thread::sleep(Duration::from_millis(20));
             assert!(sender.send_frame(frame("late"), 4));
         });
-        let command = future::block_on(receiver.recv());
+        let command = future::block_on(future::poll_fn(|cx| receiver.poll_recv(cx)));
         assert!(matches!(command, Some(ConnCommand::Frame(_))));
         writer.join().expect("the writer thread");
-        assert!(future::block_on(receiver.recv()).is_none());
+        assert!(future::block_on(future::poll_fn(|cx| receiver.poll_recv(cx))).is_none());
+    }
+}
+#[cfg(test)]
+mod task_size {
+    //! The connection task's future is allocated once per connection and lives as long as it:
+    //! its size is idle memory (DESIGN.md §6). This pins it near the size of the stream itself.
+
+    use std::io;
+    use std::net::SocketAddr;
+
+    use super::*;
+    use crate::hyper_glue::HyperIo;
+    use crate::runtime::{BoxFuture, Listener};
+
+    type Stream = HyperIo<hyper::upgrade::Upgraded>;
+
+    /// A runtime that is never run: only its types matter here.
+    #[derive(Clone)]
+    struct TypesOnly;
+
+    struct NoListener;
+
+    impl Listener for NoListener {
+        type Stream = futures_lite::io::Cursor<Vec<u8>>;
+
+        async fn accept(&self) -> io::Result<(Self::Stream, SocketAddr)> {
+            Err(io::ErrorKind::Unsupported.into())
+        }
+
+        fn local_addr(&self) -> io::Result<SocketAddr> {
+            Err(io::ErrorKind::Unsupported.into())
+        }
+    }
+
+    impl Runtime for TypesOnly {
+        type Stream = futures_lite::io::Cursor<Vec<u8>>;
+        type Listener = NoListener;
+        type Sleep = std::future::Ready<()>;
+
+        fn spawn(&self, _future: BoxFuture<()>) {}
+
+        fn sleep_until(&self, _deadline: Instant) -> Self::Sleep {
+            std::future::ready(())
+        }
+
+        async fn bind(&self, _addr: SocketAddr) -> io::Result<NoListener> {
+            Err(io::ErrorKind::Unsupported.into())
+        }
+
+        async fn connect(&self, _host: &str, _port: u16) -> io::Result<Self::Stream> {
+            Err(io::ErrorKind::Unsupported.into())
+        }
+
+        fn shutdown_signal(&self) -> BoxFuture<()> {
+            Box::pin(std::future::pending())
+        }
+
+        fn block_on<F: Future>(&self, _future: F) -> F::Output {
+            unreachable!("never run")
+        }
+    }
+
+    /// The size of the future `make` returns, without making one.
+    fn future_size<A, B, F>(_make: impl FnOnce(A, B) -> F) -> usize {
+        std::mem::size_of::<F>()
+    }
+
+    #[test]
+    fn an_idle_connection_task_is_little_more_than_its_stream() {
+        let stream = std::mem::size_of::<WebSocketStream<Stream>>();
+        let task = future_size(
+            |pump: Pump<TypesOnly>, upgrade: hyper::upgrade::OnUpgrade| pump.run(upgrade),
+        );
+        let pump = future_size(
+            |pump: &'static Pump<TypesOnly>, ws: &'static mut WebSocketStream<Stream>| {
+                pump.pump(ws)
+            },
+        );
+        assert!(pump <= 256, "the pump loop's own state is {pump} bytes");
+        assert!(
+            task <= stream + 384,
+            "the task is {task} bytes for a {stream}-byte stream"
+        );
     }
 }
