@@ -5,7 +5,15 @@
 //! cargo run --release -p courier-io --example ws_idle_memory -- --runtime smol -n 5000
 //! cargo run --release -p courier-io --example ws_idle_memory -- --attach 127.0.0.1:1337 \
 //!     --pid 4242 --path '/socket.io/?EIO=4&transport=websocket' -n 5000
+//! # a real gateway (`courier-tokio --demo --bind 127.0.0.1`): one user per connection, each
+//! # joined to the demo site's namespace, so the store holds a device per connection too
+//! cargo run --release -p courier-io --example ws_idle_memory -- --attach 127.0.0.1:1337 \
+//!     --pid 4242 --path '/socket.io/?EIO=4&transport=websocket&token=u{n}&deviceId=d{n}' \
+//!     --send '40/demo,' -n 3000
 //! ```
+//!
+//! `{n}` in `--path` and `--send` becomes the connection's number. `--send` is a text frame each
+//! client sends right after its handshake (a Socket.IO namespace connect, say).
 //!
 //! Without `--attach` it starts itself as the server (`--serve tokio|smol`, an engine that
 //! accepts every WebSocket and stays silent), opens a warm-up batch of connections, reads the
@@ -89,6 +97,7 @@ struct Options {
     attach: Option<SocketAddr>,
     pid: Option<u32>,
     path: String,
+    send: Option<String>,
     connections: usize,
 }
 
@@ -99,6 +108,7 @@ fn parse_options() -> Result<Options, String> {
         attach: None,
         pid: None,
         path: "/".into(),
+        send: None,
         connections: 2000,
     };
     let mut args = std::env::args().skip(1);
@@ -110,6 +120,7 @@ fn parse_options() -> Result<Options, String> {
             "--attach" => options.attach = Some(value()?.parse().map_err(|e| format!("{e}"))?),
             "--pid" => options.pid = Some(value()?.parse().map_err(|e| format!("{e}"))?),
             "--path" => options.path = value()?,
+            "--send" => options.send = Some(value()?),
             "-n" => options.connections = value()?.parse().map_err(|e| format!("{e}"))?,
             other => return Err(format!("unknown argument {other}")),
         }
@@ -213,13 +224,13 @@ fn measure(options: &Options) -> Result<(), String> {
         }
     };
     let mut sockets = Vec::with_capacity(WARM_UP + options.connections);
-    for _ in 0..WARM_UP {
-        sockets.push(open(addr, &options.path)?);
+    for n in 0..WARM_UP {
+        sockets.push(open(addr, options, n)?);
     }
     std::thread::sleep(Duration::from_millis(500));
     let before = rss_kib(pid)?;
-    for _ in 0..options.connections {
-        sockets.push(open(addr, &options.path)?);
+    for n in WARM_UP..WARM_UP + options.connections {
+        sockets.push(open(addr, options, n)?);
     }
     std::thread::sleep(Duration::from_secs(1));
     let after = rss_kib(pid)?;
@@ -246,8 +257,9 @@ fn measure(options: &Options) -> Result<(), String> {
     Ok(())
 }
 
-/// Opens one WebSocket with a raw handshake and leaves it idle.
-fn open(addr: SocketAddr, path: &str) -> Result<TcpStream, String> {
+/// Opens WebSocket number `n` with a raw handshake, sends `--send` if given, and leaves it idle.
+fn open(addr: SocketAddr, options: &Options, n: usize) -> Result<TcpStream, String> {
+    let path = options.path.replace("{n}", &n.to_string());
     let mut stream = TcpStream::connect(addr).map_err(|e| format!("connect: {e}"))?;
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
@@ -273,7 +285,31 @@ fn open(addr: SocketAddr, path: &str) -> Result<TcpStream, String> {
             String::from_utf8_lossy(&head)
         ));
     }
+    if let Some(text) = &options.send {
+        let frame = masked_text_frame(text.replace("{n}", &n.to_string()).as_bytes());
+        stream.write_all(&frame).map_err(|e| e.to_string())?;
+    }
     Ok(stream)
+}
+
+/// A client-to-server text frame (clients must mask; the mask may be any value).
+fn masked_text_frame(payload: &[u8]) -> Vec<u8> {
+    const MASK: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
+    let mut frame = vec![0x81];
+    match payload.len() {
+        len @ 0..=125 => frame.push(0x80 | len as u8),
+        len @ 126..=0xffff => {
+            frame.push(0x80 | 126);
+            frame.extend_from_slice(&(len as u16).to_be_bytes());
+        }
+        len => {
+            frame.push(0x80 | 127);
+            frame.extend_from_slice(&(len as u64).to_be_bytes());
+        }
+    }
+    frame.extend_from_slice(&MASK);
+    frame.extend(payload.iter().zip(MASK.iter().cycle()).map(|(b, m)| b ^ m));
+    frame
 }
 
 fn rss_kib(pid: u32) -> Result<u64, String> {

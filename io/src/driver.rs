@@ -26,6 +26,7 @@ use crate::client::HttpClient;
 use crate::logging;
 use crate::runtime::Runtime;
 use crate::setup::InlineStore;
+use crate::ws::{OutboundReceiver, OutboundSender, outbound_queue};
 
 /// How many data inputs (requests, frames) may wait for the driver before senders wait.
 const DATA_QUEUE: usize = 1024;
@@ -40,7 +41,7 @@ pub(crate) enum Reply {
     /// Write this response.
     Response(HttpResponse),
     /// Complete the WebSocket upgrade; frames for the connection arrive on this queue.
-    Upgrade(Receiver<ConnCommand>),
+    Upgrade(OutboundReceiver),
 }
 
 /// What the driver tells a WebSocket connection task.
@@ -123,22 +124,6 @@ impl Drop for TaskGuard {
     }
 }
 
-/// A live WebSocket as the driver sees it: the sending side of its outbound queue and a
-/// receiving side, kept so that an overflowing queue can be emptied at once.
-struct ConnQueue {
-    sender: Sender<ConnCommand>,
-    receiver: Receiver<ConnCommand>,
-}
-
-impl ConnQueue {
-    /// Throws away whatever is queued and closes the queue, so the connection task ends without
-    /// writing more to a peer that does not read.
-    fn abort(self) {
-        self.receiver.close();
-        while self.receiver.try_recv().is_ok() {}
-    }
-}
-
 /// The engine's owner. See the module docs.
 pub(crate) struct Driver<R: Runtime> {
     runtime: R,
@@ -147,7 +132,8 @@ pub(crate) struct Driver<R: Runtime> {
     control: Receiver<Input>,
     handle: DriverHandle,
     pending_http: HashMap<RequestId, Sender<Reply>>,
-    conns: HashMap<ConnId, ConnQueue>,
+    /// Each live WebSocket's outbound queue.
+    conns: HashMap<ConnId, OutboundSender>,
     store: StoreSink,
     store_in_flight: usize,
     client: HttpClient<R>,
@@ -345,13 +331,11 @@ impl<R: Runtime> Driver<R> {
                     }
                 }
                 Output::WsAccept(id) => self.accept_ws(id),
-                Output::WsSend(conn, frame) => self.send_ws(conn, ConnCommand::Frame(frame)),
+                Output::WsSend(conn, frame) => self.send_ws(conn, frame),
                 Output::WsClose(conn, code) => {
                     // The engine has already forgotten the connection.
-                    if let Some(queue) = self.conns.remove(&conn)
-                        && queue.sender.try_send(ConnCommand::Close(code)).is_err()
-                    {
-                        queue.abort();
+                    if let Some(queue) = self.conns.remove(&conn) {
+                        queue.close_with(code);
                     }
                 }
                 Output::Store(id, command) => self.run_store(id, command),
@@ -380,23 +364,21 @@ impl<R: Runtime> Driver<R> {
             return;
         };
         let conn = ConnId::from(id);
-        // Unbounded in the channel, bounded by `send_ws`: a bounded channel allocates all its
-        // slots up front, which would cost every idle connection the whole queue.
-        let (sender, receiver) = async_channel::unbounded();
-        if reply.try_send(Reply::Upgrade(receiver.clone())).is_err() {
+        // Bounded by `send_ws`, and holding no storage while empty (idle connections).
+        let (sender, receiver) = outbound_queue();
+        if reply.try_send(Reply::Upgrade(receiver)).is_err() {
             // The request's task is gone: the socket never opens.
             self.engine.handle_ws_closed(conn, Instant::now());
             return;
         }
-        self.conns.insert(conn, ConnQueue { sender, receiver });
+        self.conns.insert(conn, sender);
     }
 
-    fn send_ws(&mut self, conn: ConnId, command: ConnCommand) {
+    fn send_ws(&mut self, conn: ConnId, frame: WsFrame) {
         let Some(queue) = self.conns.get(&conn) else {
             return;
         };
-        let full = queue.sender.len() >= self.ws_queue;
-        if full || queue.sender.try_send(command).is_err() {
+        if !queue.send_frame(frame, self.ws_queue) {
             // A peer that does not read is disconnected, never buffered for.
             if let Some(queue) = self.conns.remove(&conn) {
                 queue.abort();

@@ -1,12 +1,16 @@
 //! One task per WebSocket: reads frames into the driver and writes what the driver queued.
 //!
 //! Idle cost is the budget (DESIGN.md §6: ≤ 12 KB RSS per idle connection), so the read buffer
-//! starts small, writes go straight to the socket, and the outbound queue is bounded by the
-//! driver (a peer that does not read is closed, never buffered for).
+//! starts small, writes go straight to the socket, and the outbound queue holds no storage while
+//! empty and is bounded by the driver (a peer that does not read is closed, never buffered for).
 
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::{Pin, pin};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-use async_channel::Receiver;
 use async_tungstenite::WebSocketStream;
 use async_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use async_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
@@ -35,7 +39,7 @@ pub(crate) struct Pump<R: Runtime> {
     pub(crate) runtime: R,
     pub(crate) conn: ConnId,
     pub(crate) driver: DriverHandle,
-    pub(crate) outbound: Receiver<ConnCommand>,
+    pub(crate) outbound: OutboundReceiver,
     pub(crate) max_payload: usize,
     pub(crate) guard: TaskGuard,
 }
@@ -48,52 +52,70 @@ enum Step {
 impl<R: Runtime> Pump<R> {
     /// Waits for the upgrade, then pumps until either side closes. Always ends by telling the
     /// driver the connection is gone (ignored when the driver closed it).
-    pub(crate) async fn run(self, on_upgrade: hyper::upgrade::OnUpgrade) {
-        if let Ok(upgraded) = on_upgrade.await {
-            let config = WebSocketConfig::default()
-                .read_buffer_size(READ_BUFFER)
-                // Every write goes out at once: nothing accumulates per connection.
-                .write_buffer_size(0)
-                .max_write_buffer_size(self.max_payload.saturating_mul(2).max(64 * 1024))
-                .max_message_size(Some(self.max_payload))
-                .max_frame_size(Some(self.max_payload));
-            let ws =
-                WebSocketStream::from_raw_socket(HyperIo(upgraded), Role::Server, Some(config))
-                    .await;
-            self.pump(ws).await;
+    ///
+    /// The future is the connection's one long-lived allocation, so its layout is kept tight:
+    /// an `async move` block holds `self` once (an `async fn` would keep its arguments twice),
+    /// the set-up future is boxed for its short life, and the stream is lent to `pump`.
+    #[expect(
+        clippy::manual_async_fn,
+        reason = "an `async fn` would hold `self` twice in the connection's long-lived future"
+    )]
+    pub(crate) fn run(
+        self,
+        on_upgrade: hyper::upgrade::OnUpgrade,
+    ) -> impl Future<Output = ()> + Send + 'static {
+        async move {
+            if let Ok(upgraded) = on_upgrade.await {
+                let config = WebSocketConfig::default()
+                    .read_buffer_size(READ_BUFFER)
+                    // Every write goes out at once: nothing accumulates per connection.
+                    .write_buffer_size(0)
+                    .max_write_buffer_size(self.max_payload.saturating_mul(2).max(64 * 1024))
+                    .max_message_size(Some(self.max_payload))
+                    .max_frame_size(Some(self.max_payload));
+                let handshake =
+                    WebSocketStream::from_raw_socket(HyperIo(upgraded), Role::Server, Some(config));
+                // Boxed: it lives for a moment and is larger than the stream it yields.
+                let mut ws = Box::pin(handshake).await;
+                // By reference: an `async fn` keeps a by-value argument twice in its future.
+                self.pump(&mut ws).await;
+            }
+            // The control queue is unbounded: this never waits (and keeps no send future in the
+            // task).
+            let _ = self.driver.control.try_send(Input::WsClosed(self.conn));
+            drop(self.guard);
         }
-        let _ = self.driver.control.send(Input::WsClosed(self.conn)).await;
-        drop(self.guard);
     }
 
-    async fn pump<S>(&self, mut ws: WebSocketStream<S>)
+    /// The task's future is allocated once and lives as long as the connection, sized for its
+    /// largest state; so the larger states (a write, a driver backlog, the close handshake) are
+    /// boxed while they last, and an idle connection pays for little more than the stream.
+    async fn pump<S>(&self, ws: &mut WebSocketStream<S>)
     where
         S: futures_io::AsyncRead + futures_io::AsyncWrite + Unpin,
     {
         loop {
-            let outbound = async { Step::Outbound(self.outbound.recv().await.ok()) };
-            let inbound = async { Step::Inbound(ws.next().await) };
-            match future::or(outbound, inbound).await {
+            // Outbound first, as the driver's word (a close) wins; a hand-written poll keeps the
+            // waiting state to two references.
+            let step = future::poll_fn(|cx| {
+                if let Poll::Ready(command) = self.outbound.poll_recv(cx) {
+                    return Poll::Ready(Step::Outbound(command));
+                }
+                ws.poll_next(cx).map(Step::Inbound)
+            });
+            match step.await {
                 Step::Outbound(Some(ConnCommand::Frame(frame))) => {
-                    // A peer that stops reading stalls the write; the queue behind it then
-                    // overflows in the driver, but this task must not wait for ever either.
-                    let stall_limit = Instant::now() + WRITE_STALL;
-                    let sent =
-                        future::or(async { ws.send(to_message(frame)).await.is_ok() }, async {
-                            self.runtime.sleep_until(stall_limit).await;
-                            false
-                        });
-                    if !sent.await {
+                    if !Box::pin(self.write(ws, to_message(frame))).await {
                         return;
                     }
                 }
                 Step::Outbound(Some(ConnCommand::Close(code))) => {
-                    self.close(&mut ws, code).await;
+                    Box::pin(self.close(ws, code)).await;
                     return;
                 }
                 Step::Outbound(None) => {
                     // The driver dropped the queue: overflow, or shutdown past its grace.
-                    self.close(&mut ws, SLOW_CONSUMER).await;
+                    Box::pin(self.close(ws, SLOW_CONSUMER)).await;
                     return;
                 }
                 Step::Inbound(Some(Ok(message))) => {
@@ -105,18 +127,20 @@ impl<R: Runtime> Pump<R> {
                         Message::Ping(_) | Message::Pong(_) | Message::Close(_) => continue,
                         Message::Frame(_) => continue,
                     };
-                    if self
-                        .driver
-                        .data
-                        .send(Input::WsFrame(self.conn, frame))
-                        .await
-                        .is_err()
+                    let backlog = match self.driver.data.try_send(Input::WsFrame(self.conn, frame))
+                    {
+                        Ok(()) => None,
+                        Err(async_channel::TrySendError::Full(input)) => Some(self.forward(input)),
+                        Err(async_channel::TrySendError::Closed(_)) => return,
+                    };
+                    if let Some(forwarded) = backlog
+                        && !forwarded.await
                     {
                         return;
                     }
                 }
                 Step::Inbound(Some(Err(WsError::Capacity(_)))) => {
-                    self.close(&mut ws, MESSAGE_TOO_BIG).await;
+                    Box::pin(self.close(ws, MESSAGE_TOO_BIG)).await;
                     return;
                 }
                 // Peer gone or protocol error (tungstenite answered with a close frame where
@@ -124,6 +148,34 @@ impl<R: Runtime> Pump<R> {
                 Step::Inbound(Some(Err(_))) | Step::Inbound(None) => return,
             }
         }
+    }
+
+    /// Writes one frame. False when the peer is gone or has not taken the frame within
+    /// `WRITE_STALL`.
+    async fn write<S>(&self, ws: &mut WebSocketStream<S>, message: Message) -> bool
+    where
+        S: futures_io::AsyncRead + futures_io::AsyncWrite + Unpin,
+    {
+        let stall_limit = Instant::now() + WRITE_STALL;
+        let mut send = pin!(ws.send(message));
+        // Almost every write completes at once; only a blocked one needs the timer.
+        if let Some(sent) = future::poll_once(send.as_mut()).await {
+            return sent.is_ok();
+        }
+        // A peer that stops reading stalls the write; the queue behind it then overflows in
+        // the driver, but this task must not wait for ever either.
+        let stall = Box::pin(self.runtime.sleep_until(stall_limit));
+        future::or(async { send.await.is_ok() }, async {
+            stall.await;
+            false
+        })
+        .await
+    }
+
+    /// Hands a received frame to a backlogged driver once it has room (the peer's reads wait
+    /// with it). False when the driver is gone.
+    fn forward(&self, input: Input) -> Pin<Box<impl Future<Output = bool> + '_>> {
+        Box::pin(async move { self.driver.data.send(input).await.is_ok() })
     }
 
     /// Sends a close frame and waits briefly for the peer's, so the close is clean.
@@ -155,5 +207,371 @@ fn to_message(frame: WsFrame) -> Message {
             Message::Text(String::from_utf8_lossy(&bytes).into_owned().into())
         }
         WsFrame::Binary(bytes) => Message::Binary(bytes),
+    }
+}
+
+/// Creates a connection's outbound queue: the driver's end and the connection task's end.
+///
+/// A `Mutex<VecDeque>` and one waker instead of a channel: an idle connection's queue is one
+/// small allocation, where a channel keeps a block of slots (≈ 1.5 KB for `async-channel`'s
+/// unbounded one) and its event lists alive for the connection's whole life. The queue is
+/// bounded by the driver ([`OutboundSender::send_frame`]'s limit) and its buffer is released
+/// whenever it drains, so an idle connection holds no frame storage at all.
+pub(crate) fn outbound_queue() -> (OutboundSender, OutboundReceiver) {
+    let shared = Arc::new(Outbound::default());
+    (
+        OutboundSender(Arc::clone(&shared)),
+        OutboundReceiver(shared),
+    )
+}
+
+#[derive(Debug, Default)]
+struct Outbound {
+    state: Mutex<OutboundState>,
+}
+
+#[derive(Debug, Default)]
+struct OutboundState {
+    commands: VecDeque<ConnCommand>,
+    /// The connection task, when it waits for a command.
+    waker: Option<Waker>,
+    /// No more commands will come: the driver let go of its end, or the task ended.
+    closed: bool,
+}
+
+impl Outbound {
+    fn lock(&self) -> MutexGuard<'_, OutboundState> {
+        // Nothing in a critical section can panic; a poisoned lock still holds a sound queue.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Marks the queue closed (dropping what waits when `discard`) and wakes the task.
+    fn close(&self, discard: bool) {
+        let waker = {
+            let mut state = self.lock();
+            state.closed = true;
+            if discard {
+                state.commands = VecDeque::new();
+            }
+            state.waker.take()
+        };
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+}
+
+/// The driver's end of a connection's outbound queue. Dropping it closes the queue after what
+/// is already queued.
+#[derive(Debug)]
+pub(crate) struct OutboundSender(Arc<Outbound>);
+
+impl OutboundSender {
+    /// Queues a frame behind the earlier ones. False when `limit` commands already wait: the
+    /// peer does not read fast enough. A frame for a task that has already ended is dropped
+    /// quietly (its `WsClosed` is on its way to the driver).
+    pub(crate) fn send_frame(&self, frame: WsFrame, limit: usize) -> bool {
+        let waker = {
+            let mut state = self.0.lock();
+            if state.closed {
+                return true;
+            }
+            if state.commands.len() >= limit {
+                return false;
+            }
+            state.commands.push_back(ConnCommand::Frame(frame));
+            state.waker.take()
+        };
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+        true
+    }
+
+    /// Queues a close frame behind the queued frames (whatever the limit: the close must go
+    /// out) and closes the queue.
+    pub(crate) fn close_with(self, code: u16) {
+        {
+            let mut state = self.0.lock();
+            if !state.closed {
+                state.commands.push_back(ConnCommand::Close(code));
+            }
+        }
+        // Dropping `self` closes the queue and wakes the task.
+    }
+
+    /// Throws away whatever is queued and closes the queue, so the connection task ends without
+    /// writing more to a peer that does not read.
+    pub(crate) fn abort(self) {
+        self.0.close(true);
+    }
+}
+
+impl Drop for OutboundSender {
+    fn drop(&mut self) {
+        self.0.close(false);
+    }
+}
+
+/// The connection task's end of its outbound queue. Dropping it discards what still waits.
+#[derive(Debug)]
+pub(crate) struct OutboundReceiver(Arc<Outbound>);
+
+impl OutboundReceiver {
+    /// The next command, in the order queued; `None` once the queue is closed and empty.
+    fn poll_recv(&self, cx: &mut Context<'_>) -> Poll<Option<ConnCommand>> {
+        let mut state = self.0.lock();
+        if let Some(command) = state.commands.pop_front() {
+            if state.commands.is_empty() {
+                // Release the buffer: an idle connection keeps no frame storage.
+                state.commands = VecDeque::new();
+            }
+            return Poll::Ready(Some(command));
+        }
+        if state.closed {
+            return Poll::Ready(None);
+        }
+        match &mut state.waker {
+            Some(waker) => waker.clone_from(cx.waker()),
+            None => state.waker = Some(cx.waker().clone()),
+        }
+        Poll::Pending
+    }
+}
+
+impl Drop for OutboundReceiver {
+    fn drop(&mut self) {
+        self.0.close(true);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::task::Wake;
+
+    use bytes::Bytes;
+
+    use super::*;
+
+    /// Counts its wake-ups.
+    #[derive(Default)]
+    struct CountingWaker(AtomicUsize);
+
+    impl Wake for CountingWaker {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn frame(text: &'static str) -> WsFrame {
+        WsFrame::Text(Bytes::from_static(text.as_bytes()))
+    }
+
+    /// Polls once with a no-op waker.
+    fn poll(receiver: &OutboundReceiver) -> Poll<Option<ConnCommand>> {
+        receiver.poll_recv(&mut Context::from_waker(Waker::noop()))
+    }
+
+    fn text_of(poll: Poll<Option<ConnCommand>>) -> String {
+        match poll {
+            Poll::Ready(Some(ConnCommand::Frame(WsFrame::Text(text)))) => {
+                String::from_utf8_lossy(&text).into_owned()
+            }
+            other => panic!("expected a text frame, got {other:?}"),
+        }
+    }
+
+    fn buffer_capacity(receiver: &OutboundReceiver) -> usize {
+        receiver.0.lock().commands.capacity()
+    }
+
+    #[test]
+    fn frames_come_out_in_order_and_the_drained_queue_holds_no_buffer() {
+        let (sender, receiver) = outbound_queue();
+        assert_eq!(
+            buffer_capacity(&receiver),
+            0,
+            "a fresh queue allocates nothing"
+        );
+        for text in ["a", "b", "c"] {
+            assert!(sender.send_frame(frame(text), 8));
+        }
+        assert!(buffer_capacity(&receiver) >= 3);
+        assert_eq!(text_of(poll(&receiver)), "a");
+        assert_eq!(text_of(poll(&receiver)), "b");
+        assert_eq!(text_of(poll(&receiver)), "c");
+        assert_eq!(
+            buffer_capacity(&receiver),
+            0,
+            "drained: the buffer is released"
+        );
+        assert!(poll(&receiver).is_pending());
+    }
+
+    #[test]
+    fn a_full_queue_refuses_the_next_frame() {
+        let (sender, receiver) = outbound_queue();
+        assert!(sender.send_frame(frame("1"), 2));
+        assert!(sender.send_frame(frame("2"), 2));
+        assert!(!sender.send_frame(frame("3"), 2), "over the limit");
+        assert_eq!(text_of(poll(&receiver)), "1");
+        assert!(sender.send_frame(frame("3"), 2), "room again after a read");
+    }
+
+    #[test]
+    fn a_waiting_task_is_woken_by_a_frame_and_by_the_close() {
+        let (sender, receiver) = outbound_queue();
+        let counter = Arc::new(CountingWaker::default());
+        let waker = Waker::from(Arc::clone(&counter));
+        let mut cx = Context::from_waker(&waker);
+        assert!(receiver.poll_recv(&mut cx).is_pending());
+        assert!(sender.send_frame(frame("x"), 4));
+        assert_eq!(counter.0.load(Ordering::SeqCst), 1);
+        assert_eq!(text_of(receiver.poll_recv(&mut cx)), "x");
+        assert!(receiver.poll_recv(&mut cx).is_pending());
+        drop(sender);
+        assert_eq!(counter.0.load(Ordering::SeqCst), 2);
+        assert!(matches!(receiver.poll_recv(&mut cx), Poll::Ready(None)));
+    }
+
+    #[test]
+    fn a_close_goes_out_after_the_queued_frames_even_when_full() {
+        let (sender, receiver) = outbound_queue();
+        assert!(sender.send_frame(frame("last"), 1));
+        sender.close_with(1000);
+        assert_eq!(text_of(poll(&receiver)), "last");
+        assert!(matches!(
+            poll(&receiver),
+            Poll::Ready(Some(ConnCommand::Close(1000)))
+        ));
+        assert!(matches!(poll(&receiver), Poll::Ready(None)));
+    }
+
+    #[test]
+    fn dropping_the_sender_ends_the_queue_after_what_waits() {
+        let (sender, receiver) = outbound_queue();
+        assert!(sender.send_frame(frame("kept"), 4));
+        drop(sender);
+        assert_eq!(text_of(poll(&receiver)), "kept");
+        assert!(matches!(poll(&receiver), Poll::Ready(None)));
+    }
+
+    #[test]
+    fn an_abort_discards_what_waits() {
+        let (sender, receiver) = outbound_queue();
+        assert!(sender.send_frame(frame("dropped"), 4));
+        sender.abort();
+        assert!(matches!(poll(&receiver), Poll::Ready(None)));
+        assert_eq!(buffer_capacity(&receiver), 0);
+    }
+
+    #[test]
+    fn frames_for_an_ended_task_are_dropped_without_counting_as_overflow() {
+        let (sender, receiver) = outbound_queue();
+        let shared = Arc::clone(&receiver.0);
+        drop(receiver);
+        for _ in 0..4 {
+            assert!(sender.send_frame(frame("nobody reads"), 1));
+        }
+        assert!(shared.lock().commands.is_empty());
+        sender.close_with(1000);
+        assert!(shared.lock().commands.is_empty());
+    }
+
+    #[test]
+    fn recv_waits_for_a_frame_sent_from_another_thread() {
+        let (sender, receiver) = outbound_queue();
+        let writer = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(20));
+            assert!(sender.send_frame(frame("late"), 4));
+        });
+        let command = future::block_on(future::poll_fn(|cx| receiver.poll_recv(cx)));
+        assert!(matches!(command, Some(ConnCommand::Frame(_))));
+        writer.join().expect("the writer thread");
+        assert!(future::block_on(future::poll_fn(|cx| receiver.poll_recv(cx))).is_none());
+    }
+}
+#[cfg(test)]
+mod task_size {
+    //! The connection task's future is allocated once per connection and lives as long as it:
+    //! its size is idle memory (DESIGN.md §6). This pins it near the size of the stream itself.
+
+    use std::io;
+    use std::net::SocketAddr;
+
+    use super::*;
+    use crate::hyper_glue::HyperIo;
+    use crate::runtime::{BoxFuture, Listener};
+
+    type Stream = HyperIo<hyper::upgrade::Upgraded>;
+
+    /// A runtime that is never run: only its types matter here.
+    #[derive(Clone)]
+    struct TypesOnly;
+
+    struct NoListener;
+
+    impl Listener for NoListener {
+        type Stream = futures_lite::io::Cursor<Vec<u8>>;
+
+        async fn accept(&self) -> io::Result<(Self::Stream, SocketAddr)> {
+            Err(io::ErrorKind::Unsupported.into())
+        }
+
+        fn local_addr(&self) -> io::Result<SocketAddr> {
+            Err(io::ErrorKind::Unsupported.into())
+        }
+    }
+
+    impl Runtime for TypesOnly {
+        type Stream = futures_lite::io::Cursor<Vec<u8>>;
+        type Listener = NoListener;
+        type Sleep = std::future::Ready<()>;
+
+        fn spawn(&self, _future: BoxFuture<()>) {}
+
+        fn sleep_until(&self, _deadline: Instant) -> Self::Sleep {
+            std::future::ready(())
+        }
+
+        async fn bind(&self, _addr: SocketAddr) -> io::Result<NoListener> {
+            Err(io::ErrorKind::Unsupported.into())
+        }
+
+        async fn connect(&self, _host: &str, _port: u16) -> io::Result<Self::Stream> {
+            Err(io::ErrorKind::Unsupported.into())
+        }
+
+        fn shutdown_signal(&self) -> BoxFuture<()> {
+            Box::pin(std::future::pending())
+        }
+
+        fn block_on<F: Future>(&self, _future: F) -> F::Output {
+            unreachable!("never run")
+        }
+    }
+
+    /// The size of the future `make` returns, without making one.
+    fn future_size<A, B, F>(_make: impl FnOnce(A, B) -> F) -> usize {
+        std::mem::size_of::<F>()
+    }
+
+    #[test]
+    fn an_idle_connection_task_is_little_more_than_its_stream() {
+        let stream = std::mem::size_of::<WebSocketStream<Stream>>();
+        let task = future_size(
+            |pump: Pump<TypesOnly>, upgrade: hyper::upgrade::OnUpgrade| pump.run(upgrade),
+        );
+        let pump = future_size(
+            |pump: &'static Pump<TypesOnly>, ws: &'static mut WebSocketStream<Stream>| {
+                pump.pump(ws)
+            },
+        );
+        assert!(pump <= 256, "the pump loop's own state is {pump} bytes");
+        assert!(
+            task <= stream + 384,
+            "the task is {task} bytes for a {stream}-byte stream"
+        );
     }
 }

@@ -7,7 +7,7 @@
 //! memory is reclaimed by [`MemoryStore::sweep`], which [`Store::execute`] also runs in small
 //! steps after every command.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 
 use bytes::Bytes;
 
@@ -59,9 +59,88 @@ impl DeviceState {
 
 #[derive(Debug, Default)]
 struct UserState {
-    groups: HashSet<String>,
-    /// Sorted so that [`StoreResult::Enqueued`] lists devices in id order without sorting.
-    devices: BTreeMap<String, DeviceState>,
+    /// Sorted and deduplicated; an exact-size slice because users have a few groups at most
+    /// (a hash set would allocate a table for one group).
+    groups: Box<[String]>,
+    devices: Devices,
+}
+
+impl UserState {
+    fn in_group(&self, group: &str) -> bool {
+        self.groups
+            .binary_search_by(|own| own.as_str().cmp(group))
+            .is_ok()
+    }
+}
+
+/// A user room's devices, sorted by id so that [`StoreResult::Enqueued`] lists them in id order
+/// without sorting.
+///
+/// A sorted `Vec` rather than a `BTreeMap`: almost every user has one or two devices, and a
+/// B-tree leaf holds room for eleven (≈ 1.3 KB per connected user, DESIGN.md §6). Lookups are
+/// binary searches; an insert or removal moves the tail, which is no more than the scan every
+/// command already makes over the room's devices (`purge`).
+#[derive(Debug, Default)]
+struct Devices(Vec<(String, DeviceState)>);
+
+impl Devices {
+    /// Up to this many devices the vector grows one slot at a time (exact fit for the common
+    /// single-device user); beyond it, it grows geometrically as usual.
+    const EXACT_UP_TO: usize = 4;
+
+    fn position(&self, id: &str) -> Result<usize, usize> {
+        self.0
+            .binary_search_by(|(device, _)| device.as_str().cmp(id))
+    }
+
+    fn get(&self, id: &str) -> Option<&DeviceState> {
+        let at = self.position(id).ok()?;
+        self.0.get(at).map(|(_, state)| state)
+    }
+
+    fn get_mut(&mut self, id: &str) -> Option<&mut DeviceState> {
+        let at = self.position(id).ok()?;
+        self.0.get_mut(at).map(|(_, state)| state)
+    }
+
+    /// Adds a device that is not there yet (replaces it if it is).
+    fn insert(&mut self, id: String, state: DeviceState) {
+        match self.position(&id) {
+            Ok(at) => self.0[at].1 = state,
+            Err(at) => {
+                if self.0.len() == self.0.capacity() && self.0.len() < Self::EXACT_UP_TO {
+                    self.0.reserve_exact(1);
+                }
+                self.0.insert(at, (id, state));
+            }
+        }
+    }
+
+    fn remove(&mut self, id: &str) -> Option<DeviceState> {
+        let at = self.position(id).ok()?;
+        let (_, state) = self.0.remove(at);
+        // Give memory back once a crowd of devices (a public channel) has mostly left.
+        if self.0.capacity() > Self::EXACT_UP_TO && self.0.len() * 4 <= self.0.capacity() {
+            self.0.shrink_to(self.0.len() * 2);
+        }
+        Some(state)
+    }
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (&String, &DeviceState)> {
+        self.0.iter().map(|(id, state)| (id, state))
+    }
+
+    fn iter_mut(&mut self) -> impl Iterator<Item = (&String, &mut DeviceState)> {
+        self.0.iter_mut().map(|(id, state)| (&*id, state))
+    }
 }
 
 #[derive(Debug, Default)]
@@ -178,8 +257,10 @@ impl MemoryStore {
             }
         }
         let user = site.users.entry(key.room.clone()).or_default();
-        if let Some(groups) = groups {
-            user.groups = groups.into_iter().collect();
+        if let Some(mut groups) = groups {
+            groups.sort_unstable();
+            groups.dedup();
+            user.groups = groups.into_boxed_slice();
         }
         match user.devices.get(&key.device) {
             Some(existing) => {
@@ -269,7 +350,7 @@ impl MemoryStore {
             };
         };
         if let Some(via) = via_groups
-            && !via.iter().any(|group| user.groups.contains(group))
+            && !via.iter().any(|group| user.in_group(group))
         {
             return StoreResult::Enqueued {
                 status: EnqueueStatus::NotInGroups,
@@ -277,7 +358,7 @@ impl MemoryStore {
             };
         }
         let mut devices = Vec::with_capacity(user.devices.len());
-        for (id, state) in &mut user.devices {
+        for (id, state) in user.devices.iter_mut() {
             match state.queues.get_mut(&item.event) {
                 Some(queue) => queue.push_back((item.id, item.json.clone())),
                 None => {
@@ -429,5 +510,59 @@ fn command_now(command: &StoreCommand) -> u64 {
         | StoreCommand::Ack { now_ms, .. }
         | StoreCommand::AckBatch { now_ms, .. }
         | StoreCommand::ForgetGroupMember { now_ms, .. } => *now_ms,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn device(socket: u64) -> DeviceState {
+        DeviceState {
+            socket: SocketRef { node: 1, socket },
+            connected: true,
+            disconnected_at: 0,
+            ttl_ms: 0,
+            queues: HashMap::new(),
+        }
+    }
+
+    fn ids(devices: &Devices) -> Vec<String> {
+        devices.iter().map(|(id, _)| id.clone()).collect()
+    }
+
+    #[test]
+    fn one_device_takes_one_slot() {
+        let mut devices = Devices::default();
+        devices.insert("phone".to_owned(), device(1));
+        assert_eq!(devices.0.capacity(), 1);
+        assert_eq!(devices.get("phone").map(|d| d.socket.socket), Some(1));
+        assert!(devices.get("laptop").is_none());
+    }
+
+    #[test]
+    fn devices_stay_sorted_through_inserts_and_removals_and_memory_follows() {
+        let mut devices = Devices::default();
+        let mut expected: Vec<String> = (0..200)
+            .map(|n| format!("d{:03}", (n * 37) % 200))
+            .collect();
+        for (n, id) in expected.iter().enumerate() {
+            devices.insert(id.clone(), device(n as u64));
+        }
+        expected.sort();
+        assert_eq!(ids(&devices), expected);
+        // Replacing keeps one entry.
+        devices.insert("d100".to_owned(), device(999));
+        assert_eq!(devices.len(), 200);
+        assert_eq!(devices.get_mut("d100").map(|d| d.socket.socket), Some(999));
+        for id in expected.drain(..190) {
+            assert!(devices.remove(&id).is_some());
+        }
+        assert!(devices.remove("d000").is_none());
+        assert_eq!(ids(&devices), expected);
+        assert!(
+            devices.0.capacity() <= 4 * devices.len(),
+            "shrunk after most left"
+        );
     }
 }
