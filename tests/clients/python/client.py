@@ -154,7 +154,13 @@ def main():
             report({"type": "connect_error", "message": str(exc), "data": None})
 
     def client_disconnect():
+        # python-engineio aborts on disconnect and leaves the DISCONNECT and CLOSE packets to its
+        # write thread: wait for that thread, or the driver may exit before they are sent and
+        # the server would only learn of the disconnect from the heartbeat timeout.
+        writer = getattr(sio.eio, "write_loop_task", None)
         sio.disconnect()
+        if writer is not None and hasattr(writer, "join"):
+            writer.join(timeout=5)
         # python-socketio 4 clears its connected flag before the engine closes, so its own
         # disconnect handler never runs for a client-side disconnect: report it as 5.x would.
         if MAJOR < 5 and state["connect_reported"] and not state["disconnect_reported"]:
