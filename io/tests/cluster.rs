@@ -1,6 +1,7 @@
 //! Two servers sharing one real Redis: store commands run through the driver's store executor,
 //! and cluster messages reach the other node only.
 
+#[macro_use]
 mod common;
 
 use std::time::Duration;
@@ -11,21 +12,6 @@ use common::redis_server::RedisServer;
 use common::{TestServer, eventually, request};
 use courier_core::gateway::store::StoreResult;
 use courier_io::{Limits, Runtime, Setup, StoreSetup};
-
-macro_rules! on_both_runtimes {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[test]
-            fn tokio() {
-                super::$name(courier_tokio::TokioRuntime::new().expect("tokio runtime"));
-            }
-            #[test]
-            fn smol() {
-                super::$name(courier_smol::SmolRuntime::new());
-            }
-        }
-    )*};
-}
 
 on_both_runtimes!(publishes_to_other_nodes_and_runs_store_commands);
 

@@ -1,6 +1,7 @@
 //! The HTTP and WebSocket side of courier-io, through hyper, on both runtimes, with the test
 //! engine of `common::engine`.
 
+#[macro_use]
 mod common;
 
 use std::io::{Read, Write};
@@ -12,21 +13,6 @@ use async_tungstenite::tungstenite::{self, Message};
 use common::engine::TestEngine;
 use common::{TestServer, eventually, request, setup};
 use courier_io::Runtime;
-
-macro_rules! on_both_runtimes {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[test]
-            fn tokio() {
-                super::$name(courier_tokio::TokioRuntime::new().expect("tokio runtime"));
-            }
-            #[test]
-            fn smol() {
-                super::$name(courier_smol::SmolRuntime::new());
-            }
-        }
-    )*};
-}
 
 on_both_runtimes!(
     answers_requests_with_the_engines_response,

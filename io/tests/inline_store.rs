@@ -1,6 +1,7 @@
 //! An in-process store (`StoreSetup::memory`): commands run inline in the driver, in order, the
 //! sweep runs periodically, and a command emitted at shutdown still runs.
 
+#[macro_use]
 mod common;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -11,21 +12,6 @@ use common::engine::TestEngine;
 use common::{TestServer, eventually, request};
 use courier_core::gateway::store::{Store, StoreCommand, StoreResult};
 use courier_io::{Limits, Runtime, Setup, StoreSetup};
-
-macro_rules! on_both_runtimes {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[test]
-            fn tokio() {
-                super::$name(courier_tokio::TokioRuntime::new().expect("tokio runtime"));
-            }
-            #[test]
-            fn smol() {
-                super::$name(courier_smol::SmolRuntime::new());
-            }
-        }
-    )*};
-}
 
 on_both_runtimes!(runs_commands_inline_and_sweeps);
 

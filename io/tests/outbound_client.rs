@@ -1,5 +1,8 @@
 //! Outbound HTTP (`Output::Call`) against a local stub server, on both runtimes.
 
+#[macro_use]
+mod common;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::mpsc;
@@ -8,21 +11,6 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use courier_core::net::{CallFailure, CallResult, Headers, Method, OutboundCall};
 use courier_io::{HttpClient, Runtime};
-
-macro_rules! on_both_runtimes {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[test]
-            fn tokio() {
-                super::$name(courier_tokio::TokioRuntime::new().expect("tokio runtime"));
-            }
-            #[test]
-            fn smol() {
-                super::$name(courier_smol::SmolRuntime::new());
-            }
-        }
-    )*};
-}
 
 on_both_runtimes!(
     sends_the_request_and_reads_the_response,

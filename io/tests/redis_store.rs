@@ -1,6 +1,7 @@
 //! The Redis store against a real redis-server: every command, logical expiry, the legacy
 //! import, key escaping, and recovery after a restart that lost all data.
 
+#[macro_use]
 mod common;
 
 use std::time::{Duration, Instant};
@@ -12,21 +13,6 @@ use courier_core::gateway::store::{
 };
 use courier_io::{BlockingRedisStore, Runtime};
 use redis::Commands;
-
-macro_rules! on_both_runtimes {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[test]
-            fn tokio() {
-                super::$name(courier_tokio::TokioRuntime::new().expect("tokio runtime"));
-            }
-            #[test]
-            fn smol() {
-                super::$name(courier_smol::SmolRuntime::new());
-            }
-        }
-    )*};
-}
 
 on_both_runtimes!(
     connect_enqueue_and_ack,

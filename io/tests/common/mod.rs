@@ -4,6 +4,23 @@
 
 #![allow(dead_code)]
 
+/// One `#[test]` per runtime for each named scenario function `fn name<R: Runtime>(runtime: R)`:
+/// `name::tokio` and `name::smol`.
+macro_rules! on_both_runtimes {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[test]
+            fn tokio() {
+                super::$name(courier_tokio::TokioRuntime::new().expect("tokio runtime"));
+            }
+            #[test]
+            fn smol() {
+                super::$name(courier_smol::SmolRuntime::new());
+            }
+        }
+    )*};
+}
+
 pub mod engine;
 pub mod redis_server;
 
