@@ -70,11 +70,7 @@ pub(crate) async fn subscribe_first<R: Runtime>(
     channel: &str,
     patience: Duration,
 ) -> Option<Subscription> {
-    let attempt = async {
-        let mut pubsub = client.get_async_pubsub().await.ok()?;
-        pubsub.subscribe(channel).await.ok()?;
-        Some(pubsub)
-    };
+    let attempt = async { subscribe(client, channel).await.ok() };
     let give_up = async {
         runtime.sleep_until(Instant::now() + patience).await;
         None
@@ -97,10 +93,7 @@ pub(crate) async fn subscribe_loop<R: Runtime>(
     loop {
         let subscribed = match ready.take() {
             Some(pubsub) => Ok(pubsub),
-            None => match client.get_async_pubsub().await {
-                Ok(mut pubsub) => pubsub.subscribe(&channel).await.map(|()| pubsub),
-                Err(error) => Err(error),
-            },
+            None => subscribe(&client, &channel).await,
         };
         match subscribed {
             Ok(mut pubsub) => {
@@ -123,6 +116,13 @@ pub(crate) async fn subscribe_loop<R: Runtime>(
             .sleep_until(Instant::now() + RESUBSCRIBE_PAUSE)
             .await;
     }
+}
+
+/// A new pub/sub connection subscribed to `channel`.
+async fn subscribe(client: &redis::Client, channel: &str) -> redis::RedisResult<Subscription> {
+    let mut pubsub = client.get_async_pubsub().await?;
+    pubsub.subscribe(channel).await?;
+    Ok(pubsub)
 }
 
 fn warn_once(warned: &mut bool, error: &redis::RedisError) {

@@ -24,6 +24,12 @@ pub use server::{Event, Output, Server, SessionId};
 use crate::net::Headers;
 use crate::urlencoded;
 
+/// Engine.IO's error 4 (`403 {"code":4,"message":"Forbidden"}`), the answer to a request the
+/// application refuses before the engine sees it (socket.io's `origins` check).
+pub fn forbidden_response() -> crate::net::HttpResponse {
+    http::error_response(http::ErrorCode::Forbidden, Headers::default())
+}
+
 /// An Engine.IO protocol revision.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Protocol {

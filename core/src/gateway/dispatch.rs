@@ -13,10 +13,10 @@ use bytes::Bytes;
 use super::clients::AckPurpose;
 use super::cluster::{RemoteHeader, RemoteMessage, RemoteTarget};
 use super::engine::{Gateway, StoreWait};
-use super::routes::send_ok;
+use super::routes::{send_ok, text_response};
 use super::send::SendRequest;
 use super::store::{Delivery, DeviceKey, EnqueueStatus, QueuedItem, StoreCommand, StoreResult};
-use crate::net::{self, AppEvent, Headers, HttpResponse, Level, RequestId};
+use crate::net::{self, AppEvent, HttpResponse, Level, RequestId};
 use crate::sio::{Payload, SocketId};
 
 /// The body of the 503 a `/send` gets when the store could not take the message for every
@@ -503,7 +503,7 @@ impl Gateway {
             return;
         };
         let response = if pending.failed {
-            text_response(503, STORE_UNAVAILABLE)
+            text_response(503, "text/plain; charset=utf-8", STORE_UNAVAILABLE)
         } else {
             send_ok()
         };
@@ -512,17 +512,6 @@ impl Gateway {
 
     pub(super) fn respond(&mut self, request: RequestId, response: HttpResponse) {
         self.push(net::Output::HttpResponse(request, response));
-    }
-}
-
-/// A `text/plain` response.
-pub(super) fn text_response(status: u16, body: &'static str) -> HttpResponse {
-    let mut headers = Headers::default();
-    headers.push("content-type", "text/plain; charset=utf-8");
-    HttpResponse {
-        status,
-        headers,
-        body: Bytes::from_static(body.as_bytes()),
     }
 }
 

@@ -7,9 +7,9 @@ use super::client_bundle;
 use super::engine::Gateway;
 use super::routes::{Route, fixed_response, not_found, route};
 use super::send::parse_send;
-use bytes::Bytes;
 
-use crate::net::{AppEvent, Headers, HttpRequest, HttpResponse, Level, Method, RequestId};
+use crate::eio;
+use crate::net::{AppEvent, HttpRequest, Level, Method, RequestId};
 
 impl Gateway {
     /// Answers, or hands on, one HTTP request.
@@ -38,7 +38,7 @@ impl Gateway {
                     AppEvent::new(Level::Info, "Origin refused")
                         .with("origin", origin.unwrap_or("").to_owned()),
                 );
-                self.respond(id, forbidden());
+                self.respond(id, eio::forbidden_response());
                 return;
             }
             self.sio.handle_http(id, request, now);
@@ -74,17 +74,5 @@ impl Gateway {
                 self.respond(id, response);
             }
         }
-    }
-}
-
-/// Engine.IO's error 4, as engine.io 1.x answered a request its `allowRequest` (socket.io's
-/// `origins` check) refused.
-fn forbidden() -> HttpResponse {
-    let mut headers = Headers::default();
-    headers.push("content-type", "application/json");
-    HttpResponse {
-        status: 403,
-        headers,
-        body: Bytes::from_static(br#"{"code":4,"message":"Forbidden"}"#),
     }
 }
