@@ -25,7 +25,7 @@ struct DeviceState {
     connected: bool,
     disconnected_at: u64,
     ttl_ms: u64,
-    /// Event → items in push order.
+    /// Event → items in flake-id order (send order).
     queues: HashMap<String, VecDeque<(u64, Bytes)>>,
 }
 
@@ -360,7 +360,12 @@ impl MemoryStore {
         let mut devices = Vec::with_capacity(user.devices.len());
         for (id, state) in user.devices.iter_mut() {
             match state.queues.get_mut(&item.event) {
-                Some(queue) => queue.push_back((item.id, item.json.clone())),
+                // Kept in flake-id order: an id from a node with a lagging clock can arrive
+                // after newer ones (almost always this is the end).
+                Some(queue) => {
+                    let at = queue.partition_point(|(queued, _)| *queued < item.id);
+                    queue.insert(at, (item.id, item.json.clone()));
+                }
                 None => {
                     state.queues.insert(
                         item.event.clone(),

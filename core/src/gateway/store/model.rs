@@ -9,8 +9,10 @@
 //!   that is not alive is absent for every command, together with its queue;
 //! - a user room is *known* while it has an alive device; its recorded groups vanish with its
 //!   last device;
-//! - queues keep push order; [`StoreResult::Connected`] lists a device's items sorted by id
-//!   (ties, which a correct gateway never produces, by event name then push order);
+//! - an event's queue is in flake-id order (send order, DESIGN.md §4 #6): the resync head is its
+//!   smallest id, also when a node with a lagging clock pushes an older id later;
+//!   [`StoreResult::Connected`] lists a device's items sorted by id (ties, which a correct
+//!   gateway never produces, by event name then push order);
 //! - the group index is a plain set per `(site, group)`: [`StoreCommand::Connect`] adds to it,
 //!   only [`StoreCommand::ForgetGroupMember`] removes from it, expiry never touches it.
 //!
@@ -206,7 +208,14 @@ impl Model {
             };
         };
         if resync {
-            let head = state.queue.iter().position(|item| item.event == event);
+            // The head is the smallest id of the event (send order = flake-id order).
+            let head = state
+                .queue
+                .iter()
+                .enumerate()
+                .filter(|(_, item)| item.event == event)
+                .min_by_key(|(_, item)| item.id)
+                .map(|(at, _)| at);
             match head {
                 Some(at) if state.queue[at].id == id => {
                     state.queue.remove(at);

@@ -7,7 +7,7 @@
 //! into [`StoreCommand`]s, runs each command on the [`Model`] and on the store under test, and
 //! requires identical results. A ledger kept beside them checks the model's results against the
 //! queue's promises: nothing queued is lost before it is acknowledged or its device expires,
-//! an expired device is gone, the resync head check follows push order, a batch ack removes
+//! an expired device is gone, the resync head check follows flake-id order, a batch ack removes
 //! exactly what it names, sites never see each other's devices.
 //!
 //! The sequences only use values a real gateway could produce (flake-like unique ids, sockets
@@ -465,7 +465,13 @@ impl Ledger {
                     None if *resync => StoreResult::Resync,
                     None => StoreResult::Acked { removed: false },
                     Some(queue) if *resync => {
-                        let head = queue.iter().position(|(e, _)| e == event);
+                        // The head is the event's smallest id (send order = flake-id order).
+                        let head = queue
+                            .iter()
+                            .enumerate()
+                            .filter(|(_, (e, _))| e == event)
+                            .min_by_key(|(_, (_, i))| *i)
+                            .map(|(at, _)| at);
                         match head {
                             Some(at) if queue[at].1 == *id => {
                                 queue.remove(at);
