@@ -333,3 +333,33 @@ scenario!(pages_are_off_without_demo_or_key, |bin| {
     assert_eq!(snapshot["sites"][0]["name"], json!("goodcity"));
     assert!(!r.body.contains(&stub.auth_url()), "{}", r.body);
 });
+
+scenario!(demo_page_shows_resync_after_an_out_of_order_ack, |bin| {
+    let gw = demo_gateway(bin);
+    let mut browser = Browser::start();
+    assert_eq!(
+        browser.open("demo", &format!("{}/?user=r1&device=d1", gw.url())),
+        200
+    );
+    wait_state(&mut browser, "connected");
+    browser.click("demo", "#autoAck");
+    for i in 1..=2 {
+        let r = send_json(
+            gw.port(),
+            "demo",
+            "demo",
+            "resync=true",
+            &json!({"rooms": ["user_r1"], "event": "ev", "args": [i]}),
+        );
+        assert_eq!(r.status, 200);
+    }
+    browser.wait_for(
+        "demo",
+        "document.querySelectorAll('#log > li[data-event=\"ev\"] .ack-button').length === 2",
+    );
+    // The newest entry is first: acknowledge message 2 before message 1.
+    assert_eq!(shown_args(&mut browser, "ev"), "[2]");
+    browser.click("demo", "#log > li[data-event=\"ev\"] .ack-button");
+    browser.wait_for("demo", "document.querySelector('#log > li.resync')");
+    browser.screenshot("demo", &format!("demo-resync-{}", bin.name()));
+});
