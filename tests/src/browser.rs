@@ -2,14 +2,18 @@
 //! `tests/clients/node/browser.js` (playwright-core pointed at the distribution's Chromium;
 //! the protocol is at the top of that file).
 //!
-//! Every command waits at most [`DEFAULT_TIMEOUT`] in the browser (plus a margin here) and
-//! fails with the driver's error and stderr. Screenshots go to `target/screenshots/`.
+//! Every command waits at most twice [`DEFAULT_TIMEOUT`] in the browser (plus a margin here)
+//! and fails with the driver's error and stderr. Screenshots go to `target/screenshots/`.
+//!
+//! One Chromium runs at a time in a test process: a browser is a few hundred MB and several
+//! processes, and a dozen launched at once on a loaded two-core machine starve each other (and
+//! the gateways under test). A [`Browser`] holds [`BROWSER_SLOT`] for its life.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc::{Receiver, channel};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -31,9 +35,18 @@ pub fn chromium_path() -> PathBuf {
     path
 }
 
+/// Held by the one [`Browser`] of this test process that may run (see the module docs).
+pub static BROWSER_SLOT: Mutex<()> = Mutex::new(());
+
+/// How long the browser may take for one command: Chromium is heavy on a loaded machine, so
+/// twice what a socket.io client gets. A bound, never an assertion on speed.
+const BROWSER_TIMEOUT: Duration = Duration::from_secs(2 * DEFAULT_TIMEOUT.as_secs());
+
 /// One headless Chromium with named tabs; closed when dropped.
 #[derive(Debug)]
 pub struct Browser {
+    /// Released after the browser has exited (fields drop after `Drop::drop`).
+    _slot: MutexGuard<'static, ()>,
     child: Child,
     stdin: Option<ChildStdin>,
     rx: Receiver<Value>,
@@ -43,9 +56,11 @@ pub struct Browser {
 impl Browser {
     /// Starts Chromium and waits until it is ready.
     pub fn start() -> Browser {
+        // A test that failed while holding the slot has closed its browser all the same.
+        let slot = BROWSER_SLOT.lock().unwrap_or_else(PoisonError::into_inner);
         let config = json!({
             "executablePath": chromium_path(),
-            "timeoutMs": DEFAULT_TIMEOUT.as_millis() as u64,
+            "timeoutMs": BROWSER_TIMEOUT.as_millis() as u64,
         });
         let mut child = Command::new("node")
             .current_dir(node_clients_dir())
@@ -86,6 +101,7 @@ impl Browser {
             }
         });
         let mut browser = Browser {
+            _slot: slot,
             stdin: child.stdin.take(),
             child,
             rx,
@@ -155,7 +171,7 @@ impl Browser {
         // The driver bounds every browser wait by DEFAULT_TIMEOUT; the margin covers its reply.
         match self
             .rx
-            .recv_timeout(DEFAULT_TIMEOUT + Duration::from_secs(10))
+            .recv_timeout(BROWSER_TIMEOUT + Duration::from_secs(10))
         {
             Ok(message) if message["ok"] == json!(true) => message["value"].clone(),
             Ok(message) => self.fail(&format!("{what}: {}", message["error"])),
