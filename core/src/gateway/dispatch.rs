@@ -5,14 +5,17 @@
 //!
 //! The HTTP answer is written once every store command of the send has answered, so every live
 //! emit happens before it (behaviour 32); a store failure answers 503 so the site can retry.
+//! Connected devices the store did not know (it lost them) get the message live instead
+//! (`recovery`).
 
 use std::time::Instant;
 
 use bytes::Bytes;
 
 use super::clients::AckPurpose;
-use super::cluster::{RemoteHeader, RemoteMessage, RemoteTarget};
+use super::cluster::{RemoteHeader, RemoteMessage, RemoteTarget, UnregisteredRoom};
 use super::engine::{Gateway, StoreWait};
+use super::recovery::Unregistered;
 use super::routes::{send_ok, text_response};
 use super::send::SendRequest;
 use super::store::{Delivery, DeviceKey, EnqueueStatus, QueuedItem, StoreCommand, StoreResult};
@@ -39,6 +42,9 @@ pub(super) struct PendingSend {
     outstanding: usize,
     /// Some command failed: answer 503.
     failed: bool,
+    /// Rooms where other nodes may hold devices the store did not know: published as one
+    /// [`RemoteHeader::Unregistered`] when the send is done.
+    unregistered: Vec<UnregisteredRoom>,
 }
 
 impl Gateway {
@@ -90,6 +96,7 @@ impl Gateway {
             groups,
             outstanding: 0,
             failed: false,
+            unregistered: Vec::new(),
         };
         if pending.groups.is_empty() {
             self.sends.insert(request, pending);
@@ -177,6 +184,45 @@ impl Gateway {
         let item = pending.item.clone();
         let payload = pending.payload.clone();
         let resync = pending.resync;
+        let groups = pending.groups.clone();
+        // Devices the store stored the message for; for `Stored` and `UnknownUser`, this
+        // node's sockets of other devices of the room are devices the store lost.
+        let known: Option<Vec<String>> = match &result {
+            StoreResult::Enqueued {
+                status: EnqueueStatus::Stored | EnqueueStatus::UnknownUser,
+                devices,
+            } => {
+                // Sorted already (the store contract); sorting again keeps lookups right anyway.
+                let mut known: Vec<String> = devices.iter().map(|d| d.device.clone()).collect();
+                known.sort();
+                Some(known)
+            }
+            _ => None,
+        };
+        if let Some(known) = known {
+            let unregistered = Unregistered {
+                site: &site,
+                room: &room,
+                via_groups: via_groups.is_some().then_some(groups.as_slice()),
+                known: &known,
+                event: &item.event,
+                id: item.id,
+                payload: &payload,
+            };
+            self.serve_unregistered(&unregistered, now);
+            // Other nodes hear of every unknown user room (offline users: one message per send
+            // at most); of stored rooms only while the store is recovering from a loss.
+            if known.is_empty() || self.recovering(now) {
+                let via_groups = via_groups.is_some();
+                if let Some(pending) = self.sends.get_mut(&request) {
+                    pending.unregistered.push(UnregisteredRoom {
+                        room: room.clone(),
+                        via_groups,
+                        known,
+                    });
+                }
+            }
+        }
         match result {
             StoreResult::Enqueued {
                 status: EnqueueStatus::Stored,
@@ -256,7 +302,7 @@ impl Gateway {
                     item.event.clone(),
                     item.id,
                     payload,
-                    resync,
+                    Some(resync),
                     now,
                 );
             } else {
@@ -283,15 +329,19 @@ impl Gateway {
         }
     }
 
-    /// Emits stored item `id` to one of this node's sockets with an ack, if it is still there.
-    fn deliver_local(
+    /// Emits item `id` to one of this node's sockets with an ack, if it is still there.
+    /// `stored`: `Some(resync)` when the item is in the device's queue (the ack removes it, with
+    /// the head check when `resync`); `None` when the store did not store it for the device
+    /// (the ack removes nothing).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn deliver_local(
         &mut self,
         socket: SocketId,
         device: DeviceKey,
         event: String,
         id: u64,
         payload: &Payload,
-        resync: bool,
+        stored: Option<bool>,
         now: Instant,
     ) {
         let admitted = self
@@ -312,18 +362,20 @@ impl Gateway {
                 .with("deviceId", device.device.clone())
                 .with("socketId", log_id)
                 .with("event", event.clone())
-                .with("dataId", id.to_string()),
+                .with("dataId", id.to_string())
+                .with("stored", stored.is_some()),
         );
+        let purpose = match stored {
+            Some(resync) => AckPurpose::Message {
+                device,
+                event,
+                id,
+                resync,
+            },
+            None => AckPurpose::Unstored,
+        };
         if let Some(client) = self.clients.get_mut(socket) {
-            client.expect_ack(
-                ack,
-                AckPurpose::Message {
-                    device,
-                    event,
-                    id,
-                    resync,
-                },
-            );
+            client.expect_ack(ack, purpose);
         }
     }
 
@@ -377,6 +429,7 @@ impl Gateway {
                 };
                 self.store(command, StoreWait::Logged { what: "batch ack" }, now);
             }
+            AckPurpose::Unstored => {}
         }
     }
 
@@ -452,7 +505,7 @@ impl Gateway {
                         event.clone(),
                         id,
                         &payload,
-                        resync,
+                        Some(resync),
                         now,
                     );
                 }
@@ -460,10 +513,19 @@ impl Gateway {
             RemoteHeader::Broadcast { site, rooms, .. } => {
                 self.broadcast_local(&site, &rooms, &payload, now)
             }
+            RemoteHeader::Unregistered {
+                site,
+                event,
+                id,
+                groups,
+                rooms,
+                ..
+            } => self.on_remote_unregistered(&site, &event, id, &groups, &rooms, &payload, now),
+            RemoteHeader::StoreReset { epoch, .. } => self.on_remote_store_reset(epoch, now),
         }
     }
 
-    fn publish(&mut self, header: RemoteHeader, payload: Bytes) {
+    pub(super) fn publish(&mut self, header: RemoteHeader, payload: Bytes) {
         let message = RemoteMessage { header, payload };
         self.push(net::Output::Publish(message.encode()));
     }
@@ -502,6 +564,17 @@ impl Gateway {
         let Some(pending) = self.sends.remove(&request) else {
             return;
         };
+        if self.options.clustered && !pending.unregistered.is_empty() {
+            let header = RemoteHeader::Unregistered {
+                origin: self.options.node_id,
+                site: pending.site.clone(),
+                event: pending.item.event.clone(),
+                id: pending.item.id,
+                groups: pending.groups.clone(),
+                rooms: pending.unregistered,
+            };
+            self.publish(header, pending.item.json.clone());
+        }
         let response = if pending.failed {
             text_response(503, "text/plain; charset=utf-8", STORE_UNAVAILABLE)
         } else {
