@@ -7,8 +7,6 @@
 
 mod sim;
 
-use std::time::Duration;
-
 use bytes::Bytes;
 use courier_core::gateway::EPOCH_CHECK_INTERVAL;
 use courier_core::gateway::cluster::{RemoteHeader, RemoteMessage, UnregisteredRoom};

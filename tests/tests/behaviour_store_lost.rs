@@ -24,6 +24,8 @@ const RECOVERY: Duration = Duration::from_secs(30);
 /// One client per (node, protocol generation); user `u3` has a device on each node.
 struct World {
     redis: Redis,
+    /// Kept alive: reconnecting clients authenticate against it.
+    _stub: StubSite,
     node_a: Gateway,
     node_b: Gateway,
     /// `(client, token, device, room, on node a)`.
@@ -64,6 +66,7 @@ fn world(bin: Bin) -> World {
     wait_for_line(&node_b, "cluster bus subscribed", &[]);
     let mut world = World {
         redis,
+        _stub: stub,
         node_a,
         node_b,
         clients,
@@ -97,7 +100,10 @@ fn everyone_receives(world: &mut World, through_a: bool, event: &str) {
     );
     for (c, ..) in &mut world.clients {
         let ev = c.expect_event(event);
-        assert!(ev.has_ack, "{event} asks for an ack like any user-room message");
+        assert!(
+            ev.has_ack,
+            "{event} asks for an ack like any user-room message"
+        );
         c.ack_event(&ev, vec![]);
     }
 }
@@ -117,11 +123,7 @@ fn wait_for_line(gw: &Gateway, message: &str, fields: &[&str]) {
 /// Waits until each node has registered each of its devices again.
 fn wait_registered_again(world: &World) {
     for (_, _, device, _, on_a) in &world.clients {
-        let node = if *on_a {
-            &world.node_a
-        } else {
-            &world.node_b
-        };
+        let node = if *on_a { &world.node_a } else { &world.node_b };
         let field = format!(r#""deviceId":"{device}""#);
         wait_for_line(node, "Device registered again", &[&field]);
     }
@@ -132,11 +134,7 @@ fn wait_registered_again(world: &World) {
 /// but the new message can be left queued.
 fn later_sends_are_queued_again(mut world: World, last: &str) {
     for (_, _, device, _, on_a) in &world.clients {
-        let node = if *on_a {
-            &world.node_a
-        } else {
-            &world.node_b
-        };
+        let node = if *on_a { &world.node_a } else { &world.node_b };
         let fields = [
             format!(r#""deviceId":"{device}""#),
             format!(r#""event":"{last}""#),
@@ -172,59 +170,68 @@ fn subscriptions(gw: &Gateway) -> usize {
 // Redis restarted empty: the epoch key is gone with everything else; both nodes notice, tell
 // each other, and register their devices again, while sends through either node reach every
 // connected device live.
-scenario!(redis_restarted_empty_under_connected_clients_on_two_nodes, |bin| {
-    let mut world = world(bin);
-    let before = (subscriptions(&world.node_a), subscriptions(&world.node_b));
-    world.redis.restart();
-    // What a node publishes while it is not subscribed is lost to it (pub/sub keeps nothing):
-    // the scenario sends once both hear each other again.
-    let resubscribed = wait_until(RECOVERY, || {
-        subscriptions(&world.node_a) > before.0 && subscriptions(&world.node_b) > before.1
-    });
-    assert!(resubscribed, "the cluster bus never came back");
-    everyone_receives(&mut world, true, "after_loss_a");
-    everyone_receives(&mut world, false, "after_loss_b");
-    wait_for_line(&world.node_a, "Store lost its data", &[]);
-    wait_for_line(&world.node_b, "Store lost its data", &[]);
-    wait_registered_again(&world);
-    everyone_receives(&mut world, false, "registered_again");
-    later_sends_are_queued_again(world, "registered_again");
-});
+scenario!(
+    redis_restarted_empty_under_connected_clients_on_two_nodes,
+    |bin| {
+        let mut world = world(bin);
+        let before = (subscriptions(&world.node_a), subscriptions(&world.node_b));
+        world.redis.restart();
+        // What a node publishes while it is not subscribed is lost to it (pub/sub keeps nothing):
+        // the scenario sends once both hear each other again.
+        let resubscribed = wait_until(RECOVERY, || {
+            subscriptions(&world.node_a) > before.0 && subscriptions(&world.node_b) > before.1
+        });
+        assert!(resubscribed, "the cluster bus never came back");
+        everyone_receives(&mut world, true, "after_loss_a");
+        everyone_receives(&mut world, false, "after_loss_b");
+        wait_for_line(&world.node_a, "Store lost its data", &[]);
+        wait_for_line(&world.node_b, "Store lost its data", &[]);
+        wait_registered_again(&world);
+        everyone_receives(&mut world, false, "registered_again");
+        later_sends_are_queued_again(world, "registered_again");
+    }
+);
 
 // The data is gone but the epoch kept (a replica that missed the latest writes): the first send
 // finds the devices unknown, delivers live to them on both nodes and registers them again.
-scenario!(registrations_lost_with_the_epoch_kept_are_found_by_use, |bin| {
-    let mut world = world(bin);
-    let deleted = world.redis.cmd(&[
-        "EVAL",
-        "local n = 0 \
+scenario!(
+    registrations_lost_with_the_epoch_kept_are_found_by_use,
+    |bin| {
+        let mut world = world(bin);
+        let deleted = world.redis.cmd(&[
+            "EVAL",
+            "local n = 0 \
          for _, key in ipairs(redis.call('KEYS', 'courier:{*')) do \
            redis.call('DEL', key) n = n + 1 \
          end \
          return n",
-        "0",
-    ]);
-    assert!(deleted.int() > 0, "the registrations were there to lose");
-    assert_eq!(world.redis.cmd(&["EXISTS", "courier:epoch"]).int(), 1);
-    everyone_receives(&mut world, true, "found_by_use");
-    wait_for_line(&world.node_a, "Device unknown to the store", &[]);
-    wait_for_line(&world.node_b, "Device unknown to the store", &[]);
-    wait_registered_again(&world);
-    assert!(
-        world.node_a.log_lines_containing("Store lost its data").is_empty(),
-        "the epoch did not change"
-    );
-    // Groups were registered again too.
-    push(
-        &world.node_b,
-        json!({"rooms": "staff", "event": "grp", "args": []}),
-    );
-    for (c, _, _, room, _) in &mut world.clients {
-        if *room != "user_3" {
-            let ev = c.expect_event("grp");
-            c.ack_event(&ev, vec![]);
+            "0",
+        ]);
+        assert!(deleted.int() > 0, "the registrations were there to lose");
+        assert_eq!(world.redis.cmd(&["EXISTS", "courier:epoch"]).int(), 1);
+        everyone_receives(&mut world, true, "found_by_use");
+        wait_for_line(&world.node_a, "Device unknown to the store", &[]);
+        wait_for_line(&world.node_b, "Device unknown to the store", &[]);
+        wait_registered_again(&world);
+        assert!(
+            world
+                .node_a
+                .log_lines_containing("Store lost its data")
+                .is_empty(),
+            "the epoch did not change"
+        );
+        // Groups were registered again too.
+        push(
+            &world.node_b,
+            json!({"rooms": "staff", "event": "grp", "args": []}),
+        );
+        for (c, _, _, room, _) in &mut world.clients {
+            if *room != "user_3" {
+                let ev = c.expect_event("grp");
+                c.ack_event(&ev, vec![]);
+            }
         }
+        everyone_receives(&mut world, false, "registered_again");
+        later_sends_are_queued_again(world, "registered_again");
     }
-    everyone_receives(&mut world, false, "registered_again");
-    later_sends_are_queued_again(world, "registered_again");
-});
+);

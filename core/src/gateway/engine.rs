@@ -384,6 +384,7 @@ impl net::Engine for Gateway {
         ));
         // Every session closes; the resulting disconnects queue the store writes that mark each
         // device disconnected, which the adapter flushes before it exits.
+        self.stop_epoch_watch();
         self.sio.close_all(now);
         self.pump(now);
     }

@@ -45,6 +45,8 @@ pub(super) struct EpochWatch {
     in_flight: bool,
     /// Until when sends ask other nodes to serve unknown devices of stored rooms too.
     recovering_until: Option<Instant>,
+    /// Shutting down: no more checks.
+    stopped: bool,
 }
 
 /// One message to serve to the sockets of a room whose devices the store did not know.
@@ -68,9 +70,15 @@ impl Gateway {
         }
     }
 
+    /// No more epoch checks: the gateway is shutting down and owes the store nothing new.
+    pub(super) fn stop_epoch_watch(&mut self) {
+        self.epoch.due = None;
+        self.epoch.stopped = true;
+    }
+
     /// Emits an epoch check when one is due (called after every input).
     pub(super) fn watch_epoch(&mut self, now: Instant) {
-        if self.options.epoch_check.is_none() || self.epoch.in_flight {
+        if self.options.epoch_check.is_none() || self.epoch.in_flight || self.epoch.stopped {
             return;
         }
         let due = *self.epoch.due.get_or_insert(now);
@@ -91,7 +99,7 @@ impl Gateway {
     /// When the gateway wants to be woken for its next epoch check.
     pub(super) fn epoch_deadline(&self) -> Option<Instant> {
         self.options.epoch_check?;
-        if self.epoch.in_flight {
+        if self.epoch.in_flight || self.epoch.stopped {
             None
         } else {
             self.epoch.due
@@ -108,7 +116,9 @@ impl Gateway {
     pub(super) fn on_epoch(&mut self, result: StoreResult, now: Instant) {
         self.epoch.in_flight = false;
         let every = self.options.epoch_check.unwrap_or(Duration::ZERO);
-        self.epoch.due = Some(now + every);
+        if !self.epoch.stopped {
+            self.epoch.due = Some(now + every);
+        }
         match result {
             StoreResult::Epoch(epoch) => self.adopt_epoch(epoch, true, now),
             StoreResult::Failed(reason) => self.event(
