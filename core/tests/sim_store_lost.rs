@@ -277,3 +277,14 @@ fn while_recovering_sends_ask_other_nodes_to_serve_devices_of_stored_rooms_too()
     sim.send(r#"{"rooms":["user_3"],"event":"e","args":[]}"#);
     assert!(published(&sim).is_empty(), "{:?}", published(&sim));
 }
+
+#[test]
+fn a_gateway_shutting_down_checks_the_epoch_no_more() {
+    let (mut sim, _old, _new) = connected_pair();
+    let now = sim.now;
+    sim.gateway.handle_shutdown(now);
+    sim.run();
+    sim.store = MemoryStore::new();
+    sim.advance(EPOCH_CHECK_INTERVAL * 2);
+    assert!(!sim.logged("Store lost its data"));
+}

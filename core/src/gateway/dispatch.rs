@@ -15,7 +15,6 @@ use bytes::Bytes;
 use super::clients::AckPurpose;
 use super::cluster::{RemoteHeader, RemoteMessage, RemoteTarget, UnregisteredRoom};
 use super::engine::{Gateway, StoreWait};
-use super::recovery::Unregistered;
 use super::routes::{send_ok, text_response};
 use super::send::SendRequest;
 use super::store::{Delivery, DeviceKey, EnqueueStatus, QueuedItem, StoreCommand, StoreResult};
@@ -30,21 +29,21 @@ pub const STORE_UNAVAILABLE: &str =
 /// A user-room `/send` waiting for its store commands.
 #[derive(Debug)]
 pub(super) struct PendingSend {
-    site: String,
-    item: QueuedItem,
-    payload: Payload,
+    pub(super) site: String,
+    pub(super) item: QueuedItem,
+    pub(super) payload: Payload,
     resync: bool,
     /// User rooms (and the public channel) the send named itself.
     direct: Vec<String>,
     /// Lowercased group rooms the send named.
-    groups: Vec<String>,
+    pub(super) groups: Vec<String>,
     /// Store commands not answered yet.
     outstanding: usize,
     /// Some command failed: answer 503.
     failed: bool,
     /// Rooms where other nodes may hold devices the store did not know: published as one
     /// [`RemoteHeader::Unregistered`] when the send is done.
-    unregistered: Vec<UnregisteredRoom>,
+    pub(super) unregistered: Vec<UnregisteredRoom>,
 }
 
 impl Gateway {
@@ -184,45 +183,7 @@ impl Gateway {
         let item = pending.item.clone();
         let payload = pending.payload.clone();
         let resync = pending.resync;
-        let groups = pending.groups.clone();
-        // Devices the store stored the message for; for `Stored` and `UnknownUser`, this
-        // node's sockets of other devices of the room are devices the store lost.
-        let known: Option<Vec<String>> = match &result {
-            StoreResult::Enqueued {
-                status: EnqueueStatus::Stored | EnqueueStatus::UnknownUser,
-                devices,
-            } => {
-                // Sorted already (the store contract); sorting again keeps lookups right anyway.
-                let mut known: Vec<String> = devices.iter().map(|d| d.device.clone()).collect();
-                known.sort();
-                Some(known)
-            }
-            _ => None,
-        };
-        if let Some(known) = known {
-            let unregistered = Unregistered {
-                site: &site,
-                room: &room,
-                via_groups: via_groups.is_some().then_some(groups.as_slice()),
-                known: &known,
-                event: &item.event,
-                id: item.id,
-                payload: &payload,
-            };
-            self.serve_unregistered(&unregistered, now);
-            // Other nodes hear of every unknown user room (offline users: one message per send
-            // at most); of stored rooms only while the store is recovering from a loss.
-            if known.is_empty() || self.recovering(now) {
-                let via_groups = via_groups.is_some();
-                if let Some(pending) = self.sends.get_mut(&request) {
-                    pending.unregistered.push(UnregisteredRoom {
-                        room: room.clone(),
-                        via_groups,
-                        known,
-                    });
-                }
-            }
-        }
+        self.serve_devices_the_store_lost(request, &room, via_groups.is_some(), &result, now);
         match result {
             StoreResult::Enqueued {
                 status: EnqueueStatus::Stored,

@@ -26,8 +26,8 @@ use std::time::{Duration, Instant};
 
 use super::cluster::{RemoteHeader, UnregisteredRoom};
 use super::engine::{Gateway, StoreWait};
-use super::store::{DeviceKey, StoreCommand, StoreResult};
-use crate::net::{AppEvent, Level};
+use super::store::{DeviceKey, EnqueueStatus, StoreCommand, StoreResult};
+use crate::net::{AppEvent, Level, RequestId};
 use crate::sio::{Payload, SocketId};
 
 /// How many epoch-check intervals after noticing a loss a send still asks other nodes to serve
@@ -50,16 +50,16 @@ pub(super) struct EpochWatch {
 }
 
 /// One message to serve to the sockets of a room whose devices the store did not know.
-pub(super) struct Unregistered<'a> {
-    pub(super) site: &'a str,
-    pub(super) room: &'a str,
+struct Unregistered<'a> {
+    site: &'a str,
+    room: &'a str,
     /// The send's lowercased group rooms when the room was reached only through them.
-    pub(super) via_groups: Option<&'a [String]>,
+    via_groups: Option<&'a [String]>,
     /// Devices the store stored the message for, sorted.
-    pub(super) known: &'a [String],
-    pub(super) event: &'a str,
-    pub(super) id: u64,
-    pub(super) payload: &'a Payload,
+    known: &'a [String],
+    event: &'a str,
+    id: u64,
+    payload: &'a Payload,
 }
 
 impl Gateway {
@@ -214,9 +214,67 @@ impl Gateway {
         );
     }
 
+    /// After one room of a send was enqueued: this node's sockets of the room whose device the
+    /// store neither stored the message for nor reported as not in the send's groups get it
+    /// live; other nodes are asked to do the same for an unknown user (and, while recovering,
+    /// for every room) through the send's [`RemoteHeader::Unregistered`].
+    pub(super) fn serve_devices_the_store_lost(
+        &mut self,
+        request: RequestId,
+        room: &str,
+        via_groups: bool,
+        result: &StoreResult,
+        now: Instant,
+    ) {
+        let StoreResult::Enqueued {
+            status: EnqueueStatus::Stored | EnqueueStatus::UnknownUser,
+            devices,
+        } = result
+        else {
+            return;
+        };
+        let Some(pending) = self.sends.get(&request) else {
+            return;
+        };
+        // Sorted already (the store contract); sorting again keeps the lookups right anyway.
+        let mut known: Vec<String> = devices.iter().map(|d| d.device.clone()).collect();
+        known.sort();
+        let (site, item, payload) = (
+            pending.site.clone(),
+            pending.item.clone(),
+            pending.payload.clone(),
+        );
+        let groups = if via_groups {
+            pending.groups.clone()
+        } else {
+            Vec::new()
+        };
+        let message = Unregistered {
+            site: &site,
+            room,
+            via_groups: via_groups.then_some(groups.as_slice()),
+            known: &known,
+            event: &item.event,
+            id: item.id,
+            payload: &payload,
+        };
+        self.serve_unregistered(&message, now);
+        // Other nodes hear of every unknown user room (offline users: one message per send at
+        // most); of stored rooms only while the store is recovering from a loss.
+        if (known.is_empty() || self.recovering(now))
+            && let Some(pending) = self.sends.get_mut(&request)
+        {
+            pending.unregistered.push(UnregisteredRoom {
+                room: room.to_owned(),
+                via_groups,
+                known,
+            });
+        }
+    }
+
     /// Delivers a message live to this node's admitted sockets of `message.room` whose device
     /// the store did not know (not among `message.known`), and registers those devices again.
-    pub(super) fn serve_unregistered(&mut self, message: &Unregistered<'_>, now: Instant) {
+    fn serve_unregistered(&mut self, message: &Unregistered<'_>, now: Instant) {
         let sockets: Vec<SocketId> = self.clients.in_room(message.site, message.room).collect();
         for socket in sockets {
             let Some(client) = self.clients.get(socket) else {
