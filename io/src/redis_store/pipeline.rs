@@ -1,7 +1,7 @@
 //! Runs of single-step store commands as one pipelined round trip.
 //!
-//! Every command except `Connect` is one script call (or, for the group index, plain set
-//! commands) whose outcome does not depend on a reply the store must see first, so a run of them
+//! Every command except `Connect` is one script call (or, for the group index and the epoch,
+//! plain commands) whose outcome does not depend on a reply the store must see first, so a run of them
 //! goes out as one pipeline, in order, and Redis executes them in that order. Errors stay per
 //! command (`ignore_errors`): a failed command is [`StoreResult::Failed`] and nothing of it
 //! happened; the others are unaffected.
