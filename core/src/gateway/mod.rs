@@ -17,7 +17,9 @@
 //!
 //! The gateway itself is split by concern: admission (CONNECT → auth → `_settings`, devices,
 //! `_batch`, user updates, disconnects), dispatch (`/send`, live deliveries, acks, `_resync`,
-//! cluster messages), HTTP routing, the demo and status pages, and the socket table.
+//! cluster messages), recovery after the store lost its data (epoch checks, registering
+//! devices again, live deliveries meanwhile), HTTP routing, the demo and status pages, and the
+//! socket table.
 
 mod admission;
 mod clients;
@@ -26,6 +28,7 @@ mod engine;
 mod http;
 mod io_config;
 mod pages;
+mod recovery;
 
 pub mod auth;
 pub mod client_bundle;
@@ -42,6 +45,6 @@ pub mod user_update;
 
 pub use admission::INVALID_NAMESPACE;
 pub use dispatch::STORE_UNAVAILABLE;
-pub use engine::{Gateway, GatewayOptions, STORE_TIMEOUT};
+pub use engine::{EPOCH_CHECK_INTERVAL, Gateway, GatewayOptions, STORE_TIMEOUT};
 pub use io_config::sio_config;
 pub use pages::{ADMIN_KEY_INVALID, DEMO_PAGE, STATUS_PAGE, status_response};
