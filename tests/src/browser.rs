@@ -21,12 +21,19 @@ use serde_json::{Value, json};
 use crate::paths::{node_clients_dir, workspace_root};
 use crate::wait::DEFAULT_TIMEOUT;
 
-/// Where Chromium is: `$CHROMIUM`, else the Debian package's `/usr/bin/chromium`
-/// (`scripts/install-deps` installs it).
+/// Where Chromium is: `$CHROMIUM`, else the Debian package's browser binary (its
+/// `/usr/bin/chromium` is a shell wrapper that only adds start-up work), else that wrapper
+/// (`scripts/install-deps` installs the package).
 pub fn chromium_path() -> PathBuf {
     let path = std::env::var_os("CHROMIUM")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"));
+        .unwrap_or_else(|| {
+            ["/usr/lib/chromium/chromium", "/usr/bin/chromium"]
+                .into_iter()
+                .map(PathBuf::from)
+                .find(|path| path.is_file())
+                .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"))
+        });
     assert!(
         path.is_file(),
         "Chromium not found at {} (run scripts/install-deps, or set CHROMIUM)",
@@ -41,6 +48,10 @@ pub static BROWSER_SLOT: Mutex<()> = Mutex::new(());
 /// How long the browser may take for one command: Chromium is heavy on a loaded machine, so
 /// twice what a socket.io client gets. A bound, never an assertion on speed.
 const BROWSER_TIMEOUT: Duration = Duration::from_secs(2 * DEFAULT_TIMEOUT.as_secs());
+
+/// How long Chromium may take to start: seconds on an idle machine, but over half a minute was
+/// seen with a load average of 15 on two cores. A bound, never an assertion on speed.
+const LAUNCH_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// One headless Chromium with named tabs; closed when dropped.
 #[derive(Debug)]
@@ -61,6 +72,7 @@ impl Browser {
         let config = json!({
             "executablePath": chromium_path(),
             "timeoutMs": BROWSER_TIMEOUT.as_millis() as u64,
+            "launchTimeoutMs": LAUNCH_TIMEOUT.as_millis() as u64,
         });
         let mut child = Command::new("node")
             .current_dir(node_clients_dir())
@@ -107,7 +119,7 @@ impl Browser {
             rx,
             stderr,
         };
-        browser.reply("start Chromium");
+        browser.reply("start Chromium", LAUNCH_TIMEOUT);
         browser
     }
 
@@ -164,15 +176,12 @@ impl Browser {
         {
             self.fail(&format!("cannot send {command}: {e}"));
         }
-        self.reply(&command.to_string())
+        self.reply(&command.to_string(), BROWSER_TIMEOUT)
     }
 
-    fn reply(&mut self, what: &str) -> Value {
-        // The driver bounds every browser wait by DEFAULT_TIMEOUT; the margin covers its reply.
-        match self
-            .rx
-            .recv_timeout(BROWSER_TIMEOUT + Duration::from_secs(10))
-        {
+    fn reply(&mut self, what: &str, bound: Duration) -> Value {
+        // The driver bounds every browser wait by `bound`; the margin covers its reply.
+        match self.rx.recv_timeout(bound + Duration::from_secs(10)) {
             Ok(message) if message["ok"] == json!(true) => message["value"].clone(),
             Ok(message) => self.fail(&format!("{what}: {}", message["error"])),
             Err(_) => self.fail(&format!("{what}: no answer from the browser driver")),

@@ -3,7 +3,8 @@
 // playwright-core and scripted by a Rust test through line-oriented JSON.
 //
 // Usage: node browser.js '<config JSON>'
-//   config: {"executablePath": "/usr/bin/chromium", "timeoutMs": 15000}
+//   config: {"executablePath": "/usr/lib/chromium/chromium", "timeoutMs": 30000,
+//            "launchTimeoutMs": 120000}
 //
 // stdin commands, one JSON object per line; each gets exactly one reply line on stdout:
 //   {"cmd":"open","page":P,"url":U}            new tab P, navigate; value: the HTTP status
@@ -111,7 +112,7 @@ async function main() {
     // As root (CI containers) Chromium refuses to start with its sandbox; /dev/shm is small in
     // containers.
     args: ["--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"],
-    timeout,
+    timeout: config.launchTimeoutMs || timeout,
   });
   reply({ ok: true, value: "ready" });
   const lines = readline.createInterface({ input: process.stdin });
