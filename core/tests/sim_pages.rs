@@ -151,6 +151,7 @@ fn the_demo_page_is_served_with_the_demo_site() {
             node_id: 1,
             seed: 1,
             clustered: false,
+            epoch_check: None,
         },
     );
     let now = std::time::Instant::now();
