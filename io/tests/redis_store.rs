@@ -52,6 +52,7 @@ fn item(id: u64, event: &str) -> QueuedItem {
 
 fn connect(room: &str, dev: &str, sock: u64, groups: Option<&[&str]>, now_ms: u64) -> StoreCommand {
     StoreCommand::Connect {
+        limits: courier_core::gateway::store::BatchLimits::for_max_payload(u64::MAX / 2),
         device: device(room, dev),
         socket: socket(sock),
         groups: groups.map(|g| g.iter().map(|s| s.to_string()).collect()),
@@ -80,7 +81,7 @@ fn ack(room: &str, dev: &str, event: &str, id: u64, resync: bool) -> StoreComman
 }
 
 fn connected(items: Vec<QueuedItem>) -> StoreResult {
-    StoreResult::Connected { items }
+    StoreResult::Connected { items, .. }
 }
 
 fn stored(devices: &[(&str, Option<u64>)]) -> StoreResult {
@@ -407,7 +408,7 @@ fn batch_ack_removes_exactly_what_it_carried<R: Runtime>(runtime: R) {
     for (id, event) in [(1, "a"), (2, "b"), (3, "a")] {
         store.execute(enqueue("user_1", item(id, event), None, T0));
     }
-    let StoreResult::Connected { items } = store.execute(connect("user_1", "d", 2, None, T0))
+    let StoreResult::Connected { items, .. } = store.execute(connect("user_1", "d", 2, None, T0))
     else {
         panic!("connect failed");
     };
