@@ -43,7 +43,9 @@ fn connect(
         groups,
         now_ms,
     }) {
-        StoreResult::Connected { items, .. } => items.into_iter().map(|i| (i.event, i.id)).collect(),
+        StoreResult::Connected { items, .. } => {
+            items.into_iter().map(|i| (i.event, i.id)).collect()
+        }
         other => panic!("unexpected {other:?}"),
     }
 }

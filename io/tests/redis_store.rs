@@ -81,7 +81,7 @@ fn ack(room: &str, dev: &str, event: &str, id: u64, resync: bool) -> StoreComman
 }
 
 fn connected(items: Vec<QueuedItem>) -> StoreResult {
-    StoreResult::Connected { items, .. }
+    StoreResult::Connected { items, more: false }
 }
 
 fn stored(devices: &[(&str, Option<u64>)]) -> StoreResult {

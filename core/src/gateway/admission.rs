@@ -125,7 +125,10 @@ impl Gateway {
         let credentials = client.credentials.clone();
 
         let device_rooms: Vec<&String> = if site.user_rooms_enabled() {
-            rooms.iter().filter(|room| site.is_user_room(room)).collect()
+            rooms
+                .iter()
+                .filter(|room| site.is_user_room(room))
+                .collect()
         } else {
             Vec::new()
         };

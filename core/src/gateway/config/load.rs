@@ -301,9 +301,7 @@ fn batch_from_yaml(
         if bytes == 0 || bytes > max_payload {
             return Err(section.error(
                 "maxBytes",
-                format!(
-                    "must be from 1 to io.maxHttpBufferSize ({max_payload}), got {bytes}"
-                ),
+                format!("must be from 1 to io.maxHttpBufferSize ({max_payload}), got {bytes}"),
             ));
         }
         limits.max_bytes = usize::try_from(bytes).unwrap_or(usize::MAX);

@@ -518,7 +518,10 @@ impl Ledger {
                         let expected: Vec<(String, Option<SocketRef>)> = alive
                             .iter()
                             .map(|(id, d)| {
-                                ((*id).clone(), (d.connected && !d.draining).then_some(d.socket))
+                                (
+                                    (*id).clone(),
+                                    (d.connected && !d.draining).then_some(d.socket),
+                                )
                             })
                             .collect();
                         let got: Vec<(String, Option<SocketRef>)> = devices
@@ -644,7 +647,9 @@ impl Ledger {
                     d.draining = *more;
                 } else {
                     ensure(items.is_empty() && !more, || {
-                        format!("NextBatch of {device:?} not draining through {socket:?} read {items:?}")
+                        format!(
+                            "NextBatch of {device:?} not draining through {socket:?} read {items:?}"
+                        )
                     })?;
                 }
             }
