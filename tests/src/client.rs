@@ -450,11 +450,21 @@ impl Client {
 
     /// Asserts that no server event arrives during `quiet` (other messages stay queued).
     pub fn expect_no_event(&mut self, quiet: Duration) {
+        self.expect_none_of(&["event"], quiet);
+    }
+
+    /// Watches for `quiet` that the library reports neither a connect nor any event (e.g. a
+    /// client the server must not tell it is connected yet).
+    pub fn expect_not_connected(&mut self, quiet: Duration) {
+        self.expect_none_of(&["connect", "event"], quiet);
+    }
+
+    fn expect_none_of(&mut self, kinds: &[&str], quiet: Duration) {
         let deadline = Instant::now() + quiet;
         loop {
-            if let Some(i) = self.queued.iter().position(|m| kind(m) == "event") {
+            if let Some(i) = self.queued.iter().position(|m| kinds.contains(&kind(m))) {
                 let m = self.queued[i].clone();
-                self.fail(&format!("expected no event for {quiet:?}, got {m}"));
+                self.fail(&format!("expected no {kinds:?} for {quiet:?}, got {m}"));
             }
             let now = Instant::now();
             if now >= deadline {
@@ -464,7 +474,7 @@ impl Client {
                 Ok(m) => self.arrive(m),
                 Err(RecvTimeoutError::Timeout) => return,
                 Err(RecvTimeoutError::Disconnected) => {
-                    self.fail("the driver exited while no event was expected")
+                    self.fail("the driver exited while nothing was expected")
                 }
             }
         }
