@@ -315,6 +315,29 @@ impl Client {
         }
     }
 
+    /// For a client that reconnects by itself: skips the drops and failed attempts it reports
+    /// (disconnect, connect_error) until a namespace connection, then `_settings` as
+    /// [`Client::expect_connected`]; panics on an event before it.
+    pub fn expect_connected_after_retries(&mut self, timeout: Duration) -> Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let m = self.take("connect", left, |m| {
+                matches!(
+                    kind(m),
+                    "connect" | "event" | "disconnect" | "connect_error"
+                )
+            });
+            match kind(&m) {
+                "connect" => break,
+                "disconnect" | "connect_error" => continue,
+                _ => self.fail(&format!("expected connect, got {m}")),
+            }
+        }
+        let settings = self.expect_event("_settings");
+        settings.args.first().cloned().unwrap_or_default()
+    }
+
     /// [`Client::expect_connect`], then the `_settings` event every connection gets first;
     /// returns its argument (e.g. `{"device_ttl":3600}`).
     pub fn expect_connected(&mut self) -> Value {

@@ -10,7 +10,7 @@
 mod common;
 
 use std::collections::HashMap;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use common::*;
 use courier_tests::{
@@ -301,7 +301,9 @@ scenario!(
         }
         redis.start_again();
         for (i, c) in clients.iter_mut().enumerate() {
-            assert_eq!(c.expect_connected(), json!({"device_ttl": 3600}));
+            // Each library retries with its own backoff (socket.io-client up to 5 s).
+            let settings = c.expect_connected_after_retries(Duration::from_secs(30));
+            assert_eq!(settings, json!({"device_ttl": 3600}));
             let batch = c.expect_event("_batch");
             assert_eq!(batch.args, vec![json!([["queued", i]])], "{}", c.label());
             c.ack_event(&batch, vec![]);

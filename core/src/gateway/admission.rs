@@ -262,7 +262,8 @@ impl Gateway {
                         "the store did not register every device; the client reconnects",
                     ),
             );
-            self.sio.close_connection(socket, now);
+            self.sio
+                .abort_connection(socket, "store registration failed", now);
             return;
         }
         self.tell_connected(socket, now);
@@ -390,7 +391,8 @@ impl Gateway {
                         .with("socketId", log_id)
                         .with("reason", reason),
                 );
-                self.sio.close_connection(socket, now);
+                self.sio
+                    .abort_connection(socket, "store command failed", now);
             }
         }
     }

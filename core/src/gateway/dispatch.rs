@@ -322,7 +322,8 @@ impl Gateway {
                     .with("room", device.room)
                     .with("deviceId", device.device),
             );
-            self.sio.close_connection(socket, now);
+            self.sio
+                .abort_connection(socket, "too many held deliveries", now);
             return;
         }
         if !self.sio.is_connected(socket) {

@@ -422,7 +422,7 @@ fn check_piece(
     expected.sort_by_key(|(_, id)| *id);
     let take = limits.piece_len(expected.iter().map(|(e, id)| item_json(e, *id).len()));
     let rest = expected.split_off(take);
-    ensure(got == expected && more == !rest.is_empty(), || {
+    ensure(got == expected && more != rest.is_empty(), || {
         format!(
             "piece of {device:?} with {limits:?}: got {got:?} (more {more}), expected {expected:?} then {rest:?}"
         )
