@@ -197,16 +197,8 @@ impl RedisStore {
         now_ms: u64,
     ) -> Result<StoreResult, RedisError> {
         let mut connection = self.connection.clone();
-        let mut invocation = self
-            .scripts
-            .connect
-            .key(self.user_base(&device.site, &device.room));
-        invocation
-            .arg(&device.device)
-            .arg(socket_text(socket))
-            .arg(now_ms)
-            .arg(limits.max_items)
-            .arg(limits.max_bytes);
+        let mut invocation =
+            self.piece_invocation(&self.scripts.connect, &device, socket, limits, now_ms);
         match &groups {
             None => invocation.arg("0"),
             Some(groups) => invocation.arg("1").arg(groups),
@@ -242,18 +234,30 @@ impl RedisStore {
             // imports them.
             tracing::warn!(target: "courier", error = %error, "legacy queue import failed");
         }
-        let mut invocation = self
-            .scripts
-            .next_batch
-            .key(self.user_base(&device.site, &device.room));
+        let invocation =
+            self.piece_invocation(&self.scripts.next_batch, &device, socket, limits, now_ms);
+        let reply: Vec<Vec<u8>> = invocation.invoke_async(&mut connection).await?;
+        parse_piece(&reply).ok_or_else(|| protocol_error("next batch reply"))
+    }
+
+    /// `script` on the device's slot with the arguments `connect.lua` and `next_batch.lua`
+    /// start with: device, socket, now_ms, max_items, max_bytes.
+    fn piece_invocation<'a>(
+        &self,
+        script: &'a Script,
+        device: &DeviceKey,
+        socket: SocketRef,
+        limits: BatchLimits,
+        now_ms: u64,
+    ) -> redis::ScriptInvocation<'a> {
+        let mut invocation = script.key(self.user_base(&device.site, &device.room));
         invocation
             .arg(&device.device)
             .arg(socket_text(socket))
             .arg(now_ms)
             .arg(limits.max_items)
             .arg(limits.max_bytes);
-        let reply: Vec<Vec<u8>> = invocation.invoke_async(&mut connection).await?;
-        parse_piece(&reply).ok_or_else(|| protocol_error("next batch reply"))
+        invocation
     }
 
     /// Moves the original's lists `/<site>:socket.io:<room>:<device>:<event>` of `<id>:<json>`
