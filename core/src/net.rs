@@ -360,6 +360,12 @@ pub trait Engine {
         let _ = now;
     }
 
+    /// What the engine counts, for `/metrics` (see [`crate::metrics`]); `None` (the default)
+    /// for engines that count nothing.
+    fn metrics(&self) -> Option<crate::metrics::Snapshot> {
+        None
+    }
+
     /// The next thing to do; [`Output::Idle`] when there is nothing more.
     fn poll_output(&mut self) -> Output;
 }

@@ -2,7 +2,7 @@
 //! error text) → `_settings` → one store `Connect` per user room / public channel → `_batch` →
 //! `last_connected`; and at the end, one store `Disconnect` per device and `last_disconnected`.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
 
@@ -12,7 +12,8 @@ use super::engine::{CallWait, Gateway, StoreWait};
 use super::store::{DeviceKey, SocketRef, StoreCommand, StoreResult};
 use super::user_update::{LastSeen, user_update_call};
 use crate::eio::Handshake;
-use crate::net::{AppEvent, CallResult, Level};
+use crate::metrics::JoinOutcome;
+use crate::net::{AppEvent, CallFailure, CallResult, Level};
 use crate::sio::{Payload, Revision, SocketId};
 
 /// The connect error for a namespace that is no site's.
@@ -70,12 +71,21 @@ impl Gateway {
                     client.phase = Phase::Authenticating(Some(id));
                 }
             }
-            Err(message) => self.refuse(socket, &message, now),
+            Err(message) => {
+                self.count_join(&site.name, JoinOutcome::AuthRefused);
+                self.refuse(socket, &message, now);
+            }
         }
     }
 
     /// The auth call of `socket` finished (or timed out).
-    pub(super) fn on_auth_result(&mut self, socket: SocketId, result: &CallResult, now: Instant) {
+    pub(super) fn on_auth_result(
+        &mut self,
+        socket: SocketId,
+        result: &CallResult,
+        took: Duration,
+        now: Instant,
+    ) {
         let Some(client) = self.clients.get(socket) else {
             // The session closed while auth was in flight: drop the answer, as the original does.
             return;
@@ -83,9 +93,33 @@ impl Gateway {
         let Some(site) = self.config.site(&client.site).cloned() else {
             return;
         };
+        if let Some(counters) = self.counters.site(&site.name) {
+            counters.auth_duration.observe_duration(took);
+        }
         match auth_outcome(&site, result) {
             Ok(rooms) => self.admit(socket, rooms, now),
-            Err(message) => self.refuse(socket, &message, now),
+            Err(message) => {
+                let outcome = match result {
+                    CallResult::Failed(CallFailure::Timeout) => JoinOutcome::AuthTimeout,
+                    CallResult::Failed(_) => JoinOutcome::AuthError,
+                    CallResult::Response { status, .. } if *status == 200 || *status == 401 => {
+                        JoinOutcome::AuthRefused
+                    }
+                    CallResult::Response { .. } => JoinOutcome::AuthError,
+                };
+                self.count_join(&site.name, outcome);
+                self.refuse(socket, &message, now);
+            }
+        }
+    }
+
+    fn count_join(&mut self, site: &str, outcome: JoinOutcome) {
+        let index = JoinOutcome::ALL
+            .iter()
+            .position(|o| *o == outcome)
+            .unwrap_or(0);
+        if let Some(counters) = self.counters.site(site) {
+            counters.joins[index] += 1;
         }
     }
 
@@ -115,6 +149,7 @@ impl Gateway {
         let rooms = client.rooms.clone();
         let credentials = client.credentials.clone();
         let log_id = client.log_id.clone();
+        self.count_join(&site.name, JoinOutcome::Admitted);
 
         self.sio.accept(socket, now);
         let settings = settings_payload(self.config.device_ttl_s);
@@ -212,6 +247,11 @@ impl Gateway {
             return;
         };
         let count = items.len();
+        if let Some(counters) = self.counters.site(&device.site) {
+            counters.batches += 1;
+            counters.batch_messages += u64::try_from(count).unwrap_or(u64::MAX);
+            counters.batch_size.observe(count as f64);
+        }
         let carried = items
             .into_iter()
             .map(|item| (item.event, item.id))

@@ -195,6 +195,14 @@ impl Clients {
             .unwrap_or_default()
     }
 
+    /// Every admitted socket (for metrics; not for hot paths).
+    pub fn admitted(&self) -> impl Iterator<Item = (SocketId, &Client)> + '_ {
+        self.by_socket
+            .iter()
+            .filter(|(_, client)| client.is_admitted())
+            .map(|(socket, client)| (*socket, client))
+    }
+
     /// How many sockets are admitted.
     pub fn admitted_count(&self) -> usize {
         self.admitted

@@ -46,6 +46,7 @@ impl Gateway {
     pub(super) fn dispatch_send(&mut self, request: RequestId, send: SendRequest, now: Instant) {
         let Some(site) = self.config.site(&send.site).cloned() else {
             // parse_send only returns known sites; answer as for an unknown one regardless.
+            self.counters.send_answered(None, 200);
             self.respond(request, send_ok());
             return;
         };
@@ -70,6 +71,7 @@ impl Gateway {
                 };
                 self.publish(header, send.payload);
             }
+            self.counters.send_answered(Some(&site.name), 200);
             self.respond(request, send_ok());
             return;
         }
@@ -240,8 +242,10 @@ impl Gateway {
         now: Instant,
     ) {
         let mut remote = Vec::new();
+        let mut queued: u64 = 0;
         for delivery in devices {
             let Some(socket) = delivery.socket else {
+                queued += 1;
                 continue;
             };
             let device = DeviceKey {
@@ -270,7 +274,15 @@ impl Gateway {
         }
         // Without a cluster a foreign node id is a socket of an earlier run of this process:
         // gone, and the item waits for that device's next `_batch`.
-        if !remote.is_empty() && self.options.clustered {
+        if !self.options.clustered {
+            queued += u64::try_from(remote.len()).unwrap_or(u64::MAX);
+            remote.clear();
+        }
+        if let Some(counters) = self.counters.site(site) {
+            counters.deliveries[1] += queued;
+            counters.deliveries[2] += u64::try_from(remote.len()).unwrap_or(u64::MAX);
+        }
+        if !remote.is_empty() {
             let header = RemoteHeader::Deliver {
                 origin: self.options.node_id,
                 site: site.to_owned(),
@@ -298,10 +310,17 @@ impl Gateway {
             .clients
             .get(socket)
             .is_some_and(|client| client.is_admitted() && client.site == device.site);
-        if !admitted || !self.sio.is_connected(socket) {
-            return;
+        let ack = if admitted && self.sio.is_connected(socket) {
+            self.sio.emit_with_ack(socket, payload, now)
+        } else {
+            None
+        };
+        // A socket that left meanwhile gets the item with its device's next `_batch`.
+        let path = if ack.is_some() { 0 } else { 1 };
+        if let Some(counters) = self.counters.site(&device.site) {
+            counters.deliveries[path] += 1;
         }
-        let Some(ack) = self.sio.emit_with_ack(socket, payload, now) else {
+        let Some(ack) = ack else {
             return;
         };
         let log_id = self.clients.log_id(socket);
@@ -354,6 +373,9 @@ impl Gateway {
                 id,
                 resync,
             } => {
+                if let Some(counters) = self.counters.site(&device.site) {
+                    counters.acks += 1;
+                }
                 let command = StoreCommand::Ack {
                     device: device.clone(),
                     event: event.clone(),
@@ -406,6 +428,9 @@ impl Gateway {
             StoreResult::Resync => {
                 if self.sio.is_connected(socket) {
                     self.sio.emit(socket, &resync_payload(), now);
+                    if let Some(counters) = self.counters.site(&device.site) {
+                        counters.resyncs += 1;
+                    }
                 }
                 self.event(log("Resync event", Level::Error));
             }
@@ -421,6 +446,7 @@ impl Gateway {
     /// A message from another node of the cluster.
     pub(super) fn on_remote_message(&mut self, message: &Bytes, now: Instant) {
         let Some(message) = RemoteMessage::decode(message) else {
+            self.counters.remote_malformed += 1;
             self.event(
                 AppEvent::new(Level::Warn, "Cluster message dropped").with("reason", "malformed"),
             );
@@ -507,6 +533,8 @@ impl Gateway {
         } else {
             send_ok()
         };
+        self.counters
+            .send_answered(Some(&pending.site), response.status);
         self.respond(request, response);
     }
 

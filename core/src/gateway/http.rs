@@ -65,6 +65,9 @@ impl Gateway {
         ) {
             Ok(send) => self.dispatch_send(id, send, now),
             Err(response) => {
+                let site = crate::urlencoded::first(&request.query, "site");
+                self.counters
+                    .send_answered(site.as_deref(), response.status);
                 let reason = String::from_utf8_lossy(&response.body).into_owned();
                 self.event(
                     AppEvent::new(Level::Error, "Send refused")

@@ -300,6 +300,11 @@ impl Server {
         self.sockets.get(&socket).is_some_and(Socket::is_connected)
     }
 
+    /// The transport of the socket's session (`true` for WebSocket) and its protocol.
+    pub fn transport(&self, socket: SocketId) -> Option<(bool, eio::Protocol)> {
+        self.eio.transport(self.sockets.get(&socket)?.session)
+    }
+
     /// The Engine.IO sid of the socket's session.
     pub fn engine_sid(&self, socket: SocketId) -> Option<&str> {
         self.eio.sid(self.sockets.get(&socket)?.session)

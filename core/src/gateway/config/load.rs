@@ -16,7 +16,16 @@ pub(super) const DEFAULT_DEVICE_TTL_S: u64 = 3600;
 
 const ENV: &str = "environment";
 
-const SECTION_KEYS: [&str; 6] = ["port", "device_ttl", "redis", "flakeid", "io", "sites"];
+const SECTION_KEYS: [&str; 8] = [
+    "port",
+    "device_ttl",
+    "redis",
+    "flakeid",
+    "io",
+    "sites",
+    "metrics",
+    "cluster",
+];
 
 /// Keys old samples and the README mention that the original itself ignores.
 const RETIRED_KEYS: [(&str, &str); 7] = [
@@ -146,6 +155,29 @@ pub fn load(sources: &ConfigSources) -> Result<Config, ConfigError> {
         None => IoOptions::default(),
     };
 
+    let metrics_context = format!("{env}.metrics");
+    let metrics_bind = match var("METRICS_BIND") {
+        Some(text) => Some(super::ops::parse_bind(text).ok_or_else(|| {
+            env_error(format!("METRICS_BIND {}", super::ops::bind_problem(text)))
+        })?),
+        None => match section.mapping("metrics")? {
+            Some(map) => super::ops::metrics_bind_from_yaml(
+                config_path,
+                &metrics_context,
+                map,
+                &mut warnings,
+            )?,
+            None => None,
+        },
+    };
+    let cluster_context = format!("{env}.cluster");
+    let cluster = match section.mapping("cluster")? {
+        Some(map) => {
+            super::ops::cluster_from_yaml(config_path, &cluster_context, map, &mut warnings)?
+        }
+        None => super::ClusterOptions::default(),
+    };
+
     let sites = if let Some(name) = var("SITE_NAME") {
         if let Some(file) = &sources.sites_yml {
             warnings.push(format!("{}: ignored because SITE_NAME is set", file.path));
@@ -185,6 +217,8 @@ pub fn load(sources: &ConfigSources) -> Result<Config, ConfigError> {
         flake,
         io,
         sites,
+        metrics_bind,
+        cluster,
         warnings,
     })
 }

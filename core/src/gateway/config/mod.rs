@@ -25,6 +25,7 @@
 
 mod io;
 mod load;
+mod ops;
 mod redis;
 mod site;
 mod yaml;
@@ -34,6 +35,7 @@ use std::time::Duration;
 
 pub use io::{IoOptions, Origins, Transport};
 pub use load::load;
+pub use ops::{ClusterOptions, DEFAULT_HEARTBEAT_INTERVAL_MS, DEFAULT_HEARTBEAT_TIMEOUT_MS};
 pub use redis::RedisConfig;
 pub use site::{DEFAULT_HTTP_TIMEOUT, SITE_ENV_VARS, Site};
 
@@ -88,6 +90,10 @@ pub struct Config {
     pub io: IoOptions,
     /// The sites, in configuration order.
     pub sites: Vec<Site>,
+    /// `metrics.bind` (or `METRICS_BIND`): a second address serving `/metrics` and `/readyz`.
+    pub metrics_bind: Option<std::net::SocketAddr>,
+    /// `cluster:`: the node heartbeat.
+    pub cluster: ClusterOptions,
     /// Things worth logging at startup (ignored keys, ignored files).
     pub warnings: Vec<String>,
 }
@@ -121,6 +127,8 @@ impl Config {
                 http_timeout: DEFAULT_HTTP_TIMEOUT,
                 demo: true,
             }],
+            metrics_bind: None,
+            cluster: ClusterOptions::default(),
             warnings: Vec::new(),
         }
     }
