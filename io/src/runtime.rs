@@ -38,6 +38,9 @@ pub trait Runtime: Clone + Send + Sync + 'static {
     /// The future returned by [`Runtime::sleep_until`]; `Sync` because hyper's timer needs it.
     type Sleep: Future<Output = ()> + Send + Sync + 'static;
 
+    /// The runtime's name, as `/metrics` reports it (`courier_build_info{runtime=…}`).
+    const NAME: &'static str = "unknown";
+
     /// Runs `future` to completion in the background. It is detached: nothing waits for it.
     fn spawn(&self, future: BoxFuture<()>);
 

@@ -83,6 +83,8 @@ impl Runtime for SmolRuntime {
     type Listener = SmolListener;
     type Sleep = SmolSleep;
 
+    const NAME: &'static str = "smol";
+
     fn spawn(&self, future: BoxFuture<()>) {
         self.executor.spawn(future).detach();
     }

@@ -87,6 +87,8 @@ impl Runtime for TokioRuntime {
     type Listener = TokioListener;
     type Sleep = tokio::time::Sleep;
 
+    const NAME: &'static str = "tokio";
+
     fn spawn(&self, future: BoxFuture<()>) {
         drop(self.runtime.get().spawn(future));
     }
