@@ -19,6 +19,24 @@ pub fn process_rss_kib(pid: u32) -> Result<u64, String> {
     vm_rss_kib(&status).ok_or_else(|| format!("{path} has no VmRSS line"))
 }
 
+/// User + system CPU seconds from the text of a Linux `/proc/<pid>/stat` (USER_HZ = 100).
+pub fn cpu_seconds(stat: &str) -> Option<f64> {
+    // The fields after the command name, which may contain spaces and ')'.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let user: f64 = fields.get(11)?.parse().ok()?;
+    let system: f64 = fields.get(12)?.parse().ok()?;
+    Some((user + system) / 100.0)
+}
+
+/// The CPU seconds process `pid` has used so far.
+pub fn process_cpu_seconds(pid: u32) -> Result<f64, String> {
+    let path = format!("/proc/{pid}/stat");
+    let stat =
+        std::fs::read_to_string(&path).map_err(|error| format!("cannot read {path}: {error}"))?;
+    cpu_seconds(&stat).ok_or_else(|| format!("{path} is not a stat line"))
+}
+
 /// Nearest-rank percentile `p` (0–100) of `samples`; `None` when there are none.
 pub fn percentile(samples: &[Duration], p: f64) -> Option<Duration> {
     if samples.is_empty() {
