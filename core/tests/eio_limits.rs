@@ -30,7 +30,10 @@ fn handshakes_over_max_connections_get_503_and_sessions_stay() {
         )
     );
     // The open session still works: a POST is accepted.
-    assert_eq!(h.post_text(&format!("EIO=4&transport=polling&sid={first}"), b"6"), "ok");
+    assert_eq!(
+        h.post_text(&format!("EIO=4&transport=polling&sid={first}"), b"6"),
+        "ok"
+    );
     let counters = h.engine.server.engine().counters();
     assert_eq!(counters.refused_max_connections, 1);
     assert_eq!(counters.opened, 2);
@@ -55,7 +58,10 @@ fn the_handshake_rate_refills_over_time() {
     h.advance(500);
     assert_eq!(h.get_status("EIO=4&transport=polling"), 200);
     assert_eq!(h.get_status("EIO=4&transport=polling"), 503);
-    assert_eq!(h.engine.server.engine().counters().refused_handshake_rate, 2);
+    assert_eq!(
+        h.engine.server.engine().counters().refused_handshake_rate,
+        2
+    );
 }
 
 #[test]

@@ -687,3 +687,163 @@ fn encode_store(e: &mut DescriptorEncoder<'_>, s: &Snapshot) -> Encoded {
     }
     Ok(())
 }
+
+/// The `/status.json` document (the status page polls it): the same counters as `/metrics`,
+/// read from the same snapshot, so the page and Prometheus never disagree. Totals only: the
+/// page computes rates from successive snapshots. Never a token, room, user, device, socket
+/// id, `authUrl` or API key.
+pub fn status_json(snapshot: Option<&Snapshot>, ops: &Ops, now_unix_ms: u64) -> serde_json::Value {
+    use serde_json::json;
+    let process = ProcessStats::read();
+    let node_hex = |id: u64| format!("{id:016x}");
+    let mut nodes: Vec<serde_json::Value> = ops
+        .nodes()
+        .into_iter()
+        .filter(|node| node.live)
+        .map(|node| {
+            json!({
+                "id": node_hex(node.id),
+                "self": node.id == ops.node_id,
+                "lastHeartbeatMs": node.last_heartbeat_ms,
+            })
+        })
+        .collect();
+    if nodes.is_empty() {
+        nodes.push(
+            json!({"id": node_hex(ops.node_id), "self": true, "lastHeartbeatMs": now_unix_ms}),
+        );
+    }
+    let sites: Vec<serde_json::Value> = snapshot
+        .map(|s| {
+            s.sites
+                .iter()
+                .zip(&s.open)
+                .map(|(site, open)| {
+                    let sends: u64 = site.sends.iter().map(|(_, count)| count).sum();
+                    json!({
+                        "name": site.name,
+                        "connections": {
+                            "polling": {"eio3": open.polling_eio3, "eio4": open.polling_eio4},
+                            "websocket": {"eio3": open.websocket_eio3, "eio4": open.websocket_eio4},
+                        },
+                        "totals": {
+                            "sends": sends,
+                            "deliveriesLive": site.deliveries[0],
+                            "deliveriesQueued": site.deliveries[1],
+                            "deliveriesRemote": site.deliveries[2],
+                            "acks": site.acks,
+                            "batches": site.batch_size.count,
+                            "batchMessages": site.batch_size.sum as u64,
+                            "resyncs": site.resyncs,
+                            "authFailures": site.joins[1] + site.joins[2] + site.joins[3],
+                        },
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut commands = 0;
+    let mut failures = 0;
+    let mut timeouts = 0;
+    let mut latency = Histogram::new(courier_core::metrics::DURATION_BUCKETS);
+    for counters in snapshot.map(|s| s.store.as_slice()).unwrap_or_default() {
+        commands += counters.outcomes.iter().sum::<u64>();
+        failures += counters.outcomes[1];
+        timeouts += counters.outcomes[2];
+        for (total, count) in latency.counts.iter_mut().zip(&counters.duration.counts) {
+            *total += count;
+        }
+        latency.count += counters.duration.count;
+        latency.sum += counters.duration.sum;
+    }
+    json!({
+        "timestampMs": now_unix_ms,
+        "node": {
+            "id": node_hex(ops.node_id),
+            "runtime": ops.runtime,
+            "version": env!("CARGO_PKG_VERSION"),
+            "uptimeSeconds": ops.started.elapsed().as_secs(),
+            "ready": ops.readiness().is_ok(),
+            "store": if ops.redis { "redis" } else { "memory" },
+            "residentBytes": process.resident_bytes,
+            "cpuSeconds": process.cpu_seconds,
+        },
+        "nodes": nodes,
+        "sites": sites,
+        "store": {
+            "commands": commands,
+            "failures": failures,
+            "timeouts": timeouts,
+            "reachable": ops.store_reachable.load(Ordering::Acquire),
+            "latencyMs": {
+                "p50": latency.quantile_bound(0.5) * 1000.0,
+                "p99": latency.quantile_bound(0.99) * 1000.0,
+            },
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use courier_core::metrics::{SiteCounters, StoreCounters};
+
+    fn snapshot() -> Snapshot {
+        let mut site = SiteCounters::new("demo".to_owned());
+        site.deliveries = [5, 2, 1];
+        site.joins = [3, 1, 1, 0];
+        site.batch_size.observe(4.0);
+        let mut open = OpenConnections::default();
+        open.add(true, false);
+        let mut store: Vec<StoreCounters> = StoreKind::ALL
+            .iter()
+            .map(|_| StoreCounters::default())
+            .collect();
+        store[3].outcomes = [7, 1, 0];
+        store[3].duration.observe(0.0004);
+        Snapshot {
+            sites: vec![site],
+            open: vec![open],
+            sends_unknown_site: vec![(401, 2)],
+            store,
+            engine_sessions: 1,
+            engine: Default::default(),
+            remote_malformed: 0,
+        }
+    }
+
+    #[test]
+    fn status_json_has_the_agreed_shape_and_the_metrics_counters() {
+        let ops = Ops::new("tokio", 0xabc, false);
+        let status = status_json(Some(&snapshot()), &ops, 1_764_750_000_000);
+        assert_eq!(status["timestampMs"], 1_764_750_000_000_u64);
+        assert_eq!(status["node"]["id"], "0000000000000abc");
+        assert_eq!(status["node"]["store"], "memory");
+        assert_eq!(status["nodes"][0]["self"], true);
+        let site = &status["sites"][0];
+        assert_eq!(site["name"], "demo");
+        assert_eq!(site["connections"]["websocket"]["eio4"], 1);
+        assert_eq!(site["totals"]["deliveriesLive"], 5);
+        assert_eq!(site["totals"]["batchMessages"], 4);
+        assert_eq!(site["totals"]["authFailures"], 2);
+        assert_eq!(status["store"]["commands"], 8);
+        assert_eq!(status["store"]["failures"], 1);
+        assert_eq!(status["store"]["latencyMs"]["p50"], 0.5);
+    }
+
+    #[test]
+    fn the_exposition_parses_back_and_never_names_a_room() {
+        let ops = Ops::new("smol", 1, true);
+        let text = render(Some(snapshot()), &ops);
+        assert!(
+            text.contains("courier_deliveries_total{site=\"demo\",path=\"live\"} 5"),
+            "{text}"
+        );
+        assert!(text.contains("courier_build_info{version="), "{text}");
+        assert!(
+            text.contains("courier_send_requests_total{site=\"\",status=\"401\"} 2"),
+            "{text}"
+        );
+        assert!(text.ends_with("# EOF\n"), "{text}");
+    }
+}

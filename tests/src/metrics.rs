@@ -29,9 +29,8 @@ impl Metrics {
     /// The value of the sample `name` whose labels include `labels`; panics when there is none
     /// (a missing series is a failure, not a zero).
     pub fn value(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
-        self.find(name, labels).unwrap_or_else(|| {
-            panic!("no sample {name} {labels:?} in /metrics:\n{}", self.text)
-        })
+        self.find(name, labels)
+            .unwrap_or_else(|| panic!("no sample {name} {labels:?} in /metrics:\n{}", self.text))
     }
 
     /// [`Metrics::value`] without the panic.
@@ -61,6 +60,9 @@ impl Metrics {
 
     /// Every sample name (for messages).
     pub fn names(&self) -> Vec<&str> {
-        self.samples.iter().map(|sample| sample.metric.as_str()).collect()
+        self.samples
+            .iter()
+            .map(|sample| sample.metric.as_str())
+            .collect()
     }
 }

@@ -79,7 +79,10 @@ scenario!(metrics_count_what_real_clients_do, |bin| {
     assert_eq!(
         before.value(
             "courier_build_info",
-            &[("runtime", runtime(bin)), ("version", env!("CARGO_PKG_VERSION"))]
+            &[
+                ("runtime", runtime(bin)),
+                ("version", env!("CARGO_PKG_VERSION"))
+            ]
         ),
         1.0
     );
@@ -108,7 +111,10 @@ scenario!(metrics_count_what_real_clients_do, |bin| {
     );
 
     // A live delivery, acknowledged.
-    push(&gw, json!({"rooms": "user_1", "event": "hello", "args": [1]}));
+    push(
+        &gw,
+        json!({"rooms": "user_1", "event": "hello", "args": [1]}),
+    );
     let ev = c.expect_event("hello");
     c.ack_event(&ev, vec![]);
     let m = expect_metric(
@@ -152,7 +158,10 @@ scenario!(metrics_count_what_real_clients_do, |bin| {
         m.sum("courier_connections_closed_total", &[]),
         before.sum("courier_connections_closed_total", &[]) + 1.0
     );
-    push(&gw, json!({"rooms": "user_1", "event": "later", "args": [2]}));
+    push(
+        &gw,
+        json!({"rooms": "user_1", "event": "later", "args": [2]}),
+    );
     let m = Metrics::scrape(port);
     assert_eq!(
         counter(&m, "courier_deliveries_total", &queued),
@@ -186,11 +195,21 @@ scenario!(metrics_count_what_real_clients_do, |bin| {
     );
 
     // A refused `/send` is counted by its status; labels never carry a room or device.
-    let r = send_json(port, SITE, "wrong-key", "", &json!({"rooms": "user_1", "event": "x"}));
+    let r = send_json(
+        port,
+        SITE,
+        "wrong-key",
+        "",
+        &json!({"rooms": "user_1", "event": "x"}),
+    );
     assert_eq!(r.status, 401);
     let m = Metrics::scrape(port);
     assert_eq!(
-        counter(&m, "courier_send_requests_total", &[site, ("status", "401")]),
+        counter(
+            &m,
+            "courier_send_requests_total",
+            &[site, ("status", "401")]
+        ),
         1.0
     );
     for secret in ["user_1", "d1", "u1", Site::API_KEY] {
@@ -208,7 +227,10 @@ scenario!(metrics_count_what_real_clients_do, |bin| {
         1.0
     );
     assert_eq!(http(metrics_port, "GET", "/readyz", &[], b"").status, 200);
-    assert_eq!(http(metrics_port, "GET", "/healthcheck", &[], b"").status, 404);
+    assert_eq!(
+        http(metrics_port, "GET", "/healthcheck", &[], b"").status,
+        404
+    );
     back.close();
 });
 
@@ -264,20 +286,27 @@ scenario!(connection_limit_refuses_new_handshakes_only, |bin| {
     let mut b = connected(&gw, Lib::Sio2, Transports::Websocket, "u2", "d2");
     let refused = handshake(gw.port());
     assert_eq!(refused.status, 503, "{}", refused.body);
-    let body: courier_tests::Value = courier_tests::serde_json::from_str(&refused.body).expect("JSON body");
+    let body: courier_tests::Value =
+        courier_tests::serde_json::from_str(&refused.body).expect("JSON body");
     assert_eq!(
         body,
         json!({"code": 3, "message": "Server at its connection limit"})
     );
     gw.wait_for_log("Engine.IO handshake refused");
-    push(&gw, json!({"rooms": ["user_1", "user_2"], "event": "still", "args": []}));
+    push(
+        &gw,
+        json!({"rooms": ["user_1", "user_2"], "event": "still", "args": []}),
+    );
     let ev = a.expect_event("still");
     a.ack_event(&ev, vec![]);
     let ev = b.expect_event("still");
     b.ack_event(&ev, vec![]);
     let m = Metrics::scrape(gw.port());
     assert_eq!(
-        m.value("courier_handshakes_refused_total", &[("limit", "max_connections")]),
+        m.value(
+            "courier_handshakes_refused_total",
+            &[("limit", "max_connections")]
+        ),
         1.0
     );
     // Room again once one leaves.
@@ -306,16 +335,25 @@ scenario!(handshake_rate_limit_refuses_new_handshakes_only, |bin| {
         assert_eq!(r.status, 200, "{}", r.body);
     }
     let refused = refused.expect("a handshake over the rate limit is refused");
-    let body: courier_tests::Value = courier_tests::serde_json::from_str(&refused.body).expect("JSON body");
+    let body: courier_tests::Value =
+        courier_tests::serde_json::from_str(&refused.body).expect("JSON body");
     assert_eq!(
         body,
         json!({"code": 3, "message": "Server at its handshake rate limit"})
     );
-    push(&gw, json!({"rooms": "user_1", "event": "still", "args": []}));
+    push(
+        &gw,
+        json!({"rooms": "user_1", "event": "still", "args": []}),
+    );
     let ev = a.expect_event("still");
     a.ack_event(&ev, vec![]);
     let m = Metrics::scrape(gw.port());
-    assert!(m.value("courier_handshakes_refused_total", &[("limit", "handshake_rate")]) >= 1.0);
+    assert!(
+        m.value(
+            "courier_handshakes_refused_total",
+            &[("limit", "handshake_rate")]
+        ) >= 1.0
+    );
     a.close();
 });
 
@@ -351,9 +389,13 @@ scenario!(devices_of_a_killed_node_count_as_disconnected, |bin| {
     );
     let (dead_node, last_heartbeat) = oldest_heartbeat(&redis);
     let before = Metrics::scrape(node_b.port());
-    push(&node_b, json!({"rooms": "user_1", "event": "after_crash", "args": [1]}));
+    push(
+        &node_b,
+        json!({"rooms": "user_1", "event": "after_crash", "args": [1]}),
+    );
     let after = Metrics::scrape(node_b.port());
-    let path = |m: &Metrics, p: &str| m.value("courier_deliveries_total", &[("site", SITE), ("path", p)]);
+    let path =
+        |m: &Metrics, p: &str| m.value("courier_deliveries_total", &[("site", SITE), ("path", p)]);
     assert_eq!(path(&after, "queued"), path(&before, "queued") + 2.0);
     assert_eq!(path(&after, "remote"), path(&before, "remote"));
     assert_eq!(
@@ -364,11 +406,20 @@ scenario!(devices_of_a_killed_node_count_as_disconnected, |bin| {
     // Both devices are recorded as disconnected since A's last heartbeat.
     for device in ["d1", "d2"] {
         let key = format!("courier:{{{SITE}:user_1}}:d:{device}");
-        let fields = redis.cmd(&["HMGET", &key, "conn", "at", "ttl", "sock"]).strings();
+        let fields = redis
+            .cmd(&["HMGET", &key, "conn", "at", "ttl", "sock"])
+            .strings();
         assert_eq!(fields[0], "0", "{device}: {fields:?}");
-        assert_eq!(fields[1], last_heartbeat.to_string(), "{device}: {fields:?}");
+        assert_eq!(
+            fields[1],
+            last_heartbeat.to_string(),
+            "{device}: {fields:?}"
+        );
         assert_eq!(fields[2], "10000", "{device}: {fields:?}");
-        assert!(fields[3].starts_with(&format!("{dead_node}:")), "{fields:?}");
+        assert!(
+            fields[3].starts_with(&format!("{dead_node}:")),
+            "{fields:?}"
+        );
     }
     // d1 comes back on B and gets the message in its `_batch`.
     let mut back = connected(&node_b, Lib::Sio4, Transports::Websocket, "u1", "d1");
@@ -379,14 +430,21 @@ scenario!(devices_of_a_killed_node_count_as_disconnected, |bin| {
     // touches the user forgets it and its queue.
     let d2 = format!("courier:{{{SITE}:user_1}}:d:d2");
     assert_eq!(redis.cmd(&["EXISTS", &d2]).int(), 1);
-    assert!(wait_until(DEFAULT_TIMEOUT, || unix_ms() > last_heartbeat + 10_000 + 100));
-    push(&node_b, json!({"rooms": "user_1", "event": "pruning", "args": []}));
+    assert!(wait_until(DEFAULT_TIMEOUT, || unix_ms()
+        > last_heartbeat + 10_000 + 100));
+    push(
+        &node_b,
+        json!({"rooms": "user_1", "event": "pruning", "args": []}),
+    );
     let ev = back.expect_event("pruning");
     back.ack_event(&ev, vec![]);
     assert_eq!(redis.cmd(&["EXISTS", &d2]).int(), 0, "d2 was pruned");
     assert_eq!(
         redis
-            .cmd(&["EXISTS", &format!("courier:{{{SITE}:user_1}}:q:d2:after_crash")])
+            .cmd(&[
+                "EXISTS",
+                &format!("courier:{{{SITE}:user_1}}:q:d2:after_crash")
+            ])
             .int(),
         0
     );
