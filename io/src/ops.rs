@@ -145,38 +145,51 @@ pub struct ProcessStats {
 }
 
 impl ProcessStats {
-    /// Reads them now.
+    /// This process's, now (zeros where unreadable).
     pub fn read() -> ProcessStats {
-        // Linux reports CPU times in USER_HZ ticks, fixed at 100 by the kernel ABI.
-        const TICKS_PER_SECOND: f64 = 100.0;
-        let resident_bytes = std::fs::read_to_string("/proc/self/status")
-            .ok()
-            .and_then(|status| {
-                status.lines().find_map(|line| {
-                    let kib = line.strip_prefix("VmRSS:")?.trim().strip_suffix("kB")?;
-                    kib.trim().parse::<u64>().ok()
-                })
-            })
-            .map_or(0, |kib| kib * 1024);
-        let cpu_seconds = std::fs::read_to_string("/proc/self/stat")
-            .ok()
-            .and_then(|stat| {
-                // Fields after the command name, which may itself contain spaces and ')'.
-                let rest = &stat[stat.rfind(')')? + 1..];
-                let fields: Vec<&str> = rest.split_whitespace().collect();
-                let user: f64 = fields.get(11)?.parse().ok()?;
-                let system: f64 = fields.get(12)?.parse().ok()?;
-                Some((user + system) / TICKS_PER_SECOND)
-            })
-            .unwrap_or(0.0);
-        let open_fds = std::fs::read_dir("/proc/self/fd")
+        ProcessStats::of("self").unwrap_or_default()
+    }
+
+    /// Process `process`'s (`self` or a pid), now; an error names the file that could not be
+    /// read. (The benchmark reads the gateway's with it.)
+    pub fn of(process: &str) -> std::result::Result<ProcessStats, String> {
+        let read = |file: &str| {
+            let path = format!("/proc/{process}/{file}");
+            std::fs::read_to_string(&path)
+                .map_err(|error| format!("cannot read {path}: {error}"))
+                .map(|text| (path, text))
+        };
+        let (path, status) = read("status")?;
+        let resident_bytes = vm_rss_bytes(&status).ok_or(format!("{path} has no VmRSS line"))?;
+        let (path, stat) = read("stat")?;
+        let cpu_seconds = cpu_seconds(&stat).ok_or(format!("{path} is not a stat line"))?;
+        let open_fds = std::fs::read_dir(format!("/proc/{process}/fd"))
             .map_or(0, |entries| u64::try_from(entries.count()).unwrap_or(0));
-        ProcessStats {
+        Ok(ProcessStats {
             resident_bytes,
             cpu_seconds,
             open_fds,
-        }
+        })
     }
+}
+
+/// `VmRSS` in bytes from the text of a Linux `/proc/<pid>/status`.
+pub fn vm_rss_bytes(status: &str) -> Option<u64> {
+    status.lines().find_map(|line| {
+        let kib = line.strip_prefix("VmRSS:")?.trim().strip_suffix("kB")?;
+        kib.trim().parse::<u64>().ok().map(|kib| kib * 1024)
+    })
+}
+
+/// User + system CPU seconds from the text of a Linux `/proc/<pid>/stat` (times are in
+/// USER_HZ ticks, fixed at 100 by the kernel ABI).
+pub fn cpu_seconds(stat: &str) -> Option<f64> {
+    // The fields after the command name, which may itself contain spaces and ')'.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let user: f64 = fields.get(11)?.parse().ok()?;
+    let system: f64 = fields.get(12)?.parse().ok()?;
+    Some((user + system) / 100.0)
 }
 
 /// The `/metrics` text for this scrape.
@@ -810,6 +823,19 @@ mod tests {
             engine: Default::default(),
             remote_malformed: 0,
         }
+    }
+
+    #[test]
+    fn proc_texts_parse() {
+        let status = "Name:\tcourier-tokio\nVmPeak:\t  99 kB\nVmRSS:\t   12345 kB\nThreads:\t3\n";
+        assert_eq!(vm_rss_bytes(status), Some(12345 * 1024));
+        assert_eq!(vm_rss_bytes("Name:\tx\n"), None);
+        assert_eq!(vm_rss_bytes("VmRSS:\tlots kB\n"), None);
+        let stat = "42 (a (b) c) S 1 2 3 4 5 6 7 8 9 10 250 150 0 0 20 0 1 0 5 6 7";
+        assert_eq!(cpu_seconds(stat), Some(4.0));
+        assert_eq!(cpu_seconds("garbage"), None);
+        let own = ProcessStats::of("self").expect("own /proc");
+        assert!(own.resident_bytes > 0 && own.open_fds > 0);
     }
 
     #[test]
