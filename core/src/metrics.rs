@@ -287,6 +287,33 @@ impl SiteCounters {
             .map_or(0, |(_, count)| *count)
     }
 
+    /// Deliveries by `path` so far.
+    pub fn deliveries_by(&self, path: DeliveryPath) -> u64 {
+        let index = DeliveryPath::ALL
+            .iter()
+            .position(|p| *p == path)
+            .unwrap_or(0);
+        self.deliveries[index]
+    }
+
+    /// Joins that ended with `outcome` so far.
+    pub fn joins_by(&self, outcome: JoinOutcome) -> u64 {
+        let index = JoinOutcome::ALL
+            .iter()
+            .position(|o| *o == outcome)
+            .unwrap_or(0);
+        self.joins[index]
+    }
+
+    /// Counts `n` deliveries by `path`.
+    pub(crate) fn delivered(&mut self, path: DeliveryPath, n: u64) {
+        let index = DeliveryPath::ALL
+            .iter()
+            .position(|p| *p == path)
+            .unwrap_or(0);
+        self.deliveries[index] += n;
+    }
+
     pub(crate) fn count_send(&mut self, status: u16) {
         match self.sends.binary_search_by_key(&status, |(code, _)| *code) {
             Ok(slot) => self.sends[slot].1 += 1,

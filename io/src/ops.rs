@@ -741,14 +741,16 @@ pub fn status_json(snapshot: Option<&Snapshot>, ops: &Ops, now_unix_ms: u64) -> 
                         },
                         "totals": {
                             "sends": sends,
-                            "deliveriesLive": site.deliveries[0],
-                            "deliveriesQueued": site.deliveries[1],
-                            "deliveriesRemote": site.deliveries[2],
+                            "deliveriesLive": site.deliveries_by(DeliveryPath::Live),
+                            "deliveriesQueued": site.deliveries_by(DeliveryPath::Queued),
+                            "deliveriesRemote": site.deliveries_by(DeliveryPath::Remote),
                             "acks": site.acks,
                             "batches": site.batch_size.count,
                             "batchMessages": site.batch_size.sum as u64,
                             "resyncs": site.resyncs,
-                            "authFailures": site.joins[1] + site.joins[2] + site.joins[3],
+                            "authFailures": site.joins_by(JoinOutcome::AuthRefused)
+                                + site.joins_by(JoinOutcome::AuthError)
+                                + site.joins_by(JoinOutcome::AuthTimeout),
                         },
                     })
                 })

@@ -16,6 +16,7 @@ use super::engine::{Gateway, StoreWait};
 use super::routes::{send_ok, text_response};
 use super::send::SendRequest;
 use super::store::{Delivery, DeviceKey, EnqueueStatus, QueuedItem, StoreCommand, StoreResult};
+use crate::metrics::DeliveryPath;
 use crate::net::{self, AppEvent, HttpResponse, Level, RequestId};
 use crate::sio::{Payload, SocketId};
 
@@ -242,7 +243,7 @@ impl Gateway {
         now: Instant,
     ) {
         let mut remote = Vec::new();
-        let mut queued: u64 = 0;
+        let (mut live, mut queued) = (0, 0);
         for delivery in devices {
             let Some(socket) = delivery.socket else {
                 queued += 1;
@@ -254,7 +255,8 @@ impl Gateway {
                 device: delivery.device,
             };
             if socket.node == self.options.node_id {
-                self.deliver_local(
+                // A socket that left meanwhile gets the item with its device's next `_batch`.
+                let emitted = self.deliver_local(
                     SocketId(socket.socket),
                     device,
                     item.event.clone(),
@@ -263,6 +265,11 @@ impl Gateway {
                     resync,
                     now,
                 );
+                if emitted {
+                    live += 1;
+                } else {
+                    queued += 1;
+                }
             } else {
                 remote.push(RemoteTarget {
                     node: socket.node,
@@ -279,8 +286,12 @@ impl Gateway {
             remote.clear();
         }
         if let Some(counters) = self.counters.site(site) {
-            counters.deliveries[1] += queued;
-            counters.deliveries[2] += u64::try_from(remote.len()).unwrap_or(u64::MAX);
+            counters.delivered(DeliveryPath::Live, live);
+            counters.delivered(DeliveryPath::Queued, queued);
+            counters.delivered(
+                DeliveryPath::Remote,
+                u64::try_from(remote.len()).unwrap_or(u64::MAX),
+            );
         }
         if !remote.is_empty() {
             let header = RemoteHeader::Deliver {
@@ -295,7 +306,8 @@ impl Gateway {
         }
     }
 
-    /// Emits stored item `id` to one of this node's sockets with an ack, if it is still there.
+    /// Emits stored item `id` to one of this node's sockets with an ack, if it is still there
+    /// (true when it was).
     fn deliver_local(
         &mut self,
         socket: SocketId,
@@ -305,23 +317,16 @@ impl Gateway {
         payload: &Payload,
         resync: bool,
         now: Instant,
-    ) {
+    ) -> bool {
         let admitted = self
             .clients
             .get(socket)
             .is_some_and(|client| client.is_admitted() && client.site == device.site);
-        let ack = if admitted && self.sio.is_connected(socket) {
-            self.sio.emit_with_ack(socket, payload, now)
-        } else {
-            None
-        };
-        // A socket that left meanwhile gets the item with its device's next `_batch`.
-        let path = if ack.is_some() { 0 } else { 1 };
-        if let Some(counters) = self.counters.site(&device.site) {
-            counters.deliveries[path] += 1;
+        if !admitted || !self.sio.is_connected(socket) {
+            return false;
         }
-        let Some(ack) = ack else {
-            return;
+        let Some(ack) = self.sio.emit_with_ack(socket, payload, now) else {
+            return false;
         };
         let log_id = self.clients.log_id(socket);
         self.event(
@@ -344,6 +349,7 @@ impl Gateway {
                 },
             );
         }
+        true
     }
 
     /// Broadcast mode: every admitted socket of each room gets the event, once per room.
@@ -466,13 +472,15 @@ impl Gateway {
                 ..
             } => {
                 let node = self.options.node_id;
+                let mut live = 0;
                 for target in targets.into_iter().filter(|target| target.node == node) {
                     let device = DeviceKey {
                         site: site.clone(),
                         room: target.room,
                         device: target.device,
                     };
-                    self.deliver_local(
+                    // The sender counted it as remote (and the store holds it either way).
+                    live += u64::from(self.deliver_local(
                         SocketId(target.socket),
                         device,
                         event.clone(),
@@ -480,7 +488,10 @@ impl Gateway {
                         &payload,
                         resync,
                         now,
-                    );
+                    ));
+                }
+                if let Some(counters) = self.counters.site(&site) {
+                    counters.delivered(DeliveryPath::Live, live);
                 }
             }
             RemoteHeader::Broadcast { site, rooms, .. } => {
