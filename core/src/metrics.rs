@@ -177,11 +177,13 @@ pub enum StoreKind {
     AckBatch,
     /// `ForgetGroupMember`.
     ForgetGroupMember,
+    /// `CheckEpoch`.
+    CheckEpoch,
 }
 
 impl StoreKind {
     /// Every kind, in label order.
-    pub const ALL: [StoreKind; 7] = [
+    pub const ALL: [StoreKind; 8] = [
         StoreKind::Connect,
         StoreKind::Disconnect,
         StoreKind::ResolveGroups,
@@ -189,6 +191,7 @@ impl StoreKind {
         StoreKind::Ack,
         StoreKind::AckBatch,
         StoreKind::ForgetGroupMember,
+        StoreKind::CheckEpoch,
     ];
 
     /// The label value.
@@ -201,6 +204,7 @@ impl StoreKind {
             StoreKind::Ack => "ack",
             StoreKind::AckBatch => "ack_batch",
             StoreKind::ForgetGroupMember => "forget_group_member",
+            StoreKind::CheckEpoch => "check_epoch",
         }
     }
 }
