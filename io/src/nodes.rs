@@ -43,12 +43,19 @@ fn retention_ms(setup: &HeartbeatSetup) -> u64 {
 
 /// One heartbeat: write ours, prune, read the registry; on success the store's scripts and
 /// `ops` get the new reading.
+///
+/// `healthy_since` is when this node's heartbeats started succeeding without a failure since
+/// (Unix ms; `None` before the first success). Nobody is declared dead before this node has
+/// itself been able to reach Redis for a whole timeout: after Redis was away (or at start),
+/// every other node needs that long to get its own heartbeat through, and a node taken for dead
+/// would have its devices recorded disconnected for good.
 pub(crate) async fn beat(
     store: &RedisStore,
     key: &str,
     setup: &HeartbeatSetup,
     node_id: u64,
     ops: &Ops,
+    healthy_since: &mut Option<u64>,
 ) -> RedisResult<()> {
     let now = unix_ms_now();
     let horizon = now.saturating_sub(retention_ms(setup));
@@ -67,8 +74,10 @@ pub(crate) async fn beat(
         .arg(-1)
         .arg("WITHSCORES")
         .query_async(&mut connection)
-        .await?;
+        .await
+        .inspect_err(|_| *healthy_since = None)?;
     let timeout = u64::try_from(setup.timeout.as_millis()).unwrap_or(u64::MAX);
+    let judging = now.saturating_sub(*healthy_since.get_or_insert(now)) >= timeout;
     let mut nodes = Vec::with_capacity(entries.len());
     let mut dead = Vec::new();
     for (member, score) in entries {
@@ -77,7 +86,7 @@ pub(crate) async fn beat(
         };
         // Scores are whole milliseconds well below 2^53: exact as f64.
         let last = score as u64;
-        let live = id == node_id || now.saturating_sub(last) <= timeout;
+        let live = id == node_id || !judging || now.saturating_sub(last) <= timeout;
         if !live {
             dead.push((id, last));
         }
@@ -106,13 +115,11 @@ pub(crate) async fn heartbeat_loop<R: Runtime>(
 ) {
     let key = registry_key(store.prefix());
     let mut warned = false;
+    let mut healthy_since = None;
     loop {
         let next = Instant::now() + setup.interval;
-        record(
-            &ops,
-            beat(&store, &key, &setup, node_id, &ops).await,
-            &mut warned,
-        );
+        let result = beat(&store, &key, &setup, node_id, &ops, &mut healthy_since).await;
+        record(&ops, result, &mut warned);
         runtime.sleep_until(next).await;
     }
 }

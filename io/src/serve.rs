@@ -112,7 +112,17 @@ pub async fn start<R: Runtime>(
             // The first heartbeat before serving (bounded), so readiness is known at once and
             // other nodes list this one before it admits anyone.
             let key = nodes::registry_key(&prefix);
-            let first = nodes::beat(&store, &key, &heartbeat, setup.node_id, &ops);
+            // The loop judges liveness once its own heartbeats have gone through for a whole
+            // timeout; this first one only registers the node and reads the registry.
+            let mut not_judging = None;
+            let first = nodes::beat(
+                &store,
+                &key,
+                &heartbeat,
+                setup.node_id,
+                &ops,
+                &mut not_judging,
+            );
             let give_up = async {
                 runtime
                     .sleep_until(std::time::Instant::now() + bus::FIRST_SUBSCRIBE_PATIENCE)
