@@ -179,11 +179,13 @@ pub enum StoreKind {
     ForgetGroupMember,
     /// `CheckEpoch`.
     CheckEpoch,
+    /// `NextBatch`.
+    NextBatch,
 }
 
 impl StoreKind {
     /// Every kind, in label order.
-    pub const ALL: [StoreKind; 8] = [
+    pub const ALL: [StoreKind; 9] = [
         StoreKind::Connect,
         StoreKind::Disconnect,
         StoreKind::ResolveGroups,
@@ -192,6 +194,7 @@ impl StoreKind {
         StoreKind::AckBatch,
         StoreKind::ForgetGroupMember,
         StoreKind::CheckEpoch,
+        StoreKind::NextBatch,
     ];
 
     /// The label value.
@@ -205,6 +208,7 @@ impl StoreKind {
             StoreKind::AckBatch => "ack_batch",
             StoreKind::ForgetGroupMember => "forget_group_member",
             StoreKind::CheckEpoch => "check_epoch",
+            StoreKind::NextBatch => "next_batch",
         }
     }
 }

@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
-use super::clients::AckPurpose;
+use super::clients::{AckPurpose, HeldDelivery, MAX_HELD_DELIVERIES};
 use super::cluster::{RemoteHeader, RemoteMessage, RemoteTarget, UnregisteredRoom};
 use super::engine::{Gateway, StoreWait};
 use super::routes::{send_ok, text_response};
@@ -313,10 +313,13 @@ impl Gateway {
         }
     }
 
-    /// Emits item `id` to one of this node's sockets with an ack, if it is still there (true
-    /// when it was). `stored`: `Some(resync)` when the item is in the device's queue (the ack
-    /// removes it, with the head check when `resync`); `None` when the store did not store it
-    /// for the device (the ack removes nothing).
+    /// Emits item `id` to one of this node's sockets with an ack, if it is still there; holds
+    /// it while the socket registers or the device drains its backlog
+    /// ([`super::clients::HeldDelivery`]). True when it was emitted or held (it goes out with
+    /// the backlog), false when the socket is gone (it stays queued for the next `_batch`).
+    /// `stored`: `Some(resync)` when the item is in the device's queue (the ack removes it,
+    /// with the head check when `resync`); `None` when the store did not store it for the
+    /// device (the ack removes nothing).
     #[allow(clippy::too_many_arguments)]
     pub(super) fn deliver_local(
         &mut self,
@@ -328,11 +331,37 @@ impl Gateway {
         stored: Option<bool>,
         now: Instant,
     ) -> bool {
-        let admitted = self
-            .clients
-            .get(socket)
-            .is_some_and(|client| client.is_admitted() && client.site == device.site);
-        if !admitted || !self.sio.is_connected(socket) {
+        let Some(client) = self.clients.get_mut(socket) else {
+            return false;
+        };
+        if !client.is_admitted() || client.site != device.site {
+            return false;
+        }
+        if client.must_hold(&device) {
+            if client.held.len() < MAX_HELD_DELIVERIES {
+                client.held.push_back(HeldDelivery {
+                    device,
+                    event,
+                    id,
+                    payload: payload.clone(),
+                    stored,
+                });
+                return true;
+            }
+            // It stays queued; the client gets it in a `_batch` when it reconnects.
+            let log_id = client.log_id.clone();
+            self.event(
+                AppEvent::new(Level::Warn, "Too many deliveries held, closing the session")
+                    .with("socketId", log_id)
+                    .with("site", device.site)
+                    .with("room", device.room)
+                    .with("deviceId", device.device),
+            );
+            self.sio
+                .abort_connection(socket, "too many held deliveries", now);
+            return false;
+        }
+        if !self.sio.is_connected(socket) {
             return false;
         }
         let Some(ack) = self.sio.emit_with_ack(socket, payload, now) else {
@@ -409,7 +438,16 @@ impl Gateway {
                 };
                 self.store(command, wait, now);
             }
-            AckPurpose::Batch { device, items } => {
+            AckPurpose::Batch {
+                device,
+                items,
+                more: true,
+            } => self.request_next_piece(socket, device, items, now),
+            AckPurpose::Batch {
+                device,
+                items,
+                more: false,
+            } => {
                 let command = StoreCommand::AckBatch {
                     device,
                     items,
