@@ -36,6 +36,7 @@ fn connect(dev: &str, socket: SocketRef, now_ms: u64) -> StoreCommand {
         device: device(dev),
         socket,
         groups: None,
+        limits: courier_core::gateway::store::BatchLimits::for_max_payload(u64::MAX / 2),
         now_ms,
     }
 }
@@ -182,7 +183,8 @@ fn reconnecting_takes_the_device_over<R: Runtime>(runtime: R) {
     );
     // The device comes back on a live node: its queue arrives, it is connected there, and a
     // late Disconnect of the dead node's socket changes nothing.
-    let StoreResult::Connected { items } = store.execute(connect("d1", fresh, T0 + 3_000)) else {
+    let StoreResult::Connected { items, .. } = store.execute(connect("d1", fresh, T0 + 3_000))
+    else {
         panic!("connect failed");
     };
     assert_eq!(items.len(), 1);
