@@ -63,6 +63,10 @@ struct Args {
     /// any /send (to attach a profiler to the server).
     #[arg(long, default_value_t = 0)]
     hold_idle_secs: u64,
+    /// Scrape the server's `/metrics` every this many milliseconds during the group fan-out
+    /// (0: never), to include what scraping costs in the server's CPU figure.
+    #[arg(long, default_value_t = 0)]
+    scrape_every_ms: u64,
     /// Deadline of each phase (admitting all clients; each /send's deliveries), in seconds.
     #[arg(long, default_value_t = 120)]
     timeout_secs: u64,
@@ -97,6 +101,10 @@ struct Results {
     group_deliveries: u64,
     group_elapsed: Duration,
     group_latencies: Vec<Duration>,
+    /// Server CPU seconds used during the group fan-out.
+    group_cpu_seconds: f64,
+    /// `/metrics` scrapes made during it.
+    scrapes: u64,
     user_rooms: u64,
     user_rooms_elapsed: Duration,
 }
@@ -164,6 +172,20 @@ async fn run(args: &Args) -> Result<Results, String> {
     }
 
     let mut group_latencies = Vec::new();
+    let scrapes = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let scraper = (args.scrape_every_ms > 0).then(|| {
+        let (port, scrapes) = (args.port, Arc::clone(&scrapes));
+        let every = Duration::from_millis(args.scrape_every_ms);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                if get(port, "/metrics").await.is_ok() {
+                    scrapes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+        })
+    });
+    let cpu_before = stats::process_cpu_seconds(args.pid)?;
     let group_started = Instant::now();
     for index in 0..args.sends {
         let rooms = [args.group.clone()];
@@ -171,6 +193,11 @@ async fn run(args: &Args) -> Result<Results, String> {
             .push(send_and_wait(args, &tally, &rooms, index, args.clients, timeout).await?);
     }
     let group_elapsed = group_started.elapsed();
+    let group_cpu_seconds = stats::process_cpu_seconds(args.pid)? - cpu_before;
+    if let Some(scraper) = scraper {
+        scraper.abort();
+    }
+    let scrapes = scrapes.load(std::sync::atomic::Ordering::Relaxed);
 
     let user_rooms = wire::rooms_fitting_one_send(
         &format!("{}{}", args.user_room_prefix, args.token_prefix),
@@ -193,6 +220,8 @@ async fn run(args: &Args) -> Result<Results, String> {
         group_deliveries: args.clients * args.sends,
         group_elapsed,
         group_latencies,
+        group_cpu_seconds,
+        scrapes,
         user_rooms,
         user_rooms_elapsed,
     })
@@ -280,6 +309,27 @@ async fn post_send(args: &Args, body: &str) -> Result<(), String> {
     }
 }
 
+/// `GET <path>` over a fresh connection, read to the end; `Err` unless the answer is 200.
+async fn get(port: u16, path: &str) -> Result<(), String> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port))
+        .await
+        .map_err(|error| format!("GET {path} connect: {error}"))?;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .map_err(|error| format!("GET {path} write: {error}"))?;
+    let mut answer = Vec::new();
+    stream
+        .read_to_end(&mut answer)
+        .await
+        .map_err(|error| format!("GET {path} read: {error}"))?;
+    match wire::http_status(&answer) {
+        Some(200) => Ok(()),
+        status => Err(format!("GET {path} answered {status:?}")),
+    }
+}
+
 fn ms(duration: Option<Duration>) -> String {
     duration.map_or_else(
         || "-".to_owned(),
@@ -313,6 +363,7 @@ fn details(args: &Args, results: &Results) -> String {
          \x20 admitted {measured} clients in {admission_secs:.2} s ({admission_rate:.0}/s, {parallel} handshakes at a time)\n\
          \x20 idle RSS: {base} KiB after warm-up -> {idle} KiB with all admitted = {per:.2} KiB per connection ({measured} measured)\n\
          \x20 group '{group}': {sends} sends x {clients} clients = {deliveries} deliveries in {secs:.2} s = {rate:.0}/s; send->all delivered p50 {p50} ms, p99 {p99} ms, max {max} ms\n\
+         \x20 group fan-out server CPU: {cpu:.3} s = {cpu_us:.2} us per delivery ({scrapes} /metrics scrapes meanwhile)\n\
          \x20 user rooms: 1 send to {user_rooms} rooms delivered in {user_ms} ms\n\
          \x20 RSS after the sends: {after} KiB\n",
         label = args.label,
@@ -336,6 +387,9 @@ fn details(args: &Args, results: &Results) -> String {
         p50 = ms(stats::percentile(&results.group_latencies, 50.0)),
         p99 = ms(stats::percentile(&results.group_latencies, 99.0)),
         max = ms(results.group_latencies.iter().max().copied()),
+        cpu = results.group_cpu_seconds,
+        cpu_us = results.group_cpu_seconds * 1e6 / results.group_deliveries.max(1) as f64,
+        scrapes = results.scrapes,
         user_rooms = results.user_rooms,
         user_ms = ms(Some(results.user_rooms_elapsed)),
         after = results.rss_after_sends_kib,

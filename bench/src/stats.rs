@@ -2,21 +2,16 @@
 
 use std::time::Duration;
 
-/// `VmRSS` in KiB from the text of a Linux `/proc/<pid>/status`.
-pub fn vm_rss_kib(status: &str) -> Option<u64> {
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|kib| kib.parse().ok())
+use courier_io::ops::ProcessStats;
+
+/// The current `VmRSS` of process `pid` in KiB (read as the gateway reads its own).
+pub fn process_rss_kib(pid: u32) -> Result<u64, String> {
+    Ok(ProcessStats::of(&pid.to_string())?.resident_bytes / 1024)
 }
 
-/// The current `VmRSS` of process `pid` in KiB.
-pub fn process_rss_kib(pid: u32) -> Result<u64, String> {
-    let path = format!("/proc/{pid}/status");
-    let status =
-        std::fs::read_to_string(&path).map_err(|error| format!("cannot read {path}: {error}"))?;
-    vm_rss_kib(&status).ok_or_else(|| format!("{path} has no VmRSS line"))
+/// The CPU seconds process `pid` has used so far.
+pub fn process_cpu_seconds(pid: u32) -> Result<f64, String> {
+    Ok(ProcessStats::of(&pid.to_string())?.cpu_seconds)
 }
 
 /// Nearest-rank percentile `p` (0–100) of `samples`; `None` when there are none.
@@ -53,14 +48,6 @@ pub fn per_second(count: u64, elapsed: Duration) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn vm_rss_is_read_from_proc_status_text() {
-        let status = "Name:\tcourier-tokio\nVmPeak:\t  99 kB\nVmRSS:\t   12345 kB\nThreads:\t3\n";
-        assert_eq!(vm_rss_kib(status), Some(12345));
-        assert_eq!(vm_rss_kib("Name:\tx\n"), None);
-        assert_eq!(vm_rss_kib("VmRSS:\tlots kB\n"), None);
-    }
 
     #[test]
     fn this_process_has_a_resident_set() {

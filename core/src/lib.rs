@@ -28,6 +28,7 @@ pub mod eio;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod gateway;
+pub mod metrics;
 pub mod net;
 pub mod sio;
 pub mod urlencoded;

@@ -22,7 +22,6 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use crate::gateway::status::StatusSnapshot;
 use crate::gateway::store::{StoreCommand, StoreResult};
 
 /// Names one HTTP request for the whole of its life. Allocated by the adapter, unique per process.
@@ -315,10 +314,11 @@ pub enum Output {
     Publish(Bytes),
     /// Log it (one JSON line) and count it.
     Event(AppEvent),
-    /// Answer request `id` with this status snapshot (`GET /status.json`, key already checked):
-    /// the adapter fills in what only it knows (runtime, version, process memory and CPU) and
-    /// writes [`crate::gateway::status_response`].
-    Status(RequestId, Box<StatusSnapshot>),
+    /// Answer request `id` (`GET /status.json`, operator key already checked) with the status
+    /// document: the adapter builds it from the same counters as `/metrics`
+    /// ([`Engine::metrics`] plus what only it sees) and writes it with
+    /// [`crate::gateway::status_response`].
+    Status(RequestId),
     /// Nothing more to do now. Call [`Engine::handle_timeout`] at this instant (if any) unless
     /// another input comes first.
     Idle(Option<Instant>),
@@ -363,6 +363,12 @@ pub trait Engine {
     /// The default does nothing.
     fn handle_shutdown(&mut self, now: Instant) {
         let _ = now;
+    }
+
+    /// What the engine counts, for `/metrics` (see [`crate::metrics`]); `None` (the default)
+    /// for engines that count nothing.
+    fn metrics(&self) -> Option<crate::metrics::Snapshot> {
+        None
     }
 
     /// The next thing to do; [`Output::Idle`] when there is nothing more.

@@ -672,6 +672,71 @@ fn the_example_config_directory_loads_without_warnings() {
 }
 
 #[test]
+fn operational_keys_are_read_and_validated() {
+    let config = ok(
+        Some(
+            "production:
+  io: {maxConnections: 100, maxHandshakesPerSecond: 20, maxBufferedMessages: 64}
+  metrics: {bind: '127.0.0.1:9100'}
+  cluster: {heartbeatInterval: 500, heartbeatTimeout: 1500}
+",
+        ),
+        Some(SITES_YML),
+        &[],
+    );
+    assert_eq!(config.io.max_connections, Some(100));
+    assert_eq!(config.io.max_handshakes_per_second, Some(20));
+    assert_eq!(config.io.max_buffered_messages, Some(64));
+    assert_eq!(config.metrics_bind, Some("127.0.0.1:9100".parse().unwrap()));
+    assert_eq!(config.cluster.heartbeat_interval_ms, 500);
+    assert_eq!(config.cluster.heartbeat_timeout_ms, 1500);
+    let sio = courier_core::gateway::sio_config(&config.io);
+    assert_eq!(sio.eio.max_sessions, Some(100));
+    assert_eq!(sio.eio.max_handshakes_per_second, Some(20));
+    assert_eq!(sio.eio.max_buffered_packets, 64);
+
+    let defaults = ok(None, Some(SITES_YML), &[]);
+    assert_eq!(defaults.io.max_connections, None);
+    assert_eq!(defaults.io.max_handshakes_per_second, None);
+    assert_eq!(defaults.metrics_bind, None);
+    assert_eq!(defaults.cluster.heartbeat_interval_ms, 2000);
+
+    let env = ok(None, Some(SITES_YML), &[("METRICS_BIND", "[::1]:9200")]);
+    assert_eq!(env.metrics_bind, Some("[::1]:9200".parse().unwrap()));
+}
+
+#[test]
+fn operational_key_errors_name_the_key_and_file() {
+    let cases = [
+        ("io: {maxConnections: 0}", "maxConnections"),
+        ("io: {maxHandshakesPerSecond: -1}", "maxHandshakesPerSecond"),
+        ("io: {maxBufferedMessages: many}", "maxBufferedMessages"),
+        ("metrics: {bind: 'localhost'}", "bind"),
+        (
+            "cluster: {heartbeatInterval: 1000, heartbeatTimeout: 1500}",
+            "heartbeatTimeout",
+        ),
+        ("cluster: {heartbeatInterval: 0}", "heartbeatInterval"),
+    ];
+    for (line, key) in cases {
+        let message = err(
+            Some(&format!("production:\n  {line}\n")),
+            Some(SITES_YML),
+            &[],
+        );
+        assert!(
+            message.starts_with("config.yml:") && message.contains(key),
+            "{line}: {message}"
+        );
+    }
+    let message = err(None, Some(SITES_YML), &[("METRICS_BIND", "nine")]);
+    assert!(
+        message.starts_with("environment:") && message.contains("METRICS_BIND"),
+        "{message}"
+    );
+}
+
+#[test]
 fn batch_piece_limits_default_from_max_http_buffer_size_and_are_validated() {
     use courier_core::gateway::batch::BatchLimits;
     let defaults = ok(None, Some(SITES_YML), &[]);

@@ -160,6 +160,7 @@ fn serve(runtime: &str) -> ExitCode {
                 node_id: 0,
                 first_log_line: "ws_idle_memory server".into(),
                 limits: courier_io::Limits::default(),
+                ops: courier_io::OpsSetup::default(),
             };
             let running = match courier_io::start(
                 runtime.clone(),

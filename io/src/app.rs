@@ -21,7 +21,7 @@ use courier_core::gateway::{EPOCH_CHECK_INTERVAL, Gateway, GatewayOptions};
 
 use crate::Startup;
 use crate::redis_store::DEFAULT_PREFIX;
-use crate::setup::{App, Limits, Setup, StoreSetup};
+use crate::setup::{App, HeartbeatSetup, Limits, OpsSetup, Setup, StoreSetup};
 
 /// How often the in-memory store reclaims expired devices (expiry itself is logical and
 /// exact; the sweep only frees memory).
@@ -38,7 +38,7 @@ pub fn gateway_app(startup: Startup) -> Result<App, String> {
         tracing::warn!(target: "courier", "{warning}");
     }
 
-    let node_id = random_u64();
+    let node_id = crate::redis_store::node_id(crate::driver::unix_ms_now(), random_u64());
     let (store, clustered, first_log_line) = match &config.redis {
         Some(redis) => (
             StoreSetup::Redis {
@@ -68,6 +68,18 @@ pub fn gateway_app(startup: Startup) -> Result<App, String> {
         epoch_check: clustered.then_some(EPOCH_CHECK_INTERVAL),
     };
     let port = config.port;
+    let ops = OpsSetup {
+        metrics_bind: config.metrics_bind,
+        heartbeat: config.redis.is_some().then(|| HeartbeatSetup {
+            interval: Duration::from_millis(config.cluster.heartbeat_interval_ms),
+            timeout: Duration::from_millis(config.cluster.heartbeat_timeout_ms),
+            device_ttl_ms: config.device_ttl_ms(),
+        }),
+    };
+    let mut limits = Limits::default();
+    if let Some(bound) = config.io.max_buffered_messages {
+        limits.ws_outbound_frames = usize::try_from(bound).unwrap_or(usize::MAX);
+    }
     let max_payload = usize::try_from(config.io.max_payload).unwrap_or(usize::MAX);
     if startup.demo {
         print_demo_help(startup.bind, port);
@@ -80,7 +92,8 @@ pub fn gateway_app(startup: Startup) -> Result<App, String> {
             store,
             node_id,
             first_log_line,
-            limits: Limits::default(),
+            limits,
+            ops,
         },
     })
 }

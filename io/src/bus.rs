@@ -5,6 +5,8 @@
 //! [`Output::Publish`]: courier_core::net::Output::Publish
 //! [`Engine::handle_remote`]: courier_core::net::Engine::handle_remote
 
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use async_channel::{Receiver, Sender};
@@ -14,6 +16,7 @@ use redis::AsyncCommands;
 use redis::aio::ConnectionManager;
 
 use crate::driver::Input;
+use crate::ops::Ops;
 use crate::runtime::Runtime;
 
 /// How many published messages may wait for Redis before new ones are dropped.
@@ -49,10 +52,12 @@ pub(crate) async fn publish_loop(
     channel: String,
     node_id: u64,
     messages: Receiver<Bytes>,
+    ops: Arc<Ops>,
 ) {
     while let Ok(message) = messages.recv().await {
         let result: Result<i64, _> = connection.publish(&channel, frame(node_id, &message)).await;
         if let Err(error) = result {
+            Ops::add(&ops.bus_dropped, 1);
             tracing::warn!(target: "courier", error = %error, "cluster publish failed");
         }
     }
@@ -87,6 +92,7 @@ pub(crate) async fn subscribe_loop<R: Runtime>(
     node_id: u64,
     control: Sender<Input>,
     first: Option<Subscription>,
+    ops: Arc<Ops>,
 ) {
     let mut warned = false;
     let mut ready = first;
@@ -98,17 +104,20 @@ pub(crate) async fn subscribe_loop<R: Runtime>(
         match subscribed {
             Ok(mut pubsub) => {
                 warned = false;
+                ops.bus_subscribed.store(true, Ordering::Release);
                 // Messages published while a node is not subscribed are lost to it; this line
                 // says from when on it hears the others again (after a Redis restart, too).
                 tracing::info!(target: "courier", "cluster bus subscribed");
                 let mut messages = pubsub.on_message();
                 while let Some(message) = messages.next().await {
-                    if let Some(message) = unframe(node_id, message.get_payload_bytes())
-                        && control.send(Input::Remote(message)).await.is_err()
-                    {
-                        return;
+                    if let Some(message) = unframe(node_id, message.get_payload_bytes()) {
+                        Ops::add(&ops.bus_received, 1);
+                        if control.send(Input::Remote(message)).await.is_err() {
+                            return;
+                        }
                     }
                 }
+                ops.bus_subscribed.store(false, Ordering::Release);
             }
             Err(error) => warn_once(&mut warned, &error),
         }

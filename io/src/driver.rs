@@ -25,7 +25,7 @@ use futures_lite::future;
 
 use crate::client::HttpClient;
 use crate::logging;
-use crate::process;
+use crate::ops::{self, Ops};
 use crate::runtime::Runtime;
 use crate::setup::InlineStore;
 use crate::ws::{OutboundReceiver, OutboundSender, outbound_queue};
@@ -69,6 +69,8 @@ pub(crate) enum Input {
     StoreResult(StoreCmdId, StoreResult),
     CallResult(CallId, CallResult),
     Remote(Bytes),
+    /// A scrape of `/metrics` wants the engine's counters.
+    Metrics(Sender<Option<courier_core::metrics::Snapshot>>),
     Shutdown,
 }
 
@@ -144,6 +146,8 @@ pub(crate) struct Driver<R: Runtime> {
     ws_queue: usize,
     /// WebSocket tasks still running; a shutdown waits for them to write their close frames.
     live_tasks: TaskCounter,
+    /// Counters and state for `/metrics` and `/readyz`.
+    ops: Arc<Ops>,
 }
 
 impl<R: Runtime> Driver<R> {
@@ -155,6 +159,7 @@ impl<R: Runtime> Driver<R> {
         client: HttpClient<R>,
         bus: Option<Sender<Bytes>>,
         ws_queue: usize,
+        ops: Arc<Ops>,
     ) -> (Driver<R>, DriverHandle) {
         let (data_tx, data) = async_channel::bounded(DATA_QUEUE);
         let (control_tx, control) = async_channel::unbounded();
@@ -178,6 +183,7 @@ impl<R: Runtime> Driver<R> {
             deadline: None,
             ws_queue: ws_queue.max(1),
             live_tasks: TaskCounter::default(),
+            ops,
         };
         (driver, handle)
     }
@@ -282,6 +288,8 @@ impl<R: Runtime> Driver<R> {
                 }
             }
             Input::WsFrame(conn, frame) => {
+                Ops::add(&self.ops.ws_frames_in, 1);
+                Ops::add(&self.ops.ws_bytes_in, frame_len(&frame));
                 if self.conns.contains_key(&conn) {
                     self.engine.handle_ws_frame(conn, frame, now);
                 }
@@ -297,6 +305,9 @@ impl<R: Runtime> Driver<R> {
             }
             Input::CallResult(id, result) => self.engine.handle_call_result(id, result, now),
             Input::Remote(message) => self.engine.handle_remote(message, now),
+            Input::Metrics(reply) => {
+                let _ = reply.try_send(self.engine.metrics());
+            }
             Input::Shutdown => {
                 self.engine.handle_shutdown(now);
                 return true;
@@ -350,17 +361,27 @@ impl<R: Runtime> Driver<R> {
                     }));
                 }
                 Output::Publish(message) => {
-                    if let Some(bus) = &self.bus
-                        && bus.try_send(message).is_err()
-                    {
-                        tracing::warn!(target: "courier", "cluster bus backlog full; message dropped");
+                    if let Some(bus) = &self.bus {
+                        if bus.try_send(message).is_ok() {
+                            Ops::add(&self.ops.bus_published, 1);
+                        } else {
+                            Ops::add(&self.ops.bus_dropped, 1);
+                            tracing::warn!(target: "courier", "cluster bus backlog full; message dropped");
+                        }
                     }
                 }
                 Output::Event(event) => logging::log_event(&event),
-                Output::Status(id, mut snapshot) => {
-                    process::fill_node_status(&mut snapshot.node, R::NAME);
+                Output::Status(id) => {
                     if let Some(reply) = self.pending_http.remove(&id) {
-                        let _ = reply.try_send(Reply::Response(status_response(&snapshot)));
+                        // The same snapshot as `/metrics`, formatted (and `/proc` read) off the
+                        // driver.
+                        let snapshot = self.engine.metrics();
+                        let ops = Arc::clone(&self.ops);
+                        self.runtime.spawn(Box::pin(async move {
+                            let document = ops::status_json(snapshot.as_ref(), &ops, unix_ms_now());
+                            let body = serde_json::to_vec(&document).unwrap_or_default();
+                            let _ = reply.try_send(Reply::Response(status_response(body)));
+                        }));
                     }
                 }
             }
@@ -386,7 +407,12 @@ impl<R: Runtime> Driver<R> {
         let Some(queue) = self.conns.get(&conn) else {
             return;
         };
-        if !queue.send_frame(frame, self.ws_queue) {
+        let len = frame_len(&frame);
+        if queue.send_frame(frame, self.ws_queue) {
+            Ops::add(&self.ops.ws_frames_out, 1);
+            Ops::add(&self.ops.ws_bytes_out, len);
+        } else {
+            Ops::add(&self.ops.ws_slow_consumers, 1);
             // A peer that does not read is disconnected, never buffered for.
             if let Some(queue) = self.conns.remove(&conn) {
                 queue.abort();
@@ -469,6 +495,12 @@ impl Drop for ExitOnPanic {
             std::process::exit(70);
         }
     }
+}
+
+/// The payload length of a frame, for the byte counters.
+fn frame_len(frame: &WsFrame) -> u64 {
+    let (WsFrame::Text(bytes) | WsFrame::Binary(bytes)) = frame;
+    u64::try_from(bytes.len()).unwrap_or(u64::MAX)
 }
 
 /// Milliseconds since the Unix epoch, now.

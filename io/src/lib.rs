@@ -22,7 +22,8 @@ mod client;
 mod driver;
 mod hyper_glue;
 pub mod logging;
-mod process;
+mod nodes;
+pub mod ops;
 mod redis_store;
 mod runtime;
 mod serve;
@@ -35,7 +36,13 @@ pub use bus::{channel as bus_channel, frame as bus_frame, unframe as bus_unframe
 pub use cli::{Cli, cli_main, environment, read_config_files};
 pub use client::HttpClient;
 pub use driver::unix_ms_now;
-pub use redis_store::{BlockingRedisStore, DEFAULT_PREFIX, RedisStore, escape as escape_key_part};
+pub use redis_store::{
+    BlockingRedisStore, DEFAULT_PREFIX, Liveness, NODE_ID_RANDOM_BITS, RedisStore,
+    escape as escape_key_part, node_id,
+};
 pub use runtime::{BoxFuture, Connection, Listener, Runtime};
 pub use serve::{DEFAULT_MAX_PAYLOAD, Running, conformance_port, serve_engine, start};
-pub use setup::{App, ConfigFiles, Limits, MemoryStoreSetup, Setup, Startup, StoreSetup};
+pub use setup::{
+    App, ConfigFiles, HeartbeatSetup, Limits, MemoryStoreSetup, OpsSetup, Setup, Startup,
+    StoreSetup,
+};

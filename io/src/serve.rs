@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use async_channel::{Receiver, Sender};
+use courier_core::gateway::store::StoreResult;
 use courier_core::net::Engine;
 use futures_lite::future;
 
@@ -13,10 +14,12 @@ use crate::bus;
 use crate::client::HttpClient;
 use crate::driver::{Driver, Input, StoreSink};
 use crate::logging;
+use crate::nodes;
+use crate::ops::Ops;
 use crate::redis_store::RedisStore;
 use crate::runtime::{BoxFuture, Runtime};
 use crate::server::{self, Server};
-use crate::setup::{Limits, Setup, StoreSetup};
+use crate::setup::{Limits, OpsSetup, Setup, StoreSetup};
 
 /// Default `max_payload` when the application does not configure one (Engine.IO's 1e6).
 pub const DEFAULT_MAX_PAYLOAD: usize = 1_000_000;
@@ -30,6 +33,8 @@ pub struct Running<R: Runtime> {
     listener: R::Listener,
     driver: Driver<R>,
     server: Arc<Server<R>>,
+    metrics_server: Option<(Arc<Server<R>>, R::Listener, SocketAddr)>,
+    ops: Arc<Ops>,
     grace: std::time::Duration,
     background: Vec<BoxFuture<()>>,
 }
@@ -54,6 +59,16 @@ pub async fn start<R: Runtime>(
         .await
         .map_err(|error| format!("cannot listen on {addr}: {error}"))?;
     let client = HttpClient::new(runtime.clone(), setup.limits.call_body_cap)?;
+    let redis = matches!(setup.store, StoreSetup::Redis { .. });
+    let ops = Arc::new(Ops::new(R::NAME, setup.node_id, redis));
+    let metrics_listener = match setup.ops.metrics_bind {
+        Some(addr) => Some(
+            server::bind(&runtime, addr)
+                .await
+                .map_err(|error| format!("cannot listen on {addr} (metrics.bind): {error}"))?,
+        ),
+        None => None,
+    };
     let mut background: Vec<BoxFuture<()>> = Vec::new();
     let (store, bus_sender, store_queue) = match setup.store {
         StoreSetup::None => (StoreSink::None, None, None),
@@ -74,6 +89,7 @@ pub async fn start<R: Runtime>(
                 bus::channel(&prefix),
                 setup.node_id,
                 bus_rx,
+                Arc::clone(&ops),
             )));
             (
                 StoreSink::Queue(commands_tx),
@@ -89,8 +105,43 @@ pub async fn start<R: Runtime>(
         client,
         bus_sender,
         setup.limits.ws_outbound_frames,
+        Arc::clone(&ops),
     );
     if let Some((store, commands, prefix)) = store_queue {
+        if let Some(heartbeat) = setup.ops.heartbeat {
+            // The first heartbeat before serving (bounded), so readiness is known at once and
+            // other nodes list this one before it admits anyone.
+            let key = nodes::registry_key(&prefix);
+            // The loop judges liveness once its own heartbeats have gone through for a whole
+            // timeout; this first one only registers the node and reads the registry.
+            let mut not_judging = None;
+            let first = nodes::beat(
+                &store,
+                &key,
+                &heartbeat,
+                setup.node_id,
+                &ops,
+                &mut not_judging,
+            );
+            let give_up = async {
+                runtime
+                    .sleep_until(std::time::Instant::now() + bus::FIRST_SUBSCRIBE_PATIENCE)
+                    .await;
+                Err(redis::RedisError::from((
+                    redis::ErrorKind::Io,
+                    "no answer from Redis in time",
+                )))
+            };
+            let mut warned = false;
+            nodes::record(&ops, future::or(first, give_up).await, &mut warned);
+            background.push(Box::pin(nodes::heartbeat_loop(
+                runtime.clone(),
+                store.clone(),
+                heartbeat,
+                setup.node_id,
+                Arc::clone(&ops),
+            )));
+        }
         let channel = bus::channel(&prefix);
         let first = bus::subscribe_first(
             &runtime,
@@ -109,19 +160,36 @@ pub async fn start<R: Runtime>(
             setup.node_id,
             handle.control.clone(),
             first,
+            Arc::clone(&ops),
         )));
         background.push(Box::pin(store_loop(
             store,
             commands,
             handle.control.clone(),
+            Arc::clone(&ops),
         )));
     }
     let server = Arc::new(Server {
         runtime: runtime.clone(),
-        driver: handle,
+        driver: handle.clone(),
         max_payload: setup.max_payload.max(1),
         header_read_timeout: setup.limits.header_read_timeout,
         ws_tasks: driver.task_counter(),
+        ops: Arc::clone(&ops),
+        ops_only: false,
+    });
+    let metrics_server = metrics_listener.map(|(listener, addr)| {
+        tracing::info!(target: "courier", address = %addr, "Metrics listening");
+        let server = Arc::new(Server {
+            runtime: runtime.clone(),
+            driver: handle,
+            max_payload: 1,
+            header_read_timeout: setup.limits.header_read_timeout,
+            ws_tasks: driver.task_counter(),
+            ops: Arc::clone(&ops),
+            ops_only: true,
+        });
+        (server, listener, addr)
     });
     tracing::info!(target: "courier", port = local_addr.port(), "{}", setup.first_log_line);
     Ok(Running {
@@ -130,6 +198,8 @@ pub async fn start<R: Runtime>(
         listener,
         driver,
         server,
+        metrics_server,
+        ops,
         grace: setup.limits.shutdown_grace,
         background,
     })
@@ -141,6 +211,11 @@ impl<R: Runtime> Running<R> {
         self.local_addr
     }
 
+    /// The bound `metrics.bind` address, if one is configured.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_server.as_ref().map(|(_, _, addr)| *addr)
+    }
+
     /// Serves until `shutdown` completes; then stops accepting, lets the engine close its
     /// sessions (`handle_shutdown`), carries out what it emits within the grace period, and
     /// returns.
@@ -150,6 +225,8 @@ impl<R: Runtime> Running<R> {
             listener,
             driver,
             server,
+            metrics_server,
+            ops,
             grace,
             background,
             ..
@@ -170,8 +247,22 @@ impl<R: Runtime> Running<R> {
             driver.run(grace).await;
             drop(done_tx);
         }));
+        if let Some((metrics, listener, _)) = metrics_server {
+            // Serves until the process stops, through the drain (`/readyz` says 503 then).
+            let stop = stop_rx.clone();
+            runtime.spawn(Box::pin(async move {
+                future::or(metrics.accept_loop(listener), async {
+                    let _ = stop.recv().await;
+                })
+                .await;
+            }));
+        }
         let control = server.driver.control.clone();
         future::or(Arc::clone(&server).accept_loop(listener), shutdown).await;
+        // Not ready any more, before anything closes: load balancers polling `/readyz` (on a
+        // kept-alive connection or `metrics.bind`) stop sending new clients here.
+        ops.draining
+            .store(true, std::sync::atomic::Ordering::Release);
         // The listener is dropped here: no new connections.
         let _ = control.send(Input::Shutdown).await;
         let _ = done_rx.recv().await;
@@ -188,6 +279,7 @@ async fn store_loop(
         courier_core::gateway::store::StoreCommand,
     )>,
     control: Sender<Input>,
+    ops: Arc<Ops>,
 ) {
     while let Ok(first) = commands.recv().await {
         let mut batch = vec![first];
@@ -199,6 +291,13 @@ async fn store_loop(
         }
         let (ids, batch): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
         let results = store.execute_batch(batch).await;
+        if results
+            .iter()
+            .any(|result| !matches!(result, StoreResult::Failed(_)))
+        {
+            ops.store_reachable
+                .store(true, std::sync::atomic::Ordering::Release);
+        }
         for (id, result) in ids.into_iter().zip(results) {
             if control.send(Input::StoreResult(id, result)).await.is_err() {
                 return;
@@ -233,6 +332,7 @@ pub fn serve_engine<R: Runtime>(
         node_id: 0,
         first_log_line: "Listening".to_owned(),
         limits: Limits::default(),
+        ops: OpsSetup::default(),
     };
     run_to_exit(runtime, engine, setup, bind)
 }

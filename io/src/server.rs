@@ -18,6 +18,7 @@ use smol_hyper::rt::FuturesIo;
 
 use crate::driver::{DriverHandle, Input, Reply, TaskCounter};
 use crate::hyper_glue::RuntimeTimer;
+use crate::ops::{self, Ops};
 use crate::runtime::{Listener, Runtime};
 use crate::ws;
 
@@ -29,6 +30,10 @@ pub(crate) struct Server<R: Runtime> {
     pub(crate) header_read_timeout: Duration,
     /// Counts WebSocket tasks, so a shutdown can wait for close frames to be written.
     pub(crate) ws_tasks: TaskCounter,
+    /// Readiness and the I/O layer's counters.
+    pub(crate) ops: Arc<Ops>,
+    /// The `metrics.bind` listener: only `/metrics` and `/readyz`, 404 for the rest.
+    pub(crate) ops_only: bool,
 }
 
 impl<R: Runtime> Server<R> {
@@ -69,6 +74,9 @@ impl<R: Runtime> Server<R> {
     }
 
     async fn handle(&self, mut request: Request<Incoming>) -> Response<Full<Bytes>> {
+        if let Some(response) = self.ops_route(&request).await {
+            return response;
+        }
         let id = self.driver.next_request_id();
         let websocket = is_websocket_upgrade(request.method(), request.headers());
         let on_upgrade = websocket.then(|| hyper::upgrade::on(&mut request));
@@ -141,6 +149,38 @@ impl<R: Runtime> Server<R> {
                 response
             }
             Err(_) => plain(StatusCode::SERVICE_UNAVAILABLE, "shutting down"),
+        }
+    }
+}
+
+impl<R: Runtime> Server<R> {
+    /// `GET /metrics` and `GET /readyz` (also `HEAD`), answered here rather than by the engine:
+    /// readiness is the I/O layer's to know, and the metrics text is written off the driver
+    /// (which only copies its counters). `None` for every other request of the main port.
+    async fn ops_route(&self, request: &Request<Incoming>) -> Option<Response<Full<Bytes>>> {
+        let readable = matches!(*request.method(), hyper::Method::GET | hyper::Method::HEAD);
+        match request.uri().path() {
+            "/metrics" if readable => {
+                let (reply, snapshot) = async_channel::bounded(1);
+                let snapshot = match self.driver.control.send(Input::Metrics(reply)).await {
+                    Ok(()) => snapshot.recv().await.ok().flatten(),
+                    // The driver has stopped: the I/O figures are still worth reading.
+                    Err(_) => None,
+                };
+                let text = ops::render(snapshot, &self.ops);
+                let mut response = Response::new(Full::new(Bytes::from(text)));
+                response.headers_mut().insert(
+                    "content-type",
+                    HeaderValue::from_static(ops::METRICS_CONTENT_TYPE),
+                );
+                Some(response)
+            }
+            "/readyz" if readable => Some(match self.ops.readiness() {
+                Ok(()) => plain(StatusCode::OK, "ready"),
+                Err(reason) => plain(StatusCode::SERVICE_UNAVAILABLE, reason),
+            }),
+            _ if self.ops_only => Some(plain(StatusCode::NOT_FOUND, "not found")),
+            _ => None,
         }
     }
 }

@@ -66,6 +66,28 @@ pub struct Setup {
     pub first_log_line: String,
     /// Buffer sizes and timeouts; `Limits::default()` suits production.
     pub limits: Limits,
+    /// Operations: the metrics address and the node heartbeat; `OpsSetup::default()` for none.
+    pub ops: OpsSetup,
+}
+
+/// How a node reports on itself and tells other nodes it is alive.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OpsSetup {
+    /// A second address serving only `/metrics` and `/readyz` (both are on the main port too).
+    pub metrics_bind: Option<std::net::SocketAddr>,
+    /// The node heartbeat in Redis (only used with the Redis store).
+    pub heartbeat: Option<HeartbeatSetup>,
+}
+
+/// The node heartbeat: see `io/REDIS-LAYOUT.md`, "Node liveness".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeartbeatSetup {
+    /// How often the heartbeat is written and the registry read.
+    pub interval: Duration,
+    /// After how long without a heartbeat a node is dead.
+    pub timeout: Duration,
+    /// `device_ttl` (ms) that a dead node's devices get from its last heartbeat.
+    pub device_ttl_ms: u64,
 }
 
 /// Buffer sizes and timeouts of the I/O layer.

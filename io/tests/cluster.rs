@@ -25,6 +25,7 @@ fn redis_setup(redis: &RedisServer, node_id: u64) -> Setup {
         node_id,
         first_log_line: "Cluster test".into(),
         limits: Limits::default(),
+        ops: courier_io::OpsSetup::default(),
     }
 }
 

@@ -48,6 +48,7 @@ fn runs_commands_inline_and_sweeps<R: Runtime>(runtime: R) {
         node_id: 1,
         first_log_line: "Inline store test".into(),
         limits: Limits::default(),
+        ops: courier_io::OpsSetup::default(),
     };
     let (engine, stats) = TestEngine::new();
     let server = TestServer::start(runtime, engine, setup);

@@ -14,6 +14,10 @@ pub(crate) enum ErrorCode {
     BadRequest,
     Forbidden,
     UnsupportedProtocolVersion,
+    /// `io.maxConnections` sessions are open.
+    TooManyConnections,
+    /// `io.maxHandshakesPerSecond` was reached.
+    TooManyHandshakes,
 }
 
 impl ErrorCode {
@@ -25,6 +29,9 @@ impl ErrorCode {
             ErrorCode::BadRequest => 3,
             ErrorCode::Forbidden => 4,
             ErrorCode::UnsupportedProtocolVersion => 5,
+            // Engine.IO has no code for an overloaded server; 3 ("Bad request") is the one its
+            // clients treat as a failed handshake and retry with backoff.
+            ErrorCode::TooManyConnections | ErrorCode::TooManyHandshakes => 3,
         }
     }
 
@@ -36,14 +43,16 @@ impl ErrorCode {
             ErrorCode::BadRequest => "Bad request",
             ErrorCode::Forbidden => "Forbidden",
             ErrorCode::UnsupportedProtocolVersion => "Unsupported protocol version",
+            ErrorCode::TooManyConnections => "Server at its connection limit",
+            ErrorCode::TooManyHandshakes => "Server at its handshake rate limit",
         }
     }
 
     fn status(self) -> u16 {
-        if self == ErrorCode::Forbidden {
-            403
-        } else {
-            400
+        match self {
+            ErrorCode::Forbidden => 403,
+            ErrorCode::TooManyConnections | ErrorCode::TooManyHandshakes => 503,
+            _ => 400,
         }
     }
 

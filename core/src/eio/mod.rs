@@ -112,6 +112,12 @@ pub struct Config {
     /// Most packets buffered for a polling client between two GETs; past it the session is
     /// closed as a slow consumer rather than growing memory.
     pub max_buffered_packets: usize,
+    /// Most sessions open at once (`io.maxConnections`); a handshake over it gets `503` with
+    /// an Engine.IO error body. `None`: unlimited.
+    pub max_sessions: Option<usize>,
+    /// Most handshakes per second (`io.maxHandshakesPerSecond`, a token bucket holding one
+    /// second's worth); over it a handshake gets `503`. `None`: unlimited.
+    pub max_handshakes_per_second: Option<u32>,
 }
 
 impl Default for Config {
@@ -132,6 +138,8 @@ impl Default for Config {
             handshake_headers: Headers::default(),
             allow_eio3: true,
             max_buffered_packets: 1_024,
+            max_sessions: None,
+            max_handshakes_per_second: None,
         }
     }
 }

@@ -15,6 +15,7 @@ use super::http::{self, ErrorCode};
 use super::packet::{Message, Packet};
 use super::session::{Heartbeat, PollingFormat, Session, Transport};
 use super::{Config, Handshake, Protocol};
+use crate::metrics::EngineCounters;
 use crate::net::{
     self, AppEvent, ConnId, Headers, HttpRequest, HttpResponse, Level, Method, RequestId, WsFrame,
 };
@@ -92,6 +93,45 @@ pub struct Server {
     pub(super) events: VecDeque<Event>,
     /// The latest `now` seen by any input.
     pub(super) now: Option<Instant>,
+    /// What `/metrics` reports about this endpoint.
+    pub(super) counters: EngineCounters,
+    /// Handshake budget of `max_handshakes_per_second` (see [`HandshakeBudget`]).
+    pub(super) handshake_budget: HandshakeBudget,
+    /// Handshakes refused by a limit since the last warning line (one line a second at most,
+    /// so a flood of refusals cannot flood the log).
+    refused_unlogged: u64,
+    last_refusal_log: Option<Instant>,
+}
+
+/// A token bucket for handshakes: holds up to one second's worth, refilled continuously.
+/// Counted in thousandths of a handshake so the refill needs no floating point.
+#[derive(Debug, Clone, Default)]
+pub(super) struct HandshakeBudget {
+    milli_tokens: u64,
+    refilled_at: Option<Instant>,
+}
+
+impl HandshakeBudget {
+    /// Takes one handshake from a bucket refilled at `per_second`; false when it is empty.
+    fn take(&mut self, per_second: u32, now: Instant) -> bool {
+        let capacity = u64::from(per_second) * 1000;
+        let refill = match self.refilled_at {
+            None => capacity,
+            Some(at) => {
+                let micros = now.saturating_duration_since(at).as_micros();
+                u64::try_from(micros.saturating_mul(u128::from(per_second)) / 1000)
+                    .unwrap_or(u64::MAX)
+            }
+        };
+        self.milli_tokens = self.milli_tokens.saturating_add(refill).min(capacity);
+        self.refilled_at = Some(now);
+        if self.milli_tokens >= 1000 {
+            self.milli_tokens -= 1000;
+            true
+        } else {
+            false
+        }
+    }
 }
 
 impl Server {
@@ -110,7 +150,23 @@ impl Server {
             io: VecDeque::new(),
             events: VecDeque::new(),
             now: None,
+            counters: EngineCounters::default(),
+            handshake_budget: HandshakeBudget::default(),
+            refused_unlogged: 0,
+            last_refusal_log: None,
         }
+    }
+
+    /// What this endpoint counted (sessions opened and closed, refusals, polling traffic).
+    pub fn counters(&self) -> &EngineCounters {
+        &self.counters
+    }
+
+    /// The session's transport (`true` for WebSocket) and protocol, while it exists.
+    pub fn transport(&self, session: SessionId) -> Option<(bool, Protocol)> {
+        self.sessions
+            .get(&session)
+            .map(|s| (matches!(s.transport, Transport::WebSocket(_)), s.protocol))
     }
 
     /// The configuration.
@@ -138,11 +194,6 @@ impl Server {
     /// The session's handshake record, while it is open.
     pub fn handshake(&self, session: SessionId) -> Option<&Arc<Handshake>> {
         self.sessions.get(&session).map(|s| &s.handshake)
-    }
-
-    /// Whether the session is still on long polling (not upgraded), while it is open.
-    pub fn is_polling(&self, session: SessionId) -> Option<bool> {
-        self.sessions.get(&session).map(|s| s.is_polling())
     }
 
     /// Number of sessions (including ones delivering their final close packet).
@@ -183,6 +234,9 @@ impl Server {
             None => {
                 if req.method != Method::Get {
                     return self.refuse(id, ErrorCode::BadHandshakeMethod, cors);
+                }
+                if let Some(code) = self.over_limit(now) {
+                    return self.refuse_over_limit(id, code, cors, now);
                 }
                 self.open_session(id, &req, protocol, websocket_transport, cors, now);
             }
@@ -382,6 +436,60 @@ impl Server {
         self.respond(id, http::error_response(code, cors));
     }
 
+    /// Which limit a new handshake at `now` is over, if any (`io.maxConnections` first: a
+    /// handshake refused for it does not use up the rate budget).
+    fn over_limit(&mut self, now: Instant) -> Option<ErrorCode> {
+        if let Some(max) = self.config.max_sessions
+            && self.sessions.len() >= max
+        {
+            self.counters.refused_max_connections += 1;
+            return Some(ErrorCode::TooManyConnections);
+        }
+        if let Some(rate) = self.config.max_handshakes_per_second
+            && !self.handshake_budget.take(rate, now)
+        {
+            self.counters.refused_handshake_rate += 1;
+            return Some(ErrorCode::TooManyHandshakes);
+        }
+        None
+    }
+
+    /// Answers 503 with the Engine.IO error body, and logs one warning a second at most with
+    /// how many were refused since the last one.
+    fn refuse_over_limit(&mut self, id: RequestId, code: ErrorCode, cors: Headers, now: Instant) {
+        self.refused_unlogged += 1;
+        let due = self
+            .last_refusal_log
+            .is_none_or(|at| now.saturating_duration_since(at) >= Duration::from_secs(1));
+        if due {
+            self.io.push_back(net::Output::Event(
+                AppEvent::new(Level::Warn, "Engine.IO handshake refused")
+                    .with("reason", code.log_name())
+                    .with("refused", self.refused_unlogged)
+                    .with(
+                        "sessions",
+                        u64::try_from(self.sessions.len()).unwrap_or(u64::MAX),
+                    ),
+            ));
+            self.refused_unlogged = 0;
+            self.last_refusal_log = Some(now);
+        }
+        self.respond(id, http::error_response(code, cors));
+    }
+
+    /// Answers a polling request with a payload, counting it.
+    pub(super) fn respond_payload(
+        &mut self,
+        id: RequestId,
+        body: Bytes,
+        kind: http::BodyKind,
+        headers: Headers,
+    ) {
+        self.counters.polling_out_requests += 1;
+        self.counters.polling_out_bytes += u64::try_from(body.len()).unwrap_or(u64::MAX);
+        self.respond(id, http::payload_response(body, kind, headers));
+    }
+
     pub(super) fn log(&mut self, level: Level, message: &'static str, session: SessionId) {
         let sid = self.sid(session).unwrap_or_default().to_owned();
         self.io.push_back(net::Output::Event(
@@ -477,8 +585,9 @@ impl Server {
             headers
                 .0
                 .extend(self.config.handshake_headers.0.iter().cloned());
-            self.respond(id, http::payload_response(body, kind, headers));
+            self.respond_payload(id, body, kind, headers);
         }
+        self.counters.opened += 1;
         self.by_sid.insert(sid, session);
         self.sessions.insert(session, s);
         self.reschedule(session);
@@ -538,6 +647,7 @@ impl Server {
             }
             Transport::Polling => {
                 if s.outbox.len() >= self.config.max_buffered_packets {
+                    self.counters.slow_consumers += 1;
                     self.log(Level::Warn, "Engine.IO polling buffer full", session);
                     self.close(session, "transport error", Closer::Failure);
                     return false;
@@ -636,7 +746,7 @@ impl Server {
                     s.outbox.push_back(last);
                     let packets: Vec<Packet> = s.outbox.drain(..).collect();
                     let (body, kind) = s.encode_polling(&packets);
-                    self.respond(get.request, http::payload_response(body, kind, get.cors));
+                    self.respond_payload(get.request, body, kind, get.cors);
                 } else if closer == Closer::Application
                     && let Some(now) = self.now
                 {
@@ -652,6 +762,7 @@ impl Server {
                 .with("sid", sid)
                 .with("reason", reason),
         ));
+        self.counters.count_close(reason);
         self.events.push_back(Event::Closed { session, reason });
         if !keep {
             self.forget(session);

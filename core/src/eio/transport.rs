@@ -43,10 +43,7 @@ impl Server {
             self.parked_gets.remove(&previous.request);
             let (body, kind) = s.encode_polling(&[Packet::Close]);
             self.refuse(id, ErrorCode::BadRequest, cors);
-            self.respond(
-                previous.request,
-                http::payload_response(body, kind, previous.cors),
-            );
+            self.respond_payload(previous.request, body, kind, previous.cors);
             self.close(session, "transport error", Closer::Failure);
             return;
         }
@@ -76,7 +73,7 @@ impl Server {
         if let Some(get) = s.pending_get.take() {
             self.parked_gets.remove(&get.request);
             let (body, kind) = s.encode_polling(&[Packet::Noop]);
-            self.respond(get.request, http::payload_response(body, kind, get.cors));
+            self.respond_payload(get.request, body, kind, get.cors);
         }
     }
 
@@ -87,7 +84,7 @@ impl Server {
         let packets: Vec<Packet> = s.outbox.drain(..).collect();
         let (body, kind) = s.encode_polling(&packets);
         let finished = s.closing_deadline.is_some();
-        self.respond(get.request, http::payload_response(body, kind, get.cors));
+        self.respond_payload(get.request, body, kind, get.cors);
         if finished {
             self.forget(session);
         }
@@ -130,6 +127,8 @@ impl Server {
             self.close(session, "parse error", Closer::Failure);
             return;
         };
+        self.counters.polling_in_requests += 1;
+        self.counters.polling_in_bytes += u64::try_from(req.body.len()).unwrap_or(u64::MAX);
         self.respond(id, http::post_ok(cors));
         for packet in packets {
             if !self.is_open(session) {

@@ -3,7 +3,7 @@
 //! device is registered, the CONNECT reply and `_settings` → the backlog in `_batch` pieces, one
 //! per ack → live; and at the end, one store `Disconnect` per device and `last_disconnected`.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
 
@@ -15,7 +15,8 @@ use super::engine::{CallWait, Gateway, StoreWait};
 use super::store::{DeviceKey, QueuedItem, SocketRef, StoreCommand, StoreResult};
 use super::user_update::{LastSeen, user_update_call};
 use crate::eio::Handshake;
-use crate::net::{AppEvent, CallResult, Level};
+use crate::metrics::JoinOutcome;
+use crate::net::{AppEvent, CallFailure, CallResult, Level};
 use crate::sio::{Payload, Revision, SocketId};
 
 /// The connect error for a namespace that is no site's.
@@ -73,12 +74,21 @@ impl Gateway {
                     client.phase = Phase::Authenticating(Some(id));
                 }
             }
-            Err(message) => self.refuse(socket, &message, now),
+            Err(message) => {
+                self.count_join(&site.name, JoinOutcome::AuthRefused);
+                self.refuse(socket, &message, now);
+            }
         }
     }
 
     /// The auth call of `socket` finished (or timed out).
-    pub(super) fn on_auth_result(&mut self, socket: SocketId, result: &CallResult, now: Instant) {
+    pub(super) fn on_auth_result(
+        &mut self,
+        socket: SocketId,
+        result: &CallResult,
+        took: Duration,
+        now: Instant,
+    ) {
         let Some(client) = self.clients.get(socket) else {
             // The session closed while auth was in flight: drop the answer, as the original does.
             return;
@@ -86,9 +96,33 @@ impl Gateway {
         let Some(site) = self.config.site(&client.site).cloned() else {
             return;
         };
+        if let Some(counters) = self.counters.site(&site.name) {
+            counters.auth_duration.observe_duration(took);
+        }
         match auth_outcome(&site, result) {
             Ok(rooms) => self.admit(socket, rooms, now),
-            Err(message) => self.refuse(socket, &message, now),
+            Err(message) => {
+                let outcome = match result {
+                    CallResult::Failed(CallFailure::Timeout) => JoinOutcome::AuthTimeout,
+                    CallResult::Failed(_) => JoinOutcome::AuthError,
+                    CallResult::Response { status, .. } if *status == 200 || *status == 401 => {
+                        JoinOutcome::AuthRefused
+                    }
+                    CallResult::Response { .. } => JoinOutcome::AuthError,
+                };
+                self.count_join(&site.name, outcome);
+                self.refuse(socket, &message, now);
+            }
+        }
+    }
+
+    fn count_join(&mut self, site: &str, outcome: JoinOutcome) {
+        let index = JoinOutcome::ALL
+            .iter()
+            .position(|o| *o == outcome)
+            .unwrap_or(0);
+        if let Some(counters) = self.counters.site(site) {
+            counters.joins[index] += 1;
         }
     }
 
@@ -98,7 +132,6 @@ impl Gateway {
         let mut event =
             AppEvent::new(Level::Error, "Authentication error").with("reason", message.to_owned());
         if let Some(client) = client {
-            self.count(&client.site, |totals| totals.auth_failures += 1);
             event = event
                 .with("site", client.site)
                 .with("socketId", client.log_id)
@@ -125,6 +158,7 @@ impl Gateway {
         };
         let rooms = client.rooms.clone();
         let credentials = client.credentials.clone();
+        self.count_join(&site.name, JoinOutcome::Admitted);
 
         let device_rooms: Vec<&String> = if site.user_rooms_enabled() {
             rooms
@@ -288,10 +322,11 @@ impl Gateway {
             return;
         };
         let count = items.len();
-        self.count(&device.site, |totals| {
-            totals.batches += 1;
-            totals.batch_messages += count as u64;
-        });
+        if let Some(counters) = self.counters.site(&device.site) {
+            counters.batches += 1;
+            counters.batch_messages += u64::try_from(count).unwrap_or(u64::MAX);
+            counters.batch_size.observe(count as f64);
+        }
         let carried = items
             .into_iter()
             .map(|item| (item.event, item.id))

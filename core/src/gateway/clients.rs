@@ -267,12 +267,12 @@ impl Clients {
             .unwrap_or_default()
     }
 
-    /// Every admitted socket with its site (for the status snapshot; not a hot path).
-    pub fn admitted(&self) -> impl Iterator<Item = (SocketId, &str)> + '_ {
+    /// Every admitted socket (for metrics; not for hot paths).
+    pub fn admitted(&self) -> impl Iterator<Item = (SocketId, &Client)> + '_ {
         self.by_socket
             .iter()
             .filter(|(_, client)| client.is_admitted())
-            .map(|(socket, client)| (*socket, client.site.as_str()))
+            .map(|(socket, client)| (*socket, client))
     }
 
     /// How many sockets are admitted.

@@ -18,6 +18,7 @@ use super::engine::{Gateway, StoreWait};
 use super::routes::{send_ok, text_response};
 use super::send::SendRequest;
 use super::store::{Delivery, DeviceKey, EnqueueStatus, QueuedItem, StoreCommand, StoreResult};
+use crate::metrics::DeliveryPath;
 use crate::net::{self, AppEvent, HttpResponse, Level, RequestId};
 use crate::sio::{Payload, SocketId};
 
@@ -51,13 +52,13 @@ impl Gateway {
     pub(super) fn dispatch_send(&mut self, request: RequestId, send: SendRequest, now: Instant) {
         let Some(site) = self.config.site(&send.site).cloned() else {
             // parse_send only returns known sites; answer as for an unknown one regardless.
+            self.counters.send_answered(None, 200);
             self.respond(request, send_ok());
             return;
         };
         let unix_ms = self.unix_ms(now);
         let id = self.flake.next_id(unix_ms);
         let rooms = dedup(send.rooms);
-        self.count(&site.name, |totals| totals.sends += 1);
         self.event(
             AppEvent::new(Level::Info, "New message")
                 .with("site", site.name.clone())
@@ -76,6 +77,7 @@ impl Gateway {
                 };
                 self.publish(header, send.payload);
             }
+            self.counters.send_answered(Some(&site.name), 200);
             self.respond(request, send_ok());
             return;
         }
@@ -248,7 +250,7 @@ impl Gateway {
         now: Instant,
     ) {
         let mut remote = Vec::new();
-        let mut queued = 0;
+        let (mut live, mut queued) = (0, 0);
         for delivery in devices {
             let Some(socket) = delivery.socket else {
                 queued += 1;
@@ -260,7 +262,8 @@ impl Gateway {
                 device: delivery.device,
             };
             if socket.node == self.options.node_id {
-                self.deliver_local(
+                // A socket that left meanwhile gets the item with its device's next `_batch`.
+                let emitted = self.deliver_local(
                     SocketId(socket.socket),
                     device,
                     item.event.clone(),
@@ -269,6 +272,11 @@ impl Gateway {
                     Some(resync),
                     now,
                 );
+                if emitted {
+                    live += 1;
+                } else {
+                    queued += 1;
+                }
             } else {
                 remote.push(RemoteTarget {
                     node: socket.node,
@@ -280,17 +288,19 @@ impl Gateway {
         }
         // Without a cluster a foreign node id is a socket of an earlier run of this process:
         // gone, and the item waits for that device's next `_batch`.
-        let handed_on = if self.options.clustered {
-            remote.len() as u64
-        } else {
-            queued += remote.len();
-            0
-        };
-        self.count(site, |totals| {
-            totals.deliveries_queued += queued as u64;
-            totals.deliveries_remote += handed_on;
-        });
-        if !remote.is_empty() && self.options.clustered {
+        if !self.options.clustered {
+            queued += u64::try_from(remote.len()).unwrap_or(u64::MAX);
+            remote.clear();
+        }
+        if let Some(counters) = self.counters.site(site) {
+            counters.delivered(DeliveryPath::Live, live);
+            counters.delivered(DeliveryPath::Queued, queued);
+            counters.delivered(
+                DeliveryPath::Remote,
+                u64::try_from(remote.len()).unwrap_or(u64::MAX),
+            );
+        }
+        if !remote.is_empty() {
             let header = RemoteHeader::Deliver {
                 origin: self.options.node_id,
                 site: site.to_owned(),
@@ -305,9 +315,11 @@ impl Gateway {
 
     /// Emits item `id` to one of this node's sockets with an ack, if it is still there; holds
     /// it while the socket registers or the device drains its backlog
-    /// ([`super::clients::HeldDelivery`]). `stored`: `Some(resync)` when the item is in the
-    /// device's queue (the ack removes it, with the head check when `resync`); `None` when the
-    /// store did not store it for the device (the ack removes nothing).
+    /// ([`super::clients::HeldDelivery`]). True when it was emitted or held (it goes out with
+    /// the backlog), false when the socket is gone (it stays queued for the next `_batch`).
+    /// `stored`: `Some(resync)` when the item is in the device's queue (the ack removes it,
+    /// with the head check when `resync`); `None` when the store did not store it for the
+    /// device (the ack removes nothing).
     #[allow(clippy::too_many_arguments)]
     pub(super) fn deliver_local(
         &mut self,
@@ -318,12 +330,12 @@ impl Gateway {
         payload: &Payload,
         stored: Option<bool>,
         now: Instant,
-    ) {
+    ) -> bool {
         let Some(client) = self.clients.get_mut(socket) else {
-            return;
+            return false;
         };
         if !client.is_admitted() || client.site != device.site {
-            return;
+            return false;
         }
         if client.must_hold(&device) {
             if client.held.len() < MAX_HELD_DELIVERIES {
@@ -334,7 +346,7 @@ impl Gateway {
                     payload: payload.clone(),
                     stored,
                 });
-                return;
+                return true;
             }
             // It stays queued; the client gets it in a `_batch` when it reconnects.
             let log_id = client.log_id.clone();
@@ -347,15 +359,14 @@ impl Gateway {
             );
             self.sio
                 .abort_connection(socket, "too many held deliveries", now);
-            return;
+            return false;
         }
         if !self.sio.is_connected(socket) {
-            return;
+            return false;
         }
         let Some(ack) = self.sio.emit_with_ack(socket, payload, now) else {
-            return;
+            return false;
         };
-        self.count(&device.site, |totals| totals.deliveries_live += 1);
         let log_id = self.clients.log_id(socket);
         self.event(
             AppEvent::new(Level::Info, "Message sent")
@@ -379,17 +390,20 @@ impl Gateway {
         if let Some(client) = self.clients.get_mut(socket) {
             client.expect_ack(ack, purpose);
         }
+        true
     }
 
     /// Broadcast mode: every admitted socket of each room gets the event, once per room.
     fn broadcast_local(&mut self, site: &str, rooms: &[String], payload: &Payload, now: Instant) {
         for room in rooms {
             let sockets: Vec<SocketId> = self.clients.in_room(site, room).collect();
-            let reached = sockets.len() as u64;
+            let reached = u64::try_from(sockets.len()).unwrap_or(u64::MAX);
             for socket in sockets {
                 self.sio.emit(socket, payload, now);
             }
-            self.count(site, |totals| totals.deliveries_live += reached);
+            if let Some(counters) = self.counters.site(site) {
+                counters.delivered(DeliveryPath::Live, reached);
+            }
         }
     }
 
@@ -402,9 +416,6 @@ impl Gateway {
         else {
             return;
         };
-        if let Some(site) = self.clients.get(socket).map(|client| client.site.clone()) {
-            self.count(&site, |totals| totals.acks += 1);
-        }
         let now_ms = self.unix_ms(now);
         match purpose {
             AckPurpose::Message {
@@ -413,6 +424,9 @@ impl Gateway {
                 id,
                 resync,
             } => {
+                if let Some(counters) = self.counters.site(&device.site) {
+                    counters.acks += 1;
+                }
                 let command = StoreCommand::Ack {
                     device: device.clone(),
                     event: event.clone(),
@@ -475,7 +489,9 @@ impl Gateway {
             StoreResult::Resync => {
                 if self.sio.is_connected(socket) {
                     self.sio.emit(socket, &resync_payload(), now);
-                    self.count(&device.site, |totals| totals.resyncs += 1);
+                    if let Some(counters) = self.counters.site(&device.site) {
+                        counters.resyncs += 1;
+                    }
                 }
                 self.event(log("Resync event", Level::Error));
             }
@@ -491,6 +507,7 @@ impl Gateway {
     /// A message from another node of the cluster.
     pub(super) fn on_remote_message(&mut self, message: &Bytes, now: Instant) {
         let Some(message) = RemoteMessage::decode(message) else {
+            self.counters.remote_malformed += 1;
             self.event(
                 AppEvent::new(Level::Warn, "Cluster message dropped").with("reason", "malformed"),
             );
@@ -510,13 +527,15 @@ impl Gateway {
                 ..
             } => {
                 let node = self.options.node_id;
+                let mut live = 0;
                 for target in targets.into_iter().filter(|target| target.node == node) {
                     let device = DeviceKey {
                         site: site.clone(),
                         room: target.room,
                         device: target.device,
                     };
-                    self.deliver_local(
+                    // The sender counted it as remote (and the store holds it either way).
+                    live += u64::from(self.deliver_local(
                         SocketId(target.socket),
                         device,
                         event.clone(),
@@ -524,7 +543,10 @@ impl Gateway {
                         &payload,
                         Some(resync),
                         now,
-                    );
+                    ));
+                }
+                if let Some(counters) = self.counters.site(&site) {
+                    counters.delivered(DeliveryPath::Live, live);
                 }
             }
             RemoteHeader::Broadcast { site, rooms, .. } => {
@@ -597,6 +619,8 @@ impl Gateway {
         } else {
             send_ok()
         };
+        self.counters
+            .send_answered(Some(&pending.site), response.status);
         self.respond(request, response);
     }
 

@@ -19,8 +19,8 @@ use super::config::Config;
 use super::dispatch::PendingSend;
 use super::flake::FlakeGenerator;
 use super::recovery::EpochWatch;
-use super::status::{Counters, SiteTotals};
 use super::store::{StoreCommand, StoreResult};
+use crate::metrics::{self, SiteCounters, StoreCounters, StoreKind, StoreOutcome};
 use crate::net::{
     self, AppEvent, CallId, CallResult, ConnId, HttpRequest, Level, OutboundCall, RequestId,
     StoreCmdId, WsFrame,
@@ -120,10 +120,6 @@ pub struct Gateway {
     pub(super) sends: HashMap<RequestId, PendingSend>,
     /// `io.path` with its trailing slash, for the client bundle.
     pub(super) io_path_slash: String,
-    /// What the status page (and any metrics) report; see [`super::status`].
-    pub(super) counters: Counters,
-    /// The instant of the first input, for the uptime.
-    pub(super) started: Option<Instant>,
     /// What the gateway knows of the store's epoch.
     pub(super) epoch: EpochWatch,
     clock: Option<WallClock>,
@@ -135,11 +131,67 @@ pub struct Gateway {
     /// Store commands in flight with their deadlines. Ids are issued in time order and every
     /// command gets the same [`STORE_TIMEOUT`], so the first entry has the earliest deadline;
     /// an answered command leaves no trace.
-    store_waits: BTreeMap<StoreCmdId, (Instant, StoreWait)>,
-    /// Calls in flight with their deadlines (also indexed by deadline, as timeouts differ per
-    /// site).
-    call_waits: HashMap<CallId, (Instant, CallWait)>,
+    store_waits: BTreeMap<StoreCmdId, (Instant, StoreKind, StoreWait)>,
+    /// Calls in flight with their start and deadline (also indexed by deadline, as timeouts
+    /// differ per site).
+    call_waits: HashMap<CallId, (Instant, Instant, CallWait)>,
     call_deadlines: BTreeSet<(Instant, CallId)>,
+    /// What `/metrics` reports (see [`crate::metrics`]).
+    pub(super) counters: Counters,
+}
+
+/// The gateway's own counters; [`Gateway::metrics`] adds what is computed when read.
+#[derive(Debug)]
+pub(super) struct Counters {
+    /// One per configured site, in configuration order.
+    pub(super) sites: Vec<SiteCounters>,
+    pub(super) sends_unknown_site: SiteCounters,
+    store: Vec<StoreCounters>,
+    pub(super) remote_malformed: u64,
+}
+
+impl Counters {
+    fn new(config: &Config) -> Counters {
+        Counters {
+            sites: config
+                .sites
+                .iter()
+                .map(|site| SiteCounters::new(site.name.clone()))
+                .collect(),
+            sends_unknown_site: SiteCounters::new(String::new()),
+            store: StoreKind::ALL
+                .iter()
+                .map(|_| StoreCounters::default())
+                .collect(),
+            remote_malformed: 0,
+        }
+    }
+
+    /// The counters of configured site `name` (a handful of sites: a scan is cheapest).
+    pub(super) fn site(&mut self, name: &str) -> Option<&mut SiteCounters> {
+        self.sites.iter_mut().find(|site| site.name == name)
+    }
+
+    /// Counts a `/send` answer; a site that is not configured is counted apart, unnamed.
+    pub(super) fn send_answered(&mut self, site: Option<&str>, status: u16) {
+        let counters = match site.and_then(|name| self.sites.iter().position(|s| s.name == name)) {
+            Some(index) => &mut self.sites[index],
+            None => &mut self.sends_unknown_site,
+        };
+        counters.count_send(status);
+    }
+
+    fn store_done(&mut self, kind: StoreKind, outcome: StoreOutcome, took: Duration) {
+        let kind_index = StoreKind::ALL.iter().position(|k| *k == kind).unwrap_or(0);
+        let outcome_index = StoreOutcome::ALL
+            .iter()
+            .position(|o| *o == outcome)
+            .unwrap_or(0);
+        if let Some(counters) = self.store.get_mut(kind_index) {
+            counters.outcomes[outcome_index] += 1;
+            counters.duration.observe_duration(took);
+        }
+    }
 }
 
 impl Gateway {
@@ -148,7 +200,7 @@ impl Gateway {
         let sio = sio::Server::new(super::io_config::sio_config(&config.io), options.seed);
         let flake = FlakeGenerator::new(config.flake);
         let io_path_slash = format!("{}/", config.io.path);
-        let counters = Counters::for_sites(config.sites.iter().map(|site| site.name.as_str()));
+        let counters = Counters::new(&config);
         Gateway {
             config,
             sio,
@@ -157,8 +209,6 @@ impl Gateway {
             clients: Clients::default(),
             sends: HashMap::new(),
             io_path_slash,
-            counters,
-            started: None,
             epoch: EpochWatch::default(),
             clock: None,
             sio_deadline: None,
@@ -168,6 +218,35 @@ impl Gateway {
             store_waits: BTreeMap::new(),
             call_waits: HashMap::new(),
             call_deadlines: BTreeSet::new(),
+            counters,
+        }
+    }
+
+    /// Everything the gateway counts, as of now (see [`crate::metrics`]). Cheap enough for a
+    /// scrape: the counters are copied and the open connections counted over admitted sockets.
+    pub fn metrics(&self) -> metrics::Snapshot {
+        let mut open = vec![metrics::OpenConnections::default(); self.counters.sites.len()];
+        for (socket, client) in self.clients.admitted() {
+            let Some(index) = self
+                .counters
+                .sites
+                .iter()
+                .position(|site| site.name == client.site)
+            else {
+                continue;
+            };
+            if let Some((websocket, protocol)) = self.sio.transport(socket) {
+                open[index].add(websocket, protocol == crate::eio::Protocol::V3);
+            }
+        }
+        metrics::Snapshot {
+            sites: self.counters.sites.clone(),
+            open,
+            sends_unknown_site: self.counters.sends_unknown_site.sends.clone(),
+            store: self.counters.store.clone(),
+            engine_sessions: u64::try_from(self.sio.engine().session_count()).unwrap_or(u64::MAX),
+            engine: self.sio.engine().counters().clone(),
+            remote_malformed: self.counters.remote_malformed,
         }
     }
 
@@ -179,18 +258,6 @@ impl Gateway {
     /// Sockets currently admitted to a site namespace (for metrics and tests).
     pub fn connected_sockets(&self) -> usize {
         self.clients.admitted_count()
-    }
-
-    /// The gateway's counters (the same ones `/status.json` reports).
-    pub fn counters(&self) -> &Counters {
-        &self.counters
-    }
-
-    /// Counts something for a configured site (other names are not counted).
-    pub(super) fn count(&mut self, site: &str, what: impl FnOnce(&mut SiteTotals)) {
-        if let Some(totals) = self.counters.site_mut(site) {
-            what(totals);
-        }
     }
 
     /// Wall-clock milliseconds at `now`, extrapolated from the last wall-clock input (0 before
@@ -220,9 +287,10 @@ impl Gateway {
     /// Emits a store command and remembers what its result is for.
     pub(super) fn store(&mut self, command: StoreCommand, wait: StoreWait, now: Instant) {
         self.next_store += 1;
-        self.counters.store.commands += 1;
         let id = StoreCmdId(self.next_store);
-        self.store_waits.insert(id, (now + STORE_TIMEOUT, wait));
+        let kind = store_kind(&command);
+        self.store_waits
+            .insert(id, (now + STORE_TIMEOUT, kind, wait));
         self.out.push_back(net::Output::Store(id, command));
     }
 
@@ -231,14 +299,17 @@ impl Gateway {
         self.next_call += 1;
         let id = CallId(self.next_call);
         let deadline = now + call.timeout;
-        self.call_waits.insert(id, (deadline, wait));
+        self.call_waits.insert(id, (now, deadline, wait));
         self.call_deadlines.insert((deadline, id));
         self.out.push_back(net::Output::Call(id, call));
         id
     }
 
     fn next_deadline(&self) -> Option<Instant> {
-        let store = self.store_waits.first_key_value().map(|(_, (at, _))| *at);
+        let store = self
+            .store_waits
+            .first_key_value()
+            .map(|(_, (at, _, _))| *at);
         let call = self.call_deadlines.first().map(|(at, _)| *at);
         net::earliest(net::earliest(store, call), self.epoch_deadline())
     }
@@ -248,10 +319,9 @@ impl Gateway {
             if entry.get().0 > now {
                 break;
             }
-            let (_, wait) = entry.remove();
-            self.counters.store.timeouts += 1;
-            self.counters.store.failures += 1;
-            self.counters.store.reachable = Some(false);
+            let (_, kind, wait) = entry.remove();
+            self.counters
+                .store_done(kind, StoreOutcome::Timeout, STORE_TIMEOUT);
             let result = StoreResult::Failed("no answer from the store in time".to_owned());
             self.on_store_result(wait, result, now);
         }
@@ -260,9 +330,9 @@ impl Gateway {
                 break;
             }
             self.call_deadlines.remove(&(at, id));
-            if let Some((_, wait)) = self.call_waits.remove(&id) {
+            if let Some((started, _, wait)) = self.call_waits.remove(&id) {
                 let result = CallResult::Failed(net::CallFailure::Timeout);
-                self.on_call_result(wait, &result, now);
+                self.on_call_result(wait, &result, now.saturating_duration_since(started), now);
             }
         }
     }
@@ -303,10 +373,21 @@ impl Gateway {
         }
     }
 
-    fn on_call_result(&mut self, wait: CallWait, result: &CallResult, now: Instant) {
+    fn on_call_result(
+        &mut self,
+        wait: CallWait,
+        result: &CallResult,
+        took: Duration,
+        now: Instant,
+    ) {
         match wait {
-            CallWait::Auth { socket } => self.on_auth_result(socket, result, now),
-            CallWait::UserUpdate { site, room } => self.on_user_updated(site, room, result),
+            CallWait::Auth { socket } => self.on_auth_result(socket, result, took, now),
+            CallWait::UserUpdate { site, room } => {
+                if let Some(counters) = self.counters.site(&site) {
+                    counters.user_update_duration.observe_duration(took);
+                }
+                self.on_user_updated(site, room, result)
+            }
         }
     }
 
@@ -356,7 +437,6 @@ impl Gateway {
 impl net::Engine for Gateway {
     fn handle_wall_clock(&mut self, unix_ms: u64, now: Instant) {
         self.clock = Some(WallClock { unix_ms, at: now });
-        self.started.get_or_insert(now);
         // The first epoch check is due at once: the adapter's first idle wakes it.
         self.start_epoch_watch(now);
     }
@@ -391,19 +471,22 @@ impl net::Engine for Gateway {
     }
 
     fn handle_store_result(&mut self, id: StoreCmdId, result: StoreResult, now: Instant) {
-        if let Some((_, wait)) = self.store_waits.remove(&id) {
-            let failed = matches!(result, StoreResult::Failed(_));
-            self.counters.store.failures += u64::from(failed);
-            self.counters.store.reachable = Some(!failed);
+        if let Some((deadline, kind, wait)) = self.store_waits.remove(&id) {
+            let outcome = match result {
+                StoreResult::Failed(_) => StoreOutcome::Failed,
+                _ => StoreOutcome::Ok,
+            };
+            let took = STORE_TIMEOUT.saturating_sub(deadline.saturating_duration_since(now));
+            self.counters.store_done(kind, outcome, took);
             self.on_store_result(wait, result, now);
         }
         self.pump(now);
     }
 
     fn handle_call_result(&mut self, id: CallId, result: CallResult, now: Instant) {
-        if let Some((deadline, wait)) = self.call_waits.remove(&id) {
+        if let Some((started, deadline, wait)) = self.call_waits.remove(&id) {
             self.call_deadlines.remove(&(deadline, id));
-            self.on_call_result(wait, &result, now);
+            self.on_call_result(wait, &result, now.saturating_duration_since(started), now);
         }
         self.pump(now);
     }
@@ -425,10 +508,29 @@ impl net::Engine for Gateway {
         self.pump(now);
     }
 
+    fn metrics(&self) -> Option<metrics::Snapshot> {
+        Some(Gateway::metrics(self))
+    }
+
     fn poll_output(&mut self) -> net::Output {
         match self.out.pop_front() {
             Some(output) => output,
             None => net::Output::Idle(net::earliest(self.sio_deadline, self.next_deadline())),
         }
+    }
+}
+
+/// The metrics label of a command.
+fn store_kind(command: &StoreCommand) -> StoreKind {
+    match command {
+        StoreCommand::Connect { .. } => StoreKind::Connect,
+        StoreCommand::Disconnect { .. } => StoreKind::Disconnect,
+        StoreCommand::ResolveGroups { .. } => StoreKind::ResolveGroups,
+        StoreCommand::Enqueue { .. } => StoreKind::Enqueue,
+        StoreCommand::Ack { .. } => StoreKind::Ack,
+        StoreCommand::AckBatch { .. } => StoreKind::AckBatch,
+        StoreCommand::ForgetGroupMember { .. } => StoreKind::ForgetGroupMember,
+        StoreCommand::CheckEpoch { .. } => StoreKind::CheckEpoch,
+        StoreCommand::NextBatch { .. } => StoreKind::NextBatch,
     }
 }

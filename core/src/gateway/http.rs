@@ -48,7 +48,7 @@ impl Gateway {
         match route(&request.method, &request.path) {
             Route::Send => self.handle_send(id, &request, now),
             page @ (Route::Demo | Route::Status | Route::StatusJson) => {
-                self.serve_page(id, page, &request, now);
+                self.serve_page(id, page, &request);
             }
             other => {
                 let response = fixed_response(other, &request.method, &request.path)
@@ -69,6 +69,9 @@ impl Gateway {
         ) {
             Ok(send) => self.dispatch_send(id, send, now),
             Err(response) => {
+                let site = crate::urlencoded::first(&request.query, "site");
+                self.counters
+                    .send_answered(site.as_deref(), response.status);
                 let reason = String::from_utf8_lossy(&response.body).into_owned();
                 self.event(
                     AppEvent::new(Level::Error, "Send refused")

@@ -27,7 +27,19 @@ pub fn sio_config(io: &IoOptions) -> sio::Config {
         cookie_http_only: io.cookie_http_only,
         cors_origins: Some(eio::CorsOrigins::Any),
         cors_credentials: true,
+        max_sessions: io
+            .max_connections
+            .map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
+        max_handshakes_per_second: io.max_handshakes_per_second,
         ..eio::Config::default()
+    };
+    let eio = eio::Config {
+        max_buffered_packets: io
+            .max_buffered_messages
+            .map_or(eio.max_buffered_packets, |n| {
+                usize::try_from(n).unwrap_or(usize::MAX)
+            }),
+        ..eio
     };
     sio::Config {
         eio,

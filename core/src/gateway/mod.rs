@@ -12,8 +12,7 @@
 //!   `updateUserUrl` PUT;
 //! - [`flake`]: message ids; [`batch`]: how a backlog is cut into `_batch` pieces;
 //! - [`store`]: the queue's commands, its reference model and the in-memory store;
-//! - [`cluster`]: messages between nodes; [`client_bundle`]: the socket.io-client bundle;
-//! - [`status`]: the gateway's counters and the status page's snapshot.
+//! - [`cluster`]: messages between nodes; [`client_bundle`]: the socket.io-client bundle.
 //!
 //! The gateway itself is split by concern: admission (CONNECT → auth → `_settings`, devices,
 //! `_batch`, user updates, disconnects), dispatch (`/send`, live deliveries, acks, `_resync`,
@@ -40,7 +39,6 @@ pub mod js_json;
 pub mod qs;
 pub mod routes;
 pub mod send;
-pub mod status;
 pub mod store;
 pub mod user_update;
 

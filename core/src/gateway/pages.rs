@@ -8,16 +8,9 @@
 //! in every polled URL). A wrong or missing key is `401`; no key configured is the ordinary 404,
 //! as if the routes did not exist. The key is never logged.
 
-use std::time::Instant;
-
 use super::engine::Gateway;
 use super::routes::{Route, not_found, text_response};
-use super::status::{
-    ByProtocol, Connections, NodeEntry, NodeStatus, SiteStatus, StatusSnapshot, StoreStatus,
-    node_id_hex,
-};
 use crate::net::{HttpRequest, HttpResponse, Method, Output, RequestId};
-use crate::sio::Revision;
 use crate::urlencoded;
 
 /// The demo page: connects to the demo site with the socket.io-client bundle Courier serves
@@ -38,13 +31,7 @@ pub const ADMIN_KEY_INVALID: &str = "Admin key invalid.";
 
 impl Gateway {
     /// Answers `/`, `/demo`, `/status` or `/status.json`.
-    pub(super) fn serve_page(
-        &mut self,
-        id: RequestId,
-        page: Route,
-        request: &HttpRequest,
-        now: Instant,
-    ) {
+    pub(super) fn serve_page(&mut self, id: RequestId, page: Route, request: &HttpRequest) {
         let enabled = match page {
             Route::Demo => self.config.sites.iter().any(|site| site.demo),
             _ => self.config.admin_key.is_some(),
@@ -64,8 +51,9 @@ impl Gateway {
             Route::Demo => DEMO_PAGE,
             Route::Status => STATUS_PAGE,
             _ => {
-                let snapshot = self.status_snapshot(now);
-                self.push(Output::Status(id, Box::new(snapshot)));
+                // The document is the adapter's: it holds the metrics snapshot and the
+                // process's own figures.
+                self.push(Output::Status(id));
                 return;
             }
         };
@@ -91,79 +79,6 @@ impl Gateway {
             }
         }
     }
-
-    /// What this node can tell about itself at `now`. The runtime, version, memory and CPU are
-    /// the adapter's to fill in; see [`Output::Status`].
-    pub fn status_snapshot(&self, now: Instant) -> StatusSnapshot {
-        let timestamp_ms = self.unix_ms(now);
-        let id = node_id_hex(self.options.node_id);
-        let mut sites: Vec<SiteStatus> = self
-            .config
-            .sites
-            .iter()
-            .map(|site| SiteStatus {
-                name: site.name.clone(),
-                connections: Connections::default(),
-                totals: self.counters.site(&site.name),
-            })
-            .collect();
-        for (socket, site) in self.clients.admitted() {
-            let Some(entry) = sites.iter_mut().find(|entry| entry.name == site) else {
-                continue;
-            };
-            let (Some(polling), Some(revision)) =
-                (self.sio.is_polling(socket), self.sio.revision(socket))
-            else {
-                continue;
-            };
-            let transport = if polling {
-                &mut entry.connections.polling
-            } else {
-                &mut entry.connections.websocket
-            };
-            count_revision(transport, revision);
-        }
-        let store = self.counters.store;
-        StatusSnapshot {
-            timestamp_ms,
-            node: NodeStatus {
-                id: id.clone(),
-                runtime: String::new(),
-                version: String::new(),
-                uptime_seconds: self.started.map_or(0, |started| {
-                    now.saturating_duration_since(started).as_secs()
-                }),
-                ready: true,
-                store: if self.config.redis.is_some() {
-                    "redis"
-                } else {
-                    "memory"
-                },
-                resident_bytes: None,
-                cpu_seconds: None,
-            },
-            nodes: vec![NodeEntry {
-                id,
-                is_self: true,
-                last_heartbeat_ms: timestamp_ms,
-            }],
-            sites,
-            store: StoreStatus {
-                commands: store.commands,
-                failures: store.failures,
-                timeouts: store.timeouts,
-                reachable: store.reachable,
-                latency_ms: None,
-            },
-        }
-    }
-}
-
-fn count_revision(counts: &mut ByProtocol, revision: Revision) {
-    match revision {
-        Revision::V4 => counts.eio3 += 1,
-        Revision::V5 => counts.eio4 += 1,
-    }
 }
 
 /// A page or its data, never cached (the key opens it) and never framed.
@@ -181,11 +96,9 @@ fn secure(response: &mut HttpResponse) {
     headers.push("referrer-policy", "no-referrer");
 }
 
-/// `/status.json`'s answer for a completed snapshot (the adapter calls it after filling in what
-/// only it knows).
-pub fn status_response(snapshot: &StatusSnapshot) -> HttpResponse {
-    let body = serde_json::to_vec(snapshot).unwrap_or_else(|_| b"{}".to_vec());
-    let mut response = text_response(200, "application/json; charset=utf-8", body);
+/// `/status.json`'s answer carrying the status document `json` (see [`Output::Status`]).
+pub fn status_response(json: Vec<u8>) -> HttpResponse {
+    let mut response = text_response(200, "application/json; charset=utf-8", json);
     secure(&mut response);
     response
 }

@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 use super::cluster::{RemoteHeader, UnregisteredRoom};
 use super::engine::{Gateway, StoreWait};
 use super::store::{DeviceKey, EnqueueStatus, StoreCommand, StoreResult};
+use crate::metrics::DeliveryPath;
 use crate::net::{AppEvent, Level, RequestId};
 use crate::sio::{Payload, SocketId};
 
@@ -322,7 +323,7 @@ impl Gateway {
                     .with("deviceId", device.device.clone())
                     .with("dataId", message.id.to_string()),
             );
-            self.deliver_local(
+            let emitted = self.deliver_local(
                 socket,
                 device.clone(),
                 message.event.to_owned(),
@@ -331,6 +332,9 @@ impl Gateway {
                 None,
                 now,
             );
+            if emitted && let Some(counters) = self.counters.site(&device.site) {
+                counters.delivered(DeliveryPath::Live, 1);
+            }
             self.reregister(socket, device, now);
         }
     }

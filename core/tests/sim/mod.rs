@@ -174,8 +174,10 @@ impl Sim {
                     }
                     Output::Publish(message) => self.published.push(message),
                     Output::Event(event) => self.events.push(event),
-                    Output::Status(id, snapshot) => {
-                        let response = courier_core::gateway::status_response(&snapshot);
+                    Output::Status(id) => {
+                        // The document is the adapter's to build (from the same snapshot as
+                        // `/metrics`); the simulation answers with a marker.
+                        let response = courier_core::gateway::status_response(b"true".to_vec());
                         self.responses.insert(id.0, response);
                     }
                     Output::WsAccept(_) | Output::WsSend(..) | Output::WsClose(..) => {}

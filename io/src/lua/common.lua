@@ -5,6 +5,38 @@
 local base = KEYS[1]
 local RECLAIM_MS = 60000
 
+-- Node liveness, appended by the store to every script's arguments and taken off here, so each
+-- script sees only its own ARGV: (node id, last heartbeat ms) pairs of the nodes known dead, their
+-- count, the registry horizon (ms) and the device_ttl (ms) a device of a dead node gets.
+-- A script cannot read the node registry (another hash slot), so the store passes what its
+-- node last read from it.
+local NODE_TIME_UNIT = 4194304 -- node ids carry their start time (Unix ms) above the low 22 bits
+local dead_nodes = {}
+local node_ttl = tonumber(table.remove(ARGV)) or 0
+local node_horizon = tonumber(table.remove(ARGV)) or 0
+do
+  local n_dead = tonumber(table.remove(ARGV)) or 0
+  for _ = 1, n_dead do
+    local heartbeat = table.remove(ARGV)
+    dead_nodes[table.remove(ARGV)] = tonumber(heartbeat)
+  end
+end
+
+-- Since when the node of socket `sock` ("<node>:<socket>") is dead, or nil while it may be
+-- alive: a node the registry lists as dead died at its last heartbeat; a node the registry no
+-- longer lists although it started before the registry's horizon was pruned from it long ago
+-- (its last heartbeat is older than the horizon, so the horizon bounds it).
+local function node_dead_since(sock)
+  local node = string.match(sock or '', '^(%d+):')
+  if not node then return nil end
+  local since = dead_nodes[node]
+  if since then return since end
+  if node_horizon > 0 and math.floor(tonumber(node) / NODE_TIME_UNIT) < node_horizon then
+    return node_horizon
+  end
+  return nil
+end
+
 local function esc(s)
   return (string.gsub(s, '[%%:{}]', function(c) return string.format('%%%02X', string.byte(c)) end))
 end
@@ -25,12 +57,34 @@ local function queue_key(dev, event) return base .. 'q:' .. esc(dev) .. ':' .. e
 local devices_key = base .. 'devices'
 local groups_key = base .. 'groups'
 
+-- Marks a device disconnected at `at` with `ttl`, and when Redis may reclaim its keys.
+local function mark_disconnected(dev, at, ttl)
+  local dkey = device_key(dev)
+  redis.call('HSET', dkey, 'conn', '0', 'at', string.format('%d', at), 'ttl', string.format('%d', ttl))
+  if ttl > 0 then
+    local reclaim = reclaim_at(at + ttl, ttl)
+    local index = index_key(dev)
+    redis.call('PEXPIREAT', dkey, reclaim)
+    for _, event in ipairs(redis.call('SMEMBERS', index)) do
+      redis.call('PEXPIREAT', queue_key(dev, event), reclaim)
+    end
+    redis.call('PEXPIREAT', index, reclaim)
+  end
+end
+
 -- 'absent', 'expired', 'connected' or 'disconnected', plus the recorded fields
--- (conn, at, ttl, sock, drn: '1' while a connected device is draining its backlog).
+-- (conn, at, ttl, sock, drn: '1' while a connected device is draining its backlog). A device
+-- whose socket's node is dead is disconnected since that node's last heartbeat (recorded so,
+-- once).
 local function device_state(dev, now)
   local f = redis.call('HMGET', device_key(dev), 'conn', 'at', 'ttl', 'sock', 'drn')
   if not f[1] then return 'absent', f end
-  if f[1] == '1' then return 'connected', f end
+  if f[1] == '1' then
+    local since = node_dead_since(f[4])
+    if not since then return 'connected', f end
+    mark_disconnected(dev, since, node_ttl)
+    f[1], f[2], f[3] = '0', string.format('%d', since), string.format('%d', node_ttl)
+  end
   local ttl = tonumber(f[3]) or 0
   if ttl > 0 and now > (tonumber(f[2]) or 0) + ttl then return 'expired', f end
   return 'disconnected', f

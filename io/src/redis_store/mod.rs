@@ -12,6 +12,7 @@ mod pipeline;
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use courier_core::gateway::store::{
@@ -29,6 +30,16 @@ use keys::{
 
 /// Default key prefix.
 pub const DEFAULT_PREFIX: &str = "courier";
+/// Node ids carry their start time (Unix ms) above this many low random bits, so that a store
+/// script can tell a node pruned from the registry long ago (dead) from one started since the
+/// registry was last read (alive). `common.lua` divides by `2^NODE_ID_RANDOM_BITS`.
+pub const NODE_ID_RANDOM_BITS: u32 = 22;
+
+/// A node id for a process started at `start_unix_ms` (42 bits of milliseconds last until the
+/// year 2109) with `random` low bits.
+pub fn node_id(start_unix_ms: u64, random: u64) -> u64 {
+    (start_unix_ms << NODE_ID_RANDOM_BITS) | (random & ((1 << NODE_ID_RANDOM_BITS) - 1))
+}
 /// How many SCAN calls a legacy import may make for one device (COUNT 1000 each).
 const LEGACY_SCAN_CALLS: usize = 1000;
 
@@ -90,6 +101,38 @@ pub struct RedisStore {
     scripts: Arc<Scripts>,
     /// Whether Redis is known to hold every script (see `pipeline`).
     scripts_loaded: Arc<AtomicBool>,
+    /// What this node last read from the node registry, passed to every script.
+    liveness: Arc<Mutex<Liveness>>,
+}
+
+/// What the scripts need to know about dead nodes (see `io/REDIS-LAYOUT.md`, "Node liveness").
+/// A script cannot read the node registry (it lives in another hash slot), so each command
+/// carries this node's latest reading of it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Liveness {
+    /// Nodes the registry lists whose heartbeat expired, with that last heartbeat (Unix ms).
+    pub dead: Vec<(u64, u64)>,
+    /// The registry keeps nodes whose heartbeat is newer than this (Unix ms); a node id that
+    /// started before it and is not listed was pruned, so it is dead. 0 before the first read.
+    pub horizon_ms: u64,
+    /// `device_ttl` (ms) that a device of a dead node gets from its node's last heartbeat.
+    pub device_ttl_ms: u64,
+}
+
+impl Liveness {
+    /// The arguments appended to every script: `(node, heartbeat)` pairs, their count, the
+    /// horizon and the ttl (the scripts' common part takes them off the end).
+    fn script_args(&self) -> Vec<String> {
+        let mut args = Vec::with_capacity(self.dead.len() * 2 + 3);
+        for (node, heartbeat) in &self.dead {
+            args.push(node.to_string());
+            args.push(heartbeat.to_string());
+        }
+        args.push(self.dead.len().to_string());
+        args.push(self.horizon_ms.to_string());
+        args.push(self.device_ttl_ms.to_string());
+        args
+    }
 }
 
 impl fmt::Debug for RedisStore {
@@ -120,7 +163,21 @@ impl RedisStore {
             prefix: prefix.to_owned(),
             scripts: Arc::new(Scripts::new()),
             scripts_loaded: Arc::new(AtomicBool::new(false)),
+            liveness: Arc::new(Mutex::new(Liveness::default())),
         })
+    }
+
+    /// Replaces what the scripts are told about dead nodes (shared by every clone).
+    pub fn set_liveness(&self, liveness: Liveness) {
+        *self.liveness.lock().unwrap_or_else(PoisonError::into_inner) = liveness;
+    }
+
+    /// The liveness arguments for the scripts run now.
+    fn liveness_args(&self) -> Vec<String> {
+        self.liveness
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .script_args()
     }
 
     /// [`RedisStore::open`] inside `runtime` (for callers outside it, such as tests).
@@ -203,6 +260,7 @@ impl RedisStore {
             None => invocation.arg("0"),
             Some(groups) => invocation.arg("1").arg(groups),
         };
+        invocation.arg(self.liveness_args());
         let reply: Vec<Vec<u8>> = invocation.invoke_async(&mut connection).await?;
         let (imported, _previous_groups, piece) =
             parse_connected(&reply).ok_or_else(|| protocol_error("connect reply"))?;
@@ -234,8 +292,9 @@ impl RedisStore {
             // imports them.
             tracing::warn!(target: "courier", error = %error, "legacy queue import failed");
         }
-        let invocation =
+        let mut invocation =
             self.piece_invocation(&self.scripts.next_batch, &device, socket, limits, now_ms);
+        invocation.arg(self.liveness_args());
         let reply: Vec<Vec<u8>> = invocation.invoke_async(&mut connection).await?;
         parse_piece(&reply).ok_or_else(|| protocol_error("next batch reply"))
     }
@@ -322,6 +381,7 @@ impl RedisStore {
         for (event, member) in &pairs {
             invocation.arg(event).arg(member);
         }
+        invocation.arg(self.liveness_args());
         let _: i64 = invocation.invoke_async(&mut connection).await?;
         if !keys.is_empty() {
             let () = connection.del(&keys).await?;

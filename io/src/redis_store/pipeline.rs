@@ -55,9 +55,10 @@ impl RedisStore {
                 pipe.cmd("SCRIPT").arg("LOAD").arg(code);
             }
         }
+        let liveness = self.liveness_args();
         let expectations: Vec<Expect> = commands
             .into_iter()
-            .map(|command| self.push(&mut pipe, command))
+            .map(|command| self.push(&mut pipe, command, &liveness))
             .collect();
         let total: usize = expectations.iter().map(Expect::replies).sum();
         if total == 0 {
@@ -96,7 +97,7 @@ impl RedisStore {
             .collect()
     }
 
-    fn push(&self, pipe: &mut Pipeline, command: StoreCommand) -> Expect {
+    fn push(&self, pipe: &mut Pipeline, command: StoreCommand, liveness: &[String]) -> Expect {
         match command {
             // Callers route Connect elsewhere; answering it here would skip its import.
             StoreCommand::Connect { .. } => Expect::Ready(StoreResult::Failed(
@@ -112,7 +113,8 @@ impl RedisStore {
                 cmd.arg(&device.device)
                     .arg(socket_text(socket))
                     .arg(now_ms)
-                    .arg(ttl_ms);
+                    .arg(ttl_ms)
+                    .arg(liveness);
                 pipe.add_command(cmd);
                 Expect::Disconnect
             }
@@ -142,6 +144,7 @@ impl RedisStore {
                     None => cmd.arg(-1),
                     Some(groups) => cmd.arg(groups.len()).arg(groups),
                 };
+                cmd.arg(liveness);
                 pipe.add_command(cmd);
                 Expect::Enqueue
             }
@@ -158,7 +161,8 @@ impl RedisStore {
                     .arg(id)
                     .arg(padded(id))
                     .arg(if resync { "1" } else { "0" })
-                    .arg(now_ms);
+                    .arg(now_ms)
+                    .arg(liveness);
                 pipe.add_command(cmd);
                 Expect::Ack
             }
@@ -172,6 +176,7 @@ impl RedisStore {
                 for (event, id) in &items {
                     cmd.arg(event).arg(id).arg(padded(*id));
                 }
+                cmd.arg(liveness);
                 pipe.add_command(cmd);
                 Expect::AckBatch
             }
@@ -191,6 +196,7 @@ impl RedisStore {
                 for (event, id) in &acked {
                     cmd.arg(event).arg(id).arg(padded(*id));
                 }
+                cmd.arg(liveness);
                 pipe.add_command(cmd);
                 Expect::NextBatch
             }

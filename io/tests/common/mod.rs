@@ -107,6 +107,7 @@ pub fn setup(max_payload: usize, ws_outbound_frames: usize) -> Setup {
             shutdown_grace: Duration::from_secs(3),
             ..Limits::default()
         },
+        ops: courier_io::OpsSetup::default(),
     }
 }
 

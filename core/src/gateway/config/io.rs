@@ -105,6 +105,16 @@ pub struct IoOptions {
     /// `connectTimeout` (ms), default 45000: how long an Engine.IO 4 session may stay without
     /// connecting a namespace (socket.io 4's rule; EIO3 sessions are connected to `/` at once).
     pub connect_timeout_ms: u64,
+    /// `maxConnections`: most Engine.IO sessions this node holds at once; `None` (default)
+    /// unlimited. Over it a handshake gets `503` with an Engine.IO error body.
+    pub max_connections: Option<u64>,
+    /// `maxHandshakesPerSecond`: most new sessions per second (bursts up to one second's
+    /// worth); `None` (default) unlimited. Over it a handshake gets `503`.
+    pub max_handshakes_per_second: Option<u32>,
+    /// `maxBufferedMessages`: how many messages may wait for one client that does not read
+    /// (a slow consumer) before it is disconnected; `None` keeps the defaults (256 frames
+    /// for a WebSocket, 1024 packets for a polling session).
+    pub max_buffered_messages: Option<u64>,
 }
 
 impl Default for IoOptions {
@@ -123,6 +133,9 @@ impl Default for IoOptions {
             serve_client: true,
             origins: Origins::Any,
             connect_timeout_ms: 45_000,
+            max_connections: None,
+            max_handshakes_per_second: None,
+            max_buffered_messages: None,
         }
     }
 }
@@ -134,7 +147,7 @@ impl IoOptions {
     }
 }
 
-const KNOWN: [&str; 13] = [
+const KNOWN: [&str; 16] = [
     "pingInterval",
     "pingTimeout",
     "upgradeTimeout",
@@ -148,6 +161,9 @@ const KNOWN: [&str; 13] = [
     "serveClient",
     "origins",
     "connectTimeout",
+    "maxConnections",
+    "maxHandshakesPerSecond",
+    "maxBufferedMessages",
 ];
 
 const NOT_IMPLEMENTED: [(&str, &str); 6] = [
@@ -220,6 +236,33 @@ pub(super) fn io_from_yaml(
         section.whole_number("maxHttpBufferSize", "a whole number of bytes")?,
         io.max_payload,
     )?;
+    io.max_connections = positive(
+        "maxConnections",
+        section.whole_number("maxConnections", "a whole number of connections")?,
+        0,
+    )
+    .map(|n| (n > 0).then_some(n))?;
+    let rate = positive(
+        "maxHandshakesPerSecond",
+        section.whole_number("maxHandshakesPerSecond", "a whole number of handshakes")?,
+        0,
+    )?;
+    io.max_handshakes_per_second = match u32::try_from(rate) {
+        Ok(0) => None,
+        Ok(rate) => Some(rate),
+        Err(_) => {
+            return Err(section.error(
+                "maxHandshakesPerSecond",
+                format!("must be at most {}", u32::MAX),
+            ));
+        }
+    };
+    io.max_buffered_messages = positive(
+        "maxBufferedMessages",
+        section.whole_number("maxBufferedMessages", "a whole number of messages")?,
+        0,
+    )
+    .map(|n| (n > 0).then_some(n))?;
     if let Some(path) = section.string("path")? {
         if path
             .chars()

@@ -18,7 +18,7 @@ pub(super) const DEFAULT_DEVICE_TTL_S: u64 = 3600;
 
 const ENV: &str = "environment";
 
-const SECTION_KEYS: [&str; 8] = [
+const SECTION_KEYS: [&str; 10] = [
     "port",
     "device_ttl",
     "redis",
@@ -27,6 +27,8 @@ const SECTION_KEYS: [&str; 8] = [
     "batch",
     "sites",
     "admin",
+    "metrics",
+    "cluster",
 ];
 
 /// Keys old samples and the README mention that the original itself ignores.
@@ -177,6 +179,28 @@ pub fn load(sources: &ConfigSources) -> Result<Config, ConfigError> {
         var(ADMIN_API_KEY_ENV),
         &mut warnings,
     )?;
+    let metrics_context = format!("{env}.metrics");
+    let metrics_bind = match var("METRICS_BIND") {
+        Some(text) => Some(super::ops::parse_bind(text).ok_or_else(|| {
+            env_error(format!("METRICS_BIND {}", super::ops::bind_problem(text)))
+        })?),
+        None => match section.mapping("metrics")? {
+            Some(map) => super::ops::metrics_bind_from_yaml(
+                config_path,
+                &metrics_context,
+                map,
+                &mut warnings,
+            )?,
+            None => None,
+        },
+    };
+    let cluster_context = format!("{env}.cluster");
+    let cluster = match section.mapping("cluster")? {
+        Some(map) => {
+            super::ops::cluster_from_yaml(config_path, &cluster_context, map, &mut warnings)?
+        }
+        None => super::ClusterOptions::default(),
+    };
 
     let sites = if let Some(name) = var("SITE_NAME") {
         if let Some(file) = &sources.sites_yml {
@@ -219,6 +243,8 @@ pub fn load(sources: &ConfigSources) -> Result<Config, ConfigError> {
         batch,
         sites,
         admin_key,
+        metrics_bind,
+        cluster,
         warnings,
     })
 }

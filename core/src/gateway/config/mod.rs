@@ -26,6 +26,7 @@
 mod admin;
 mod io;
 mod load;
+mod ops;
 mod redis;
 mod site;
 mod yaml;
@@ -36,6 +37,7 @@ use std::time::Duration;
 pub use admin::{ADMIN_API_KEY_ENV, AdminKey};
 pub use io::{IoOptions, Origins, Transport};
 pub use load::load;
+pub use ops::{ClusterOptions, DEFAULT_HEARTBEAT_INTERVAL_MS, DEFAULT_HEARTBEAT_TIMEOUT_MS};
 pub use redis::RedisConfig;
 pub use site::{DEFAULT_HTTP_TIMEOUT, SITE_ENV_VARS, Site};
 
@@ -93,6 +95,10 @@ pub struct Config {
     pub batch: BatchLimits,
     /// The sites, in configuration order.
     pub sites: Vec<Site>,
+    /// `metrics.bind` (or `METRICS_BIND`): a second address serving `/metrics` and `/readyz`.
+    pub metrics_bind: Option<std::net::SocketAddr>,
+    /// `cluster:`: the node heartbeat.
+    pub cluster: ClusterOptions,
     /// The operator key of the status page (`admin.apiKey`, `ADMIN_API_KEY`); `None` turns
     /// the page off.
     pub admin_key: Option<AdminKey>,
@@ -130,6 +136,8 @@ impl Config {
                 http_timeout: DEFAULT_HTTP_TIMEOUT,
                 demo: true,
             }],
+            metrics_bind: None,
+            cluster: ClusterOptions::default(),
             admin_key: None,
             warnings: Vec::new(),
         }
