@@ -46,3 +46,8 @@ fn engine_corpus() {
 fn send_corpus() {
     replay("send", courier_core::fuzzing::send);
 }
+
+#[test]
+fn body_framing_corpus() {
+    replay("body_framing", courier_core::fuzzing::body_framing);
+}

@@ -67,6 +67,8 @@ pub fn gateway_app(startup: Startup) -> Result<App, String> {
     };
     let port = config.port;
     let max_payload = usize::try_from(config.io.max_payload).unwrap_or(usize::MAX);
+    let request_timeout_ms = config.io.request_timeout_ms;
+    let request_body_budget = usize::try_from(config.io.request_body_budget).unwrap_or(usize::MAX);
     if startup.demo {
         print_demo_help(startup.bind, port);
     }
@@ -78,7 +80,11 @@ pub fn gateway_app(startup: Startup) -> Result<App, String> {
             store,
             node_id,
             first_log_line,
-            limits: Limits::default(),
+            limits: Limits {
+                request_timeout: Duration::from_millis(request_timeout_ms),
+                request_body_budget,
+                ..Limits::default()
+            },
         },
     })
 }

@@ -23,6 +23,7 @@ mod driver;
 mod hyper_glue;
 pub mod logging;
 mod redis_store;
+mod request_body;
 mod runtime;
 mod serve;
 mod server;

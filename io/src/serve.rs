@@ -3,9 +3,10 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::process::ExitCode;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use async_channel::{Receiver, Sender};
+use courier_core::body::BodyBudget;
 use courier_core::net::Engine;
 use futures_lite::future;
 
@@ -14,6 +15,7 @@ use crate::client::HttpClient;
 use crate::driver::{Driver, Input, StoreSink};
 use crate::logging;
 use crate::redis_store::RedisStore;
+use crate::request_body::BodyReading;
 use crate::runtime::{BoxFuture, Runtime};
 use crate::server::{self, Server};
 use crate::setup::{Limits, Setup, StoreSetup};
@@ -82,6 +84,8 @@ pub async fn start<R: Runtime>(
             )
         }
     };
+    let max_payload = setup.max_payload.max(1);
+    let body_rules = engine.body_rules(max_payload);
     let (driver, handle) = Driver::new(
         runtime.clone(),
         engine,
@@ -119,8 +123,15 @@ pub async fn start<R: Runtime>(
     let server = Arc::new(Server {
         runtime: runtime.clone(),
         driver: handle,
-        max_payload: setup.max_payload.max(1),
+        max_payload,
         header_read_timeout: setup.limits.header_read_timeout,
+        bodies: BodyReading {
+            rules: body_rules,
+            timeout: setup.limits.request_timeout,
+            budget: Mutex::new(BodyBudget::new(
+                setup.limits.request_body_budget.max(max_payload),
+            )),
+        },
         ws_tasks: driver.task_counter(),
     });
     tracing::info!(target: "courier", port = local_addr.port(), "{}", setup.first_log_line);

@@ -54,8 +54,9 @@ impl fmt::Debug for App {
 /// How the I/O layer runs an engine.
 #[derive(Debug)]
 pub struct Setup {
-    /// The largest HTTP body and WebSocket message accepted (`maxHttpBufferSize`); longer
-    /// bodies reach the engine truncated with `body_truncated`, longer messages close the socket.
+    /// The largest WebSocket message accepted (`maxHttpBufferSize`; longer messages close the
+    /// socket), and the body limit the engine's [`Engine::body_rules`] is given: bodies over
+    /// their route's limit reach the engine with `body_truncated`.
     pub max_payload: usize,
     /// Where store commands run.
     pub store: StoreSetup,
@@ -79,6 +80,12 @@ pub struct Limits {
     pub call_body_cap: usize,
     /// How long a client may take to send a request head.
     pub header_read_timeout: Duration,
+    /// How long a request body may take to arrive in full once its head is read; later, the
+    /// request gets 408 and its connection is closed.
+    pub request_timeout: Duration,
+    /// The bytes all request bodies may hold together (at least `max_payload` is used); a
+    /// request that would pass it gets 503.
+    pub request_body_budget: usize,
 }
 
 impl Default for Limits {
@@ -88,6 +95,8 @@ impl Default for Limits {
             shutdown_grace: Duration::from_secs(5),
             call_body_cap: 1 << 20,
             header_read_timeout: Duration::from_secs(30),
+            request_timeout: Duration::from_secs(30),
+            request_body_budget: 64 << 20,
         }
     }
 }

@@ -18,7 +18,9 @@ use super::clients::Clients;
 use super::config::Config;
 use super::dispatch::PendingSend;
 use super::flake::FlakeGenerator;
+use super::send::BODY_LIMIT;
 use super::store::{StoreCommand, StoreResult};
+use crate::body::{BodyLimit, BodyRules};
 use crate::net::{
     self, AppEvent, CallId, CallResult, ConnId, HttpRequest, Level, OutboundCall, RequestId,
     StoreCmdId, WsFrame,
@@ -358,6 +360,19 @@ impl net::Engine for Gateway {
         // device disconnected, which the adapter flushes before it exits.
         self.sio.close_all(now);
         self.pump(now);
+    }
+
+    /// Polling POSTs up to `maxHttpBufferSize`, `POST /send` up to [`BODY_LIMIT`]; every other
+    /// route ignores its body.
+    fn body_rules(&self, max_payload: usize) -> BodyRules {
+        BodyRules {
+            engine_io: Some((
+                self.config.io.path.clone(),
+                usize::try_from(self.config.io.max_payload).unwrap_or(max_payload),
+            )),
+            send: Some(BODY_LIMIT),
+            other: BodyLimit::Ignore,
+        }
     }
 
     fn poll_output(&mut self) -> net::Output {

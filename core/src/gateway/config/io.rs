@@ -105,7 +105,20 @@ pub struct IoOptions {
     /// `connectTimeout` (ms), default 45000: how long an Engine.IO 4 session may stay without
     /// connecting a namespace (socket.io 4's rule; EIO3 sessions are connected to `/` at once).
     pub connect_timeout_ms: u64,
+    /// `requestTimeout` (ms), default 30000 (the time Courier gives a request head): how long a
+    /// request body may take to arrive in full once its head is read; later, the request is
+    /// answered 408 and its connection closed (Node's `server.requestTimeout` plays this part).
+    pub request_timeout_ms: u64,
+    /// `requestBodyBudget` (bytes): how much all request bodies being read and handled may hold
+    /// together; a request that would pass it gets 503. Default [`DEFAULT_REQUEST_BODY_BUDGET`]
+    /// (or `maxHttpBufferSize` when that is larger); never below `maxHttpBufferSize`, so the
+    /// largest allowed body always fits.
+    pub request_body_budget: u64,
 }
+
+/// The default of `io.requestBodyBudget`: 64 MiB, room for 64 maximal polling POSTs or 655
+/// maximal `/send` bodies at once.
+pub const DEFAULT_REQUEST_BODY_BUDGET: u64 = 64 << 20;
 
 impl Default for IoOptions {
     fn default() -> Self {
@@ -123,6 +136,8 @@ impl Default for IoOptions {
             serve_client: true,
             origins: Origins::Any,
             connect_timeout_ms: 45_000,
+            request_timeout_ms: 30_000,
+            request_body_budget: DEFAULT_REQUEST_BODY_BUDGET,
         }
     }
 }
@@ -134,7 +149,7 @@ impl IoOptions {
     }
 }
 
-const KNOWN: [&str; 13] = [
+const KNOWN: [&str; 15] = [
     "pingInterval",
     "pingTimeout",
     "upgradeTimeout",
@@ -148,6 +163,8 @@ const KNOWN: [&str; 13] = [
     "serveClient",
     "origins",
     "connectTimeout",
+    "requestTimeout",
+    "requestBodyBudget",
 ];
 
 const NOT_IMPLEMENTED: [(&str, &str); 6] = [
@@ -220,6 +237,26 @@ pub(super) fn io_from_yaml(
         section.whole_number("maxHttpBufferSize", "a whole number of bytes")?,
         io.max_payload,
     )?;
+    io.request_timeout_ms = positive(
+        "requestTimeout",
+        section.whole_number("requestTimeout", ms)?,
+        io.request_timeout_ms,
+    )?;
+    io.request_body_budget = match section
+        .whole_number("requestBodyBudget", "a whole number of bytes")?
+    {
+        Some(budget) if budget < io.max_payload => {
+            return Err(section.error(
+                "requestBodyBudget",
+                format!(
+                    "must be at least maxHttpBufferSize ({}), so the largest allowed body fits, got {budget}",
+                    io.max_payload
+                ),
+            ));
+        }
+        Some(budget) => budget,
+        None => io.request_body_budget.max(io.max_payload),
+    };
     if let Some(path) = section.string("path")? {
         if path
             .chars()
