@@ -144,7 +144,7 @@ async fn collect(
     counter: &mut BodyCounter,
     hold: &mut Reservation<'_>,
 ) -> Result<Option<Bytes>, BodyError> {
-    let mut kept = BytesMut::with_capacity(counter.reserved());
+    let mut kept = BytesMut::new();
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|_| BodyError::Broken)?;
         let Ok(chunk) = frame.into_data() else {

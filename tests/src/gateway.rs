@@ -415,6 +415,21 @@ impl Gateway {
         }
     }
 
+    /// The process's resident set size (`VmRSS` of `/proc/<pid>/status`), in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        let Some(child) = self.child.as_ref() else {
+            self.fail("rss_kib: the gateway is not running");
+        };
+        let path = format!("/proc/{}/status", child.id());
+        let status = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| self.fail(&format!("read {path}: {e}")));
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or_else(|| self.fail(&format!("{path} has no VmRSS line")))
+    }
+
     /// SIGKILL (kill -9) and reap: no chance to clean up.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {

@@ -34,7 +34,7 @@ mod websocket;
 
 pub use client::{Client, ClientBuilder, Event, Lib, Transports};
 pub use gateway::{Bin, Gateway, GatewayBuilder, Site};
-pub use http::{HttpResponse, http, send, send_json};
+pub use http::{HttpResponse, http, parse_response, raw_request, send, send_json};
 pub use paths::workspace_root;
 pub use polling::{PollingSession, decode_payload, encode_payload};
 pub use redis::{Redis, Resp};
