@@ -51,14 +51,14 @@ impl BodyRules {
 
     /// The limit of a request with this method and (still percent-encoded) path.
     pub fn limit(&self, method: &Method, path: &str) -> BodyLimit {
-        if let Some((engine_path, limit)) = &self.engine_io {
-            if eio::matches_path(engine_path, path) {
-                // Only a polling POST carries a payload; a handshake or long-poll GET does not.
-                return match method {
-                    Method::Post => BodyLimit::UpTo(*limit),
-                    _ => BodyLimit::Ignore,
-                };
-            }
+        if let Some((engine_path, limit)) = &self.engine_io
+            && eio::matches_path(engine_path, path)
+        {
+            // Only a polling POST carries a payload; a handshake or long-poll GET does not.
+            return match method {
+                Method::Post => BodyLimit::UpTo(*limit),
+                _ => BodyLimit::Ignore,
+            };
         }
         match self.send {
             Some(limit) if route(method, path) == Route::Send => BodyLimit::UpTo(limit),
