@@ -105,12 +105,15 @@ impl<R: Runtime> Server<R> {
                 .bodies
                 .read(&self.runtime, &method, parts.uri.path(), body)
                 .await;
+            // Logged with the path only: the query carries /send's apiKey.
             match read {
                 Ok(read) => Some(read),
                 Err(BodyError::Timeout) => {
+                    tracing::info!(target: "courier", method = %method, path = parts.uri.path(), "Request body timeout");
                     return closing(plain(StatusCode::REQUEST_TIMEOUT, "request body timeout"));
                 }
                 Err(BodyError::OverBudget) => {
+                    tracing::warn!(target: "courier", method = %method, path = parts.uri.path(), "Request body budget exhausted");
                     return closing(plain(
                         StatusCode::SERVICE_UNAVAILABLE,
                         "too many request bodies in flight, retry",

@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use common::*;
 use courier_tests::{
-    HttpResponse, PollingSession, Site, StubSite, http, parse_response, raw_request, scenario,
+    DEFAULT_TIMEOUT, HttpResponse, PollingSession, Site, StubSite, http, parse_response,
+    raw_request, scenario, wait_until,
 };
 
 const SEND_LIMIT: usize = 100 * 1024;
@@ -188,6 +189,7 @@ scenario!(slow_send_bodies_get_408_and_memory_returns, |bin| {
         );
     }
     let baseline = gw.rss_kib();
+    let fds_before = gw.open_fds();
     let mut figures = Vec::new();
     for _wave in 0..2 {
         let (answers, peak) = trickle(&gw, CONNECTIONS);
@@ -210,14 +212,28 @@ scenario!(slow_send_bodies_get_408_and_memory_returns, |bin| {
         "{}: RSS baseline {baseline} KiB; {CONNECTIONS} trickled bodies, twice: peak/after {figures:?} KiB",
         gw.bin().name()
     );
-    let (first_after, second_after) = (figures[0].1, figures[1].1);
+    let all_logged = wait_until(DEFAULT_TIMEOUT, || {
+        gw.log_lines_containing("Request body timeout").len() == 2 * CONNECTIONS
+    });
+    let logged = gw.log_lines_containing("Request body timeout");
+    assert!(all_logged, "one log line per 408, got {}", logged.len());
     assert!(
-        first_after <= baseline + 32 * 1024,
-        "RSS {first_after} KiB after the 408s, baseline {baseline} KiB"
+        logged.iter().all(|line| !line.contains("apiKey")),
+        "the query (with its key) is not logged: {logged:?}"
     );
+    // 200 bodies of 100 KiB are 20 MiB; the allocator keeps part of what was freed for reuse
+    // (a second wave does not add to it), so the bound is generous. The sockets are all gone.
+    for (wave, (_, after)) in figures.iter().enumerate() {
+        assert!(
+            *after <= baseline + 40 * 1024,
+            "RSS {after} KiB after wave {wave}'s 408s, baseline {baseline} KiB"
+        );
+    }
+    let closed = wait_until(DEFAULT_TIMEOUT, || gw.open_fds() <= fds_before);
     assert!(
-        second_after <= first_after + 8 * 1024,
-        "a second wave must reuse the memory of the first: {first_after} → {second_after} KiB"
+        closed,
+        "{} descriptors open, {fds_before} before",
+        gw.open_fds()
     );
 });
 
@@ -262,6 +278,7 @@ scenario!(over_the_body_budget_is_503, |bin| {
         "{refused:?}"
     );
     assert_eq!(refused.header("connection"), Some("close"), "{refused:?}");
+    gw.wait_for_log("Request body budget exhausted");
     // Once the held body is complete and answered, its budget is back.
     held.set_nonblocking(false).expect("blocking");
     held.write_all(&body[10..]).expect("write the rest");
