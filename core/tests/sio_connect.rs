@@ -410,3 +410,58 @@ fn v4_connect_for_an_already_joined_namespace_is_ignored() {
     assert_eq!(h.engine.events.len(), requests);
     assert!(!h.closed.contains_key(&ws));
 }
+
+#[test]
+fn v4_packets_for_a_namespace_not_joined_yet_are_dropped_and_the_session_stays() {
+    let mut h = Harness::new(SioApp::new(test_config(), 55));
+    let ws = h.ws("EIO=3&transport=websocket");
+    let (root, _, _) = last_request(&h);
+    h.engine.server.accept(root, h.now);
+    // Never asked for: an event, a binary event and an ack for `/goodcity`.
+    for early in [
+        "42/goodcity,[\"early\"]",
+        "451-/goodcity,[\"bin\",{\"_placeholder\":true,\"num\":0}]",
+        "43/goodcity,7[]",
+    ] {
+        h.send_text(ws, early);
+        if early.starts_with("451-") {
+            // Engine.IO 3 binary frames start with their packet type (4, message).
+            h.send_binary(ws, b"\x04\x01");
+        }
+    }
+    // Asked for, not answered yet.
+    h.send_text(ws, "40/goodcity");
+    let (city, namespace, _) = last_request(&h);
+    assert_eq!(namespace, "/goodcity");
+    h.send_text(ws, "42/goodcity,[\"still early\"]");
+    assert!(
+        !h.closed.contains_key(&ws),
+        "socket.io 1.7.4 keeps the session"
+    );
+    assert!(
+        !h.engine
+            .events
+            .iter()
+            .any(|e| matches!(e, Event::ClientEvent { .. } | Event::Disconnected { .. }))
+    );
+    // The session is still usable: the namespace joins and its events arrive.
+    h.engine.server.accept(city, h.now);
+    h.drain();
+    assert_eq!(h.texts(ws).last().map(String::as_str), Some("40/goodcity"));
+    h.send_text(ws, "42/goodcity,[\"late\"]");
+    assert!(matches!(
+        h.engine.events.last(),
+        Some(Event::ClientEvent { socket, args, .. }) if *socket == city && args == &[json!("late")]
+    ));
+}
+
+#[test]
+fn v5_packets_for_a_namespace_not_joined_close_the_session() {
+    // socket.io 4 closes an Engine.IO 4 session in that case.
+    let (mut h, ws) = v5();
+    h.send_text(ws, "40");
+    let (root, _, _) = last_request(&h);
+    h.engine.server.accept(root, h.now);
+    h.send_text(ws, "42/goodcity,[\"early\"]");
+    assert!(h.closed.contains_key(&ws));
+}

@@ -245,3 +245,41 @@ scenario!(acks_right_before_a_websocket_close_are_honoured, |bin| {
         "acks sent right before a close were lost for rounds {lost:?}"
     );
 });
+
+// An event packet for a namespace the client has not joined yet: socket.io 1.7.4 drops it and
+// the Engine.IO 3 session stays usable; socket.io 4 closes an Engine.IO 4 session (raw
+// WebSocket, both generations).
+scenario!(
+    an_event_before_connect_is_dropped_on_eio3_and_closes_eio4,
+    |bin| {
+        let stub = courier_tests::StubSite::start();
+        stub.user("u1", &["user_1"]);
+        let gw = user_site(bin, &stub).start();
+
+        let mut v3 = courier_tests::RawWebSocket::connect(
+            gw.port(),
+            "/socket.io/?EIO=3&transport=websocket&token=u1&deviceId=early3",
+        );
+        v3.recv_until(|m| m == "40");
+        v3.send_text("42/goodcity,[\"early\"]");
+        v3.send_text("40/goodcity");
+        v3.recv_until(|m| m.contains("\"_settings\""));
+        push(
+            &gw,
+            json!({"rooms": "user_1", "event": "after", "args": [1]}),
+        );
+        let seen = v3.recv_until(|m| m.contains("[\"after\",1]"));
+        assert!(seen.last().is_some_and(|m| m.starts_with("42/goodcity,")));
+
+        let mut v4 = courier_tests::RawWebSocket::connect(
+            gw.port(),
+            "/socket.io/?EIO=4&transport=websocket&token=u1&deviceId=early4",
+        );
+        let open = v4.recv_text(std::time::Duration::from_secs(10));
+        assert!(open.is_some_and(|m| m.starts_with("0{")));
+        v4.send_text("42/goodcity,[\"early\"]");
+        // Were the session still open, this CONNECT would be answered (`40/goodcity,{"sid":…}`).
+        v4.send_text("40/goodcity,");
+        assert_eq!(v4.recv_text(std::time::Duration::from_secs(3)), None);
+    }
+);

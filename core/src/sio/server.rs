@@ -494,18 +494,24 @@ impl Server {
             | PacketType::BinaryEvent
             | PacketType::Ack
             | PacketType::BinaryAck => {
-                let Some(socket) = existing else {
-                    return self.protocol_error(session, "Socket.IO packet for unjoined namespace");
+                // A packet for a namespace that is not (yet) joined: socket.io 1.x/2.x servers
+                // route packets through the namespaces the client has joined and drop the rest
+                // (the session stays usable); socket.io 3+ servers close the session.
+                let joined = existing.and_then(|socket| {
+                    let admission = self.sockets.get(&socket).expect("indexed socket").admission;
+                    (admission == Admission::Connected).then_some(socket)
+                });
+                let Some(socket) = joined else {
+                    let message = match existing {
+                        None => "Socket.IO packet for unjoined namespace",
+                        Some(_) => "Socket.IO packet before connect",
+                    };
+                    if revision == Revision::V4 {
+                        return self.log(AppEvent::new(Level::Debug, message));
+                    }
+                    return self.protocol_error(session, message);
                 };
                 let s = self.sockets.get_mut(&socket).expect("indexed socket");
-                match s.admission {
-                    Admission::Connected => {}
-                    // v4 clients may speak on `/` before the application answered: dropped.
-                    Admission::PendingImplicit => return,
-                    Admission::Pending => {
-                        return self.protocol_error(session, "Socket.IO packet before connect");
-                    }
-                }
                 let args = match packet.data {
                     Some(Value::Array(args)) => args,
                     _ => Vec::new(),
