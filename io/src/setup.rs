@@ -6,9 +6,9 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use courier_core::gateway::config::IoOptions;
 use courier_core::gateway::store::{Store, StoreCommand, StoreResult};
 use courier_core::net::Engine;
-
 /// The text of the optional configuration files, as read from disk (parsing them is the
 /// factory's job).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -90,13 +90,15 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
+        // The request-body defaults are the configuration's, so they are written once.
+        let io = IoOptions::default();
         Limits {
             ws_outbound_frames: 256,
             shutdown_grace: Duration::from_secs(5),
             call_body_cap: 1 << 20,
             header_read_timeout: Duration::from_secs(30),
-            request_timeout: Duration::from_secs(30),
-            request_body_budget: 64 << 20,
+            request_timeout: Duration::from_millis(io.request_timeout_ms),
+            request_body_budget: usize::try_from(io.request_body_budget).unwrap_or(usize::MAX),
         }
     }
 }
