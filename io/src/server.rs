@@ -26,11 +26,6 @@ use crate::ws;
 /// `maxHeaderSize`; more is answered 431.
 const MAX_HEADER_BYTES: usize = 16 * 1024;
 
-/// hyper's read buffer per connection (its default grows to ~400 KB): room for a full head
-/// and then some; a body streams through it in pieces of at most this size, so a slow
-/// sender costs this plus what its route lets it keep.
-const READ_BUFFER_BYTES: usize = 2 * MAX_HEADER_BYTES;
-
 /// The most headers in one request: Node's `maxHeadersCount` (hyper's default is 100), so no
 /// request Node took is refused for its number of headers; the byte limit above binds first
 /// for all but the shortest headers.
@@ -79,7 +74,6 @@ impl<R: Runtime> Server<R> {
             .timer(RuntimeTimer(self.runtime.clone()))
             .header_read_timeout(self.header_read_timeout)
             .max_header_size(MAX_HEADER_BYTES)
-            .max_buf_size(READ_BUFFER_BYTES)
             .max_headers(MAX_HEADERS)
             .serve_connection(FuturesIo::new(stream), service)
             .with_upgrades();
