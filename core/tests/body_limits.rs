@@ -28,6 +28,7 @@ fn gateway_rules(config_yml: &str) -> BodyRules {
         node_id: 1,
         seed: 1,
         clustered: false,
+        epoch_check: None,
     };
     Gateway::new(config, options).body_rules(1)
 }
