@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+use crate::body::{BodyBudget, BodyCounter, BodyLimit, BodyRules};
 use crate::conformance::Conformance;
 use crate::eio::{Packet, Protocol, payload};
 use crate::gateway::config::{self, ConfigSources, SourceFile};
@@ -501,4 +502,116 @@ pub fn batch(data: &[u8]) {
         devices.iter().all(|d| d.socket.is_some()),
         "not live after the drain"
     );
+}
+
+/// Request-body framing: which limit a request head gets ([`BodyRules::limit`]) and the
+/// accounting of up to four bodies read at once against one [`BodyBudget`].
+///
+/// Input: a path (up to the first NUL), then a method byte, then operations of three bytes
+/// each: `[op, a, b]` where `op % 4` picks a body slot and `op / 4 % 4` the action — start a
+/// body (declared length `a·b·64`, or chunked when `a` is odd), a chunk of `a·256 + b` bytes,
+/// finish (give its budget back), or drop it unfinished. Properties: a declared length over
+/// the limit is refused before any chunk; a kept body never passes its limit; the budget is
+/// never overdrawn and always equals what the live bodies hold; it is all given back at the end.
+pub fn body_framing(data: &[u8]) {
+    let (path, rest) = match data.iter().position(|&b| b == 0) {
+        Some(at) => (&data[..at], &data[at + 1..]),
+        None => (data, &[][..]),
+    };
+    let path = String::from_utf8_lossy(path);
+    let (method_byte, ops) = rest.split_first().map_or((0, &[][..]), |(m, o)| (*m, o));
+    let method = [
+        Method::Get,
+        Method::Post,
+        Method::Head,
+        Method::Options,
+        Method::Put,
+        Method::Other("BREW".to_owned()),
+    ][usize::from(method_byte) % 6]
+        .clone();
+    let rules = [
+        BodyRules {
+            engine_io: Some(("/socket.io".to_owned(), 4096)),
+            send: Some(1024),
+            other: BodyLimit::Ignore,
+        },
+        BodyRules::uniform(2048),
+    ];
+    let rules = &rules[usize::from(method_byte >> 7)];
+    let limit = match rules.limit(&method, &path) {
+        BodyLimit::Ignore => {
+            assert!(
+                rules.other == BodyLimit::Ignore,
+                "only an ignoring rule set ignores"
+            );
+            return;
+        }
+        BodyLimit::UpTo(limit) => limit,
+    };
+    if method != Method::Post {
+        assert_eq!(
+            BodyLimit::UpTo(limit),
+            rules.other,
+            "only POSTs get a route limit"
+        );
+    }
+
+    let mut budget = BodyBudget::new(8192);
+    let mut bodies: [Option<BodyCounter>; 4] = Default::default();
+    let held = |bodies: &[Option<BodyCounter>; 4]| -> usize {
+        bodies.iter().flatten().map(BodyCounter::reserved).sum()
+    };
+    for op in ops.chunks_exact(3) {
+        let (slot, action) = (usize::from(op[0] % 4), op[0] / 4 % 4);
+        let (a, b) = (usize::from(op[1]), usize::from(op[2]));
+        match (action, bodies[slot].take()) {
+            (0, previous) => {
+                if let Some(previous) = previous {
+                    budget.release(previous.reserved());
+                }
+                let declared = (a % 2 == 0).then(|| (a * b * 64) as u64);
+                match BodyCounter::start(limit, declared) {
+                    Err(_) => assert!(declared.is_some_and(|d| d > limit as u64)),
+                    Ok(counter) => {
+                        assert_eq!(counter.reserved() as u64, declared.unwrap_or(0));
+                        assert_eq!(counter.received(), 0);
+                        if budget.try_reserve(counter.reserved()) {
+                            bodies[slot] = Some(counter);
+                        }
+                    }
+                }
+            }
+            (1, Some(mut counter)) => {
+                let len = a * 256 + b;
+                let before = counter.clone();
+                match counter.take(len) {
+                    Err(_) => {
+                        assert!(before.received() + len > limit);
+                        budget.release(before.reserved());
+                    }
+                    Ok(more) => {
+                        assert_eq!(counter.received(), before.received() + len);
+                        assert!(counter.received() <= limit);
+                        assert!(counter.received() <= counter.reserved());
+                        assert!(counter.reserved() <= limit);
+                        assert_eq!(counter.reserved(), before.reserved() + more);
+                        if budget.try_reserve(more) {
+                            bodies[slot] = Some(counter);
+                        } else {
+                            // Refused for the budget: what it held goes back.
+                            budget.release(before.reserved());
+                        }
+                    }
+                }
+            }
+            (_, Some(counter)) => budget.release(counter.reserved()),
+            (_, None) => {}
+        }
+        assert!(budget.used() <= budget.capacity(), "budget overdrawn");
+        assert_eq!(budget.used(), held(&bodies), "budget out of step");
+    }
+    for counter in bodies.iter_mut().filter_map(Option::take) {
+        budget.release(counter.reserved());
+    }
+    assert_eq!(budget.used(), 0, "budget not given back");
 }

@@ -13,6 +13,9 @@
 //! - [`gateway`]: Courier itself — sites, connect-time auth, `/send`, per-device queues with
 //!   `_settings` / `_batch` / `_resync`, user updates.
 //!
+//! Beside them, [`body`] decides which body limit applies to which request, for the adapter
+//! to enforce while it reads.
+//!
 //! `eio` and `sio` know nothing of the gateway; any application can sit on `sio`, as
 //! [`conformance`] (the server of the Socket.IO project's protocol test-suites) does.
 //!
@@ -23,6 +26,7 @@
 //! returns an error to the adapter; it becomes an output (an HTTP 4xx with a clear body, an
 //! Engine.IO error, a close) plus an [`net::AppEvent`].
 
+pub mod body;
 pub mod conformance;
 pub mod eio;
 #[doc(hidden)]

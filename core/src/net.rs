@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+use crate::body::BodyRules;
 use crate::gateway::store::{StoreCommand, StoreResult};
 
 /// Names one HTTP request for the whole of its life. Allocated by the adapter, unique per process.
@@ -123,7 +124,8 @@ impl Headers {
     }
 }
 
-/// An HTTP request as the adapter received it, body read in full (up to the adapter's cap).
+/// An HTTP request as the adapter received it, body read in full (up to its route's limit,
+/// see [`Engine::body_rules`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpRequest {
     /// Request method.
@@ -136,8 +138,9 @@ pub struct HttpRequest {
     pub headers: Headers,
     /// The body. Empty for a WebSocket upgrade.
     pub body: Bytes,
-    /// True when the body was longer than the adapter's cap and `body` holds only a prefix; the
-    /// core answers 413 where a body matters.
+    /// True when the body was over its route's limit (declared or counted while reading) and
+    /// `body` holds at most a prefix of it, possibly none; the core answers 413 where a body
+    /// matters.
     pub body_truncated: bool,
     /// True when the request asks for a WebSocket upgrade (`Upgrade: websocket`, a key, a
     /// supported version). The core answers such a request with [`Output::WsAccept`] or an error
@@ -373,6 +376,13 @@ pub trait Engine {
 
     /// The next thing to do; [`Output::Idle`] when there is nothing more.
     fn poll_output(&mut self) -> Output;
+
+    /// Which body limit applies to which request, asked once before serving: the adapter
+    /// reads requests concurrently with the engine and enforces it while reading.
+    /// `max_payload` is the adapter's configured cap; the default applies it to every body.
+    fn body_rules(&self, max_payload: usize) -> BodyRules {
+        BodyRules::uniform(max_payload)
+    }
 }
 
 /// The earlier of two optional deadlines (`None` means "no deadline").

@@ -51,3 +51,8 @@ fn send_corpus() {
 fn batch_corpus() {
     replay("batch", courier_core::fuzzing::batch);
 }
+
+#[test]
+fn body_framing_corpus() {
+    replay("body_framing", courier_core::fuzzing::body_framing);
+}

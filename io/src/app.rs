@@ -81,6 +81,10 @@ pub fn gateway_app(startup: Startup) -> Result<App, String> {
         limits.ws_outbound_frames = usize::try_from(bound).unwrap_or(usize::MAX);
     }
     let max_payload = usize::try_from(config.io.max_payload).unwrap_or(usize::MAX);
+    let request_timeout_ms = config.io.request_timeout_ms;
+    let request_body_budget = usize::try_from(config.io.request_body_budget).unwrap_or(usize::MAX);
+    limits.request_timeout = Duration::from_millis(request_timeout_ms);
+    limits.request_body_budget = request_body_budget;
     if startup.demo {
         print_demo_help(startup.bind, port);
     }

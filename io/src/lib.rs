@@ -25,6 +25,7 @@ pub mod logging;
 mod nodes;
 pub mod ops;
 mod redis_store;
+mod request_body;
 mod runtime;
 mod serve;
 mod server;

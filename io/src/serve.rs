@@ -3,9 +3,10 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::process::ExitCode;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use async_channel::{Receiver, Sender};
+use courier_core::body::BodyBudget;
 use courier_core::gateway::store::StoreResult;
 use courier_core::net::Engine;
 use futures_lite::future;
@@ -17,6 +18,7 @@ use crate::logging;
 use crate::nodes;
 use crate::ops::Ops;
 use crate::redis_store::RedisStore;
+use crate::request_body::BodyReading;
 use crate::runtime::{BoxFuture, Runtime};
 use crate::server::{self, Server};
 use crate::setup::{Limits, OpsSetup, Setup, StoreSetup};
@@ -98,6 +100,8 @@ pub async fn start<R: Runtime>(
             )
         }
     };
+    let max_payload = setup.max_payload.max(1);
+    let body_rules = engine.body_rules(max_payload);
     let (driver, handle) = Driver::new(
         runtime.clone(),
         engine,
@@ -172,8 +176,15 @@ pub async fn start<R: Runtime>(
     let server = Arc::new(Server {
         runtime: runtime.clone(),
         driver: handle.clone(),
-        max_payload: setup.max_payload.max(1),
+        max_payload,
         header_read_timeout: setup.limits.header_read_timeout,
+        bodies: BodyReading {
+            rules: body_rules,
+            timeout: setup.limits.request_timeout,
+            budget: Mutex::new(BodyBudget::new(
+                setup.limits.request_body_budget.max(max_payload),
+            )),
+        },
         ws_tasks: driver.task_counter(),
         ops: Arc::clone(&ops),
         ops_only: false,
@@ -185,6 +196,16 @@ pub async fn start<R: Runtime>(
             driver: handle,
             max_payload: 1,
             header_read_timeout: setup.limits.header_read_timeout,
+            // It serves no route that reads a body.
+            bodies: BodyReading {
+                rules: courier_core::body::BodyRules {
+                    engine_io: None,
+                    send: None,
+                    other: courier_core::body::BodyLimit::Ignore,
+                },
+                timeout: setup.limits.request_timeout,
+                budget: Mutex::new(BodyBudget::new(1)),
+            },
             ws_tasks: driver.task_counter(),
             ops: Arc::clone(&ops),
             ops_only: true,

@@ -1,5 +1,5 @@
-//! The HTTP side: hyper 1 over any [`Runtime`]'s TCP stream. Each request is read whole (up to
-//! the body cap), handed to the driver as a [`net::HttpRequest`], and answered with whatever the
+//! The HTTP side: hyper 1 over any [`Runtime`]'s TCP stream. Each request's body is read whole
+//! within its route's limit and deadline ([`crate::request_body`]), handed to the driver as a [`net::HttpRequest`], and answered with whatever the
 //! engine decides, possibly much later (long polling). A request whose client leaves first is
 //! reported to the engine as aborted.
 
@@ -8,9 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_tungstenite::tungstenite::handshake::derive_accept_key;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use courier_core::net::{self, ConnId, Headers, Method, RequestId};
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::header::{HeaderName, HeaderValue};
 use hyper::{Request, Response, StatusCode};
@@ -19,8 +19,18 @@ use smol_hyper::rt::FuturesIo;
 use crate::driver::{DriverHandle, Input, Reply, TaskCounter};
 use crate::hyper_glue::RuntimeTimer;
 use crate::ops::{self, Ops};
+use crate::request_body::{BodyError, BodyReading};
 use crate::runtime::{Listener, Runtime};
 use crate::ws;
+
+/// The most bytes of a request head (request line and headers), as Node's default
+/// `maxHeaderSize`; more is answered 431.
+const MAX_HEADER_BYTES: usize = 16 * 1024;
+
+/// The most headers in one request: Node's `maxHeadersCount` (hyper's default is 100), so no
+/// request Node took is refused for its number of headers; the byte limit above binds first
+/// for all but the shortest headers.
+const MAX_HEADERS: usize = 2000;
 
 /// What every connection of one server shares.
 pub(crate) struct Server<R: Runtime> {
@@ -28,6 +38,8 @@ pub(crate) struct Server<R: Runtime> {
     pub(crate) driver: DriverHandle,
     pub(crate) max_payload: usize,
     pub(crate) header_read_timeout: Duration,
+    /// How request bodies are read: limits, deadline, budget.
+    pub(crate) bodies: BodyReading,
     /// Counts WebSocket tasks, so a shutdown can wait for close frames to be written.
     pub(crate) ws_tasks: TaskCounter,
     /// Readiness and the I/O layer's counters.
@@ -66,6 +78,8 @@ impl<R: Runtime> Server<R> {
         let connection = hyper::server::conn::http1::Builder::new()
             .timer(RuntimeTimer(self.runtime.clone()))
             .header_read_timeout(self.header_read_timeout)
+            .max_header_size(MAX_HEADER_BYTES)
+            .max_headers(MAX_HEADERS)
             .serve_connection(FuturesIo::new(stream), service)
             .with_upgrades();
         // Errors here are the peer's (reset, bad request line); hyper already answered 400
@@ -85,21 +99,44 @@ impl<R: Runtime> Server<R> {
             .get("sec-websocket-key")
             .map(|key| derive_accept_key(key.as_bytes()));
         let (parts, body) = request.into_parts();
-        let (body, body_truncated) = if websocket {
-            (Bytes::new(), false)
+        let method = Method::from_token(parts.method.as_str());
+        let body = if websocket {
+            None
         } else {
-            match read_capped(body, self.max_payload).await {
-                Ok(read) => read,
+            let read = self
+                .bodies
+                .read(&self.runtime, &method, parts.uri.path(), body)
+                .await;
+            // Logged with the path only: the query carries /send's apiKey.
+            match read {
+                Ok(read) => Some(read),
+                Err(BodyError::Timeout) => {
+                    tracing::info!(target: "courier", method = %method, path = parts.uri.path(), "Request body timeout");
+                    return closing(plain(StatusCode::REQUEST_TIMEOUT, "request body timeout"));
+                }
+                Err(BodyError::OverBudget) => {
+                    tracing::warn!(target: "courier", method = %method, path = parts.uri.path(), "Request body budget exhausted");
+                    return closing(plain(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "too many request bodies in flight, retry",
+                    ));
+                }
                 // The client broke off its own body; nobody is left to answer.
-                Err(()) => return plain(StatusCode::BAD_REQUEST, "unreadable body"),
+                Err(BodyError::Broken) => {
+                    return closing(plain(StatusCode::BAD_REQUEST, "unreadable body"));
+                }
             }
         };
+        let (body_bytes, body_truncated, complete) = match &body {
+            Some(read) => (read.bytes.clone(), read.truncated, read.complete),
+            None => (Bytes::new(), false, true),
+        };
         let net_request = net::HttpRequest {
-            method: Method::from_token(parts.method.as_str()),
+            method,
             path: parts.uri.path().to_owned(),
             query: parts.uri.query().unwrap_or("").to_owned(),
             headers: lowercase_headers(&parts.headers),
-            body,
+            body: body_bytes,
             body_truncated,
             websocket,
         };
@@ -120,7 +157,8 @@ impl<R: Runtime> Server<R> {
         let reply = reply_rx.recv().await;
         guard.armed = false;
         match reply {
-            Ok(Reply::Response(response)) => to_hyper(response),
+            Ok(Reply::Response(response)) if complete => to_hyper(response),
+            Ok(Reply::Response(response)) => closing(to_hyper(response)),
             Ok(Reply::Upgrade(outbound)) => {
                 let conn = ConnId::from(id);
                 let (Some(on_upgrade), Some(accept_key)) = (on_upgrade, accept_key) else {
@@ -234,25 +272,6 @@ fn lowercase_headers(headers: &hyper::HeaderMap) -> Headers {
     )
 }
 
-/// Reads the body whole, keeping at most `cap` bytes: `(body, truncated)`. Stops reading at the
-/// cap (hyper then closes the connection instead of reusing it).
-async fn read_capped(mut body: Incoming, cap: usize) -> Result<(Bytes, bool), ()> {
-    let mut collected = BytesMut::new();
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|_| ())?;
-        let Ok(chunk) = frame.into_data() else {
-            continue; // trailers
-        };
-        let room = cap - collected.len();
-        if chunk.len() > room {
-            collected.extend_from_slice(&chunk[..room]);
-            return Ok((collected.freeze(), true));
-        }
-        collected.extend_from_slice(&chunk);
-    }
-    Ok((collected.freeze(), false))
-}
-
 fn to_hyper(response: net::HttpResponse) -> Response<Full<Bytes>> {
     let mut out = Response::new(Full::new(response.body));
     *out.status_mut() =
@@ -268,6 +287,15 @@ fn to_hyper(response: net::HttpResponse) -> Response<Full<Bytes>> {
         }
     }
     out
+}
+
+/// Tells the client this connection ends with this answer: its request body was not read to
+/// the end, so the connection cannot carry another request (hyper closes it too).
+fn closing(mut response: Response<Full<Bytes>>) -> Response<Full<Bytes>> {
+    response
+        .headers_mut()
+        .insert("connection", HeaderValue::from_static("close"));
+    response
 }
 
 fn plain(status: StatusCode, text: &'static str) -> Response<Full<Bytes>> {

@@ -6,9 +6,9 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use courier_core::gateway::config::IoOptions;
 use courier_core::gateway::store::{Store, StoreCommand, StoreResult};
 use courier_core::net::Engine;
-
 /// The text of the optional configuration files, as read from disk (parsing them is the
 /// factory's job).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -54,8 +54,9 @@ impl fmt::Debug for App {
 /// How the I/O layer runs an engine.
 #[derive(Debug)]
 pub struct Setup {
-    /// The largest HTTP body and WebSocket message accepted (`maxHttpBufferSize`); longer
-    /// bodies reach the engine truncated with `body_truncated`, longer messages close the socket.
+    /// The largest WebSocket message accepted (`maxHttpBufferSize`; longer messages close the
+    /// socket), and the body limit the engine's [`Engine::body_rules`] is given: bodies over
+    /// their route's limit reach the engine with `body_truncated`.
     pub max_payload: usize,
     /// Where store commands run.
     pub store: StoreSetup,
@@ -101,15 +102,25 @@ pub struct Limits {
     pub call_body_cap: usize,
     /// How long a client may take to send a request head.
     pub header_read_timeout: Duration,
+    /// How long a request body may take to arrive in full once its head is read; later, the
+    /// request gets 408 and its connection is closed.
+    pub request_timeout: Duration,
+    /// The bytes all request bodies may hold together (at least `max_payload` is used); a
+    /// request that would pass it gets 503.
+    pub request_body_budget: usize,
 }
 
 impl Default for Limits {
     fn default() -> Self {
+        // The request-body defaults are the configuration's, so they are written once.
+        let io = IoOptions::default();
         Limits {
             ws_outbound_frames: 256,
             shutdown_grace: Duration::from_secs(5),
             call_body_cap: 1 << 20,
             header_read_timeout: Duration::from_secs(30),
+            request_timeout: Duration::from_millis(io.request_timeout_ms),
+            request_body_budget: usize::try_from(io.request_body_budget).unwrap_or(usize::MAX),
         }
     }
 }

@@ -434,6 +434,33 @@ impl Gateway {
         }
     }
 
+    /// The process's resident set size (`VmRSS` of `/proc/<pid>/status`), in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        let Some(child) = self.child.as_ref() else {
+            self.fail("rss_kib: the gateway is not running");
+        };
+        let path = format!("/proc/{}/status", child.id());
+        let status = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| self.fail(&format!("read {path}: {e}")));
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or_else(|| self.fail(&format!("{path} has no VmRSS line")))
+    }
+
+    /// How many file descriptors the process has open (`/proc/<pid>/fd`): its sockets,
+    /// listener and pipes.
+    pub fn open_fds(&self) -> usize {
+        let Some(child) = self.child.as_ref() else {
+            self.fail("open_fds: the gateway is not running");
+        };
+        let path = format!("/proc/{}/fd", child.id());
+        std::fs::read_dir(&path)
+            .unwrap_or_else(|e| self.fail(&format!("read {path}: {e}")))
+            .count()
+    }
+
     /// SIGKILL (kill -9) and reap: no chance to clean up.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {

@@ -87,6 +87,26 @@ pub fn http(
     try_http(port, method, target, headers, body).unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// Writes `request` to `127.0.0.1:port` exactly as given (a head without its body, a chunked
+/// body cut short…), then reads the answer until the server closes; panics when there is none.
+/// A server may answer before it has read everything (a 413 or 503 refuses the body unread),
+/// so a failed write still waits for the answer.
+pub fn raw_request(port: u16, request: &[u8]) -> HttpResponse {
+    let mut stream = TcpStream::connect(("127.0.0.1", port))
+        .unwrap_or_else(|e| panic!("connect 127.0.0.1:{port}: {e}"));
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("read timeout");
+    let written = stream.write_all(request);
+    let mut raw = Vec::new();
+    if let Err(e) = stream.read_to_end(&mut raw) {
+        // A reset after a complete response is still a complete response.
+        assert!(!raw.is_empty(), "no answer: {e} (write: {written:?})");
+    }
+    parse_response(&raw, false)
+        .unwrap_or_else(|e| panic!("{e}; raw answer: {:?}", String::from_utf8_lossy(&raw)))
+}
+
 /// [`http`] without the panic.
 pub(crate) fn try_http(
     port: u16,
@@ -129,7 +149,8 @@ pub(crate) fn try_http(
     })
 }
 
-pub(crate) fn parse_response(raw: &[u8], head_only: bool) -> Result<HttpResponse, String> {
+/// Parses a complete HTTP/1.1 response (`head_only` for the answer to a `HEAD`).
+pub fn parse_response(raw: &[u8], head_only: bool) -> Result<HttpResponse, String> {
     let split = find(raw, b"\r\n\r\n").ok_or("no end of headers")?;
     let head = std::str::from_utf8(&raw[..split]).map_err(|_| "head is not UTF-8")?;
     let mut lines = head.split("\r\n");

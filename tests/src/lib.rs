@@ -38,7 +38,7 @@ mod websocket;
 pub use browser::{Browser, chromium_path};
 pub use client::{Client, ClientBuilder, Event, Lib, Transports};
 pub use gateway::{Bin, Gateway, GatewayBuilder, Site};
-pub use http::{HttpResponse, http, send, send_json};
+pub use http::{HttpResponse, http, parse_response, raw_request, send, send_json};
 pub use metrics::Metrics;
 pub use paths::workspace_root;
 pub use polling::{PollingSession, decode_payload, encode_payload};

@@ -24,6 +24,14 @@ pub use server::{Event, Output, Server, SessionId};
 use crate::net::Headers;
 use crate::urlencoded;
 
+/// True when `path` is the Engine.IO endpoint at `base` (with or without the trailing slash;
+/// `base` may be given either way).
+pub fn matches_path(base: &str, path: &str) -> bool {
+    let base = base.trim_end_matches('/');
+    path.strip_prefix(base)
+        .is_some_and(|rest| rest.is_empty() || rest == "/")
+}
+
 /// Engine.IO's error 4 (`403 {"code":4,"message":"Forbidden"}`), the answer to a request the
 /// application refuses before the engine sees it (socket.io's `origins` check).
 pub fn forbidden_response() -> crate::net::HttpResponse {

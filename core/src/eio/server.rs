@@ -176,9 +176,7 @@ impl Server {
 
     /// True when `path` is this endpoint (with or without the trailing slash).
     pub fn matches_path(&self, path: &str) -> bool {
-        let base = self.config.path.trim_end_matches('/');
-        path.strip_prefix(base)
-            .is_some_and(|rest| rest.is_empty() || rest == "/")
+        super::matches_path(&self.config.path, path)
     }
 
     /// True when `conn` is a WebSocket of one of this server's sessions.

@@ -19,7 +19,9 @@ use super::config::Config;
 use super::dispatch::PendingSend;
 use super::flake::FlakeGenerator;
 use super::recovery::EpochWatch;
+use super::send::BODY_LIMIT;
 use super::store::{StoreCommand, StoreResult};
+use crate::body::{BodyLimit, BodyRules};
 use crate::metrics::{self, SiteCounters, StoreCounters, StoreKind, StoreOutcome};
 use crate::net::{
     self, AppEvent, CallId, CallResult, ConnId, HttpRequest, Level, OutboundCall, RequestId,
@@ -510,6 +512,19 @@ impl net::Engine for Gateway {
 
     fn metrics(&self) -> Option<metrics::Snapshot> {
         Some(Gateway::metrics(self))
+    }
+
+    /// Polling POSTs up to `maxHttpBufferSize`, `POST /send` up to [`BODY_LIMIT`]; every other
+    /// route ignores its body.
+    fn body_rules(&self, max_payload: usize) -> BodyRules {
+        BodyRules {
+            engine_io: Some((
+                self.config.io.path.clone(),
+                usize::try_from(self.config.io.max_payload).unwrap_or(max_payload),
+            )),
+            send: Some(BODY_LIMIT),
+            other: BodyLimit::Ignore,
+        }
     }
 
     fn poll_output(&mut self) -> net::Output {

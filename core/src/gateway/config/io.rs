@@ -115,7 +115,20 @@ pub struct IoOptions {
     /// (a slow consumer) before it is disconnected; `None` keeps the defaults (256 frames
     /// for a WebSocket, 1024 packets for a polling session).
     pub max_buffered_messages: Option<u64>,
+    /// `requestTimeout` (ms), default 30000 (the time Courier gives a request head): how long a
+    /// request body may take to arrive in full once its head is read; later, the request is
+    /// answered 408 and its connection closed (Node's `server.requestTimeout` plays this part).
+    pub request_timeout_ms: u64,
+    /// `requestBodyBudget` (bytes): how much all request bodies being read and handled may hold
+    /// together; a request that would pass it gets 503. Default [`DEFAULT_REQUEST_BODY_BUDGET`]
+    /// (or `maxHttpBufferSize` when that is larger); never below `maxHttpBufferSize`, so the
+    /// largest allowed body always fits.
+    pub request_body_budget: u64,
 }
+
+/// The default of `io.requestBodyBudget`: 64 MiB, room for 64 maximal polling POSTs or 655
+/// maximal `/send` bodies at once.
+pub const DEFAULT_REQUEST_BODY_BUDGET: u64 = 64 << 20;
 
 impl Default for IoOptions {
     fn default() -> Self {
@@ -136,6 +149,8 @@ impl Default for IoOptions {
             max_connections: None,
             max_handshakes_per_second: None,
             max_buffered_messages: None,
+            request_timeout_ms: 30_000,
+            request_body_budget: DEFAULT_REQUEST_BODY_BUDGET,
         }
     }
 }
@@ -147,7 +162,7 @@ impl IoOptions {
     }
 }
 
-const KNOWN: [&str; 16] = [
+const KNOWN: [&str; 18] = [
     "pingInterval",
     "pingTimeout",
     "upgradeTimeout",
@@ -164,6 +179,8 @@ const KNOWN: [&str; 16] = [
     "maxConnections",
     "maxHandshakesPerSecond",
     "maxBufferedMessages",
+    "requestTimeout",
+    "requestBodyBudget",
 ];
 
 const NOT_IMPLEMENTED: [(&str, &str); 6] = [
@@ -263,6 +280,26 @@ pub(super) fn io_from_yaml(
         0,
     )
     .map(|n| (n > 0).then_some(n))?;
+    io.request_timeout_ms = positive(
+        "requestTimeout",
+        section.whole_number("requestTimeout", ms)?,
+        io.request_timeout_ms,
+    )?;
+    io.request_body_budget = match section
+        .whole_number("requestBodyBudget", "a whole number of bytes")?
+    {
+        Some(budget) if budget < io.max_payload => {
+            return Err(section.error(
+                "requestBodyBudget",
+                format!(
+                    "must be at least maxHttpBufferSize ({}), so the largest allowed body fits, got {budget}",
+                    io.max_payload
+                ),
+            ));
+        }
+        Some(budget) => budget,
+        None => io.request_body_budget.max(io.max_payload),
+    };
     if let Some(path) = section.string("path")? {
         if path
             .chars()
