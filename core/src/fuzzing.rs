@@ -313,6 +313,7 @@ pub fn send(data: &[u8]) {
         node_id: 1,
         seed: 1,
         clustered: false,
+        epoch_check: None,
     };
     let mut gateway = Gateway::new(config, options);
     let mut store = MemoryStore::new();

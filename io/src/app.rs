@@ -17,7 +17,7 @@ use courier_core::gateway::config::{
     self, Config, ConfigSources, DEMO_API_KEY, DEMO_SITE, SourceFile,
 };
 use courier_core::gateway::store::MemoryStore;
-use courier_core::gateway::{Gateway, GatewayOptions};
+use courier_core::gateway::{EPOCH_CHECK_INTERVAL, Gateway, GatewayOptions};
 
 use crate::Startup;
 use crate::redis_store::DEFAULT_PREFIX;
@@ -64,6 +64,8 @@ pub fn gateway_app(startup: Startup) -> Result<App, String> {
         node_id,
         seed: random_u64(),
         clustered,
+        // Only a shared store (Redis) can lose its data under a running gateway.
+        epoch_check: clustered.then_some(EPOCH_CHECK_INTERVAL),
     };
     let port = config.port;
     let max_payload = usize::try_from(config.io.max_payload).unwrap_or(usize::MAX);

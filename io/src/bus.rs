@@ -98,6 +98,9 @@ pub(crate) async fn subscribe_loop<R: Runtime>(
         match subscribed {
             Ok(mut pubsub) => {
                 warned = false;
+                // Messages published while a node is not subscribed are lost to it; this line
+                // says from when on it hears the others again (after a Redis restart, too).
+                tracing::info!(target: "courier", "cluster bus subscribed");
                 let mut messages = pubsub.on_message();
                 while let Some(message) = messages.next().await {
                     if let Some(message) = unframe(node_id, message.get_payload_bytes())

@@ -533,6 +533,9 @@ fn recovers_after_a_flushing_restart<R: Runtime>(runtime: R) {
         store.execute(connect("user_1", "d", 1, None, T0)),
         connected(vec![])
     );
+    // The first epoch check writes its candidate; later ones read it back.
+    assert_eq!(store.execute(check_epoch(10)), StoreResult::Epoch(10));
+    assert_eq!(store.execute(check_epoch(11)), StoreResult::Epoch(10));
     redis.kill();
     let started = Instant::now();
     match store.execute(connect("user_1", "d", 2, None, T0)) {
@@ -566,6 +569,16 @@ fn recovers_after_a_flushing_restart<R: Runtime>(runtime: R) {
         store.execute(enqueue("user_1", item(2, "e"), None, T0)),
         stored(&[("d", Some(3))])
     );
+    // The epoch went with the data: the next check writes a new one, which is how a gateway
+    // learns that the devices it registered are gone.
+    assert_eq!(store.execute(check_epoch(12)), StoreResult::Epoch(12));
+}
+
+fn check_epoch(candidate: u64) -> StoreCommand {
+    StoreCommand::CheckEpoch {
+        candidate,
+        now_ms: T0,
+    }
 }
 
 fn a_tls_url_to_a_plain_server_fails_cleanly<R: Runtime>(runtime: R) {

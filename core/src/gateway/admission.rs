@@ -8,6 +8,7 @@ use serde_json::{Map, Value};
 
 use super::auth::{MISSING_VALUE, auth_call, auth_outcome, demo_rooms};
 use super::clients::{AckPurpose, Client, Credentials, Phase};
+use super::config::Site;
 use super::engine::{CallWait, Gateway, StoreWait};
 use super::store::{DeviceKey, SocketRef, StoreCommand, StoreResult};
 use super::user_update::{LastSeen, user_update_call};
@@ -130,16 +131,7 @@ impl Gateway {
             return;
         }
 
-        // Group rooms (lowercased) are recorded on each user's record for `/send` expansion,
-        // refreshed by every successful auth (DESIGN.md §4 #4).
-        let mut groups: Vec<String> = rooms
-            .iter()
-            .filter(|room| !site.is_user_room(room))
-            .map(|room| room.to_lowercase())
-            .collect();
-        groups.sort();
-        groups.dedup();
-
+        let groups = group_rooms(&site, &rooms);
         let socket_ref = self.socket_ref(socket);
         let unix_ms = self.unix_ms(now);
         let mut devices = Vec::new();
@@ -357,6 +349,20 @@ fn credentials(handshake: &Handshake, auth: Option<&Map<String, Value>>) -> Cred
         device: pick("deviceId").unwrap_or_default(),
         meta: pick("meta"),
     }
+}
+
+/// The group rooms among a socket's `rooms`, lowercased, sorted and deduplicated: recorded on
+/// each user's record for `/send` expansion, refreshed by every successful auth (DESIGN.md §4
+/// #4).
+pub(super) fn group_rooms(site: &Site, rooms: &[String]) -> Vec<String> {
+    let mut groups: Vec<String> = rooms
+        .iter()
+        .filter(|room| !site.is_user_room(room))
+        .map(|room| room.to_lowercase())
+        .collect();
+    groups.sort();
+    groups.dedup();
+    groups
 }
 
 /// `["_settings",{"device_ttl":n}]` — always a JSON number (DESIGN.md §4 #7).

@@ -40,6 +40,9 @@ pub enum AckPurpose {
         /// Whether the ack does the head check.
         resync: bool,
     },
+    /// A live delivery of a message the store did not store for this socket's device (the
+    /// store had lost the device): its ack has nothing to remove.
+    Unstored,
     /// A `_batch`: its ack removes exactly these items.
     Batch {
         /// The device.
@@ -185,6 +188,23 @@ impl Clients {
             .get(&(site.to_owned(), room.to_owned()))
             .into_iter()
             .flat_map(|sockets| sockets.iter().copied())
+    }
+
+    /// Every device of every admitted socket, with its socket, in socket-id order.
+    pub fn admitted_devices(&self) -> Vec<(SocketId, DeviceKey)> {
+        let mut devices: Vec<(SocketId, DeviceKey)> = self
+            .by_socket
+            .iter()
+            .filter(|(_, client)| client.is_admitted())
+            .flat_map(|(socket, client)| {
+                client
+                    .devices
+                    .iter()
+                    .map(move |device| (*socket, device.clone()))
+            })
+            .collect();
+        devices.sort();
+        devices
     }
 
     /// The socket's id for logs (`"/<site>#<engine sid>"`), empty when untracked.

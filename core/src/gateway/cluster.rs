@@ -6,6 +6,11 @@
 //! ([`crate::net::Output::Publish`]). Every node receives every message and acts on the part
 //! that names it.
 //!
+//! When the store has lost its data (see [`super::store::StoreCommand::CheckEpoch`]), two more
+//! messages keep connected devices served until they are registered again:
+//! [`RemoteHeader::Unregistered`] carries a message to the sockets of devices the store did not
+//! know, and [`RemoteHeader::StoreReset`] tells every node at once that the epoch changed.
+//!
 //! Wire form: one line of JSON (the header), `\n`, then the event payload — the compact JSON
 //! array `[event, ...args]` exactly as it is emitted — unescaped, so no node re-encodes it.
 
@@ -35,6 +40,20 @@ impl RemoteTarget {
             socket: self.socket,
         }
     }
+}
+
+/// A user room of a `/send` whose connected devices the store may not know (see
+/// [`RemoteHeader::Unregistered`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnregisteredRoom {
+    /// The user room (or public channel).
+    pub room: String,
+    /// The room was reached through the send's group rooms, not named by it: only sockets in
+    /// one of those groups get the message.
+    pub via_groups: bool,
+    /// Device ids the store stored the message for, sorted (they get it through the queue, as
+    /// usual).
+    pub known: Vec<String>,
 }
 
 /// The header of a cluster message.
@@ -67,15 +86,41 @@ pub enum RemoteHeader {
         /// Room names, exact and deduplicated.
         rooms: Vec<String>,
     },
+    /// User-room mode, after the store lost data: emit message `id` live (its ack removes
+    /// nothing) to every socket the receiving node holds in one of `rooms` whose device is not
+    /// among the room's `known` devices, and register those devices in the store again.
+    Unregistered {
+        /// Node that published it.
+        origin: u64,
+        /// Site name.
+        site: String,
+        /// Event name.
+        event: String,
+        /// Flake id of the message.
+        id: u64,
+        /// Lowercased group rooms the send named (for rooms reached through them).
+        groups: Vec<String>,
+        /// The rooms to serve.
+        rooms: Vec<UnregisteredRoom>,
+    },
+    /// The store's epoch changed to `epoch`: it lost its data; register every connected device
+    /// again.
+    StoreReset {
+        /// Node that noticed first.
+        origin: u64,
+        /// The new epoch.
+        epoch: u64,
+    },
 }
 
 impl RemoteHeader {
     /// The node that published the message.
     pub fn origin(&self) -> u64 {
         match self {
-            RemoteHeader::Deliver { origin, .. } | RemoteHeader::Broadcast { origin, .. } => {
-                *origin
-            }
+            RemoteHeader::Deliver { origin, .. }
+            | RemoteHeader::Broadcast { origin, .. }
+            | RemoteHeader::Unregistered { origin, .. }
+            | RemoteHeader::StoreReset { origin, .. } => *origin,
         }
     }
 }

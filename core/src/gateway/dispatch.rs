@@ -5,13 +5,15 @@
 //!
 //! The HTTP answer is written once every store command of the send has answered, so every live
 //! emit happens before it (behaviour 32); a store failure answers 503 so the site can retry.
+//! Connected devices the store did not know (it lost them) get the message live instead
+//! (`recovery`).
 
 use std::time::Instant;
 
 use bytes::Bytes;
 
 use super::clients::AckPurpose;
-use super::cluster::{RemoteHeader, RemoteMessage, RemoteTarget};
+use super::cluster::{RemoteHeader, RemoteMessage, RemoteTarget, UnregisteredRoom};
 use super::engine::{Gateway, StoreWait};
 use super::routes::{send_ok, text_response};
 use super::send::SendRequest;
@@ -27,18 +29,21 @@ pub const STORE_UNAVAILABLE: &str =
 /// A user-room `/send` waiting for its store commands.
 #[derive(Debug)]
 pub(super) struct PendingSend {
-    site: String,
-    item: QueuedItem,
-    payload: Payload,
+    pub(super) site: String,
+    pub(super) item: QueuedItem,
+    pub(super) payload: Payload,
     resync: bool,
     /// User rooms (and the public channel) the send named itself.
     direct: Vec<String>,
     /// Lowercased group rooms the send named.
-    groups: Vec<String>,
+    pub(super) groups: Vec<String>,
     /// Store commands not answered yet.
     outstanding: usize,
     /// Some command failed: answer 503.
     failed: bool,
+    /// Rooms where other nodes may hold devices the store did not know: published as one
+    /// [`RemoteHeader::Unregistered`] when the send is done.
+    pub(super) unregistered: Vec<UnregisteredRoom>,
 }
 
 impl Gateway {
@@ -90,6 +95,7 @@ impl Gateway {
             groups,
             outstanding: 0,
             failed: false,
+            unregistered: Vec::new(),
         };
         if pending.groups.is_empty() {
             self.sends.insert(request, pending);
@@ -177,6 +183,7 @@ impl Gateway {
         let item = pending.item.clone();
         let payload = pending.payload.clone();
         let resync = pending.resync;
+        self.serve_devices_the_store_lost(request, &room, via_groups.is_some(), &result, now);
         match result {
             StoreResult::Enqueued {
                 status: EnqueueStatus::Stored,
@@ -256,7 +263,7 @@ impl Gateway {
                     item.event.clone(),
                     item.id,
                     payload,
-                    resync,
+                    Some(resync),
                     now,
                 );
             } else {
@@ -283,15 +290,19 @@ impl Gateway {
         }
     }
 
-    /// Emits stored item `id` to one of this node's sockets with an ack, if it is still there.
-    fn deliver_local(
+    /// Emits item `id` to one of this node's sockets with an ack, if it is still there.
+    /// `stored`: `Some(resync)` when the item is in the device's queue (the ack removes it, with
+    /// the head check when `resync`); `None` when the store did not store it for the device
+    /// (the ack removes nothing).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn deliver_local(
         &mut self,
         socket: SocketId,
         device: DeviceKey,
         event: String,
         id: u64,
         payload: &Payload,
-        resync: bool,
+        stored: Option<bool>,
         now: Instant,
     ) {
         let admitted = self
@@ -312,18 +323,20 @@ impl Gateway {
                 .with("deviceId", device.device.clone())
                 .with("socketId", log_id)
                 .with("event", event.clone())
-                .with("dataId", id.to_string()),
+                .with("dataId", id.to_string())
+                .with("stored", stored.is_some()),
         );
+        let purpose = match stored {
+            Some(resync) => AckPurpose::Message {
+                device,
+                event,
+                id,
+                resync,
+            },
+            None => AckPurpose::Unstored,
+        };
         if let Some(client) = self.clients.get_mut(socket) {
-            client.expect_ack(
-                ack,
-                AckPurpose::Message {
-                    device,
-                    event,
-                    id,
-                    resync,
-                },
-            );
+            client.expect_ack(ack, purpose);
         }
     }
 
@@ -377,6 +390,7 @@ impl Gateway {
                 };
                 self.store(command, StoreWait::Logged { what: "batch ack" }, now);
             }
+            AckPurpose::Unstored => {}
         }
     }
 
@@ -452,7 +466,7 @@ impl Gateway {
                         event.clone(),
                         id,
                         &payload,
-                        resync,
+                        Some(resync),
                         now,
                     );
                 }
@@ -460,10 +474,19 @@ impl Gateway {
             RemoteHeader::Broadcast { site, rooms, .. } => {
                 self.broadcast_local(&site, &rooms, &payload, now)
             }
+            RemoteHeader::Unregistered {
+                site,
+                event,
+                id,
+                groups,
+                rooms,
+                ..
+            } => self.on_remote_unregistered(&site, &event, id, &groups, &rooms, &payload, now),
+            RemoteHeader::StoreReset { epoch, .. } => self.on_remote_store_reset(epoch, now),
         }
     }
 
-    fn publish(&mut self, header: RemoteHeader, payload: Bytes) {
+    pub(super) fn publish(&mut self, header: RemoteHeader, payload: Bytes) {
         let message = RemoteMessage { header, payload };
         self.push(net::Output::Publish(message.encode()));
     }
@@ -502,6 +525,17 @@ impl Gateway {
         let Some(pending) = self.sends.remove(&request) else {
             return;
         };
+        if self.options.clustered && !pending.unregistered.is_empty() {
+            let header = RemoteHeader::Unregistered {
+                origin: self.options.node_id,
+                site: pending.site.clone(),
+                event: pending.item.event.clone(),
+                id: pending.item.id,
+                groups: pending.groups.clone(),
+                rooms: pending.unregistered,
+            };
+            self.publish(header, pending.item.json.clone());
+        }
         let response = if pending.failed {
             text_response(503, "text/plain; charset=utf-8", STORE_UNAVAILABLE)
         } else {

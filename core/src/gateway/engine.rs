@@ -18,6 +18,7 @@ use super::clients::Clients;
 use super::config::Config;
 use super::dispatch::PendingSend;
 use super::flake::FlakeGenerator;
+use super::recovery::EpochWatch;
 use super::store::{StoreCommand, StoreResult};
 use crate::net::{
     self, AppEvent, CallId, CallResult, ConnId, HttpRequest, Level, OutboundCall, RequestId,
@@ -29,6 +30,11 @@ use crate::sio;
 /// answers far sooner or reports its own failure; this bounds the damage of one that hangs.
 pub const STORE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How often a gateway on a shared store (Redis) checks the store's epoch: the bound on how
+/// long after the store lost its data (and answers again) the gateway registers its connected
+/// devices again.
+pub const EPOCH_CHECK_INTERVAL: Duration = Duration::from_secs(2);
+
 /// How a [`Gateway`] is set up beyond its configuration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct GatewayOptions {
@@ -39,6 +45,10 @@ pub struct GatewayOptions {
     /// Other nodes share the store and the cluster bus: emit [`net::Output::Publish`] for
     /// deliveries to sockets this node does not hold.
     pub clustered: bool,
+    /// How often to check the store's epoch ([`EPOCH_CHECK_INTERVAL`]); `None` for a store
+    /// that lives and dies with this process (the in-memory store), which cannot lose its data
+    /// under a running gateway.
+    pub epoch_check: Option<Duration>,
 }
 
 /// What a store command in flight was for: how its result is handled.
@@ -63,6 +73,14 @@ pub(super) enum StoreWait {
         device: super::store::DeviceKey,
         event: String,
         id: u64,
+    },
+    /// `CheckEpoch`: a changed epoch means the store lost its data.
+    Epoch,
+    /// `Connect` of a device the store lost, registering it again (no `_batch`: the store had
+    /// nothing queued for it).
+    Reregister {
+        socket: sio::SocketId,
+        device: super::store::DeviceKey,
     },
     /// A command whose result only matters for logs (`Disconnect`, `AckBatch`,
     /// `ForgetGroupMember`).
@@ -96,6 +114,8 @@ pub struct Gateway {
     pub(super) sends: HashMap<RequestId, PendingSend>,
     /// `io.path` with its trailing slash, for the client bundle.
     pub(super) io_path_slash: String,
+    /// What the gateway knows of the store's epoch.
+    pub(super) epoch: EpochWatch,
     clock: Option<WallClock>,
     /// The Socket.IO layer's next deadline, as of its last idle.
     sio_deadline: Option<Instant>,
@@ -126,6 +146,7 @@ impl Gateway {
             clients: Clients::default(),
             sends: HashMap::new(),
             io_path_slash,
+            epoch: EpochWatch::default(),
             clock: None,
             sio_deadline: None,
             out: VecDeque::new(),
@@ -193,7 +214,7 @@ impl Gateway {
     fn next_deadline(&self) -> Option<Instant> {
         let store = self.store_waits.first_key_value().map(|(_, (at, _))| *at);
         let call = self.call_deadlines.first().map(|(at, _)| *at);
-        net::earliest(store, call)
+        net::earliest(net::earliest(store, call), self.epoch_deadline())
     }
 
     fn expire_waits(&mut self, now: Instant) {
@@ -234,6 +255,10 @@ impl Gateway {
                 event,
                 id,
             } => self.on_acked(socket, device, event, id, result, now),
+            StoreWait::Epoch => self.on_epoch(result, now),
+            StoreWait::Reregister { socket, device } => {
+                self.on_reregistered(socket, device, result)
+            }
             StoreWait::Logged { what } => {
                 if let StoreResult::Failed(reason) = result {
                     self.event(
@@ -257,6 +282,7 @@ impl Gateway {
     /// events at `now` (the instant of the input that caused them). Runs after every input, so
     /// the events' reactions (accepts, emits, store commands) carry the right time.
     fn pump(&mut self, now: Instant) {
+        self.watch_epoch(now);
         loop {
             match self.sio.poll_output() {
                 sio::Output::Io(output) => self.out.push_back(output),
@@ -298,6 +324,8 @@ impl Gateway {
 impl net::Engine for Gateway {
     fn handle_wall_clock(&mut self, unix_ms: u64, now: Instant) {
         self.clock = Some(WallClock { unix_ms, at: now });
+        // The first epoch check is due at once: the adapter's first idle wakes it.
+        self.start_epoch_watch(now);
     }
 
     fn handle_http(&mut self, id: RequestId, request: HttpRequest, now: Instant) {
@@ -356,6 +384,7 @@ impl net::Engine for Gateway {
         ));
         // Every session closes; the resulting disconnects queue the store writes that mark each
         // device disconnected, which the adapter flushes before it exits.
+        self.stop_epoch_watch();
         self.sio.close_all(now);
         self.pump(now);
     }

@@ -16,7 +16,8 @@
 //!
 //! The gateway itself is split by concern: admission (CONNECT → auth → `_settings`, devices,
 //! `_batch`, user updates, disconnects), dispatch (`/send`, live deliveries, acks, `_resync`,
-//! cluster messages), HTTP routing, and the socket table.
+//! cluster messages), recovery after the store lost its data (epoch checks, registering
+//! devices again, live deliveries meanwhile), HTTP routing, and the socket table.
 
 mod admission;
 mod clients;
@@ -24,6 +25,7 @@ mod dispatch;
 mod engine;
 mod http;
 mod io_config;
+mod recovery;
 
 pub mod auth;
 pub mod client_bundle;
@@ -39,5 +41,5 @@ pub mod user_update;
 
 pub use admission::INVALID_NAMESPACE;
 pub use dispatch::STORE_UNAVAILABLE;
-pub use engine::{Gateway, GatewayOptions, STORE_TIMEOUT};
+pub use engine::{EPOCH_CHECK_INTERVAL, Gateway, GatewayOptions, STORE_TIMEOUT};
 pub use io_config::sio_config;

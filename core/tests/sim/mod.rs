@@ -65,6 +65,29 @@ impl Sim {
     /// A gateway configured with `sites_yml` (and optionally `config_yml`, section
     /// `production`).
     pub fn new(sites_yml: &str, config_yml: Option<&str>) -> Sim {
+        let options = GatewayOptions {
+            node_id: 1,
+            seed: 7,
+            clustered: false,
+            epoch_check: None,
+        };
+        Sim::with_options(sites_yml, config_yml, options)
+    }
+
+    /// The standard goodcity site on node `node_id` of a cluster sharing a store that may lose
+    /// its data: the gateway publishes for other nodes and checks the store's epoch.
+    pub fn goodcity_clustered(node_id: u64) -> Sim {
+        let options = GatewayOptions {
+            node_id,
+            seed: 7,
+            clustered: true,
+            epoch_check: Some(courier_core::gateway::EPOCH_CHECK_INTERVAL),
+        };
+        Sim::with_options(GOODCITY, None, options)
+    }
+
+    /// A gateway configured with `sites_yml` (and optionally `config_yml`) and `options`.
+    pub fn with_options(sites_yml: &str, config_yml: Option<&str>, options: GatewayOptions) -> Sim {
         let sources = ConfigSources {
             config_yml: config_yml.map(|text| SourceFile {
                 path: "config.yml".to_owned(),
@@ -77,11 +100,6 @@ impl Sim {
             env: BTreeMap::new(),
         };
         let config = config::load(&sources).expect("test configuration loads");
-        let options = GatewayOptions {
-            node_id: 1,
-            seed: 7,
-            clustered: false,
-        };
         let now = Instant::now();
         let mut gateway = Gateway::new(config, options);
         gateway.handle_wall_clock(START_UNIX_MS, now);

@@ -317,6 +317,11 @@ impl RedisStore {
         format!("{}:{{{}:{}}}:", self.prefix, escape(site), escape(room))
     }
 
+    /// `<prefix>:epoch` — the store's epoch (see `StoreCommand::CheckEpoch`).
+    fn epoch_key(&self) -> String {
+        format!("{}:epoch", self.prefix)
+    }
+
     /// `<prefix>:{E(site)}:g:E(group)` — the index of one group room.
     fn group_key(&self, site: &str, group: &str) -> String {
         format!("{}:{{{}}}:g:{}", self.prefix, escape(site), escape(group))

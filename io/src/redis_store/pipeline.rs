@@ -1,7 +1,7 @@
 //! Runs of single-step store commands as one pipelined round trip.
 //!
-//! Every command except `Connect` is one script call (or, for the group index, plain set
-//! commands) whose outcome does not depend on a reply the store must see first, so a run of them
+//! Every command except `Connect` is one script call (or, for the group index and the epoch,
+//! plain commands) whose outcome does not depend on a reply the store must see first, so a run of them
 //! goes out as one pipeline, in order, and Redis executes them in that order. Errors stay per
 //! command (`ignore_errors`): a failed command is [`StoreResult::Failed`] and nothing of it
 //! happened; the others are unaffected.
@@ -25,6 +25,8 @@ enum Expect {
     Ack,
     AckBatch,
     Users,
+    /// `SET NX` then `GET` of the epoch key.
+    Epoch,
     /// `n` plain replies, then `Done`.
     Done(usize),
 }
@@ -34,6 +36,7 @@ impl Expect {
         match self {
             Expect::Ready(_) => 0,
             Expect::Done(n) => *n,
+            Expect::Epoch => 2,
             _ => 1,
         }
     }
@@ -181,6 +184,14 @@ impl RedisStore {
                 }
                 Expect::Done(groups.len())
             }
+            StoreCommand::CheckEpoch { candidate, .. } => {
+                // Two commands in one pipeline run back to back: the second reads whichever
+                // epoch the first (or an earlier gateway) wrote.
+                let key = self.epoch_key();
+                pipe.cmd("SET").arg(&key).arg(candidate).arg("NX");
+                pipe.cmd("GET").arg(&key);
+                Expect::Epoch
+            }
         }
     }
 
@@ -224,6 +235,9 @@ impl RedisStore {
                     "resync" => Ok(StoreResult::Resync),
                     _ => Err(protocol_error("ack reply")),
                 }),
+            Expect::Epoch => u64::from_redis_value(values.get(1).cloned().unwrap_or(Value::Nil))
+                .map(StoreResult::Epoch)
+                .map_err(|_| protocol_error("epoch reply")),
             Expect::Users => Vec::<String>::from_redis_value(single())
                 .map_err(Into::into)
                 .map(|mut users| {

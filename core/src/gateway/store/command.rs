@@ -24,6 +24,12 @@
 //! [`StoreCommand::Connect`] adds to the index and only [`StoreCommand::ForgetGroupMember`]
 //! removes from it; expiry leaves it alone (the gateway forgets stale entries when an
 //! [`StoreCommand::Enqueue`] reports them).
+//!
+//! A store can lose everything it held (Redis restarted without persistence, or a failover to a
+//! replica that had not caught up) while the gateways that use it keep running. The *epoch*
+//! ([`StoreCommand::CheckEpoch`]) lets a gateway notice: it is a value written once into an
+//! empty store and kept with the data, so a different epoch than the one a gateway saw before
+//! means the data it registered is gone, and the gateway registers its connected devices again.
 
 use bytes::Bytes;
 
@@ -188,6 +194,15 @@ pub enum StoreCommand {
         /// Wall clock.
         now_ms: u64,
     },
+    /// The store's epoch: when the store holds none (it is new, or lost everything since one
+    /// was written), `candidate` becomes the epoch. Result: [`StoreResult::Epoch`] with the
+    /// epoch the store holds now (the one written by whichever gateway asked first).
+    CheckEpoch {
+        /// The epoch to write into an empty store; a flake id, so never one seen before.
+        candidate: u64,
+        /// Wall clock.
+        now_ms: u64,
+    },
 }
 
 /// How [`StoreCommand::Enqueue`] went for the user room.
@@ -227,6 +242,8 @@ pub enum StoreResult {
     /// For [`StoreCommand::Ack`] with resync: the item was not the head; that event's queue for
     /// that device is now empty. The gateway sends `_resync`.
     Resync,
+    /// For [`StoreCommand::CheckEpoch`]: the store's epoch.
+    Epoch(u64),
     /// For commands with no other result.
     Done,
     /// The store could not run the command (connection lost, script error). Nothing may be

@@ -157,6 +157,8 @@ pub struct MemoryStore {
     /// `(expires_at, device)` for every disconnected device with a ttl.
     expiries: BTreeSet<(u64, DeviceKey)>,
     devices: usize,
+    /// The epoch ([`StoreCommand::CheckEpoch`]), once one was written.
+    epoch: Option<u64>,
 }
 
 impl MemoryStore {
@@ -499,6 +501,9 @@ impl Store for MemoryStore {
                 self.forget_group_member(&site, &room, &groups);
                 StoreResult::Done
             }
+            StoreCommand::CheckEpoch { candidate, .. } => {
+                StoreResult::Epoch(*self.epoch.get_or_insert(candidate))
+            }
         };
         self.sweep_up_to(now_ms, SWEEP_STEP);
         result
@@ -514,7 +519,8 @@ fn command_now(command: &StoreCommand) -> u64 {
         | StoreCommand::Enqueue { now_ms, .. }
         | StoreCommand::Ack { now_ms, .. }
         | StoreCommand::AckBatch { now_ms, .. }
-        | StoreCommand::ForgetGroupMember { now_ms, .. } => *now_ms,
+        | StoreCommand::ForgetGroupMember { now_ms, .. }
+        | StoreCommand::CheckEpoch { now_ms, .. } => *now_ms,
     }
 }
 

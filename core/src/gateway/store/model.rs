@@ -58,12 +58,23 @@ pub struct Model {
     users: BTreeMap<(String, String), ModelUser>,
     /// `(site, group)` → user rooms.
     index: BTreeMap<(String, String), BTreeSet<String>>,
+    /// The epoch ([`StoreCommand::CheckEpoch`]), once one was written.
+    epoch: Option<u64>,
 }
 
 impl Model {
     /// An empty model.
     pub fn new() -> Self {
         Model::default()
+    }
+
+    /// The store lost everything it held, its epoch included (Redis restarted empty).
+    pub fn lose_everything(&mut self) {
+        *self = Model::new();
+    }
+
+    fn check_epoch(&mut self, candidate: u64) -> StoreResult {
+        StoreResult::Epoch(*self.epoch.get_or_insert(candidate))
     }
 
     /// Drops the expired devices of one user, and the user when none is left.
@@ -332,6 +343,7 @@ impl Store for Model {
             StoreCommand::ForgetGroupMember {
                 site, room, groups, ..
             } => self.forget_group_member(&site, &room, &groups),
+            StoreCommand::CheckEpoch { candidate, .. } => self.check_epoch(candidate),
         }
     }
 }

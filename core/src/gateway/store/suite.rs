@@ -3,12 +3,14 @@
 //! [`check_store`] generates random operation sequences — connects and disconnects of several
 //! devices of several users of two sites, stale disconnects, sends to user rooms, through group
 //! rooms and to the public channel, per-message acks with and without the resync head check,
-//! `_batch` acks, group resolution and forgetting, and time moving on past ttls — turns them
+//! `_batch` acks, group resolution and forgetting, epoch checks, time moving on past ttls, and
+//! the store losing everything it held (Redis restarted empty) — turns them
 //! into [`StoreCommand`]s, runs each command on the [`Model`] and on the store under test, and
 //! requires identical results. A ledger kept beside them checks the model's results against the
 //! queue's promises: nothing queued is lost before it is acknowledged or its device expires,
 //! an expired device is gone, the resync head check follows flake-id order, a batch ack removes
-//! exactly what it names, sites never see each other's devices.
+//! exactly what it names, sites never see each other's devices, and the epoch changes exactly
+//! when the store lost everything (then every device, queue and group is gone).
 //!
 //! The sequences only use values a real gateway could produce (flake-like unique ids, sockets
 //! named by node and number), never object identity, so the suite runs unchanged against a
@@ -85,6 +87,28 @@ enum Op {
     Advance {
         ms: u64,
     },
+    CheckEpoch,
+    /// The store loses every key it held (applied to the model and the store alike).
+    LoseEverything,
+}
+
+/// A store the suite can make lose everything it holds, as a Redis restarted without
+/// persistence does.
+pub trait LoseEverything {
+    /// Forgets every device, queue, group and the epoch.
+    fn lose_everything(&mut self);
+}
+
+impl LoseEverything for super::MemoryStore {
+    fn lose_everything(&mut self) {
+        *self = super::MemoryStore::new();
+    }
+}
+
+impl LoseEverything for Model {
+    fn lose_everything(&mut self) {
+        Model::lose_everything(self);
+    }
 }
 
 fn op_strategy() -> impl Strategy<Value = Op> {
@@ -111,6 +135,8 @@ fn op_strategy() -> impl Strategy<Value = Op> {
             0u64..4_000,
         ]
         .prop_map(|ms| Op::Advance { ms }),
+        1 => Just(Op::CheckEpoch),
+        1 => Just(Op::LoseEverything),
     ]
 }
 
@@ -288,6 +314,15 @@ impl Driver {
                 self.now_ms += ms;
                 return None;
             }
+            Op::CheckEpoch => {
+                // Flake-like: every candidate is new.
+                self.ids[0] += 2;
+                StoreCommand::CheckEpoch {
+                    candidate: self.ids[0],
+                    now_ms,
+                }
+            }
+            Op::LoseEverything => return None,
         })
     }
 
@@ -320,6 +355,8 @@ struct LedgerDevice {
 #[derive(Debug, Default)]
 struct Ledger {
     devices: HashMap<DeviceKey, LedgerDevice>,
+    /// The epoch the last check saw; `None` before the first and after a loss.
+    epoch: Option<u64>,
 }
 
 fn ensure(condition: bool, what: impl FnOnce() -> String) -> Result<(), TestCaseError> {
@@ -331,6 +368,11 @@ fn ensure(condition: bool, what: impl FnOnce() -> String) -> Result<(), TestCase
 }
 
 impl Ledger {
+    /// Everything is gone: no device is known any more and the next epoch is a new one.
+    fn lose_everything(&mut self) {
+        *self = Ledger::default();
+    }
+
     fn expire(&mut self, now_ms: u64) {
         self.devices
             .retain(|_, d| d.connected || d.ttl_ms == 0 || now_ms - d.disconnected_at <= d.ttl_ms);
@@ -526,6 +568,13 @@ impl Ledger {
                 })?;
             }
             (StoreCommand::ForgetGroupMember { .. }, StoreResult::Done) => {}
+            (StoreCommand::CheckEpoch { candidate, .. }, StoreResult::Epoch(epoch)) => {
+                // Unchanged while the data lasts; the first check after a loss writes its own.
+                let expected = *self.epoch.get_or_insert(*candidate);
+                ensure(*epoch == expected, || {
+                    format!("epoch {epoch}, expected {expected} (candidate {candidate})")
+                })?;
+            }
             (command, result) => {
                 return Err(TestCaseError::fail(format!(
                     "result {result:?} does not answer {command:?}"
@@ -538,7 +587,7 @@ impl Ledger {
 
 /// Runs `cases` random operation sequences on the [`Model`] and on stores made by `make`,
 /// comparing every result, and panics with the shrunk failing sequence on the first difference.
-pub fn check_store<S: Store>(make: impl Fn() -> S, cases: u32) {
+pub fn check_store<S: Store + LoseEverything>(make: impl Fn() -> S, cases: u32) {
     let config = Config {
         cases,
         failure_persistence: None,
@@ -551,6 +600,12 @@ pub fn check_store<S: Store>(make: impl Fn() -> S, cases: u32) {
         let mut driver = Driver::new();
         let mut ledger = Ledger::default();
         for (step, op) in ops.iter().enumerate() {
+            if let Op::LoseEverything = op {
+                model.lose_everything();
+                store.lose_everything();
+                ledger.lose_everything();
+                continue;
+            }
             let Some(command) = driver.command(op) else {
                 continue;
             };
