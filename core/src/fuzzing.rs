@@ -360,3 +360,145 @@ pub fn send(data: &[u8]) {
     }
     assert_eq!(answers, 1, "/send must be answered exactly once");
 }
+
+/// The `_batch` splitter: a backlog drained piece by piece through the [`Model`] and the
+/// [`MemoryStore`] with limits and item sizes from the input. Every piece respects its limits
+/// (or is one oversized item alone), the two stores cut at the same places, the pieces in order
+/// are exactly the backlog in id order, and the drain ends with the device live.
+///
+/// Input: two bytes of `max_items` (1..=256), two of `max_bytes` (1..=65536), then per item a
+/// byte choosing its event and a byte of padding length (times 8).
+///
+/// [`Model`]: crate::gateway::store::Model
+pub fn batch(data: &[u8]) {
+    use crate::gateway::batch::{BATCH_ENVELOPE, BatchLimits, batch_payload};
+    use crate::gateway::store::{
+        DeviceKey, EnqueueStatus, Model, QueuedItem, SocketRef, StoreCommand, StoreResult,
+    };
+
+    let Some((head, items)) = data.split_first_chunk::<4>() else {
+        return;
+    };
+    let limits = BatchLimits {
+        max_items: usize::from(u16::from_le_bytes([head[0], head[1]]) % 256) + 1,
+        max_bytes: usize::from(u16::from_le_bytes([head[2], head[3]])) + 1,
+    };
+    let device = DeviceKey {
+        site: "s".to_owned(),
+        room: "user_1".to_owned(),
+        device: "d".to_owned(),
+    };
+    let socket = SocketRef { node: 1, socket: 1 };
+    let stores: (Model, MemoryStore) = (Model::new(), MemoryStore::new());
+    let (mut model, mut memory) = stores;
+    let mut run = |command: StoreCommand| {
+        let expected = model.execute(command.clone());
+        assert_eq!(memory.execute(command), expected, "the stores differ");
+        expected
+    };
+    let now_ms = 1_700_000_000_000;
+    run(StoreCommand::Connect {
+        device: device.clone(),
+        socket,
+        groups: Some(Vec::new()),
+        limits,
+        now_ms,
+    });
+    run(StoreCommand::Disconnect {
+        device: device.clone(),
+        socket,
+        now_ms,
+        ttl_ms: 0,
+    });
+    let mut backlog = Vec::new();
+    for (n, pair) in items.chunks_exact(2).take(2000).enumerate() {
+        let event = ["a", "b", "c"][usize::from(pair[0] % 3)];
+        // Ids out of push order now and then, as a node with a lagging clock sends them (and
+        // still unique: equal bases differ in `n % 4`).
+        let n = n as u64;
+        let id = (10_000 + n * 8 - u64::from(pair[0] >> 6) * 12) * 4 + n % 4;
+        let json = format!("[\"{event}\",\"{}\"]", "x".repeat(usize::from(pair[1]) * 8));
+        let item = QueuedItem {
+            id,
+            event: event.to_owned(),
+            json: json.into(),
+        };
+        let result = run(StoreCommand::Enqueue {
+            site: device.site.clone(),
+            room: device.room.clone(),
+            item: item.clone(),
+            via_groups: None,
+            now_ms,
+        });
+        assert!(matches!(
+            result,
+            StoreResult::Enqueued {
+                status: EnqueueStatus::Stored,
+                ..
+            }
+        ));
+        backlog.push(item);
+    }
+    backlog.sort_by_key(|item| item.id);
+
+    let mut result = run(StoreCommand::Connect {
+        device: device.clone(),
+        socket: SocketRef { node: 1, socket: 2 },
+        groups: Some(Vec::new()),
+        limits,
+        now_ms,
+    });
+    let mut delivered = Vec::new();
+    for _ in 0..=backlog.len() {
+        let StoreResult::Connected { items, more } = result else {
+            panic!("a piece is read: {result:?}");
+        };
+        let payload = batch_payload(items.iter().map(|item| item.json.as_ref()));
+        assert!(items.len() <= limits.max_items);
+        assert!(
+            items.len() <= 1 || payload.json().len() < limits.max_bytes + BATCH_ENVELOPE,
+            "a piece of {} bytes exceeds {limits:?}",
+            payload.json().len()
+        );
+        assert!(
+            !more || !items.is_empty(),
+            "an empty piece with more to come"
+        );
+        let acked: Vec<(String, u64)> = items.iter().map(|i| (i.event.clone(), i.id)).collect();
+        delivered.extend(items);
+        if !more {
+            break;
+        }
+        result = run(StoreCommand::NextBatch {
+            device: device.clone(),
+            socket: SocketRef { node: 1, socket: 2 },
+            acked,
+            limits,
+            now_ms,
+        });
+    }
+    let ids = |items: &[QueuedItem]| items.iter().map(|i| i.id).collect::<Vec<_>>();
+    assert_eq!(
+        ids(&delivered),
+        ids(&backlog),
+        "pieces lost, repeated or reordered"
+    );
+    // Live now: the next send names the socket.
+    let StoreResult::Enqueued { devices, .. } = run(StoreCommand::Enqueue {
+        site: device.site.clone(),
+        room: device.room.clone(),
+        item: QueuedItem {
+            id: u64::MAX,
+            event: "a".to_owned(),
+            json: "[\"a\"]".into(),
+        },
+        via_groups: None,
+        now_ms,
+    }) else {
+        panic!("enqueue answers Enqueued");
+    };
+    assert!(
+        devices.iter().all(|d| d.socket.is_some()),
+        "not live after the drain"
+    );
+}

@@ -46,3 +46,8 @@ fn engine_corpus() {
 fn send_corpus() {
     replay("send", courier_core::fuzzing::send);
 }
+
+#[test]
+fn batch_corpus() {
+    replay("batch", courier_core::fuzzing::batch);
+}

@@ -670,3 +670,62 @@ fn the_example_config_directory_loads_without_warnings() {
     .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(dev.device_ttl_s, 60);
 }
+
+#[test]
+fn batch_piece_limits_default_from_max_http_buffer_size_and_are_validated() {
+    use courier_core::gateway::batch::BatchLimits;
+    let defaults = ok(None, Some(SITES_YML), &[]);
+    assert_eq!(
+        defaults.batch,
+        BatchLimits {
+            max_items: 1000,
+            max_bytes: 500_000
+        }
+    );
+    let derived = ok(
+        Some("production:\n  io:\n    maxHttpBufferSize: 2048\n"),
+        Some(SITES_YML),
+        &[],
+    );
+    assert_eq!(derived.batch.max_bytes, 1024);
+    let set = ok(
+        Some("production:\n  batch:\n    maxItems: 50\n    maxBytes: 1000000\n"),
+        Some(SITES_YML),
+        &[],
+    );
+    assert_eq!(
+        set.batch,
+        BatchLimits {
+            max_items: 50,
+            max_bytes: 1_000_000
+        }
+    );
+    assert_eq!(
+        err(
+            Some("production:\n  batch:\n    maxBytes: 1000001\n"),
+            Some(SITES_YML),
+            &[]
+        ),
+        "config.yml: production.batch: maxBytes must be from 1 to io.maxHttpBufferSize (1000000), got 1000001"
+    );
+    assert_eq!(
+        err(
+            Some("production:\n  batch:\n    maxItems: 0\n"),
+            Some(SITES_YML),
+            &[]
+        ),
+        "config.yml: production.batch: maxItems must be from 1 to 100000, got 0"
+    );
+    assert!(
+        err(
+            Some("production:\n  batch:\n    maxItems: many\n"),
+            Some(SITES_YML),
+            &[]
+        )
+        .contains("maxItems")
+    );
+    assert!(
+        err(Some("production:\n  batch: 3\n"), Some(SITES_YML), &[]).contains("batch"),
+        "a batch that is not a mapping is refused"
+    );
+}

@@ -26,6 +26,7 @@ fn sweep_reclaims_expired_devices_and_only_them() {
     let mut store = MemoryStore::new();
     for (name, ttl_ms) in [("short", 1_000), ("long", 10_000), ("forever", 0)] {
         store.execute(StoreCommand::Connect {
+            limits: courier_core::gateway::store::BatchLimits::for_max_payload(u64::MAX / 2),
             device: device(name),
             socket: SOCKET,
             groups: Some(vec![]),
@@ -53,6 +54,7 @@ fn commands_reclaim_expired_devices_in_small_steps() {
     for n in 0..20 {
         let key = device(&format!("d{n}"));
         store.execute(StoreCommand::Connect {
+            limits: courier_core::gateway::store::BatchLimits::for_max_payload(u64::MAX / 2),
             device: key.clone(),
             socket: SOCKET,
             groups: None,
@@ -92,6 +94,7 @@ fn a_reconnected_device_is_never_reclaimed() {
     let mut store = MemoryStore::new();
     let key = device("d1");
     store.execute(StoreCommand::Connect {
+        limits: courier_core::gateway::store::BatchLimits::for_max_payload(u64::MAX / 2),
         device: key.clone(),
         socket: SOCKET,
         groups: None,
@@ -105,6 +108,7 @@ fn a_reconnected_device_is_never_reclaimed() {
     });
     let second = SocketRef { node: 1, socket: 2 };
     store.execute(StoreCommand::Connect {
+        limits: courier_core::gateway::store::BatchLimits::for_max_payload(u64::MAX / 2),
         device: key.clone(),
         socket: second,
         groups: None,

@@ -37,12 +37,15 @@ fn connect(
 ) -> Vec<(String, u64)> {
     let groups = Some(groups.iter().map(|g| (*g).to_owned()).collect());
     match store.execute(StoreCommand::Connect {
+        limits: courier_core::gateway::store::BatchLimits::for_max_payload(u64::MAX / 2),
         device,
         socket,
         groups,
         now_ms,
     }) {
-        StoreResult::Connected { items } => items.into_iter().map(|i| (i.event, i.id)).collect(),
+        StoreResult::Connected { items, .. } => {
+            items.into_iter().map(|i| (i.event, i.id)).collect()
+        }
         other => panic!("unexpected {other:?}"),
     }
 }

@@ -68,7 +68,10 @@ fn publishes_to_other_nodes_and_runs_store_commands<R: Runtime>(runtime: R) {
     });
     assert_eq!(
         stats_a.lock().expect("stats").store_results[0].1,
-        StoreResult::Connected { items: vec![] }
+        StoreResult::Connected {
+            items: vec![],
+            more: false
+        }
     );
     let mut plain = redis.connection();
     let connected: Option<String> = redis::cmd("HGET")

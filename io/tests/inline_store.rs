@@ -25,7 +25,10 @@ impl Store for RecordingStore {
         if let StoreCommand::Connect { device, .. } = command {
             self.devices.lock().expect("devices").push(device.device);
         }
-        StoreResult::Connected { items: vec![] }
+        StoreResult::Connected {
+            items: vec![],
+            more: false,
+        }
     }
 }
 
@@ -63,7 +66,11 @@ fn runs_commands_inline_and_sweeps<R: Runtime>(runtime: R) {
             .expect("stats")
             .store_results
             .iter()
-            .all(|(_, r)| *r == StoreResult::Connected { items: vec![] })
+            .all(|(_, r)| *r
+                == StoreResult::Connected {
+                    items: vec![],
+                    more: false
+                })
     );
     eventually("the sweep ran a few times", || {
         sweeps.load(Ordering::Relaxed) >= 3

@@ -20,6 +20,7 @@ on_both_runtimes!(
     disconnect_and_logical_expiry,
     ack_with_resync_checks_the_head,
     batch_ack_removes_exactly_what_it_carried,
+    a_legacy_backlog_is_read_in_pieces_and_nothing_goes_live_meanwhile,
     imports_the_original_layout_once,
     escapes_names_in_keys,
     recovers_after_a_flushing_restart,
@@ -52,6 +53,7 @@ fn item(id: u64, event: &str) -> QueuedItem {
 
 fn connect(room: &str, dev: &str, sock: u64, groups: Option<&[&str]>, now_ms: u64) -> StoreCommand {
     StoreCommand::Connect {
+        limits: courier_core::gateway::store::BatchLimits::for_max_payload(u64::MAX / 2),
         device: device(room, dev),
         socket: socket(sock),
         groups: groups.map(|g| g.iter().map(|s| s.to_string()).collect()),
@@ -80,7 +82,7 @@ fn ack(room: &str, dev: &str, event: &str, id: u64, resync: bool) -> StoreComman
 }
 
 fn connected(items: Vec<QueuedItem>) -> StoreResult {
-    StoreResult::Connected { items }
+    StoreResult::Connected { items, more: false }
 }
 
 fn stored(devices: &[(&str, Option<u64>)]) -> StoreResult {
@@ -407,7 +409,7 @@ fn batch_ack_removes_exactly_what_it_carried<R: Runtime>(runtime: R) {
     for (id, event) in [(1, "a"), (2, "b"), (3, "a")] {
         store.execute(enqueue("user_1", item(id, event), None, T0));
     }
-    let StoreResult::Connected { items } = store.execute(connect("user_1", "d", 2, None, T0))
+    let StoreResult::Connected { items, .. } = store.execute(connect("user_1", "d", 2, None, T0))
     else {
         panic!("connect failed");
     };
@@ -426,6 +428,66 @@ fn batch_ack_removes_exactly_what_it_carried<R: Runtime>(runtime: R) {
         store.execute(connect("user_1", "d", 3, None, T0)),
         connected(vec![item(4, "a")])
     );
+}
+
+fn a_legacy_backlog_is_read_in_pieces_and_nothing_goes_live_meanwhile<R: Runtime>(runtime: R) {
+    let redis = RedisServer::start();
+    let mut plain = redis.connection();
+    let entries: Vec<String> = (1..=5).map(|id| format!("{id}:[\"old\",{id}]")).collect();
+    let _: () = plain
+        .rpush("/goodcity:socket.io:user_3:d1:old", &entries)
+        .expect("rpush");
+    let mut store = open(runtime, &redis);
+    let limits = courier_core::gateway::store::BatchLimits {
+        max_items: 2,
+        max_bytes: 1_000,
+    };
+    let piece = |items: &[u64], more: bool| StoreResult::Connected {
+        items: items
+            .iter()
+            .map(|&id| QueuedItem {
+                id,
+                event: "old".into(),
+                json: Bytes::from(format!("[\"old\",{id}]")),
+            })
+            .collect(),
+        more,
+    };
+    assert_eq!(
+        store.execute(StoreCommand::Connect {
+            device: device("user_3", "d1"),
+            socket: socket(1),
+            groups: None,
+            limits,
+            now_ms: T0,
+        }),
+        piece(&[1, 2], true)
+    );
+    // Draining: stored, not live.
+    let sent = QueuedItem {
+        id: 6,
+        event: "old".into(),
+        json: Bytes::from("[\"old\",6]"),
+    };
+    assert_eq!(
+        store.execute(enqueue("user_3", sent, None, T0)),
+        stored(&[("d1", None)])
+    );
+    let next = |acked: &[u64]| StoreCommand::NextBatch {
+        device: device("user_3", "d1"),
+        socket: socket(1),
+        acked: acked.iter().map(|&id| ("old".to_owned(), id)).collect(),
+        limits,
+        now_ms: T0,
+    };
+    assert_eq!(store.execute(next(&[1, 2])), piece(&[3, 4], true));
+    assert_eq!(store.execute(next(&[3, 4])), piece(&[5, 6], false));
+    // Live after the last piece.
+    assert_eq!(
+        store.execute(enqueue("user_3", item(7, "x"), None, T0)),
+        stored(&[("d1", Some(1))])
+    );
+    assert_eq!(store.execute(next(&[5, 6])), piece(&[], false));
 }
 
 fn imports_the_original_layout_once<R: Runtime>(runtime: R) {

@@ -315,6 +315,29 @@ impl Client {
         }
     }
 
+    /// For a client that reconnects by itself: skips the drops and failed attempts it reports
+    /// (disconnect, connect_error) until a namespace connection, then `_settings` as
+    /// [`Client::expect_connected`]; panics on an event before it.
+    pub fn expect_connected_after_retries(&mut self, timeout: Duration) -> Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let m = self.take("connect", left, |m| {
+                matches!(
+                    kind(m),
+                    "connect" | "event" | "disconnect" | "connect_error"
+                )
+            });
+            match kind(&m) {
+                "connect" => break,
+                "disconnect" | "connect_error" => continue,
+                _ => self.fail(&format!("expected connect, got {m}")),
+            }
+        }
+        let settings = self.expect_event("_settings");
+        settings.args.first().cloned().unwrap_or_default()
+    }
+
     /// [`Client::expect_connect`], then the `_settings` event every connection gets first;
     /// returns its argument (e.g. `{"device_ttl":3600}`).
     pub fn expect_connected(&mut self) -> Value {
@@ -450,11 +473,21 @@ impl Client {
 
     /// Asserts that no server event arrives during `quiet` (other messages stay queued).
     pub fn expect_no_event(&mut self, quiet: Duration) {
+        self.expect_none_of(&["event"], quiet);
+    }
+
+    /// Watches for `quiet` that the library reports neither a connect nor any event (e.g. a
+    /// client the server must not tell it is connected yet).
+    pub fn expect_not_connected(&mut self, quiet: Duration) {
+        self.expect_none_of(&["connect", "event"], quiet);
+    }
+
+    fn expect_none_of(&mut self, kinds: &[&str], quiet: Duration) {
         let deadline = Instant::now() + quiet;
         loop {
-            if let Some(i) = self.queued.iter().position(|m| kind(m) == "event") {
+            if let Some(i) = self.queued.iter().position(|m| kinds.contains(&kind(m))) {
                 let m = self.queued[i].clone();
-                self.fail(&format!("expected no event for {quiet:?}, got {m}"));
+                self.fail(&format!("expected no {kinds:?} for {quiet:?}, got {m}"));
             }
             let now = Instant::now();
             if now >= deadline {
@@ -464,7 +497,7 @@ impl Client {
                 Ok(m) => self.arrive(m),
                 Err(RecvTimeoutError::Timeout) => return,
                 Err(RecvTimeoutError::Disconnected) => {
-                    self.fail("the driver exited while no event was expected")
+                    self.fail("the driver exited while nothing was expected")
                 }
             }
         }

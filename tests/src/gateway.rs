@@ -407,6 +407,25 @@ impl Gateway {
         ))
     }
 
+    /// `(VmRSS, VmHWM)` of the process in KiB, from `/proc/<pid>/status`: resident memory now
+    /// and its peak since the start.
+    pub fn memory_kib(&self) -> (u64, u64) {
+        let Some(child) = self.child.as_ref() else {
+            self.fail("memory_kib: the gateway is not running")
+        };
+        let status = std::fs::read_to_string(format!("/proc/{}/status", child.id()))
+            .unwrap_or_else(|e| self.fail(&format!("/proc status: {e}")));
+        let field = |name: &str| -> u64 {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix(name))
+                .and_then(|rest| rest.split_whitespace().next())
+                .and_then(|kib| kib.parse().ok())
+                .unwrap_or_else(|| self.fail(&format!("no {name} in /proc status")))
+        };
+        (field("VmRSS:"), field("VmHWM:"))
+    }
+
     /// Whether the process is still alive.
     pub fn is_running(&mut self) -> bool {
         match self.child.as_mut() {

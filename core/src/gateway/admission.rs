@@ -1,16 +1,18 @@
-//! A socket's life in a site namespace: CONNECT → auth → accept (or reject with the original's
-//! error text) → `_settings` → one store `Connect` per user room / public channel → `_batch` →
-//! `last_connected`; and at the end, one store `Disconnect` per device and `last_disconnected`.
+//! A socket's life in a site namespace: CONNECT → auth (or reject with the original's error
+//! text) → one store `Connect` per user room / public channel and `last_connected` → once every
+//! device is registered, the CONNECT reply and `_settings` → the backlog in `_batch` pieces, one
+//! per ack → live; and at the end, one store `Disconnect` per device and `last_disconnected`.
 
 use std::time::Instant;
 
 use serde_json::{Map, Value};
 
 use super::auth::{MISSING_VALUE, auth_call, auth_outcome, demo_rooms};
-use super::clients::{AckPurpose, Client, Credentials, Phase};
+use super::batch::batch_payload;
+use super::clients::{AckPurpose, Client, Credentials, HeldDelivery, Phase, Registration};
 use super::config::Site;
 use super::engine::{CallWait, Gateway, StoreWait};
-use super::store::{DeviceKey, SocketRef, StoreCommand, StoreResult};
+use super::store::{DeviceKey, QueuedItem, SocketRef, StoreCommand, StoreResult};
 use super::user_update::{LastSeen, user_update_call};
 use crate::eio::Handshake;
 use crate::net::{AppEvent, CallResult, Level};
@@ -105,6 +107,13 @@ impl Gateway {
     }
 
     /// Admits `socket` with the rooms its site's auth gave.
+    ///
+    /// A socket with devices (user rooms, the public channel) is registered before it is told
+    /// it is connected: the CONNECT reply and `_settings` go out only once the store has
+    /// answered every `Connect` ([`Gateway::on_device_connected`]), so anything sent to the
+    /// device after its client saw `_settings` is queued durably even if this node dies at
+    /// once. The CONNECT reply waits too: a client told it is connected would treat events as
+    /// deliverable and could not tell a lost registration from a quiet queue.
     fn admit(&mut self, socket: SocketId, rooms: Vec<String>, now: Instant) {
         self.clients.admit(socket, rooms);
         let Some(client) = self.clients.get(socket) else {
@@ -115,51 +124,77 @@ impl Gateway {
         };
         let rooms = client.rooms.clone();
         let credentials = client.credentials.clone();
-        let log_id = client.log_id.clone();
 
-        self.sio.accept(socket, now);
-        let settings = settings_payload(self.config.device_ttl_s);
-        self.sio.emit(socket, &settings, now);
-        self.event(
-            AppEvent::new(Level::Info, "Socket connected")
-                .with("site", site.name.clone())
-                .with("socketId", log_id)
-                .with("deviceId", credentials.device.clone())
-                .with("rooms", rooms.join(",")),
-        );
-        if !site.user_rooms_enabled() {
+        let device_rooms: Vec<&String> = if site.user_rooms_enabled() {
+            rooms
+                .iter()
+                .filter(|room| site.is_user_room(room))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        if device_rooms.is_empty() {
+            self.tell_connected(socket, now);
             return;
         }
 
         let groups = group_rooms(&site, &rooms);
         let socket_ref = self.socket_ref(socket);
         let unix_ms = self.unix_ms(now);
-        let mut devices = Vec::new();
-        for room in rooms.iter().filter(|room| site.is_user_room(room)) {
-            let public = site.public_channel.as_deref() == Some(room.as_str());
-            let device = DeviceKey {
+        let limits = self.config.batch;
+        let devices: Vec<DeviceKey> = device_rooms
+            .iter()
+            .map(|room| DeviceKey {
                 site: site.name.clone(),
-                room: room.clone(),
+                room: (*room).clone(),
                 device: credentials.device.clone(),
-            };
-            devices.push(device.clone());
+            })
+            .collect();
+        if let Some(client) = self.clients.get_mut(socket) {
+            client.devices = devices.clone();
+            client.registration = Some(Box::new(Registration {
+                outstanding: devices.len(),
+                ..Registration::default()
+            }));
+        }
+        for device in devices {
+            let public = site.public_channel.as_deref() == Some(device.room.as_str());
             let command = StoreCommand::Connect {
                 device: device.clone(),
                 socket: socket_ref,
                 groups: (!public).then(|| groups.clone()),
+                limits,
                 now_ms: unix_ms,
             };
+            let room = device.room.clone();
             self.store(command, StoreWait::Connect { socket, device }, now);
             if !public {
-                self.update_user(&site.name, room, &credentials, LastSeen::Connected, now);
+                self.update_user(&site.name, &room, &credentials, LastSeen::Connected, now);
             }
-        }
-        if let Some(client) = self.clients.get_mut(socket) {
-            client.devices = devices;
         }
     }
 
-    /// The store registered one device of `socket`; `result` holds its queued items.
+    /// Sends the CONNECT reply and `_settings`, and logs the connect.
+    fn tell_connected(&mut self, socket: SocketId, now: Instant) {
+        let Some(client) = self.clients.get(socket) else {
+            return;
+        };
+        let event = AppEvent::new(Level::Info, "Socket connected")
+            .with("site", client.site.clone())
+            .with("socketId", client.log_id.clone())
+            .with("deviceId", client.credentials.device.clone())
+            .with("rooms", client.rooms.join(","));
+        self.sio.accept(socket, now);
+        let settings = settings_payload(self.config.device_ttl_s);
+        self.sio.emit(socket, &settings, now);
+        self.event(event);
+    }
+
+    /// The store answered the `Connect` of one device of `socket`: its first `_batch` piece,
+    /// or a failure. When every device has answered, the socket is told it is connected and
+    /// gets its pieces — or, if a registration failed, its session is closed so that the client
+    /// reconnects and registers again (it must not look connected while the store does not
+    /// know it: `/send` would answer "User not connected" and drop its messages).
     pub(super) fn on_device_connected(
         &mut self,
         socket: SocketId,
@@ -167,11 +202,25 @@ impl Gateway {
         result: StoreResult,
         now: Instant,
     ) {
-        let items = match result {
-            StoreResult::Connected { items } => items,
-            StoreResult::Failed(reason) => {
-                // The socket stays connected and receives live messages; its queue is intact
-                // in the store and comes as `_batch` on its next connect.
+        let outcome = match result {
+            StoreResult::Connected { items, more } => Ok((items, more)),
+            StoreResult::Failed(reason) => Err(reason),
+            other => Err(format!("unexpected result {other:?}")),
+        };
+        let Some(registration) = self
+            .clients
+            .get_mut(socket)
+            .and_then(|client| client.registration.as_mut())
+        else {
+            // Gone already: the items stay queued for the next connect.
+            return;
+        };
+        registration.outstanding = registration.outstanding.saturating_sub(1);
+        let done = registration.outstanding == 0;
+        match outcome {
+            Ok((items, more)) => registration.pieces.push((device, items, more)),
+            Err(reason) => {
+                registration.failed = true;
                 self.event(
                     AppEvent::new(Level::Error, "Store command failed")
                         .with("command", "connect")
@@ -180,22 +229,56 @@ impl Gateway {
                         .with("deviceId", device.device)
                         .with("reason", reason),
                 );
-                return;
             }
-            other => {
-                self.event(
-                    AppEvent::new(Level::Error, "Unexpected store result")
-                        .with("command", "connect")
-                        .with("result", format!("{other:?}")),
-                );
-                return;
-            }
+        }
+        if done {
+            self.finish_registration(socket, now);
+        }
+    }
+
+    fn finish_registration(&mut self, socket: SocketId, now: Instant) {
+        let Some(registration) = self
+            .clients
+            .get_mut(socket)
+            .and_then(|client| client.registration.take())
+        else {
+            return;
         };
-        if items.is_empty() {
+        if registration.failed {
+            let log_id = self.clients.log_id(socket);
+            self.event(
+                AppEvent::new(Level::Error, "Registration failed, closing the session")
+                    .with("socketId", log_id)
+                    .with(
+                        "reason",
+                        "the store did not register every device; the client reconnects",
+                    ),
+            );
+            self.sio
+                .abort_connection(socket, "store registration failed", now);
             return;
         }
-        let admitted = self.clients.get(socket).is_some_and(Client::is_admitted);
-        if !admitted || !self.sio.is_connected(socket) {
+        self.tell_connected(socket, now);
+        for (device, items, more) in registration.pieces {
+            if more && let Some(client) = self.clients.get_mut(socket) {
+                client.draining.push(device.clone());
+            }
+            self.send_piece(socket, device, items, more, now);
+        }
+        self.release_held(socket, now);
+    }
+
+    /// Sends one `_batch` piece of `device`'s backlog to `socket`, with an ack that removes
+    /// exactly what it carried (and, when `more`, fetches the next piece).
+    pub(super) fn send_piece(
+        &mut self,
+        socket: SocketId,
+        device: DeviceKey,
+        items: Vec<QueuedItem>,
+        more: bool,
+        now: Instant,
+    ) {
+        if items.is_empty() || !self.sio.is_connected(socket) {
             // Gone already: the items stay queued for the next connect.
             return;
         }
@@ -215,6 +298,7 @@ impl Gateway {
                     AckPurpose::Batch {
                         device: device.clone(),
                         items: carried,
+                        more,
                     },
                 );
                 client.log_id.clone()
@@ -227,8 +311,108 @@ impl Gateway {
                 .with("room", device.room)
                 .with("deviceId", device.device)
                 .with("socketId", log_id)
-                .with("count", u64::try_from(count).unwrap_or(u64::MAX)),
+                .with("count", u64::try_from(count).unwrap_or(u64::MAX))
+                .with("more", more),
         );
+    }
+
+    /// The client acknowledged a `_batch` piece after which its backlog goes on: remove what it
+    /// carried and read the next piece, in one store step.
+    pub(super) fn request_next_piece(
+        &mut self,
+        socket: SocketId,
+        device: DeviceKey,
+        acked: Vec<(String, u64)>,
+        now: Instant,
+    ) {
+        let command = StoreCommand::NextBatch {
+            device: device.clone(),
+            socket: self.socket_ref(socket),
+            acked,
+            limits: self.config.batch,
+            now_ms: self.unix_ms(now),
+        };
+        self.store(command, StoreWait::NextBatch { socket, device }, now);
+    }
+
+    /// The store answered a `NextBatch`: send the piece; after the last one the device is live
+    /// and the deliveries held for it go out, behind the backlog.
+    ///
+    /// Why every message arrives once and in order across the switch from draining to live:
+    /// - while the store marks the device draining, `Enqueue` only queues (no live delivery),
+    ///   behind the backlog, so it is read by a later piece — on this node or any other;
+    /// - the piece that empties the backlog flips the device to live in the same atomic store
+    ///   step that reads it, so every message is either in a piece (queued before the flip) or
+    ///   delivered live (queued after), never both;
+    /// - a live delivery can reach this node before the result of the flip (results and the
+    ///   cluster bus are separate channels); it is held until the last piece has been sent, so
+    ///   on the wire it follows the backlog;
+    /// - each piece is read from the head of the queue after the previous one was removed by
+    ///   its ack, so nothing is read twice and nothing queued in between is skipped.
+    pub(super) fn on_next_piece(
+        &mut self,
+        socket: SocketId,
+        device: DeviceKey,
+        result: StoreResult,
+        now: Instant,
+    ) {
+        match result {
+            StoreResult::Connected { items, more } => {
+                self.send_piece(socket, device.clone(), items, more, now);
+                if !more {
+                    if let Some(client) = self.clients.get_mut(socket) {
+                        client.draining.retain(|draining| draining != &device);
+                    }
+                    self.release_held(socket, now);
+                }
+            }
+            other => {
+                let reason = match other {
+                    StoreResult::Failed(reason) => reason,
+                    other => format!("unexpected result {other:?}"),
+                };
+                // The drain cannot go on: the client reconnects and starts it again from what
+                // is still queued (an unremoved piece comes again: at least once).
+                let log_id = self.clients.log_id(socket);
+                self.event(
+                    AppEvent::new(Level::Error, "Store command failed, closing the session")
+                        .with("command", "next batch")
+                        .with("site", device.site)
+                        .with("room", device.room)
+                        .with("deviceId", device.device)
+                        .with("socketId", log_id)
+                        .with("reason", reason),
+                );
+                self.sio
+                    .abort_connection(socket, "store command failed", now);
+            }
+        }
+    }
+
+    /// Sends the held live deliveries that may go now, in arrival order.
+    pub(super) fn release_held(&mut self, socket: SocketId, now: Instant) {
+        let Some(client) = self.clients.get_mut(socket) else {
+            return;
+        };
+        if client.registration.is_some() || client.held.is_empty() {
+            return;
+        }
+        let (ready, waiting): (Vec<HeldDelivery>, Vec<HeldDelivery>) = client
+            .held
+            .drain(..)
+            .partition(|held| !client.draining.contains(&held.device));
+        client.held = waiting.into();
+        for held in ready {
+            self.deliver_local(
+                socket,
+                held.device,
+                held.event,
+                held.id,
+                &held.payload,
+                held.stored,
+                now,
+            );
+        }
     }
 
     /// A socket left (client disconnect, transport close, timeout, shutdown).
@@ -370,29 +554,9 @@ pub(super) fn settings_payload(device_ttl_s: u64) -> Payload {
     Payload::new(format!(r#"["_settings",{{"device_ttl":{device_ttl_s}}}]"#).into())
 }
 
-/// `["_batch",[item,…]]` from the items' stored JSON, spliced without re-encoding.
-pub(super) fn batch_payload<'a>(items: impl Iterator<Item = &'a [u8]>) -> Payload {
-    let mut json = Vec::from(&b"[\"_batch\",["[..]);
-    for (index, item) in items.enumerate() {
-        if index > 0 {
-            json.push(b',');
-        }
-        json.extend_from_slice(item);
-    }
-    json.extend_from_slice(b"]]");
-    Payload::new(json.into())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn batch_payload_splices_items_in_order() {
-        let items: [&[u8]; 2] = [br#"["a",1]"#, br#"["b",null]"#];
-        let payload = batch_payload(items.into_iter());
-        assert_eq!(&payload.json()[..], br#"["_batch",[["a",1],["b",null]]]"#);
-    }
 
     #[test]
     fn settings_is_a_number() {

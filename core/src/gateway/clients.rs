@@ -6,9 +6,9 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use super::store::DeviceKey;
+use super::store::{DeviceKey, QueuedItem};
 use crate::net::CallId;
-use crate::sio::SocketId;
+use crate::sio::{Payload, SocketId};
 
 /// At most this many server acks are remembered per socket. A client that never acknowledges
 /// cannot grow memory: past the cap the oldest entry is forgotten, and its message simply stays
@@ -43,13 +43,50 @@ pub enum AckPurpose {
     /// A live delivery of a message the store did not store for this socket's device (the
     /// store had lost the device): its ack has nothing to remove.
     Unstored,
-    /// A `_batch`: its ack removes exactly these items.
+    /// A `_batch` piece: its ack removes exactly these items (and, when `more`, asks the
+    /// store for the next piece).
     Batch {
         /// The device.
         device: DeviceKey,
-        /// `(event, id)` of every item the batch carried.
+        /// `(event, id)` of every item the piece carried.
         items: Vec<(String, u64)>,
+        /// The device's backlog goes on after this piece.
+        more: bool,
     },
+}
+
+/// A live delivery that may not go out yet: its socket is not told it is connected yet, or its
+/// device is still draining its backlog (it must follow the backlog on the wire).
+#[derive(Debug, Clone)]
+pub struct HeldDelivery {
+    /// The device the item is queued for.
+    pub device: DeviceKey,
+    /// The event queue.
+    pub event: String,
+    /// The flake id.
+    pub id: u64,
+    /// The encoded event.
+    pub payload: Payload,
+    /// `Some(resync)` when the item is in the device's queue (its ack removes it, with the
+    /// head check when `resync`); `None` when the store did not store it for the device.
+    pub stored: Option<bool>,
+}
+
+/// At most this many live deliveries are held for one socket while it registers or drains. A
+/// socket that exceeds it is closed: its messages stay queued and it gets them on reconnect.
+pub const MAX_HELD_DELIVERIES: usize = 4096;
+
+/// Registration of an admitted socket's devices, until every store `Connect` has answered. The
+/// client is told it is connected (CONNECT reply, `_settings`) only when all have succeeded.
+#[derive(Debug, Clone, Default)]
+pub struct Registration {
+    /// `Connect` commands not answered yet.
+    pub outstanding: usize,
+    /// Some `Connect` failed: the session is closed once all have answered.
+    pub failed: bool,
+    /// The first `_batch` piece of each registered device, sent after `_settings`, and whether
+    /// its backlog goes on.
+    pub pieces: Vec<(DeviceKey, Vec<QueuedItem>, bool)>,
 }
 
 /// Where a site socket is in its life.
@@ -76,6 +113,13 @@ pub struct Client {
     pub rooms: Vec<String>,
     /// Devices registered for it (one per user room or public channel it joined).
     pub devices: Vec<DeviceKey>,
+    /// While its devices' registration is in flight: what has come back so far. `None` once
+    /// the socket has been told it is connected.
+    pub registration: Option<Box<Registration>>,
+    /// Devices whose backlog is still being delivered in `_batch` pieces.
+    pub draining: Vec<DeviceKey>,
+    /// Live deliveries waiting for the registration or a drain to finish, in arrival order.
+    pub held: std::collections::VecDeque<HeldDelivery>,
     /// Outstanding server acks, by ack id.
     acks: HashMap<u64, AckPurpose>,
     /// Ack ids in issue order, to forget the oldest past [`MAX_PENDING_ACKS`].
@@ -92,6 +136,9 @@ impl Client {
             phase: Phase::Authenticating(None),
             rooms: Vec::new(),
             devices: Vec::new(),
+            registration: None,
+            draining: Vec::new(),
+            held: std::collections::VecDeque::new(),
             acks: HashMap::new(),
             ack_order: std::collections::VecDeque::new(),
         }
@@ -100,6 +147,11 @@ impl Client {
     /// Whether the socket has been admitted.
     pub fn is_admitted(&self) -> bool {
         self.phase == Phase::Admitted
+    }
+
+    /// Whether a live delivery to `device` must wait (see [`HeldDelivery`]).
+    pub fn must_hold(&self, device: &DeviceKey) -> bool {
+        self.registration.is_some() || self.draining.contains(device)
     }
 
     /// Remembers what ack `id` is for.

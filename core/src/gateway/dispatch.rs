@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
-use super::clients::AckPurpose;
+use super::clients::{AckPurpose, HeldDelivery, MAX_HELD_DELIVERIES};
 use super::cluster::{RemoteHeader, RemoteMessage, RemoteTarget, UnregisteredRoom};
 use super::engine::{Gateway, StoreWait};
 use super::routes::{send_ok, text_response};
@@ -290,10 +290,11 @@ impl Gateway {
         }
     }
 
-    /// Emits item `id` to one of this node's sockets with an ack, if it is still there.
-    /// `stored`: `Some(resync)` when the item is in the device's queue (the ack removes it, with
-    /// the head check when `resync`); `None` when the store did not store it for the device
-    /// (the ack removes nothing).
+    /// Emits item `id` to one of this node's sockets with an ack, if it is still there; holds
+    /// it while the socket registers or the device drains its backlog
+    /// ([`super::clients::HeldDelivery`]). `stored`: `Some(resync)` when the item is in the
+    /// device's queue (the ack removes it, with the head check when `resync`); `None` when the
+    /// store did not store it for the device (the ack removes nothing).
     #[allow(clippy::too_many_arguments)]
     pub(super) fn deliver_local(
         &mut self,
@@ -305,11 +306,37 @@ impl Gateway {
         stored: Option<bool>,
         now: Instant,
     ) {
-        let admitted = self
-            .clients
-            .get(socket)
-            .is_some_and(|client| client.is_admitted() && client.site == device.site);
-        if !admitted || !self.sio.is_connected(socket) {
+        let Some(client) = self.clients.get_mut(socket) else {
+            return;
+        };
+        if !client.is_admitted() || client.site != device.site {
+            return;
+        }
+        if client.must_hold(&device) {
+            if client.held.len() < MAX_HELD_DELIVERIES {
+                client.held.push_back(HeldDelivery {
+                    device,
+                    event,
+                    id,
+                    payload: payload.clone(),
+                    stored,
+                });
+                return;
+            }
+            // It stays queued; the client gets it in a `_batch` when it reconnects.
+            let log_id = client.log_id.clone();
+            self.event(
+                AppEvent::new(Level::Warn, "Too many deliveries held, closing the session")
+                    .with("socketId", log_id)
+                    .with("site", device.site)
+                    .with("room", device.room)
+                    .with("deviceId", device.device),
+            );
+            self.sio
+                .abort_connection(socket, "too many held deliveries", now);
+            return;
+        }
+        if !self.sio.is_connected(socket) {
             return;
         }
         let Some(ack) = self.sio.emit_with_ack(socket, payload, now) else {
@@ -382,7 +409,16 @@ impl Gateway {
                 };
                 self.store(command, wait, now);
             }
-            AckPurpose::Batch { device, items } => {
+            AckPurpose::Batch {
+                device,
+                items,
+                more: true,
+            } => self.request_next_piece(socket, device, items, now),
+            AckPurpose::Batch {
+                device,
+                items,
+                more: false,
+            } => {
                 let command = StoreCommand::AckBatch {
                     device,
                     items,

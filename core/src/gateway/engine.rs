@@ -4,8 +4,8 @@
 //! it. This file holds the object, the run loop (inputs in, outputs drained until idle) and the
 //! bookkeeping of store commands and outbound calls in flight, each with a deadline. The
 //! behaviour lives in sibling modules that add `impl Gateway` blocks:
-//! - [`super::admission`]: namespace CONNECT → auth call → accept or reject → `_settings`,
-//!   device registration, `_batch`, user updates; disconnects;
+//! - [`super::admission`]: namespace CONNECT → auth call → device registration → accept or
+//!   reject → `_settings`, `_batch` pieces, user updates; disconnects;
 //! - [`super::dispatch`]: `POST /send`, live deliveries, acks, `_resync`, cluster messages;
 //! - [`super::http`]: routing of plain HTTP requests.
 
@@ -56,6 +56,11 @@ pub struct GatewayOptions {
 pub(super) enum StoreWait {
     /// `Connect` of one device of an admitted socket: its result may become a `_batch`.
     Connect {
+        socket: sio::SocketId,
+        device: super::store::DeviceKey,
+    },
+    /// `NextBatch` of a draining device of an admitted socket: the next `_batch` piece.
+    NextBatch {
         socket: sio::SocketId,
         device: super::store::DeviceKey,
     },
@@ -243,6 +248,9 @@ impl Gateway {
             StoreWait::Connect { socket, device } => {
                 self.on_device_connected(socket, device, result, now)
             }
+            StoreWait::NextBatch { socket, device } => {
+                self.on_next_piece(socket, device, result, now)
+            }
             StoreWait::Resolve { request } => self.on_groups_resolved(request, result, now),
             StoreWait::Enqueue {
                 request,
@@ -257,7 +265,7 @@ impl Gateway {
             } => self.on_acked(socket, device, event, id, result, now),
             StoreWait::Epoch => self.on_epoch(result, now),
             StoreWait::Reregister { socket, device } => {
-                self.on_reregistered(socket, device, result)
+                self.on_reregistered(socket, device, result, now)
             }
             StoreWait::Logged { what } => {
                 if let StoreResult::Failed(reason) = result {

@@ -10,7 +10,7 @@
 //!   for form bodies and [`js_json`] for JSON as Node parsed and printed it);
 //! - [`auth`]: the `authUrl` call and what its answer means; [`user_update`]: the
 //!   `updateUserUrl` PUT;
-//! - [`flake`]: message ids;
+//! - [`flake`]: message ids; [`batch`]: how a backlog is cut into `_batch` pieces;
 //! - [`store`]: the queue's commands, its reference model and the in-memory store;
 //! - [`cluster`]: messages between nodes; [`client_bundle`]: the socket.io-client bundle.
 //!
@@ -28,6 +28,7 @@ mod io_config;
 mod recovery;
 
 pub mod auth;
+pub mod batch;
 pub mod client_bundle;
 pub mod cluster;
 pub mod config;

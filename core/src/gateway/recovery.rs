@@ -181,21 +181,37 @@ impl Gateway {
             device: device.clone(),
             socket: self.socket_ref(socket),
             groups,
+            limits: self.config.batch,
             now_ms: self.unix_ms(now),
         };
         self.store(command, StoreWait::Reregister { socket, device }, now);
     }
 
-    /// The store registered a lost device again. What it had queued for the device (nothing,
-    /// unless the loss was only apparent) stays queued for its next `_batch`.
+    /// The store registered a lost device again. It had nothing queued for the device unless
+    /// the loss was only apparent; then what it returned is sent as a `_batch` piece, as on a
+    /// connect — unless the device is draining its backlog already, whose next piece reads from
+    /// the head of the queue anyway.
     pub(super) fn on_reregistered(
         &mut self,
         socket: SocketId,
         device: DeviceKey,
         result: StoreResult,
+        now: Instant,
     ) {
         let event = match result {
-            StoreResult::Connected { .. } => AppEvent::new(Level::Info, "Device registered again"),
+            StoreResult::Connected { items, more } => {
+                let draining = self
+                    .clients
+                    .get(socket)
+                    .is_some_and(|client| client.draining.contains(&device));
+                if !draining && !items.is_empty() {
+                    if more && let Some(client) = self.clients.get_mut(socket) {
+                        client.draining.push(device.clone());
+                    }
+                    self.send_piece(socket, device.clone(), items, more, now);
+                }
+                AppEvent::new(Level::Info, "Device registered again")
+            }
             // The next send that finds the device unknown, or the next epoch change, tries again.
             StoreResult::Failed(reason) => AppEvent::new(Level::Error, "Store command failed")
                 .with("command", "connect again")

@@ -272,6 +272,18 @@ impl Server {
         }
     }
 
+    /// Drops the socket's whole Engine.IO session as a failed transport would: a WebSocket is
+    /// closed without the Engine.IO `1`. Clients treat that as a lost connection and reconnect
+    /// by themselves (python-socketio does not reconnect after a clean `1`), which is what a
+    /// server that cannot serve the session yet wants.
+    pub fn abort_connection(&mut self, socket: SocketId, reason: &'static str, now: Instant) {
+        self.handle_timeout(now);
+        if let Some(session) = self.sockets.get(&socket).map(|s| s.session) {
+            self.eio.abort_session(session, reason);
+            self.pump();
+        }
+    }
+
     /// Closes every session cleanly (shutdown).
     pub fn close_all(&mut self, now: Instant) {
         self.handle_timeout(now);

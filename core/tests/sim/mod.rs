@@ -12,11 +12,11 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use courier_core::gateway::config::{self, ConfigSources, SourceFile};
-use courier_core::gateway::store::{MemoryStore, Store};
+use courier_core::gateway::store::{MemoryStore, Store, StoreCommand, StoreResult};
 use courier_core::gateway::{Gateway, GatewayOptions};
 use courier_core::net::{
     AppEvent, CallResult, Engine, Headers, HttpRequest, HttpResponse, Method, OutboundCall, Output,
-    RequestId,
+    RequestId, StoreCmdId,
 };
 
 /// The wall clock at the start of every simulation: 2023-11-14T22:13:20.000Z.
@@ -59,6 +59,13 @@ pub struct Sim {
     pub events: Vec<AppEvent>,
     pub published: Vec<Bytes>,
     deadline: Option<Instant>,
+    /// Store commands for which this returns true are executed at once, but their results are
+    /// held in [`Sim::held_results`] until [`Sim::release_results`] (a slow store reply).
+    pub hold_result: fn(&StoreCommand) -> bool,
+    /// Store commands for which this returns true are not executed and answer `Failed` (a
+    /// store that is down).
+    pub fail: fn(&StoreCommand) -> bool,
+    pub held_results: Vec<(StoreCmdId, StoreResult)>,
 }
 
 impl Sim {
@@ -115,7 +122,18 @@ impl Sim {
             events: Vec::new(),
             published: Vec::new(),
             deadline: None,
+            hold_result: |_| false,
+            fail: |_| false,
+            held_results: Vec::new(),
         }
+    }
+
+    /// Hands every held store result to the gateway, in execution order.
+    pub fn release_results(&mut self) {
+        for (id, result) in std::mem::take(&mut self.held_results) {
+            self.gateway.handle_store_result(id, result, self.now);
+        }
+        self.run();
     }
 
     /// The standard goodcity site.
@@ -139,7 +157,14 @@ impl Sim {
                         self.responses.insert(id.0, response);
                     }
                     Output::Store(id, command) => {
-                        store_results.push_back((id, self.store.execute(command)));
+                        if (self.fail)(&command) {
+                            let result = StoreResult::Failed("store down (test)".to_owned());
+                            store_results.push_back((id, result));
+                        } else if (self.hold_result)(&command) {
+                            self.held_results.push((id, self.store.execute(command)));
+                        } else {
+                            store_results.push_back((id, self.store.execute(command)));
+                        }
                     }
                     Output::Call(id, call) => {
                         if let Some(result) = self.answer(&call) {
@@ -358,6 +383,14 @@ impl Sim {
                 }
             };
             match self.response(id) {
+                Some(response)
+                    if response.status == 400 && client.inbox.contains(&"1".to_owned()) =>
+                {
+                    // The server closed the session (`1` received): the next poll finds no
+                    // session, as a real client's would.
+                    let _ = response;
+                    break;
+                }
                 Some(response) => {
                     assert_eq!(response.status, 200, "poll: {:?}", response.body);
                     client

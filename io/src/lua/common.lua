@@ -25,9 +25,10 @@ local function queue_key(dev, event) return base .. 'q:' .. esc(dev) .. ':' .. e
 local devices_key = base .. 'devices'
 local groups_key = base .. 'groups'
 
--- 'absent', 'expired', 'connected' or 'disconnected', plus the recorded fields.
+-- 'absent', 'expired', 'connected' or 'disconnected', plus the recorded fields
+-- (conn, at, ttl, sock, drn: '1' while a connected device is draining its backlog).
 local function device_state(dev, now)
-  local f = redis.call('HMGET', device_key(dev), 'conn', 'at', 'ttl', 'sock')
+  local f = redis.call('HMGET', device_key(dev), 'conn', 'at', 'ttl', 'sock', 'drn')
   if not f[1] then return 'absent', f end
   if f[1] == '1' then return 'connected', f end
   local ttl = tonumber(f[3]) or 0
@@ -93,5 +94,49 @@ local function refresh_user_expiry()
   if latest > 0 then
     redis.call('PEXPIREAT', devices_key, latest)
     redis.call('PEXPIREAT', groups_key, latest)
+  end
+end
+
+-- Appends the next `_batch` piece of a device to `out` as (event, member) pairs: the head of
+-- its queues in flake-id order across events (ties by event name), at most `max_items` items
+-- and `max_bytes` bytes of items (JSON length + 1 each), never empty while anything is queued
+-- (courier_core::gateway::batch::BatchLimits::admits). A merge that reads one member ahead per
+-- event, so it never loads more than the piece. Returns true when items remain after it.
+local function read_piece(dev, max_items, max_bytes, out)
+  local events = redis.call('SMEMBERS', index_key(dev))
+  table.sort(events)
+  local heads, pos = {}, {}
+  for i, event in ipairs(events) do
+    pos[i] = 0
+    heads[i] = redis.call('ZRANGE', queue_key(dev, event), 0, 0)[1]
+  end
+  local count, bytes = 0, 0
+  while true do
+    local best = nil
+    for i = 1, #events do
+      local head = heads[i]
+      if head and (not best or string.sub(head, 1, 20) < string.sub(heads[best], 1, 20)) then
+        best = i
+      end
+    end
+    if not best then return false end
+    local member = heads[best]
+    local len = #member - 21
+    if count > 0 and (count >= max_items or bytes + len + 1 > max_bytes) then return true end
+    count = count + 1
+    bytes = bytes + len + 1
+    table.insert(out, events[best])
+    table.insert(out, member)
+    pos[best] = pos[best] + 1
+    heads[best] = redis.call('ZRANGE', queue_key(dev, events[best]), pos[best], pos[best])[1]
+  end
+end
+
+-- Sets or clears the draining mark of a connected device.
+local function set_draining(dev, draining)
+  if draining then
+    redis.call('HSET', device_key(dev), 'drn', '1')
+  else
+    redis.call('HDEL', device_key(dev), 'drn')
   end
 end

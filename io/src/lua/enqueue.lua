@@ -32,6 +32,7 @@ for _, d in ipairs(live) do
     redis.call('PEXPIREAT', index_key(dev), reclaim)
   end
   table.insert(out, dev)
-  if state == 'connected' then table.insert(out, f[4]) else table.insert(out, '') end
+  -- A draining device gets the item through its backlog, not live.
+  if state == 'connected' and f[5] ~= '1' then table.insert(out, f[4]) else table.insert(out, '') end
 end
 return out

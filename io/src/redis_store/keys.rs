@@ -75,7 +75,8 @@ pub(super) fn parse_socket(text: &[u8]) -> Option<SocketRef> {
 }
 
 /// `(imported, old_groups, items in id order)`.
-pub(super) fn parse_connected(reply: &[Vec<u8>]) -> Option<(bool, Vec<String>, Vec<QueuedItem>)> {
+/// A Connect reply: `{ imported, n_old_groups, old_groups..., more, event1, member1, ... }`.
+pub(super) fn parse_connected(reply: &[Vec<u8>]) -> Option<(bool, Vec<String>, StoreResult)> {
     let imported = reply.first()? == b"1";
     let n_old: usize = std::str::from_utf8(reply.get(1)?).ok()?.parse().ok()?;
     let old_groups = reply
@@ -83,16 +84,24 @@ pub(super) fn parse_connected(reply: &[Vec<u8>]) -> Option<(bool, Vec<String>, V
         .iter()
         .map(|g| String::from_utf8(g.clone()).ok())
         .collect::<Option<Vec<_>>>()?;
-    let rest = reply.get(2 + n_old..)?;
-    let mut items = rest
+    let piece = parse_piece(reply.get(2 + n_old..)?)?;
+    Some((imported, old_groups, piece))
+}
+
+/// A `_batch` piece: `{ more ("1"/"0"), event1, member1, ... }`, already in id order.
+pub(super) fn parse_piece(reply: &[Vec<u8>]) -> Option<StoreResult> {
+    let (more, pairs) = reply.split_first()?;
+    let items = pairs
         .chunks(2)
         .map(|pair| match pair {
             [event, member] => parse_member(event, member),
             _ => None,
         })
         .collect::<Option<Vec<_>>>()?;
-    items.sort_by(|a, b| (a.id, &a.event).cmp(&(b.id, &b.event)));
-    Some((imported, old_groups, items))
+    Some(StoreResult::Connected {
+        items,
+        more: more.as_slice() == b"1",
+    })
 }
 
 pub(super) fn parse_enqueued(reply: &[Vec<u8>]) -> Option<StoreResult> {

@@ -14,16 +14,18 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use bytes::Bytes;
 use courier_core::gateway::store::{
-    DeviceKey, QueuedItem, SocketRef, Store, StoreCommand, StoreResult,
+    BatchLimits, DeviceKey, SocketRef, Store, StoreCommand, StoreResult,
 };
 use redis::aio::ConnectionManager;
 use redis::{AsyncCommands, RedisError, Script};
 
 use crate::runtime::Runtime;
 pub use keys::escape;
-use keys::{glob_escape, member, parse_connected, protocol_error, socket_text, split_legacy_entry};
+use keys::{
+    glob_escape, member, parse_connected, parse_piece, protocol_error, socket_text,
+    split_legacy_entry,
+};
 
 /// Default key prefix.
 pub const DEFAULT_PREFIX: &str = "courier";
@@ -46,6 +48,7 @@ const DISCONNECT: &str = script_code!("disconnect.lua");
 const ENQUEUE: &str = script_code!("enqueue.lua");
 const ACK: &str = script_code!("ack.lua");
 const ACK_BATCH: &str = script_code!("ack_batch.lua");
+const NEXT_BATCH: &str = script_code!("next_batch.lua");
 
 struct Scripts {
     connect: Script,
@@ -54,6 +57,7 @@ struct Scripts {
     enqueue: Script,
     ack: Script,
     ack_batch: Script,
+    next_batch: Script,
 }
 
 impl Scripts {
@@ -65,12 +69,15 @@ impl Scripts {
             enqueue: Script::new(ENQUEUE),
             ack: Script::new(ACK),
             ack_batch: Script::new(ACK_BATCH),
+            next_batch: Script::new(NEXT_BATCH),
         }
     }
 
     /// The text of every script, for `SCRIPT LOAD`.
-    fn all_code(&self) -> [&'static str; 6] {
-        [CONNECT, IMPORT, DISCONNECT, ENQUEUE, ACK, ACK_BATCH]
+    fn all_code(&self) -> [&'static str; 7] {
+        [
+            CONNECT, IMPORT, DISCONNECT, ENQUEUE, ACK, ACK_BATCH, NEXT_BATCH,
+        ]
     }
 }
 
@@ -154,13 +161,14 @@ impl RedisStore {
                 device,
                 socket,
                 groups,
+                limits,
                 now_ms,
             } = command
             {
                 if !run.is_empty() {
                     results.extend(self.execute_pipelined(std::mem::take(&mut run)).await);
                 }
-                let result = self.connect(device, socket, groups, now_ms).await;
+                let result = self.connect(device, socket, groups, limits, now_ms).await;
                 results.push(result.unwrap_or_else(|error| StoreResult::Failed(error.to_string())));
             } else {
                 run.push(command);
@@ -185,23 +193,18 @@ impl RedisStore {
         device: DeviceKey,
         socket: SocketRef,
         groups: Option<Vec<String>>,
+        limits: BatchLimits,
         now_ms: u64,
     ) -> Result<StoreResult, RedisError> {
         let mut connection = self.connection.clone();
-        let mut invocation = self
-            .scripts
-            .connect
-            .key(self.user_base(&device.site, &device.room));
-        invocation
-            .arg(&device.device)
-            .arg(socket_text(socket))
-            .arg(now_ms);
+        let mut invocation =
+            self.piece_invocation(&self.scripts.connect, &device, socket, limits, now_ms);
         match &groups {
             None => invocation.arg("0"),
             Some(groups) => invocation.arg("1").arg(groups),
         };
         let reply: Vec<Vec<u8>> = invocation.invoke_async(&mut connection).await?;
-        let (imported, _previous_groups, mut items) =
+        let (imported, _previous_groups, piece) =
             parse_connected(&reply).ok_or_else(|| protocol_error("connect reply"))?;
 
         if let Some(groups) = groups.as_ref().filter(|groups| !groups.is_empty()) {
@@ -220,26 +223,46 @@ impl RedisStore {
                 tracing::warn!(target: "courier", error = %error, "group index update failed");
             }
         }
-        if !imported {
-            match self.import_legacy(&device).await {
-                Ok(legacy) => {
-                    items.extend(legacy);
-                    items.sort_by(|a, b| (a.id, &a.event).cmp(&(b.id, &b.event)));
-                    items.dedup_by(|a, b| a.id == b.id && a.event == b.event);
-                }
-                // The lists stay where they are and the device stays unmarked: the next
-                // connect imports them.
-                Err(error) => {
-                    tracing::warn!(target: "courier", error = %error, "legacy queue import failed")
-                }
-            }
+        if imported {
+            return Ok(piece);
         }
-        Ok(StoreResult::Connected { items })
+        // Not imported yet: the script left the device draining with no piece. Import the
+        // original's lists, then read the first piece from everything now queued (nothing was
+        // delivered live meanwhile, so nothing is read twice).
+        if let Err(error) = self.import_legacy(&device).await {
+            // The lists stay where they are and the device stays unmarked: the next connect
+            // imports them.
+            tracing::warn!(target: "courier", error = %error, "legacy queue import failed");
+        }
+        let invocation =
+            self.piece_invocation(&self.scripts.next_batch, &device, socket, limits, now_ms);
+        let reply: Vec<Vec<u8>> = invocation.invoke_async(&mut connection).await?;
+        parse_piece(&reply).ok_or_else(|| protocol_error("next batch reply"))
+    }
+
+    /// `script` on the device's slot with the arguments `connect.lua` and `next_batch.lua`
+    /// start with: device, socket, now_ms, max_items, max_bytes.
+    fn piece_invocation<'a>(
+        &self,
+        script: &'a Script,
+        device: &DeviceKey,
+        socket: SocketRef,
+        limits: BatchLimits,
+        now_ms: u64,
+    ) -> redis::ScriptInvocation<'a> {
+        let mut invocation = script.key(self.user_base(&device.site, &device.room));
+        invocation
+            .arg(&device.device)
+            .arg(socket_text(socket))
+            .arg(now_ms)
+            .arg(limits.max_items)
+            .arg(limits.max_bytes);
+        invocation
     }
 
     /// Moves the original's lists `/<site>:socket.io:<room>:<device>:<event>` of `<id>:<json>`
-    /// into this layout, once per device. Returns what it imported.
-    async fn import_legacy(&self, device: &DeviceKey) -> Result<Vec<QueuedItem>, RedisError> {
+    /// into this layout, once per device.
+    async fn import_legacy(&self, device: &DeviceKey) -> Result<(), RedisError> {
         let mut connection = self.connection.clone();
         let prefix = format!(
             "/{}:socket.io:{}:{}:",
@@ -275,7 +298,6 @@ impl RedisStore {
             );
         }
         let mut pairs: Vec<(String, Vec<u8>)> = Vec::new();
-        let mut items = Vec::new();
         for key in &keys {
             let Some(event) = key
                 .strip_prefix(prefix.as_bytes())
@@ -290,11 +312,6 @@ impl RedisStore {
                     continue;
                 };
                 pairs.push((event.to_owned(), member(id, json)));
-                items.push(QueuedItem {
-                    id,
-                    event: event.to_owned(),
-                    json: Bytes::copy_from_slice(json),
-                });
             }
         }
         let mut invocation = self
@@ -309,7 +326,7 @@ impl RedisStore {
         if !keys.is_empty() {
             let () = connection.del(&keys).await?;
         }
-        Ok(items)
+        Ok(())
     }
 
     /// `<prefix>:{E(site):E(room)}:` — the start of every key of one user room.

@@ -14,7 +14,7 @@ use courier_core::gateway::store::{StoreCommand, StoreResult};
 use redis::{Cmd, FromRedisValue, Pipeline, RedisResult, Value};
 
 use super::RedisStore;
-use super::keys::{member, padded, parse_enqueued, protocol_error, socket_text};
+use super::keys::{member, padded, parse_enqueued, parse_piece, protocol_error, socket_text};
 
 /// How a command's replies are read back.
 enum Expect {
@@ -24,6 +24,7 @@ enum Expect {
     Enqueue,
     Ack,
     AckBatch,
+    NextBatch,
     Users,
     /// `SET NX` then `GET` of the epoch key.
     Epoch,
@@ -174,6 +175,25 @@ impl RedisStore {
                 pipe.add_command(cmd);
                 Expect::AckBatch
             }
+            StoreCommand::NextBatch {
+                device,
+                socket,
+                acked,
+                limits,
+                now_ms,
+            } => {
+                let mut cmd = self.evalsha(&self.scripts.next_batch, &device.site, &device.room);
+                cmd.arg(&device.device)
+                    .arg(socket_text(socket))
+                    .arg(now_ms)
+                    .arg(limits.max_items)
+                    .arg(limits.max_bytes);
+                for (event, id) in &acked {
+                    cmd.arg(event).arg(id).arg(padded(*id));
+                }
+                pipe.add_command(cmd);
+                Expect::NextBatch
+            }
             StoreCommand::ForgetGroupMember {
                 site, room, groups, ..
             } => {
@@ -226,6 +246,11 @@ impl RedisStore {
                 .map_err(Into::into)
                 .and_then(|reply| {
                     parse_enqueued(&reply).ok_or_else(|| protocol_error("enqueue reply"))
+                }),
+            Expect::NextBatch => Vec::<Vec<u8>>::from_redis_value(single())
+                .map_err(Into::into)
+                .and_then(|reply| {
+                    parse_piece(&reply).ok_or_else(|| protocol_error("next batch reply"))
                 }),
             Expect::Ack => String::from_redis_value(single())
                 .map_err(Into::into)

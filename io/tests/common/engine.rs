@@ -66,6 +66,7 @@ impl TestEngine {
     /// Emits a store `Connect` of `device` in room `user_1` of site `site`.
     fn store_connect(&mut self, id: u64, device: String) {
         let command = StoreCommand::Connect {
+            limits: courier_core::gateway::store::BatchLimits::for_max_payload(u64::MAX / 2),
             device: DeviceKey {
                 site: "site".into(),
                 room: "user_1".into(),

@@ -7,6 +7,7 @@ use super::redis::{redis_from_env, redis_from_yaml};
 use super::site::{SITE_ENV_VARS, site_from_env, sites_from_yaml};
 use super::yaml::{Section, describe, parse_document, parse_whole_number};
 use super::{Config, ConfigError, ConfigSources};
+use crate::gateway::batch::{BatchLimits, MAX_MAX_ITEMS};
 use crate::gateway::flake::FlakeSettings;
 
 /// Port when neither `PORT` nor `port` is given.
@@ -16,7 +17,15 @@ pub(super) const DEFAULT_DEVICE_TTL_S: u64 = 3600;
 
 const ENV: &str = "environment";
 
-const SECTION_KEYS: [&str; 6] = ["port", "device_ttl", "redis", "flakeid", "io", "sites"];
+const SECTION_KEYS: [&str; 7] = [
+    "port",
+    "device_ttl",
+    "redis",
+    "flakeid",
+    "io",
+    "batch",
+    "sites",
+];
 
 /// Keys old samples and the README mention that the original itself ignores.
 const RETIRED_KEYS: [(&str, &str); 7] = [
@@ -145,6 +154,16 @@ pub fn load(sources: &ConfigSources) -> Result<Config, ConfigError> {
         Some(map) => io_from_yaml(config_path, &io_context, map, &mut warnings)?,
         None => IoOptions::default(),
     };
+    let batch_context = format!("{env}.batch");
+    let batch = batch_from_yaml(
+        &Section {
+            source: config_path,
+            context: &batch_context,
+            map: section.mapping("batch")?.unwrap_or(&empty),
+        },
+        io.max_payload,
+        &mut warnings,
+    )?;
 
     let sites = if let Some(name) = var("SITE_NAME") {
         if let Some(file) = &sources.sites_yml {
@@ -184,6 +203,7 @@ pub fn load(sources: &ConfigSources) -> Result<Config, ConfigError> {
         redis,
         flake,
         io,
+        batch,
         sites,
         warnings,
     })
@@ -257,6 +277,36 @@ fn check_ttl(ttl_s: u64) -> Result<(), String> {
         return Err(format!("is too large ({ttl_s} seconds)"));
     }
     Ok(())
+}
+
+/// `batch:` — the size of a `_batch` piece. Defaults derive from `io.maxHttpBufferSize`, and
+/// `maxBytes` may not exceed it: a piece must fit the transport's buffers with room to spare.
+fn batch_from_yaml(
+    section: &Section<'_>,
+    max_payload: u64,
+    warnings: &mut Vec<String>,
+) -> Result<BatchLimits, ConfigError> {
+    section.warn_unknown(&["maxItems", "maxBytes"], &[], warnings);
+    let mut limits = BatchLimits::for_max_payload(max_payload);
+    if let Some(items) = section.whole_number("maxItems", "a whole number of messages")? {
+        if items == 0 || items > MAX_MAX_ITEMS as u64 {
+            return Err(section.error(
+                "maxItems",
+                format!("must be from 1 to {MAX_MAX_ITEMS}, got {items}"),
+            ));
+        }
+        limits.max_items = items as usize;
+    }
+    if let Some(bytes) = section.whole_number("maxBytes", "a whole number of bytes")? {
+        if bytes == 0 || bytes > max_payload {
+            return Err(section.error(
+                "maxBytes",
+                format!("must be from 1 to io.maxHttpBufferSize ({max_payload}), got {bytes}"),
+            ));
+        }
+        limits.max_bytes = usize::try_from(bytes).unwrap_or(usize::MAX);
+    }
+    Ok(limits)
 }
 
 fn flake_from_yaml(

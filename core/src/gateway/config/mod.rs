@@ -37,6 +37,7 @@ pub use load::load;
 pub use redis::RedisConfig;
 pub use site::{DEFAULT_HTTP_TIMEOUT, SITE_ENV_VARS, Site};
 
+use super::batch::BatchLimits;
 use super::flake::FlakeSettings;
 
 /// One configuration file's path (for messages) and text.
@@ -86,6 +87,8 @@ pub struct Config {
     pub flake: FlakeSettings,
     /// Engine.IO / Socket.IO options (`io:`).
     pub io: IoOptions,
+    /// The largest `_batch` piece (`batch:`), derived from `io.maxHttpBufferSize` by default.
+    pub batch: BatchLimits,
     /// The sites, in configuration order.
     pub sites: Vec<Site>,
     /// Things worth logging at startup (ignored keys, ignored files).
@@ -110,6 +113,7 @@ impl Config {
             redis: None,
             flake: FlakeSettings::default(),
             io: IoOptions::default(),
+            batch: BatchLimits::for_max_payload(IoOptions::default().max_payload),
             sites: vec![Site {
                 name: DEMO_SITE.to_owned(),
                 auth_url: String::new(),

@@ -33,6 +33,8 @@
 
 use bytes::Bytes;
 
+pub use crate::gateway::batch::BatchLimits;
+
 /// One device of one user room of one site: the unit that owns a queue.
 ///
 /// `room` is a user room (starts with the site's `userRoomPrefix`) or the site's public channel;
@@ -75,7 +77,8 @@ pub struct QueuedItem {
 pub struct Delivery {
     /// The device id.
     pub device: String,
-    /// Its latest socket when the device is connected; `None` while it is disconnected.
+    /// Its latest socket when the device is connected and live; `None` while it is
+    /// disconnected or still draining its backlog.
     pub socket: Option<SocketRef>,
 }
 
@@ -91,8 +94,15 @@ pub enum StoreCommand {
     /// device's queues from the original's layout the first time it sees the device. An expired
     /// device starts afresh (empty queue; a user with no alive device also loses its groups).
     /// When `groups` is `Some`, the room is added to each group's index (never removed here).
-    /// Result: [`StoreResult::Connected`] with every queued item of the device, sorted by id
-    /// across events (ties, which flake ids never produce, by event name, then queue order).
+    /// Result: [`StoreResult::Connected`] with the first piece of the device's queue: its
+    /// items sorted by id across events (ties, which flake ids never produce, by event name,
+    /// then queue order), as many as `limits` admit ([`BatchLimits::admits`]), and whether
+    /// more remain.
+    ///
+    /// When more remain, the device is *draining*: connected, but [`StoreCommand::Enqueue`]
+    /// reports it without a socket (no live delivery; the item is only queued, behind the
+    /// backlog) until a [`StoreCommand::NextBatch`] reads the last piece. Otherwise it is *live*
+    /// at once: every later `Enqueue` names its socket.
     Connect {
         /// The device.
         device: DeviceKey,
@@ -100,6 +110,30 @@ pub enum StoreCommand {
         socket: SocketRef,
         /// The user's group rooms from this auth, lowercased and deduplicated.
         groups: Option<Vec<String>>,
+        /// How large the first piece may be.
+        limits: BatchLimits,
+        /// Wall clock.
+        now_ms: u64,
+    },
+    /// The client acknowledged a `_batch` piece of a draining device and wants the next one.
+    ///
+    /// Atomically: remove exactly the `acked` `(event, id)` items, as
+    /// [`StoreCommand::AckBatch`] does; then, if the device is connected, `socket` is its latest
+    /// socket and it is draining, read the next piece as [`StoreCommand::Connect`] does (the head
+    /// of the queue: what the acked pieces carried is gone, so nothing is read twice and an item
+    /// a lagging node pushed into the middle is not skipped) and, when no more remain after it,
+    /// make the device live in the same step. Otherwise (another socket owns the device, it is
+    /// gone, or it is already live) read nothing. Result: [`StoreResult::Connected`]
+    /// (`items` empty and `more: false` when nothing was read).
+    NextBatch {
+        /// The device.
+        device: DeviceKey,
+        /// The socket draining it.
+        socket: SocketRef,
+        /// What the acknowledged piece carried.
+        acked: Vec<(String, u64)>,
+        /// How large the next piece may be.
+        limits: BatchLimits,
         /// Wall clock.
         now_ms: u64,
     },
@@ -135,7 +169,8 @@ pub enum StoreCommand {
     /// queues. No unexpired device left: store nothing, [`EnqueueStatus::UnknownUser`]. When
     /// `via_groups` is `Some`, the room was reached through group expansion only: store nothing
     /// ([`EnqueueStatus::NotInGroups`]) unless the user's recorded groups (from its latest
-    /// [`StoreCommand::Connect`] with groups) contain one of them. Result:
+    /// [`StoreCommand::Connect`] with groups) contain one of them. A device is reported with
+    /// its socket only while it is connected and live (not draining). Result:
     /// [`StoreResult::Enqueued`].
     Enqueue {
         /// Site name.
@@ -220,10 +255,13 @@ pub enum EnqueueStatus {
 /// The outcome of a [`StoreCommand`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreResult {
-    /// For [`StoreCommand::Connect`]: the device's queued items in id order.
+    /// For [`StoreCommand::Connect`] and [`StoreCommand::NextBatch`]: one piece of the device's
+    /// queue in id order.
     Connected {
         /// Queued items, oldest first.
         items: Vec<QueuedItem>,
+        /// More items remain queued after these: the device is draining.
+        more: bool,
     },
     /// For [`StoreCommand::ResolveGroups`].
     Users(Vec<String>),

@@ -12,7 +12,8 @@ use std::collections::{BTreeSet, HashMap, VecDeque};
 use bytes::Bytes;
 
 use super::command::{
-    Delivery, DeviceKey, EnqueueStatus, QueuedItem, SocketRef, Store, StoreCommand, StoreResult,
+    BatchLimits, Delivery, DeviceKey, EnqueueStatus, QueuedItem, SocketRef, Store, StoreCommand,
+    StoreResult,
 };
 
 /// How many expired devices one command reclaims at most, so a command's cost stays bounded
@@ -23,6 +24,8 @@ const SWEEP_STEP: usize = 4;
 struct DeviceState {
     socket: SocketRef,
     connected: bool,
+    /// Connected but still delivering its backlog: no live deliveries yet.
+    draining: bool,
     disconnected_at: u64,
     ttl_ms: u64,
     /// Event → items in flake-id order (send order).
@@ -40,6 +43,37 @@ impl DeviceState {
     fn expires_at(&self) -> Option<u64> {
         (!self.connected && self.ttl_ms > 0)
             .then(|| self.disconnected_at.saturating_add(self.ttl_ms))
+    }
+
+    /// The head of the queue in id order across events, cut by `limits`, and whether more
+    /// remain: a merge of the per-event queues that looks at no more than the piece it takes.
+    fn piece(&self, limits: BatchLimits) -> (Vec<QueuedItem>, bool) {
+        let mut events: Vec<(&String, &VecDeque<(u64, Bytes)>)> = self.queues.iter().collect();
+        events.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        let mut cursors = vec![0usize; events.len()];
+        let mut items = Vec::new();
+        let mut bytes = 0usize;
+        loop {
+            let next = events
+                .iter()
+                .zip(&cursors)
+                .enumerate()
+                .filter_map(|(at, ((_, queue), cursor))| queue.get(*cursor).map(|item| (at, item)))
+                .min_by_key(|(at, (id, _))| (*id, *at));
+            let Some((at, (id, json))) = next else {
+                return (items, false);
+            };
+            if !limits.admits(items.len(), bytes, json.len()) {
+                return (items, true);
+            }
+            bytes = bytes.saturating_add(BatchLimits::item_bytes(json.len()));
+            cursors[at] += 1;
+            items.push(QueuedItem {
+                id: *id,
+                event: events[at].0.clone(),
+                json: json.clone(),
+            });
+        }
     }
 
     fn remove_item(&mut self, event: &str, id: u64) -> bool {
@@ -246,6 +280,7 @@ impl MemoryStore {
         key: DeviceKey,
         socket: SocketRef,
         groups: Option<Vec<String>>,
+        limits: BatchLimits,
         now_ms: u64,
     ) -> StoreResult {
         self.purge(&key.site, &key.room, now_ms);
@@ -277,6 +312,7 @@ impl MemoryStore {
                     DeviceState {
                         socket,
                         connected: true,
+                        draining: false,
                         disconnected_at: 0,
                         ttl_ms: 0,
                         queues: HashMap::new(),
@@ -285,27 +321,43 @@ impl MemoryStore {
             }
         }
         let Some(state) = user.devices.get_mut(&key.device) else {
-            return StoreResult::Connected { items: Vec::new() };
+            return StoreResult::Connected {
+                items: Vec::new(),
+                more: false,
+            };
         };
         state.socket = socket;
         state.connected = true;
-        let mut items: Vec<(u64, &str, usize, &Bytes)> = Vec::new();
-        for (event, queue) in &state.queues {
-            for (position, (id, json)) in queue.iter().enumerate() {
-                items.push((*id, event.as_str(), position, json));
-            }
+        let (items, more) = state.piece(limits);
+        state.draining = more;
+        StoreResult::Connected { items, more }
+    }
+
+    fn next_batch(
+        &mut self,
+        key: &DeviceKey,
+        socket: SocketRef,
+        acked: &[(String, u64)],
+        limits: BatchLimits,
+        now_ms: u64,
+    ) -> StoreResult {
+        self.purge(&key.site, &key.room, now_ms);
+        let nothing = StoreResult::Connected {
+            items: Vec::new(),
+            more: false,
+        };
+        let Some(state) = self.device_mut(key) else {
+            return nothing;
+        };
+        for (event, id) in acked {
+            state.remove_item(event, *id);
         }
-        items.sort_unstable_by(|a, b| (a.0, a.1, a.2).cmp(&(b.0, b.1, b.2)));
-        StoreResult::Connected {
-            items: items
-                .into_iter()
-                .map(|(id, event, _, json)| QueuedItem {
-                    id,
-                    event: event.to_owned(),
-                    json: json.clone(),
-                })
-                .collect(),
+        if !(state.connected && state.draining && state.socket == socket) {
+            return nothing;
         }
+        let (items, more) = state.piece(limits);
+        state.draining = more;
+        StoreResult::Connected { items, more }
     }
 
     fn disconnect(&mut self, key: DeviceKey, socket: SocketRef, now_ms: u64, ttl_ms: u64) {
@@ -377,7 +429,7 @@ impl MemoryStore {
             }
             devices.push(Delivery {
                 device: id.clone(),
-                socket: state.connected.then_some(state.socket),
+                socket: (state.connected && !state.draining).then_some(state.socket),
             });
         }
         StoreResult::Enqueued {
@@ -461,8 +513,16 @@ impl Store for MemoryStore {
                 device,
                 socket,
                 groups,
+                limits,
                 now_ms,
-            } => self.connect(device, socket, groups, now_ms),
+            } => self.connect(device, socket, groups, limits, now_ms),
+            StoreCommand::NextBatch {
+                device,
+                socket,
+                acked,
+                limits,
+                now_ms,
+            } => self.next_batch(&device, socket, &acked, limits, now_ms),
             StoreCommand::Disconnect {
                 device,
                 socket,
@@ -514,6 +574,7 @@ impl Store for MemoryStore {
 fn command_now(command: &StoreCommand) -> u64 {
     match command {
         StoreCommand::Connect { now_ms, .. }
+        | StoreCommand::NextBatch { now_ms, .. }
         | StoreCommand::Disconnect { now_ms, .. }
         | StoreCommand::ResolveGroups { now_ms, .. }
         | StoreCommand::Enqueue { now_ms, .. }
@@ -532,6 +593,7 @@ mod tests {
         DeviceState {
             socket: SocketRef { node: 1, socket },
             connected: true,
+            draining: false,
             disconnected_at: 0,
             ttl_ms: 0,
             queues: HashMap::new(),

@@ -11,7 +11,8 @@ mod model;
 pub mod suite;
 
 pub use command::{
-    Delivery, DeviceKey, EnqueueStatus, QueuedItem, SocketRef, Store, StoreCommand, StoreResult,
+    BatchLimits, Delivery, DeviceKey, EnqueueStatus, QueuedItem, SocketRef, Store, StoreCommand,
+    StoreResult,
 };
 pub use memory::MemoryStore;
 pub use model::Model;

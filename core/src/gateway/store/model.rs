@@ -11,8 +11,11 @@
 //!   last device;
 //! - an event's queue is in flake-id order (send order, DESIGN.md §4 #6): the resync head is its
 //!   smallest id, also when a node with a lagging clock pushes an older id later;
-//!   [`StoreResult::Connected`] lists a device's items sorted by id (ties, which a correct
-//!   gateway never produces, by event name then push order);
+//!   [`StoreResult::Connected`] lists the head of a device's items sorted by id (ties, which a
+//!   correct gateway never produces, by event name then push order), cut by
+//!   [`BatchLimits::admits`];
+//! - a connected device is *draining* from a `Connect` that left items behind until the
+//!   `NextBatch` that reads its last piece; `Enqueue` names its socket only when it is live;
 //! - the group index is a plain set per `(site, group)`: [`StoreCommand::Connect`] adds to it,
 //!   only [`StoreCommand::ForgetGroupMember`] removes from it, expiry never touches it.
 //!
@@ -22,7 +25,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::command::{
-    Delivery, DeviceKey, EnqueueStatus, QueuedItem, SocketRef, Store, StoreCommand, StoreResult,
+    BatchLimits, Delivery, DeviceKey, EnqueueStatus, QueuedItem, SocketRef, Store, StoreCommand,
+    StoreResult,
 };
 
 /// One device's state in the model.
@@ -30,6 +34,8 @@ use super::command::{
 struct ModelDevice {
     socket: SocketRef,
     connected: bool,
+    /// Connected but still delivering its backlog: no live deliveries yet.
+    draining: bool,
     disconnected_at: u64,
     ttl_ms: u64,
     /// Every queued item in push order, across events.
@@ -37,6 +43,32 @@ struct ModelDevice {
 }
 
 impl ModelDevice {
+    /// The head of the queue in id order, cut by `limits`, and whether more remain.
+    fn piece(&self, limits: BatchLimits) -> (Vec<QueuedItem>, bool) {
+        let mut items: Vec<(usize, &QueuedItem)> = self.queue.iter().enumerate().collect();
+        items.sort_by(|(pa, a), (pb, b)| (a.id, &a.event, pa).cmp(&(b.id, &b.event, pb)));
+        let take = limits.piece_len(items.iter().map(|(_, item)| item.json.len()));
+        let more = take < items.len();
+        let piece = items
+            .into_iter()
+            .take(take)
+            .map(|(_, item)| item.clone())
+            .collect();
+        (piece, more)
+    }
+
+    /// Removes the first item `(event, id)`; whether there was one.
+    fn remove(&mut self, event: &str, id: u64) -> bool {
+        let found = self
+            .queue
+            .iter()
+            .position(|item| item.event == event && item.id == id);
+        if let Some(at) = found {
+            self.queue.remove(at);
+        }
+        found.is_some()
+    }
+
     fn alive(&self, now_ms: u64) -> bool {
         self.connected
             || self.ttl_ms == 0
@@ -99,6 +131,7 @@ impl Model {
         device: DeviceKey,
         socket: SocketRef,
         groups: Option<Vec<String>>,
+        limits: BatchLimits,
         now_ms: u64,
     ) -> StoreResult {
         self.purge(&device.site, &device.room, now_ms);
@@ -123,17 +156,45 @@ impl Model {
             .or_insert_with(|| ModelDevice {
                 socket,
                 connected: true,
+                draining: false,
                 disconnected_at: 0,
                 ttl_ms: 0,
                 queue: Vec::new(),
             });
         entry.socket = socket;
         entry.connected = true;
-        let mut items: Vec<(usize, QueuedItem)> = entry.queue.iter().cloned().enumerate().collect();
-        items.sort_by(|(pa, a), (pb, b)| (a.id, &a.event, pa).cmp(&(b.id, &b.event, pb)));
-        StoreResult::Connected {
-            items: items.into_iter().map(|(_, item)| item).collect(),
+        let (items, more) = entry.piece(limits);
+        entry.draining = more;
+        StoreResult::Connected { items, more }
+    }
+
+    fn next_batch(
+        &mut self,
+        device: &DeviceKey,
+        socket: SocketRef,
+        acked: &[(String, u64)],
+        limits: BatchLimits,
+        now_ms: u64,
+    ) -> StoreResult {
+        self.purge(&device.site, &device.room, now_ms);
+        let Some(state) = self.device_mut(device) else {
+            return StoreResult::Connected {
+                items: Vec::new(),
+                more: false,
+            };
+        };
+        for (event, id) in acked {
+            state.remove(event, *id);
         }
+        if !(state.connected && state.draining && state.socket == socket) {
+            return StoreResult::Connected {
+                items: Vec::new(),
+                more: false,
+            };
+        }
+        let (items, more) = state.piece(limits);
+        state.draining = more;
+        StoreResult::Connected { items, more }
     }
 
     fn disconnect(
@@ -193,7 +254,7 @@ impl Model {
             device.queue.push(item.clone());
             devices.push(Delivery {
                 device: id.clone(),
-                socket: device.connected.then_some(device.socket),
+                socket: (device.connected && !device.draining).then_some(device.socket),
             });
         }
         StoreResult::Enqueued {
@@ -238,15 +299,8 @@ impl Model {
                 }
             }
         } else {
-            let found = state
-                .queue
-                .iter()
-                .position(|item| item.event == event && item.id == id);
-            if let Some(at) = found {
-                state.queue.remove(at);
-            }
             StoreResult::Acked {
-                removed: found.is_some(),
+                removed: state.remove(event, id),
             }
         }
     }
@@ -260,13 +314,7 @@ impl Model {
         self.purge(&device.site, &device.room, now_ms);
         if let Some(state) = self.device_mut(device) {
             for (event, id) in items {
-                if let Some(at) = state
-                    .queue
-                    .iter()
-                    .position(|item| &item.event == event && item.id == *id)
-                {
-                    state.queue.remove(at);
-                }
+                state.remove(event, *id);
             }
         }
         StoreResult::Done
@@ -312,8 +360,16 @@ impl Store for Model {
                 device,
                 socket,
                 groups,
+                limits,
                 now_ms,
-            } => self.connect(device, socket, groups, now_ms),
+            } => self.connect(device, socket, groups, limits, now_ms),
+            StoreCommand::NextBatch {
+                device,
+                socket,
+                acked,
+                limits,
+                now_ms,
+            } => self.next_batch(&device, socket, &acked, limits, now_ms),
             StoreCommand::Disconnect {
                 device,
                 socket,

@@ -3,14 +3,18 @@
 //! [`check_store`] generates random operation sequences — connects and disconnects of several
 //! devices of several users of two sites, stale disconnects, sends to user rooms, through group
 //! rooms and to the public channel, per-message acks with and without the resync head check,
-//! `_batch` acks, group resolution and forgetting, epoch checks, time moving on past ttls, and
-//! the store losing everything it held (Redis restarted empty) — turns them
+//! `_batch` acks, `_batch` pieces of every size (connects with small piece limits, then
+//! `NextBatch` after acking part of a piece, from the draining socket or a stale one), group
+//! resolution and forgetting, epoch checks, time moving on past ttls, and the store losing
+//! everything it held (Redis restarted empty) — turns them
 //! into [`StoreCommand`]s, runs each command on the [`Model`] and on the store under test, and
 //! requires identical results. A ledger kept beside them checks the model's results against the
 //! queue's promises: nothing queued is lost before it is acknowledged or its device expires,
 //! an expired device is gone, the resync head check follows flake-id order, a batch ack removes
-//! exactly what it names, sites never see each other's devices, and the epoch changes exactly
-//! when the store lost everything (then every device, queue and group is gone).
+//! exactly what it names, sites never see each other's devices, a piece is the head of the
+//! queue cut by its limits, a draining device gets no live delivery until its last piece, and
+//! the epoch changes exactly when the store lost everything (then every device, queue and group
+//! is gone).
 //!
 //! The sequences only use values a real gateway could produce (flake-like unique ids, sockets
 //! named by node and number), never object identity, so the suite runs unchanged against a
@@ -24,7 +28,7 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 
 use super::command::{
-    DeviceKey, EnqueueStatus, QueuedItem, SocketRef, Store, StoreCommand, StoreResult,
+    BatchLimits, DeviceKey, EnqueueStatus, QueuedItem, SocketRef, Store, StoreCommand, StoreResult,
 };
 use super::model::Model;
 
@@ -36,6 +40,31 @@ const GROUPS: [&str; 3] = ["staff", "reviewer", "drivers"];
 const EVENTS: [&str; 3] = ["update_store", "notice", "grp"];
 const TTLS_MS: [u64; 3] = [0, 1_000, 3_000];
 const START_MS: u64 = 1_700_000_000_000;
+/// Piece limits a connect or `NextBatch` may use: tiny ones cut backlogs into many pieces.
+const LIMITS: [BatchLimits; 4] = [
+    BatchLimits {
+        max_items: 1,
+        max_bytes: 1_000,
+    },
+    BatchLimits {
+        max_items: 2,
+        max_bytes: 1_000,
+    },
+    BatchLimits {
+        max_items: 100,
+        max_bytes: 60,
+    },
+    BatchLimits {
+        max_items: 1_000,
+        max_bytes: 1_000_000,
+    },
+];
+
+/// The JSON of item `id` of `event`: lengths vary with the id, so byte limits cut anywhere.
+fn item_json(event: &str, id: u64) -> String {
+    let pad = "x".repeat((id % 7 * 5) as usize);
+    format!("[\"{event}\",{id},\"{pad}\"]")
+}
 
 /// One abstract step; indices are reduced modulo the universe sizes.
 #[derive(Debug, Clone)]
@@ -46,6 +75,15 @@ enum Op {
         device: usize,
         groups: u8,
         node: u64,
+        limits: usize,
+    },
+    NextBatch {
+        site: usize,
+        room: usize,
+        device: usize,
+        keep: u32,
+        stale: bool,
+        limits: usize,
     },
     Disconnect {
         site: usize,
@@ -116,8 +154,11 @@ fn op_strategy() -> impl Strategy<Value = Op> {
     let room = 0..ROOMS.len();
     let device = 0..DEVICES.len();
     prop_oneof![
-        4 => (site.clone(), room.clone(), device.clone(), 0u8..8, 1u64..3).prop_map(
-            |(site, room, device, groups, node)| Op::Connect { site, room, device, groups, node }
+        4 => (site.clone(), room.clone(), device.clone(), 0u8..8, 1u64..3, 0..LIMITS.len()).prop_map(
+            |(site, room, device, groups, node, limits)| Op::Connect { site, room, device, groups, node, limits }
+        ),
+        3 => (site.clone(), room.clone(), device.clone(), any::<u32>(), proptest::bool::weighted(0.15), 0..LIMITS.len()).prop_map(
+            |(site, room, device, keep, stale, limits)| Op::NextBatch { site, room, device, keep, stale, limits }
         ),
         3 => (site.clone(), room.clone(), device.clone(), proptest::bool::weighted(0.2), 0..TTLS_MS.len())
             .prop_map(|(site, room, device, stale, ttl)| Op::Disconnect { site, room, device, stale, ttl }),
@@ -187,6 +228,7 @@ impl Driver {
                 device,
                 groups,
                 node,
+                limits,
             } => {
                 self.next_socket += 1;
                 let socket = SocketRef {
@@ -200,6 +242,38 @@ impl Driver {
                     device,
                     socket,
                     groups: (!public).then(|| group_set(groups)),
+                    limits: LIMITS[limits],
+                    now_ms,
+                }
+            }
+            Op::NextBatch {
+                site,
+                room,
+                device,
+                keep,
+                stale,
+                limits,
+            } => {
+                let device = key(site, room, device);
+                let history = self.sockets.get(&device)?;
+                let socket = if stale {
+                    *history.first()?
+                } else {
+                    *history.last()?
+                };
+                // Usually the whole piece (as a client acks it), sometimes only part of it.
+                let piece = self.batches.get(&device).cloned().unwrap_or_default();
+                let acked = piece
+                    .into_iter()
+                    .enumerate()
+                    .filter(|(i, _)| keep & 1 == 0 || *i >= 31 || keep & (1 << (i + 1)) != 0)
+                    .map(|(_, item)| item)
+                    .collect();
+                StoreCommand::NextBatch {
+                    device,
+                    socket,
+                    acked,
+                    limits: LIMITS[limits],
                     now_ms,
                 }
             }
@@ -254,7 +328,7 @@ impl Driver {
                     item: QueuedItem {
                         id,
                         event: event.to_owned(),
-                        json: Bytes::from(format!("[\"{event}\",{id}]")),
+                        json: Bytes::from(item_json(event, id)),
                     },
                     via_groups: via.map(group_set),
                     now_ms,
@@ -327,8 +401,10 @@ impl Driver {
     }
 
     fn observe(&mut self, command: &StoreCommand, result: &StoreResult) {
-        if let (StoreCommand::Connect { device, .. }, StoreResult::Connected { items }) =
-            (command, result)
+        if let (
+            StoreCommand::Connect { device, .. } | StoreCommand::NextBatch { device, .. },
+            StoreResult::Connected { items, .. },
+        ) = (command, result)
         {
             self.batches.insert(
                 device.clone(),
@@ -345,6 +421,7 @@ impl Driver {
 struct LedgerDevice {
     socket: SocketRef,
     connected: bool,
+    draining: bool,
     disconnected_at: u64,
     ttl_ms: u64,
     /// `(event, id)` stored for the device and not yet removed, in push order.
@@ -367,6 +444,29 @@ fn ensure(condition: bool, what: impl FnOnce() -> String) -> Result<(), TestCase
     }
 }
 
+/// Checks a piece against the device's outstanding items: the head in id order, cut by `limits`.
+fn check_piece(
+    device: &DeviceKey,
+    outstanding: &[(String, u64)],
+    limits: BatchLimits,
+    items: &[QueuedItem],
+    more: bool,
+) -> Result<(), TestCaseError> {
+    let got: Vec<(String, u64)> = items.iter().map(|i| (i.event.clone(), i.id)).collect();
+    ensure(got.windows(2).all(|w| w[0].1 < w[1].1), || {
+        format!("piece not in id order: {got:?}")
+    })?;
+    let mut expected = outstanding.to_vec();
+    expected.sort_by_key(|(_, id)| *id);
+    let take = limits.piece_len(expected.iter().map(|(e, id)| item_json(e, *id).len()));
+    let rest = expected.split_off(take);
+    ensure(got == expected && more != rest.is_empty(), || {
+        format!(
+            "piece of {device:?} with {limits:?}: got {got:?} (more {more}), expected {expected:?} then {rest:?}"
+        )
+    })
+}
+
 impl Ledger {
     /// Everything is gone: no device is known any more and the next epoch is a new one.
     fn lose_everything(&mut self) {
@@ -384,35 +484,28 @@ impl Ledger {
                 StoreCommand::Connect {
                     device,
                     socket,
+                    limits,
                     now_ms,
                     ..
                 },
-                StoreResult::Connected { items },
+                StoreResult::Connected { items, more },
             ) => {
                 self.expire(*now_ms);
-                let got: Vec<(String, u64)> =
-                    items.iter().map(|i| (i.event.clone(), i.id)).collect();
-                ensure(got.windows(2).all(|w| w[0].1 < w[1].1), || {
-                    format!("batch not in id order: {got:?}")
-                })?;
-                let mut expected = self
+                let outstanding = self
                     .devices
                     .get(device)
                     .map(|d| d.outstanding.clone())
                     .unwrap_or_default();
-                expected.sort_by_key(|(_, id)| *id);
-                ensure(got == expected, || {
-                    format!(
-                        "connect of {device:?} lost or invented items: got {got:?}, outstanding {expected:?}"
-                    )
-                })?;
+                check_piece(device, &outstanding, *limits, items, *more)?;
                 let entry = self.devices.entry(device.clone()).or_insert(LedgerDevice {
                     socket: *socket,
                     connected: true,
+                    draining: false,
                     disconnected_at: 0,
                     ttl_ms: 0,
                     outstanding: Vec::new(),
                 });
+                entry.draining = *more;
                 entry.socket = *socket;
                 entry.connected = true;
             }
@@ -467,7 +560,12 @@ impl Ledger {
                     EnqueueStatus::Stored => {
                         let expected: Vec<(String, Option<SocketRef>)> = alive
                             .iter()
-                            .map(|(id, d)| ((*id).clone(), d.connected.then_some(d.socket)))
+                            .map(|(id, d)| {
+                                (
+                                    (*id).clone(),
+                                    (d.connected && !d.draining).then_some(d.socket),
+                                )
+                            })
                             .collect();
                         let got: Vec<(String, Option<SocketRef>)> = devices
                             .iter()
@@ -560,6 +658,42 @@ impl Ledger {
                             d.outstanding.remove(at);
                         }
                     }
+                }
+            }
+            (
+                StoreCommand::NextBatch {
+                    device,
+                    socket,
+                    acked,
+                    limits,
+                    now_ms,
+                },
+                StoreResult::Connected { items, more },
+            ) => {
+                self.expire(*now_ms);
+                let Some(d) = self.devices.get_mut(device) else {
+                    return ensure(items.is_empty() && !more, || {
+                        format!("NextBatch of absent {device:?} read {items:?}")
+                    });
+                };
+                for (event, id) in acked {
+                    if let Some(at) = d
+                        .outstanding
+                        .iter()
+                        .position(|(e, i)| e == event && i == id)
+                    {
+                        d.outstanding.remove(at);
+                    }
+                }
+                if d.connected && d.draining && d.socket == *socket {
+                    check_piece(device, &d.outstanding, *limits, items, *more)?;
+                    d.draining = *more;
+                } else {
+                    ensure(items.is_empty() && !more, || {
+                        format!(
+                            "NextBatch of {device:?} not draining through {socket:?} read {items:?}"
+                        )
+                    })?;
                 }
             }
             (StoreCommand::ResolveGroups { .. }, StoreResult::Users(users)) => {
