@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+use crate::gateway::status::StatusSnapshot;
 use crate::gateway::store::{StoreCommand, StoreResult};
 
 /// Names one HTTP request for the whole of its life. Allocated by the adapter, unique per process.
@@ -314,6 +315,10 @@ pub enum Output {
     Publish(Bytes),
     /// Log it (one JSON line) and count it.
     Event(AppEvent),
+    /// Answer request `id` with this status snapshot (`GET /status.json`, key already checked):
+    /// the adapter fills in what only it knows (runtime, version, process memory and CPU) and
+    /// writes [`crate::gateway::status_response`].
+    Status(RequestId, Box<StatusSnapshot>),
     /// Nothing more to do now. Call [`Engine::handle_timeout`] at this instant (if any) unless
     /// another input comes first.
     Idle(Option<Instant>),

@@ -391,7 +391,13 @@ fn routes_and_fixed_answers() {
     );
     assert_eq!(route(&Method::Get, "/send"), Route::NotFound);
     assert_eq!(route(&Method::Post, "/healthcheck"), Route::NotFound);
-    assert_eq!(route(&Method::Get, "/"), Route::NotFound);
+    // The pages answer 404 themselves unless the demo site runs or an operator key is set.
+    assert_eq!(route(&Method::Get, "/"), Route::Demo);
+    assert_eq!(route(&Method::Head, "/demo/"), Route::Demo);
+    assert_eq!(route(&Method::Post, "/"), Route::NotFound);
+    assert_eq!(route(&Method::Get, "/status"), Route::Status);
+    assert_eq!(route(&Method::Get, "/status.json"), Route::StatusJson);
+    assert_eq!(route(&Method::Head, "/status.json"), Route::NotFound);
     assert_eq!(route(&Method::Post, "/sendx"), Route::NotFound);
 
     let ok = fixed_response(Route::Healthcheck, &Method::Get, "/healthcheck").expect("fixed");

@@ -6,7 +6,7 @@
 //! - Redis configured → the Redis store and the cluster bus: several nodes share queues, the
 //!   device registry and deliveries.
 //! - `--demo` → the built-in demo site on the in-memory store, loopback only, with a ready-made
-//!   `curl` printed to stderr.
+//!   `curl` printed to stderr; `ADMIN_API_KEY` opens the status page next to it.
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
@@ -14,7 +14,7 @@ use std::io::Write;
 use std::time::Duration;
 
 use courier_core::gateway::config::{
-    self, Config, ConfigSources, DEMO_API_KEY, DEMO_SITE, SourceFile,
+    self, ADMIN_API_KEY_ENV, AdminKey, Config, ConfigSources, DEMO_API_KEY, DEMO_SITE, SourceFile,
 };
 use courier_core::gateway::store::MemoryStore;
 use courier_core::gateway::{EPOCH_CHECK_INTERVAL, Gateway, GatewayOptions};
@@ -110,6 +110,12 @@ fn demo_config(startup: &Startup) -> Result<Config, String> {
         ));
     }
     let mut config = Config::demo();
+    // The status page can be tried next to the demo: the key comes from the environment only,
+    // as the demo reads no files.
+    config.admin_key = startup
+        .env
+        .get(ADMIN_API_KEY_ENV)
+        .and_then(|key| AdminKey::new(key));
     if let Some(port) = startup.env.get("PORT") {
         config.port = port
             .parse()

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use async_channel::{Receiver, Sender};
 use bytes::Bytes;
+use courier_core::gateway::status_response;
 use courier_core::gateway::store::{StoreCommand, StoreResult};
 use courier_core::net::{
     CallId, CallResult, ConnId, Engine, HttpRequest, HttpResponse, Output, RequestId, StoreCmdId,
@@ -24,6 +25,7 @@ use futures_lite::future;
 
 use crate::client::HttpClient;
 use crate::logging;
+use crate::process;
 use crate::runtime::Runtime;
 use crate::setup::InlineStore;
 use crate::ws::{OutboundReceiver, OutboundSender, outbound_queue};
@@ -355,6 +357,12 @@ impl<R: Runtime> Driver<R> {
                     }
                 }
                 Output::Event(event) => logging::log_event(&event),
+                Output::Status(id, mut snapshot) => {
+                    process::fill_node_status(&mut snapshot.node, R::NAME);
+                    if let Some(reply) = self.pending_http.remove(&id) {
+                        let _ = reply.try_send(Reply::Response(status_response(&snapshot)));
+                    }
+                }
             }
         }
     }

@@ -22,6 +22,7 @@ mod client;
 mod driver;
 mod hyper_glue;
 pub mod logging;
+mod process;
 mod redis_store;
 mod runtime;
 mod serve;

@@ -37,6 +37,8 @@ pub trait Runtime: Clone + Send + Sync + 'static {
     type Listener: Listener<Stream = Self::Stream>;
     /// The future returned by [`Runtime::sleep_until`]; `Sync` because hyper's timer needs it.
     type Sleep: Future<Output = ()> + Send + Sync + 'static;
+    /// The runtime's name as the status page shows it (`tokio`, `smol`).
+    const NAME: &'static str;
 
     /// Runs `future` to completion in the background. It is detached: nothing waits for it.
     fn spawn(&self, future: BoxFuture<()>);

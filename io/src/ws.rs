@@ -528,6 +528,7 @@ mod task_size {
         type Stream = futures_lite::io::Cursor<Vec<u8>>;
         type Listener = NoListener;
         type Sleep = std::future::Ready<()>;
+        const NAME: &'static str = "types-only";
 
         fn spawn(&self, _future: BoxFuture<()>) {}
 

@@ -82,6 +82,7 @@ impl Runtime for SmolRuntime {
     type Stream = smol::net::TcpStream;
     type Listener = SmolListener;
     type Sleep = SmolSleep;
+    const NAME: &'static str = "smol";
 
     fn spawn(&self, future: BoxFuture<()>) {
         self.executor.spawn(future).detach();

@@ -86,6 +86,7 @@ impl Runtime for TokioRuntime {
     type Stream = Compat<tokio::net::TcpStream>;
     type Listener = TokioListener;
     type Sleep = tokio::time::Sleep;
+    const NAME: &'static str = "tokio";
 
     fn spawn(&self, future: BoxFuture<()>) {
         drop(self.runtime.get().spawn(future));

@@ -10,6 +10,7 @@
 //! - [`Redis`]: a private `redis-server` on a free port, with a raw RESP client.
 //! - [`StubSite`]: the site's auth endpoint (answers per token) and `updateUserUrl` endpoint,
 //!   recording every request.
+//! - [`Browser`]: a real headless Chromium (the distribution's) driven by playwright-core.
 //! - [`Client`]: one real socket.io client process ([`Lib`] × [`Transports`]).
 //! - [`send`] / [`send_json`] / [`http`]: raw HTTP/1.1 requests (`POST /send`, `GET /healthcheck`, ...).
 //! - [`PollingSession`] / [`RawWebSocket`]: raw Engine.IO polling and WebSocket for wire-level
@@ -19,6 +20,7 @@
 //! Every fixture stops what it started when dropped, and every wait has a deadline that fails
 //! loudly with the process output that explains it.
 
+mod browser;
 mod client;
 mod gateway;
 mod http;
@@ -32,6 +34,7 @@ mod tempdir;
 mod wait;
 mod websocket;
 
+pub use browser::{Browser, chromium_path};
 pub use client::{Client, ClientBuilder, Event, Lib, Transports};
 pub use gateway::{Bin, Gateway, GatewayBuilder, Site};
 pub use http::{HttpResponse, http, send, send_json};

@@ -140,6 +140,11 @@ impl Server {
         self.sessions.get(&session).map(|s| &s.handshake)
     }
 
+    /// Whether the session is still on long polling (not upgraded), while it is open.
+    pub fn is_polling(&self, session: SessionId) -> Option<bool> {
+        self.sessions.get(&session).map(|s| s.is_polling())
+    }
+
     /// Number of sessions (including ones delivering their final close packet).
     pub fn session_count(&self) -> usize {
         self.sessions.len()

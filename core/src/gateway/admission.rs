@@ -98,6 +98,7 @@ impl Gateway {
         let mut event =
             AppEvent::new(Level::Error, "Authentication error").with("reason", message.to_owned());
         if let Some(client) = client {
+            self.count(&client.site, |totals| totals.auth_failures += 1);
             event = event
                 .with("site", client.site)
                 .with("socketId", client.log_id)
@@ -287,6 +288,10 @@ impl Gateway {
             return;
         };
         let count = items.len();
+        self.count(&device.site, |totals| {
+            totals.batches += 1;
+            totals.batch_messages += count as u64;
+        });
         let carried = items
             .into_iter()
             .map(|item| (item.event, item.id))

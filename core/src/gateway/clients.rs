@@ -267,6 +267,14 @@ impl Clients {
             .unwrap_or_default()
     }
 
+    /// Every admitted socket with its site (for the status snapshot; not a hot path).
+    pub fn admitted(&self) -> impl Iterator<Item = (SocketId, &str)> + '_ {
+        self.by_socket
+            .iter()
+            .filter(|(_, client)| client.is_admitted())
+            .map(|(socket, client)| (*socket, client.site.as_str()))
+    }
+
     /// How many sockets are admitted.
     pub fn admitted_count(&self) -> usize {
         self.admitted

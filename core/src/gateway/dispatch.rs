@@ -57,6 +57,7 @@ impl Gateway {
         let unix_ms = self.unix_ms(now);
         let id = self.flake.next_id(unix_ms);
         let rooms = dedup(send.rooms);
+        self.count(&site.name, |totals| totals.sends += 1);
         self.event(
             AppEvent::new(Level::Info, "New message")
                 .with("site", site.name.clone())
@@ -247,8 +248,10 @@ impl Gateway {
         now: Instant,
     ) {
         let mut remote = Vec::new();
+        let mut queued = 0;
         for delivery in devices {
             let Some(socket) = delivery.socket else {
+                queued += 1;
                 continue;
             };
             let device = DeviceKey {
@@ -277,6 +280,16 @@ impl Gateway {
         }
         // Without a cluster a foreign node id is a socket of an earlier run of this process:
         // gone, and the item waits for that device's next `_batch`.
+        let handed_on = if self.options.clustered {
+            remote.len() as u64
+        } else {
+            queued += remote.len();
+            0
+        };
+        self.count(site, |totals| {
+            totals.deliveries_queued += queued as u64;
+            totals.deliveries_remote += handed_on;
+        });
         if !remote.is_empty() && self.options.clustered {
             let header = RemoteHeader::Deliver {
                 origin: self.options.node_id,
@@ -342,6 +355,7 @@ impl Gateway {
         let Some(ack) = self.sio.emit_with_ack(socket, payload, now) else {
             return;
         };
+        self.count(&device.site, |totals| totals.deliveries_live += 1);
         let log_id = self.clients.log_id(socket);
         self.event(
             AppEvent::new(Level::Info, "Message sent")
@@ -371,9 +385,11 @@ impl Gateway {
     fn broadcast_local(&mut self, site: &str, rooms: &[String], payload: &Payload, now: Instant) {
         for room in rooms {
             let sockets: Vec<SocketId> = self.clients.in_room(site, room).collect();
+            let reached = sockets.len() as u64;
             for socket in sockets {
                 self.sio.emit(socket, payload, now);
             }
+            self.count(site, |totals| totals.deliveries_live += reached);
         }
     }
 
@@ -386,6 +402,9 @@ impl Gateway {
         else {
             return;
         };
+        if let Some(site) = self.clients.get(socket).map(|client| client.site.clone()) {
+            self.count(&site, |totals| totals.acks += 1);
+        }
         let now_ms = self.unix_ms(now);
         match purpose {
             AckPurpose::Message {
@@ -456,6 +475,7 @@ impl Gateway {
             StoreResult::Resync => {
                 if self.sio.is_connected(socket) {
                     self.sio.emit(socket, &resync_payload(), now);
+                    self.count(&device.site, |totals| totals.resyncs += 1);
                 }
                 self.event(log("Resync event", Level::Error));
             }

@@ -19,6 +19,7 @@ use super::config::Config;
 use super::dispatch::PendingSend;
 use super::flake::FlakeGenerator;
 use super::recovery::EpochWatch;
+use super::status::{Counters, SiteTotals};
 use super::store::{StoreCommand, StoreResult};
 use crate::net::{
     self, AppEvent, CallId, CallResult, ConnId, HttpRequest, Level, OutboundCall, RequestId,
@@ -119,6 +120,10 @@ pub struct Gateway {
     pub(super) sends: HashMap<RequestId, PendingSend>,
     /// `io.path` with its trailing slash, for the client bundle.
     pub(super) io_path_slash: String,
+    /// What the status page (and any metrics) report; see [`super::status`].
+    pub(super) counters: Counters,
+    /// The instant of the first input, for the uptime.
+    pub(super) started: Option<Instant>,
     /// What the gateway knows of the store's epoch.
     pub(super) epoch: EpochWatch,
     clock: Option<WallClock>,
@@ -143,6 +148,7 @@ impl Gateway {
         let sio = sio::Server::new(super::io_config::sio_config(&config.io), options.seed);
         let flake = FlakeGenerator::new(config.flake);
         let io_path_slash = format!("{}/", config.io.path);
+        let counters = Counters::for_sites(config.sites.iter().map(|site| site.name.as_str()));
         Gateway {
             config,
             sio,
@@ -151,6 +157,8 @@ impl Gateway {
             clients: Clients::default(),
             sends: HashMap::new(),
             io_path_slash,
+            counters,
+            started: None,
             epoch: EpochWatch::default(),
             clock: None,
             sio_deadline: None,
@@ -171,6 +179,18 @@ impl Gateway {
     /// Sockets currently admitted to a site namespace (for metrics and tests).
     pub fn connected_sockets(&self) -> usize {
         self.clients.admitted_count()
+    }
+
+    /// The gateway's counters (the same ones `/status.json` reports).
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// Counts something for a configured site (other names are not counted).
+    pub(super) fn count(&mut self, site: &str, what: impl FnOnce(&mut SiteTotals)) {
+        if let Some(totals) = self.counters.site_mut(site) {
+            what(totals);
+        }
     }
 
     /// Wall-clock milliseconds at `now`, extrapolated from the last wall-clock input (0 before
@@ -200,6 +220,7 @@ impl Gateway {
     /// Emits a store command and remembers what its result is for.
     pub(super) fn store(&mut self, command: StoreCommand, wait: StoreWait, now: Instant) {
         self.next_store += 1;
+        self.counters.store.commands += 1;
         let id = StoreCmdId(self.next_store);
         self.store_waits.insert(id, (now + STORE_TIMEOUT, wait));
         self.out.push_back(net::Output::Store(id, command));
@@ -228,6 +249,9 @@ impl Gateway {
                 break;
             }
             let (_, wait) = entry.remove();
+            self.counters.store.timeouts += 1;
+            self.counters.store.failures += 1;
+            self.counters.store.reachable = Some(false);
             let result = StoreResult::Failed("no answer from the store in time".to_owned());
             self.on_store_result(wait, result, now);
         }
@@ -332,6 +356,7 @@ impl Gateway {
 impl net::Engine for Gateway {
     fn handle_wall_clock(&mut self, unix_ms: u64, now: Instant) {
         self.clock = Some(WallClock { unix_ms, at: now });
+        self.started.get_or_insert(now);
         // The first epoch check is due at once: the adapter's first idle wakes it.
         self.start_epoch_watch(now);
     }
@@ -367,6 +392,9 @@ impl net::Engine for Gateway {
 
     fn handle_store_result(&mut self, id: StoreCmdId, result: StoreResult, now: Instant) {
         if let Some((_, wait)) = self.store_waits.remove(&id) {
+            let failed = matches!(result, StoreResult::Failed(_));
+            self.counters.store.failures += u64::from(failed);
+            self.counters.store.reachable = Some(!failed);
             self.on_store_result(wait, result, now);
         }
         self.pump(now);

@@ -1,5 +1,6 @@
 //! Which part of the gateway answers an HTTP request: the client bundle and Engine.IO under
-//! `io.path`, then the gateway's own routes (`/send`, `/healthcheck`, `OPTIONS /send`, 404).
+//! `io.path`, then the gateway's own routes (`/send`, `/healthcheck`, `OPTIONS /send`, the
+//! demo and status pages, 404).
 
 use std::time::Instant;
 
@@ -46,6 +47,9 @@ impl Gateway {
         }
         match route(&request.method, &request.path) {
             Route::Send => self.handle_send(id, &request, now),
+            page @ (Route::Demo | Route::Status | Route::StatusJson) => {
+                self.serve_page(id, page, &request, now);
+            }
             other => {
                 let response = fixed_response(other, &request.method, &request.path)
                     .unwrap_or_else(|| not_found(&request.method, &request.path));

@@ -12,12 +12,14 @@
 //!   `updateUserUrl` PUT;
 //! - [`flake`]: message ids; [`batch`]: how a backlog is cut into `_batch` pieces;
 //! - [`store`]: the queue's commands, its reference model and the in-memory store;
-//! - [`cluster`]: messages between nodes; [`client_bundle`]: the socket.io-client bundle.
+//! - [`cluster`]: messages between nodes; [`client_bundle`]: the socket.io-client bundle;
+//! - [`status`]: the gateway's counters and the status page's snapshot.
 //!
 //! The gateway itself is split by concern: admission (CONNECT → auth → `_settings`, devices,
 //! `_batch`, user updates, disconnects), dispatch (`/send`, live deliveries, acks, `_resync`,
 //! cluster messages), recovery after the store lost its data (epoch checks, registering
-//! devices again, live deliveries meanwhile), HTTP routing, and the socket table.
+//! devices again, live deliveries meanwhile), HTTP routing, the demo and status pages, and the
+//! socket table.
 
 mod admission;
 mod clients;
@@ -25,6 +27,7 @@ mod dispatch;
 mod engine;
 mod http;
 mod io_config;
+mod pages;
 mod recovery;
 
 pub mod auth;
@@ -37,6 +40,7 @@ pub mod js_json;
 pub mod qs;
 pub mod routes;
 pub mod send;
+pub mod status;
 pub mod store;
 pub mod user_update;
 
@@ -44,3 +48,4 @@ pub use admission::INVALID_NAMESPACE;
 pub use dispatch::STORE_UNAVAILABLE;
 pub use engine::{EPOCH_CHECK_INTERVAL, Gateway, GatewayOptions, STORE_TIMEOUT};
 pub use io_config::sio_config;
+pub use pages::{ADMIN_KEY_INVALID, DEMO_PAGE, STATUS_PAGE, status_response};

@@ -1,6 +1,8 @@
 //! The plain HTTP routes the original's Express app answered, with its exact answers:
 //! `GET`/`HEAD /healthcheck` → `ok`; `POST /send` (see [`super::send`]); Express's automatic
-//! `OPTIONS` answers; its 404 page for everything else outside the Engine.IO path.
+//! `OPTIONS` answers; its 404 page for everything else outside the Engine.IO path. Courier adds
+//! the pages of [`super::pages`]: `/` and `/demo` (with `--demo` only), `/status` and
+//! `/status.json` (with an operator key only); otherwise they are 404 as before.
 //!
 //! Express matched routes case-insensitively and with an optional trailing slash, so
 //! `/HealthCheck/` is the health check too. Every answer carries `X-Powered-By: Express`, as
@@ -22,6 +24,12 @@ pub enum Route {
     Options,
     /// `OPTIONS /healthcheck`: Express's automatic answer, `Allow: GET,HEAD`.
     HealthcheckOptions,
+    /// `GET` or `HEAD /` or `/demo`: the demo page when the demo site runs.
+    Demo,
+    /// `GET` or `HEAD /status`: the status page when an operator key is configured.
+    Status,
+    /// `GET /status.json`: the status page's data.
+    StatusJson,
     /// Anything else: Express's 404 page.
     NotFound,
 }
@@ -49,17 +57,25 @@ pub fn route(method: &Method, path: &str) -> Route {
             Method::Options => Route::Options,
             _ => Route::NotFound,
         }
+    } else if matches!(method, Method::Get | Method::Head)
+        && (matches_path(path, "/") || matches_path(path, "/demo"))
+    {
+        Route::Demo
+    } else if matches!(method, Method::Get | Method::Head) && matches_path(path, "/status") {
+        Route::Status
+    } else if *method == Method::Get && matches_path(path, "/status.json") {
+        Route::StatusJson
     } else {
         Route::NotFound
     }
 }
 
-/// The answer of a route that needs no gateway state: everything but [`Route::Send`] (which
-/// gives `None`). `path` is the request path, quoted by the 404 page.
+/// The answer of a route that needs no gateway state: everything but [`Route::Send`] and the
+/// pages (which give `None`). `path` is the request path, quoted by the 404 page.
 pub fn fixed_response(route: Route, method: &Method, path: &str) -> Option<HttpResponse> {
     let head = *method == Method::Head;
     let response = match route {
-        Route::Send => return None,
+        Route::Send | Route::Demo | Route::Status | Route::StatusJson => return None,
         Route::Healthcheck => express(200, "text/html; charset=utf-8", "ok"),
         Route::Options => allow("POST"),
         Route::HealthcheckOptions => allow("GET,HEAD"),

@@ -307,6 +307,11 @@ impl Server {
         self.sockets.get(&socket).map(|s| s.revision)
     }
 
+    /// Whether the socket's Engine.IO session is still on long polling (not upgraded).
+    pub fn is_polling(&self, socket: SocketId) -> Option<bool> {
+        self.eio.is_polling(self.sockets.get(&socket)?.session)
+    }
+
     /// True once accepted and until disconnected.
     pub fn is_connected(&self, socket: SocketId) -> bool {
         self.sockets.get(&socket).is_some_and(Socket::is_connected)

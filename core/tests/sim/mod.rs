@@ -174,6 +174,10 @@ impl Sim {
                     }
                     Output::Publish(message) => self.published.push(message),
                     Output::Event(event) => self.events.push(event),
+                    Output::Status(id, snapshot) => {
+                        let response = courier_core::gateway::status_response(&snapshot);
+                        self.responses.insert(id.0, response);
+                    }
                     Output::WsAccept(_) | Output::WsSend(..) | Output::WsClose(..) => {}
                     Output::Idle(deadline) => {
                         self.deadline = deadline;

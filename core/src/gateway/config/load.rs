@@ -2,6 +2,7 @@
 
 use serde_yaml::{Mapping, Value};
 
+use super::admin::{ADMIN_API_KEY_ENV, admin_key};
 use super::io::{IoOptions, io_from_yaml};
 use super::redis::{redis_from_env, redis_from_yaml};
 use super::site::{SITE_ENV_VARS, site_from_env, sites_from_yaml};
@@ -17,7 +18,7 @@ pub(super) const DEFAULT_DEVICE_TTL_S: u64 = 3600;
 
 const ENV: &str = "environment";
 
-const SECTION_KEYS: [&str; 7] = [
+const SECTION_KEYS: [&str; 8] = [
     "port",
     "device_ttl",
     "redis",
@@ -25,6 +26,7 @@ const SECTION_KEYS: [&str; 7] = [
     "io",
     "batch",
     "sites",
+    "admin",
 ];
 
 /// Keys old samples and the README mention that the original itself ignores.
@@ -165,6 +167,17 @@ pub fn load(sources: &ConfigSources) -> Result<Config, ConfigError> {
         &mut warnings,
     )?;
 
+    let admin_context = format!("{env}.admin");
+    let admin_key = admin_key(
+        section.mapping("admin")?.map(|map| Section {
+            source: config_path,
+            context: &admin_context,
+            map,
+        }),
+        var(ADMIN_API_KEY_ENV),
+        &mut warnings,
+    )?;
+
     let sites = if let Some(name) = var("SITE_NAME") {
         if let Some(file) = &sources.sites_yml {
             warnings.push(format!("{}: ignored because SITE_NAME is set", file.path));
@@ -205,6 +218,7 @@ pub fn load(sources: &ConfigSources) -> Result<Config, ConfigError> {
         io,
         batch,
         sites,
+        admin_key,
         warnings,
     })
 }

@@ -23,6 +23,7 @@
 //!
 //! An empty environment variable counts as unset, as JavaScript's `||` made it.
 
+mod admin;
 mod io;
 mod load;
 mod redis;
@@ -32,6 +33,7 @@ mod yaml;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+pub use admin::{ADMIN_API_KEY_ENV, AdminKey};
 pub use io::{IoOptions, Origins, Transport};
 pub use load::load;
 pub use redis::RedisConfig;
@@ -91,6 +93,9 @@ pub struct Config {
     pub batch: BatchLimits,
     /// The sites, in configuration order.
     pub sites: Vec<Site>,
+    /// The operator key of the status page (`admin.apiKey`, `ADMIN_API_KEY`); `None` turns
+    /// the page off.
+    pub admin_key: Option<AdminKey>,
     /// Things worth logging at startup (ignored keys, ignored files).
     pub warnings: Vec<String>,
 }
@@ -125,6 +130,7 @@ impl Config {
                 http_timeout: DEFAULT_HTTP_TIMEOUT,
                 demo: true,
             }],
+            admin_key: None,
             warnings: Vec::new(),
         }
     }
