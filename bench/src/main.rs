@@ -4,7 +4,7 @@
 //!    `<token-prefix><i>` (the demo site puts every user in the group room `staff` too), and
 //!    reads the server's `VmRSS` (Linux `/proc/<pid>/status`) after a warm-up batch and after
 //!    all N are admitted and settled: the growth divided by the clients admitted in between is
-//!    the idle cost of one connection (DESIGN.md §6 budgets ≤ 12 KB).
+//!    the idle cost of one connection (the project's budget is ≤ 12 KB, BENCHMARKS.md).
 //! 2. Group fan-out: M sequential `POST /send`s to `staff`, each waiting until every client
 //!    received and acknowledged it: deliveries per second, and the p50/p99 time from the start
 //!    of a `/send` until its last delivery.

@@ -162,7 +162,7 @@ fn device_ttl_precedence_file_then_env_then_default_and_zero_is_allowed() {
         5
     );
     assert_eq!(ok(None, None, &[("DEVICE_TTL", "5")]).device_ttl_s, 5);
-    // DESIGN.md §4 #7: 0 keeps queues until acknowledged, from either source.
+    // README Differences #7: 0 keeps queues until acknowledged, from either source.
     assert_eq!(
         ok(
             Some("production:\n  device_ttl: 0\n"),

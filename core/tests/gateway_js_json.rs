@@ -11,7 +11,7 @@ fn syntax(text: &str) -> String {
 
 #[test]
 fn the_originals_observed_messages() {
-    // original-behaviour.md §13, auth failures.
+    // captured from the original service, auth failures.
     assert_eq!(
         syntax("<html>no</html>"),
         "Unexpected token '<', \"<html>no</html>\" is not valid JSON"

@@ -1,5 +1,5 @@
-//! Connect-time auth: the original's error strings (original-behaviour.md §4.1, §13) in both
-//! protocol generations, the auth timeout (DESIGN.md §4 #11), unknown namespaces, and the engine
+//! Connect-time auth: the original's error strings (as captured from it) in both
+//! protocol generations, the auth timeout (README Differences #11), unknown namespaces, and the engine
 //! session surviving a refusal.
 
 mod sim;

@@ -1,4 +1,4 @@
-//! Per-site scoping (behaviour 41, DESIGN.md §4 #2) and ack bookkeeping (behaviours 27, 30):
+//! Per-site scoping (behaviour 41, README Differences #2) and ack bookkeeping (behaviours 27, 30):
 //! each site uses its own auth settings and rooms; an ack removes exactly its message, in any
 //! order, and counts once.
 

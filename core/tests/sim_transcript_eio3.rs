@@ -1,4 +1,4 @@
-//! The original's observed EIO3 wire transcript (original-behaviour.md §13), byte for byte
+//! The original's observed EIO3 wire transcript (captured from the original service), byte for byte
 //! except the random session id.
 
 mod sim;

@@ -1,4 +1,4 @@
-//! The v5 equivalents of the original's transcript (original-behaviour.md §13) for
+//! The v5 equivalents of the original's transcript (captured from the original service) for
 //! socket.io-client 3.x/4.x: Engine.IO 4 framing, the CONNECT auth object and `{"sid"}` reply,
 //! `_settings`, a live send with its ack, `_batch` and `_resync`.
 
@@ -89,6 +89,6 @@ fn resync_false_does_not_check_order() {
     sim.post(&client, &[&format!("43/goodcity,{second}[]")]);
     assert!(
         sim.recv(&mut client).is_empty(),
-        "no _resync when resync=false (DESIGN.md §4 #3)"
+        "no _resync when resync=false (README Differences #3)"
     );
 }

@@ -1,4 +1,4 @@
-//! The captured sessions of protocol.md §2.6 (v5) and original-behaviour.md §13 (EIO3),
+//! The example session of the Socket.IO protocol documentation (v5) and the session captured from the original service (EIO3),
 //! reproduced byte for byte (random sids substituted).
 
 mod common;

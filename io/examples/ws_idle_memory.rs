@@ -1,5 +1,5 @@
-//! Measures the resident memory one idle WebSocket connection costs a server (DESIGN.md §6:
-//! budget ≤ 12 KB RSS per idle connection).
+//! Measures the resident memory one idle WebSocket connection costs a server (the
+//! budget, see BENCHMARKS.md: ≤ 12 KB RSS per idle connection).
 //!
 //! ```text
 //! cargo run --release -p courier-io --example ws_idle_memory -- --runtime smol -n 5000

@@ -1,4 +1,4 @@
-//! courier-io: Courier's runtime-agnostic I/O glue (DESIGN.md §1).
+//! courier-io: Courier's runtime-agnostic I/O glue (ARCHITECTURE.md).
 //!
 //! It drives any [`courier_core::net::Engine`]: the HTTP/WebSocket server (hyper 1,
 //! async-tungstenite), outbound HTTP calls (hyper client, rustls), the Redis store and cluster

@@ -1,6 +1,6 @@
 //! One task per WebSocket: reads frames into the driver and writes what the driver queued.
 //!
-//! Idle cost is the budget (DESIGN.md §6: ≤ 12 KB RSS per idle connection), so the read buffer
+//! Idle cost is the budget (BENCHMARKS.md: ≤ 12 KB RSS per idle connection), so the read buffer
 //! starts small, writes go straight to the socket, and the outbound queue holds no storage while
 //! empty and is bounded by the driver (a peer that does not read is closed, never buffered for).
 
@@ -495,7 +495,7 @@ mod tests {
 #[cfg(test)]
 mod task_size {
     //! The connection task's future is allocated once per connection and lives as long as it:
-    //! its size is idle memory (DESIGN.md §6). This pins it near the size of the stream itself.
+    //! its size is idle memory (see BENCHMARKS.md). This pins it near the size of the stream itself.
 
     use std::io;
     use std::net::SocketAddr;

@@ -1,6 +1,6 @@
 //! # courier-tests
 //!
-//! Fixtures for Courier's cross-runtime integration tests (DESIGN.md §7): every scenario runs the
+//! Fixtures for Courier's cross-runtime integration tests (ARCHITECTURE.md): every scenario runs the
 //! real `courier-tokio` and `courier-smol` binaries, a real `redis-server` when it needs one, real
 //! socket.io clients from npm and PyPI (through the line-oriented JSON drivers in
 //! `tests/clients/`), and a stub site backend started by the test itself.

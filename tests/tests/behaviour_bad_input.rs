@@ -1,4 +1,4 @@
-//! Hostile and broken peers (DESIGN §2: bad input never panics; §4 #9, #10): garbage on the
+//! Hostile and broken peers (ARCHITECTURE.md: bad input never panics; README Differences #9, #10): garbage on the
 //! engine endpoints, malformed packets, odd queries. Afterwards the gateway still serves.
 
 mod common;

@@ -1,4 +1,4 @@
-//! Offline delivery (behaviours 12–14, 24, 25, 31; DESIGN §4 #1, #6, #7): messages for a
+//! Offline delivery (behaviours 12–14, 24, 25, 31; README Differences #1, #6, #7): messages for a
 //! disconnected device wait in its queue and arrive as one `_batch` — in send order, with one
 //! ack that removes exactly what it carried — until `device_ttl` after the disconnect.
 
@@ -9,7 +9,7 @@ use std::time::Duration;
 use common::*;
 use courier_tests::{Lib, StubSite, Transports, json, matrix, scenario};
 
-// Behaviours 12, 13 with every library over every transport (DESIGN §4 #6: send order across
+// Behaviours 12, 13 with every library over every transport (README Differences #6: send order across
 // events; the ack empties the queue).
 scenario!(every_client_gets_its_offline_batch, |bin| {
     let stub = StubSite::start();
@@ -89,7 +89,7 @@ scenario!(unacked_live_messages_come_back_in_the_batch, |bin| {
     again.ack_event(&batch, vec![]);
 });
 
-// DESIGN §4 #6: the batch ack removes exactly the messages it carried; one pushed after the
+// README Differences #6: the batch ack removes exactly the messages it carried; one pushed after the
 // batch was sent survives it (delivered live and, unacked, in the next batch).
 scenario!(batch_ack_keeps_messages_queued_after_the_batch, |bin| {
     let stub = StubSite::start();
@@ -135,7 +135,7 @@ scenario!(device_expires_device_ttl_after_disconnect, |bin| {
     back.expect_no_event(QUIET);
 });
 
-// DESIGN §4 #1: a connected device is never pruned — not even one that reconnected after an
+// README Differences #1: a connected device is never pruned — not even one that reconnected after an
 // earlier disconnect (the original dropped it device_ttl after the old disconnect).
 scenario!(connected_device_is_never_pruned, |bin| {
     let stub = StubSite::start();
@@ -153,7 +153,7 @@ scenario!(connected_device_is_never_pruned, |bin| {
     c.ack_event(&ev, vec![]);
 });
 
-// DESIGN §4 #7: device_ttl 0 keeps messages until acked, however long the device is away.
+// README Differences #7: device_ttl 0 keeps messages until acked, however long the device is away.
 scenario!(device_ttl_zero_keeps_until_acked, |bin| {
     let stub = StubSite::start();
     stub.user("u1", &["user_1"]);

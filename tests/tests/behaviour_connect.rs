@@ -1,4 +1,4 @@
-//! Connecting and authenticating (behaviours 4–11, 26 of original-behaviour.md; DESIGN §4 #2,
+//! Connecting and authenticating (behaviours 4–11, 26 in tests/README.md; README Differences #2,
 //! #7, #11): the namespace per site, what the auth call carries, every refusal text, and the
 //! `_settings` event.
 
@@ -144,7 +144,7 @@ scenario!(unreachable_auth_url_is_fetch_failed, |bin| {
     });
 });
 
-// DESIGN §4 #11: the auth call has a timeout (default 10 s) and says so.
+// README Differences #11: the auth call has a timeout (default 10 s) and says so.
 scenario!(slow_auth_times_out_after_the_default_10_s, |bin| {
     let stub = StubSite::start();
     stub.set_auth(
@@ -162,7 +162,7 @@ scenario!(slow_auth_times_out_after_the_default_10_s, |bin| {
     );
 });
 
-// DESIGN §4 #11: the timeout is configurable per site (`httpTimeout`, ms); an answer within it
+// README Differences #11: the timeout is configurable per site (`httpTimeout`, ms); an answer within it
 // is fine.
 scenario!(auth_timeout_is_configurable, |bin| {
     let stub = StubSite::start();
@@ -198,7 +198,7 @@ scenario!(missing_token_and_meta_are_sent_as_undefined, |bin| {
     assert_eq!(auth[0].header("x-meta"), Some("undefined"));
 });
 
-// DESIGN §4 (kept): v5 clients may carry token/deviceId/meta in the CONNECT auth object.
+// Kept from the original's contract: v5 clients may carry token/deviceId/meta in the CONNECT auth object.
 scenario!(v5_auth_object_carries_the_token, |bin| {
     let stub = StubSite::start();
     stub.user("from-auth", &["user_5"]);
@@ -275,7 +275,7 @@ scenario!(eio3_wire_transcript, |bin| {
     assert_eq!(auth[0].header("x-meta"), Some("abc"));
 });
 
-// Behaviour 10 and DESIGN §4 #7: `_settings.device_ttl` is a JSON number from YAML and from
+// Behaviour 10 and README Differences #7: `_settings.device_ttl` is a JSON number from YAML and from
 // the environment alike; YAML wins over DEVICE_TTL; 0 is allowed.
 scenario!(settings_device_ttl_sources, |bin| {
     let stub = StubSite::start();
@@ -338,7 +338,7 @@ scenario!(public_channel_alone_passes_auth, |bin| {
     });
 });
 
-// Behaviour 41 / DESIGN §4 #2: every setting is per site.
+// Behaviour 41 / README Differences #2: every setting is per site.
 scenario!(each_site_uses_its_own_auth_settings, |bin| {
     let stub_a = StubSite::start();
     let stub_b = StubSite::start();

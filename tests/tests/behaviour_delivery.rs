@@ -1,4 +1,4 @@
-//! Live delivery and acks (behaviours 19, 21, 24, 27, 30, 32, 33, 40; DESIGN §4 #9): a `/send`
+//! Live delivery and acks (behaviours 19, 21, 24, 27, 30, 32, 33, 40; README Differences #9): a `/send`
 //! reaches the user's connected device with an ack request, the ack removes exactly that
 //! message, and client-emitted events are ignored.
 
@@ -135,7 +135,7 @@ scenario!(latest_socket_of_a_device_gets_live_messages, |bin| {
     }
 });
 
-// Behaviour 40 / DESIGN §4 #9: client events are ignored and never acked — `error` and
+// Behaviour 40 / README Differences #9: client events are ignored and never acked — `error` and
 // `disconnect` included — and the connection goes on working.
 scenario!(client_events_are_ignored_and_never_acked, |bin| {
     let stub = courier_tests::StubSite::start();

@@ -1,4 +1,4 @@
-//! Group rooms, the public channel and broadcast mode (behaviours 22, 23, 26, 34; DESIGN §4 #4):
+//! Group rooms, the public channel and broadcast mode (behaviours 22, 23, 26, 34; README Differences #4):
 //! how `/send` rooms expand to user rooms, and how a site without a user-room prefix broadcasts.
 
 mod common;
@@ -57,7 +57,7 @@ scenario!(group_sends_are_queued_for_offline_members, |bin| {
     back.ack_event(&batch, vec![]);
 });
 
-// DESIGN §4 #4: group memberships come from the user's latest successful auth.
+// README Differences #4: group memberships come from the user's latest successful auth.
 scenario!(group_memberships_follow_the_latest_auth, |bin| {
     let stub = StubSite::start();
     stub.user("u1", &["user_1"]);

@@ -1,4 +1,4 @@
-//! With Redis (DESIGN §4 #5, #12, §5): queues and the device registry survive a Courier crash,
+//! With Redis (README Differences #5, #12; README Redis layout): queues and the device registry survive a Courier crash,
 //! Courier survives Redis restarts, two nodes share users, and queues written by the Node
 //! service in its legacy layout are served after a switch-over.
 
@@ -45,7 +45,7 @@ scenario!(delivery_and_batch_with_redis, |bin| {
     );
 });
 
-// DESIGN §4 #5: after a crash (kill -9) and restart, a known device still gets its messages —
+// README Differences #5: after a crash (kill -9) and restart, a known device still gets its messages —
 // those queued before the crash and those sent after it.
 scenario!(queue_and_registry_survive_courier_kill_9, |bin| {
     let redis = Redis::start();
@@ -130,7 +130,7 @@ scenario!(courier_survives_a_redis_restart, |bin| {
     assert!(gw.is_running());
 });
 
-// DESIGN §4 #12: with a shared Redis, a `/send` on node B reaches a user connected to node A,
+// README Differences #12: with a shared Redis, a `/send` on node B reaches a user connected to node A,
 // live; and a device known to A is queued by B.
 scenario!(two_nodes_share_users, |bin| {
     let redis = Redis::start();
@@ -169,7 +169,7 @@ scenario!(two_nodes_share_users, |bin| {
     back.ack_event(&batch, vec![]);
 });
 
-// DESIGN §5: lists written by the Node service (`/<site>:socket.io:<room>:<device>:<event>`,
+// README Redis layout, switch-over: lists written by the Node service (`/<site>:socket.io:<room>:<device>:<event>`,
 // items `<flake id>:<json>`) are served to the device on its first connect, and acked away.
 scenario!(legacy_layout_is_read_on_first_connect, |bin| {
     let redis = Redis::start();

@@ -1,4 +1,4 @@
-//! Acks with resync (behaviours 28, 29; DESIGN §4 #3): with `resync` on, an ack must be for the
+//! Acks with resync (behaviours 28, 29; README Differences #3): with `resync` on, an ack must be for the
 //! head of that event's queue; otherwise the client gets `_resync` and that event's queue (only
 //! that one, only that device's) is cleared. `resync` is a boolean: `true`/`1` on, `false`/`0`/
 //! empty/absent off.

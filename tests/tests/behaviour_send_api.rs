@@ -1,4 +1,4 @@
-//! `POST /send` answers (behaviours 18–21, 39; DESIGN §4 #9, #10, #13): the exact texts of the
+//! `POST /send` answers (behaviours 18–21, 39; README Differences #9, #10, #13): the exact texts of the
 //! original for 200/400/401, form and JSON bodies, and a clear 400 — never a 500 — for every
 //! malformed input.
 
@@ -46,7 +46,7 @@ scenario!(missing_site_or_api_key_is_400, |bin| {
     );
 });
 
-// Behaviour 19 / DESIGN §4 #13: unknown site and wrong key are indistinguishable.
+// Behaviour 19 / README Differences #13: unknown site and wrong key are indistinguishable.
 scenario!(unknown_site_or_wrong_key_is_401, |bin| {
     let stub = StubSite::start();
     let gw = gateway(bin, &stub);
@@ -142,7 +142,7 @@ fn assert_plain(r: &courier_tests::HttpResponse, status: u16, body: &str) {
     assert_eq!(r.media_type().as_deref(), Some("text/plain"), "{r:?}");
 }
 
-// Behaviour 20 / DESIGN §4 #10: malformed bodies are a clear 400 (or 413/415) naming the
+// Behaviour 20 / README Differences #10: malformed bodies are a clear 400 (or 413/415) naming the
 // problem, never a 500 page.
 scenario!(malformed_bodies_are_clear_400s, |bin| {
     let stub = StubSite::start();
@@ -229,7 +229,7 @@ scenario!(malformed_bodies_are_clear_400s, |bin| {
     assert_eq!(http(gw.port(), "GET", "/healthcheck", &[], b"").body, "ok");
 });
 
-// DESIGN §4 #9: reserved Socket.IO event names are refused with 400 and deliver nothing.
+// README Differences #9: reserved Socket.IO event names are refused with 400 and deliver nothing.
 scenario!(reserved_event_names_are_refused, |bin| {
     let stub = StubSite::start();
     let gw = gateway(bin, &stub);

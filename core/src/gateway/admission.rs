@@ -498,7 +498,7 @@ impl Gateway {
     }
 
     /// A client emitted an event. The gateway has no client events: it is ignored and never
-    /// acknowledged (DESIGN.md §4 #9), whatever its name.
+    /// acknowledged (README Differences #9), whatever its name.
     pub(super) fn on_client_event(&mut self, socket: SocketId, args: &[Value]) {
         let name = args
             .first()
@@ -560,7 +560,7 @@ impl Gateway {
 }
 
 /// `token`, `deviceId` and `meta` from the handshake query; a v5 CONNECT auth object's string
-/// values take precedence (DESIGN.md §4, kept behaviours).
+/// values take precedence (kept from the original's contract).
 fn credentials(handshake: &Handshake, auth: Option<&Map<String, Value>>) -> Credentials {
     let pick = |name: &str| -> Option<String> {
         auth.and_then(|auth| auth.get(name))
@@ -576,7 +576,7 @@ fn credentials(handshake: &Handshake, auth: Option<&Map<String, Value>>) -> Cred
 }
 
 /// The group rooms among a socket's `rooms`, lowercased, sorted and deduplicated: recorded on
-/// each user's record for `/send` expansion, refreshed by every successful auth (DESIGN.md §4
+/// each user's record for `/send` expansion, refreshed by every successful auth (README Differences
 /// #4).
 pub(super) fn group_rooms(site: &Site, rooms: &[String]) -> Vec<String> {
     let mut groups: Vec<String> = rooms
@@ -589,7 +589,7 @@ pub(super) fn group_rooms(site: &Site, rooms: &[String]) -> Vec<String> {
     groups
 }
 
-/// `["_settings",{"device_ttl":n}]` — always a JSON number (DESIGN.md §4 #7).
+/// `["_settings",{"device_ttl":n}]` — always a JSON number (README Differences #7).
 pub(super) fn settings_payload(device_ttl_s: u64) -> Payload {
     Payload::new(format!(r#"["_settings",{{"device_ttl":{device_ttl_s}}}]"#).into())
 }

@@ -11,7 +11,7 @@
 //!   the original's code threw on a non-array or a non-string element it had to look at);
 //! - 200 in broadcast mode: an array of room names; a JSON object or number means no rooms.
 //!
-//! Failures without an answer: `Auth error: timeout` (DESIGN.md §4 #11) and
+//! Failures without an answer: `Auth error: timeout` (README Differences #11) and
 //! `Auth error: TypeError: fetch failed` (what `fetch` said for any network failure).
 
 use bytes::Bytes;

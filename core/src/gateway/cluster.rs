@@ -1,4 +1,4 @@
-//! Messages between Courier nodes that share one Redis (DESIGN.md §4 #12).
+//! Messages between Courier nodes that share one Redis (README Differences #12).
 //!
 //! A node that takes a `/send` stores the message (the queue and the device registry are shared
 //! in the store) and emits to the sockets it holds itself; whatever must reach sockets held by

@@ -2,7 +2,7 @@
 //!
 //! [`Gateway`] is the top-level object: it implements [`crate::net::Engine`] on the Socket.IO
 //! layer and drives these pure building blocks, each answering one question of the original's
-//! behaviour (`reference/original-behaviour.md`) with its exact strings:
+//! behaviour of the original service with its exact strings:
 //! - [`config`]: `config.yml` / `sites.yml` / environment → a validated [`config::Config`];
 //! - [`routes`]: which plain HTTP route a request is, and the fixed answers (health check,
 //!   `OPTIONS`, 404, `200 OK`);

@@ -15,7 +15,7 @@
 //! 3. unknown site or wrong key (compared in constant time): 401 `text/html`
 //!    `ApiKey invalid.`;
 //! 4. Courier's checks of the body, where the original crashed with a 500 page or silently
-//!    did nothing (DESIGN.md §4 #9, #10), all 400 `text/plain` (415 for a content type):
+//!    did nothing (README Differences #9, #10), all 400 `text/plain` (415 for a content type):
 //!    - [`BODY_NOT_OBJECT`], [`MISSING_ROOMS`], [`BAD_ROOMS`], [`MISSING_EVENT`],
 //!      [`BAD_EVENT`], [`EMPTY_EVENT`], `Event name '<event>' is reserved.`;
 //!    - any other content type with a body: 415
@@ -39,7 +39,7 @@ pub const BODY_LIMIT: usize = 100 * 1024;
 
 /// Event names `/send` refuses: Courier's own control events, and the names socket.io
 /// servers and clients (1.x to 4.x) reserve for themselves, which a client would take for a
-/// connection-state change (DESIGN.md §4 #9).
+/// connection-state change (README Differences #9).
 pub const RESERVED_EVENTS: [&str; 20] = [
     "_settings",
     "_batch",
@@ -203,7 +203,7 @@ fn truthy(value: Option<&JsValue>) -> bool {
     }
 }
 
-/// The `resync` flag (DESIGN.md §4 #3): `true`/`1` on; `false`/`0`/empty/absent off; any
+/// The `resync` flag (README Differences #3): `true`/`1` on; `false`/`0`/empty/absent off; any
 /// other value on, as the original's truthiness made it.
 fn resync_flag(value: Option<&JsValue>) -> bool {
     match value {

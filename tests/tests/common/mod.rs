@@ -63,7 +63,7 @@ pub fn assert_ok(r: &HttpResponse) {
     assert_eq!(r.media_type().as_deref(), Some("text/plain"), "{r:?}");
 }
 
-/// Asserts a client-input refusal: `400 text/plain` with a non-empty explanation (DESIGN §4
+/// Asserts a client-input refusal: `400 text/plain` with a non-empty explanation (README Differences
 /// #10: never a 500, never an HTML stack trace).
 pub fn assert_clear_400(r: &HttpResponse) {
     assert_eq!(r.status, 400, "{r:?}");

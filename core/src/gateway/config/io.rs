@@ -1,7 +1,7 @@
 //! The `io:` section: the options the original passed unchanged to socket.io 1.7 /
 //! engine.io 1.8, read here into the subset Courier implements.
 //!
-//! Defaults follow DESIGN.md §3 (the original's, except `maxHttpBufferSize`, 1e6 rather than
+//! Defaults are the original's (except `maxHttpBufferSize`, 1e6 rather than
 //! 1e8). Keys the original accepted but Courier does not implement (`perMessageDeflate`,
 //! `httpCompression`, …) give a warning, never an error, so an existing `config.yml` starts.
 

@@ -8,7 +8,7 @@
 //! does not know is only a warning in [`Config::warnings`], so configurations written for the
 //! original keep starting.
 //!
-//! Precedence (original-behaviour.md §2.1 and behaviour 36, with DESIGN.md §4 #7):
+//! Precedence (the original's, behaviour 36 in tests/README.md, with README Differences #7):
 //! - environment name: `NODE_ENV`, else `production`;
 //! - port: `PORT` > `config.yml` `port` > 1337;
 //! - device ttl: `config.yml` `device_ttl` (0 allowed: keep until acknowledged) >

@@ -3,7 +3,7 @@
 //! Sites come from `sites.yml` (top-level keys are site names) or, when `SITE_NAME` is set,
 //! from the environment alone (`AUTH_URL`, `AUTH_SCHEME`, `API_KEY`, `USER_ROOM_PREFIX`,
 //! `UPDATE_USER_URL`, `PUBLIC_CHANNEL`), which then replaces every site of `sites.yml`, as in
-//! the original. Every setting is per site (DESIGN.md §4 #2).
+//! the original. Every setting is per site (README Differences #2).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -14,7 +14,7 @@ use super::ConfigError;
 use super::yaml::{Section, describe, parse_whole_number};
 
 /// Auth and user-update calls give up after this long unless the site says otherwise
-/// (DESIGN.md §4 #11; the original waited about 300 s).
+/// (README Differences #11; the original waited about 300 s).
 pub const DEFAULT_HTTP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Keys a site may have in `sites.yml`.

@@ -190,7 +190,7 @@ pub enum StoreCommand {
     /// Without `resync`: remove the first item with that id from that event's queue, wherever
     /// it is ([`StoreResult::Acked`], `removed: false` when absent, the device included). With
     /// `resync`: if it is the head (smallest flake id: queues are in send order, which is
-    /// flake-id order, DESIGN.md §4 #6 — also when a node with a lagging clock pushes an
+    /// flake-id order, README Differences #6 — also when a node with a lagging clock pushes an
     /// older id later) of that event's queue, remove it
     /// ([`StoreResult::Acked`] with `removed: true`); otherwise (not first, or gone, or the
     /// device unknown) delete that event's whole queue for that device and answer

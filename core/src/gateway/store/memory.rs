@@ -111,7 +111,7 @@ impl UserState {
 /// without sorting.
 ///
 /// A sorted `Vec` rather than a `BTreeMap`: almost every user has one or two devices, and a
-/// B-tree leaf holds room for eleven (≈ 1.3 KB per connected user, DESIGN.md §6). Lookups are
+/// B-tree leaf holds room for eleven (≈ 1.3 KB per connected user; see BENCHMARKS.md). Lookups are
 /// binary searches; an insert or removal moves the tail, which is no more than the scan every
 /// command already makes over the room's devices (`purge`).
 #[derive(Debug, Default)]

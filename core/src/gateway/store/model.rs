@@ -9,7 +9,7 @@
 //!   that is not alive is absent for every command, together with its queue;
 //! - a user room is *known* while it has an alive device; its recorded groups vanish with its
 //!   last device;
-//! - an event's queue is in flake-id order (send order, DESIGN.md §4 #6): the resync head is its
+//! - an event's queue is in flake-id order (send order, README Differences #6): the resync head is its
 //!   smallest id, also when a node with a lagging clock pushes an older id later;
 //!   [`StoreResult::Connected`] lists the head of a device's items sorted by id (ties, which a
 //!   correct gateway never produces, by event name then push order), cut by
