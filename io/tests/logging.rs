@@ -93,6 +93,8 @@ fn serde_json_line(
             FieldValue::U64(n) => Value::from(*n),
             FieldValue::I64(n) => Value::from(*n),
             FieldValue::Bool(b) => Value::Bool(*b),
+            // Not generated below: serde_json would write a float its own way.
+            FieldValue::Millis(d) => Value::from(d.as_secs_f64() * 1e3),
         };
         members.insert((*name).to_owned(), value);
     }
