@@ -453,9 +453,7 @@ impl Gateway {
         for room in rooms {
             let sockets: Vec<SocketId> = self.clients.in_room(site, room).collect();
             let reached = u64::try_from(sockets.len()).unwrap_or(u64::MAX);
-            for socket in sockets {
-                self.sio.emit(socket, payload, now);
-            }
+            self.sio.emit_shared(&sockets, payload, now);
             if let Some(counters) = self.counters.site(site) {
                 counters.delivered(DeliveryPath::Live, reached);
             }
