@@ -358,11 +358,20 @@ fn events_reach_a_subscriber_without_json_lines_as_tracing_events() {
 #[test]
 fn a_duration_is_a_number_of_milliseconds_with_three_decimals() {
     let fields = [
-        ("durationMs", FieldValue::from(std::time::Duration::from_micros(12_345))),
-        ("short", FieldValue::from(std::time::Duration::from_micros(42))),
+        (
+            "durationMs",
+            FieldValue::from(std::time::Duration::from_micros(12_345)),
+        ),
+        (
+            "short",
+            FieldValue::from(std::time::Duration::from_micros(42)),
+        ),
     ];
     let line = format_line(1_795_000_000_123, "info", "Message dispatched", &fields);
-    assert!(line.ends_with(",\"durationMs\":12.345,\"short\":0.042}"), "{line}");
+    assert!(
+        line.ends_with(",\"durationMs\":12.345,\"short\":0.042}"),
+        "{line}"
+    );
     let parsed: Value = serde_json::from_str(&line).expect("JSON");
     assert_eq!(parsed["durationMs"].as_f64(), Some(12.345));
 }
