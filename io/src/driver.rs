@@ -208,7 +208,7 @@ impl<R: Runtime> Driver<R> {
             let first = next_input(&self.runtime, &self.control, &self.data, wake_at).await;
             // The lines of this pass go out in one write when it ends, before the driver waits
             // again (the batch cannot live across an await: it is not `Send`).
-            let _lines = logging::batch();
+            let lines = logging::batch();
             let now = Instant::now();
             self.set_wall_clock();
             if let Some(input) = first {
@@ -232,6 +232,11 @@ impl<R: Runtime> Driver<R> {
             }
             self.fire_timers(now);
             self.drain_outputs();
+            // Busy from the first input to the pass's log lines written (README "Operating
+            // Courier": the driver's share of the node's CPU).
+            drop(lines);
+            let busy = u64::try_from(now.elapsed().as_nanos()).unwrap_or(u64::MAX);
+            Ops::add(&self.ops.driver_busy_nanos, busy);
             if let Some(limit) = shutdown_deadline
                 && (self.drained() || Instant::now() >= limit)
             {

@@ -71,6 +71,10 @@ pub struct Ops {
     pub ws_slow_consumers: AtomicU64,
     /// Heartbeats that could not be written.
     pub heartbeat_failures: AtomicU64,
+    /// Nanoseconds the driver spent busy: feeding inputs to the engine, draining its outputs
+    /// and carrying them out (not waiting). Its rate near 1 s/s means the one driver is the
+    /// node's ceiling.
+    pub driver_busy_nanos: AtomicU64,
     /// The nodes of the registry as last read (just this one without Redis).
     pub nodes: Mutex<Vec<NodeSeen>>,
 }
@@ -95,6 +99,7 @@ impl Ops {
             ws_bytes_out: AtomicU64::new(0),
             ws_slow_consumers: AtomicU64::new(0),
             heartbeat_failures: AtomicU64::new(0),
+            driver_busy_nanos: AtomicU64::new(0),
             nodes: Mutex::new(Vec::new()),
         }
     }
@@ -220,6 +225,7 @@ struct IoFigures {
     ws: [u64; 4],
     ws_slow_consumers: u64,
     heartbeat_failures: u64,
+    driver_busy_seconds: f64,
     nodes_live: u64,
     nodes_dead: u64,
 }
@@ -249,6 +255,7 @@ impl IoFigures {
             ],
             ws_slow_consumers: get(&ops.ws_slow_consumers),
             heartbeat_failures: get(&ops.heartbeat_failures),
+            driver_busy_seconds: get(&ops.driver_busy_nanos) as f64 / 1e9,
             nodes_live: u64::try_from(live).unwrap_or(0),
             nodes_dead: u64::try_from(nodes.len() - live).unwrap_or(0),
         }
@@ -370,7 +377,14 @@ impl Scrape {
             "courier_process_open_fds",
             "Open file descriptors of the process.",
             gauge_value(p.open_fds),
-        )
+        )?;
+        let m = family(
+            e,
+            "courier_driver_busy_seconds",
+            "Time the driver spent feeding the engine and carrying out its outputs (not waiting).",
+            MetricType::Counter,
+        )?;
+        ConstCounter::new(self.io.driver_busy_seconds).encode(m)
     }
 
     fn encode_transport(&self, e: &mut DescriptorEncoder<'_>) -> Encoded {
