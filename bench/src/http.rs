@@ -101,13 +101,13 @@ pub async fn get(port: u16, path: &str) -> Result<String, String> {
     }
 }
 
-/// The gateway's driver-busy counter (`None` for a build that does not export it).
-pub async fn driver_busy_seconds(port: u16) -> Result<Option<f64>, String> {
+/// The gateway's driver counters: busy seconds (wall clock) and the CPU seconds of those busy
+/// spells (`None` for a build that does not export them).
+pub async fn driver_seconds(port: u16) -> Result<Option<[f64; 2]>, String> {
     let text = get(port, "/metrics").await?;
-    Ok(wire::metric_value(
-        &text,
-        "courier_driver_busy_seconds_total",
-    ))
+    let busy = wire::metric_value(&text, "courier_driver_busy_seconds_total");
+    let cpu = wire::metric_value(&text, "courier_driver_cpu_seconds_total");
+    Ok(busy.zip(cpu).map(|(busy, cpu)| [busy, cpu]))
 }
 
 /// The stub site: answers every auth call with token `t` as `["<prefix><t>", "<group>"]` on

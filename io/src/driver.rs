@@ -209,6 +209,7 @@ impl<R: Runtime> Driver<R> {
             // The lines of this pass go out in one write when it ends, before the driver waits
             // again (the batch cannot live across an await: it is not `Send`).
             let lines = logging::batch();
+            let pass = ops::DriverPass::start();
             let now = Instant::now();
             self.set_wall_clock();
             if let Some(input) = first {
@@ -232,11 +233,9 @@ impl<R: Runtime> Driver<R> {
             }
             self.fire_timers(now);
             self.drain_outputs();
-            // Busy from the first input to the pass's log lines written (README "Operating
-            // Courier": the driver's share of the node's CPU).
+            // Busy until the pass's log lines are written (README "Operating Courier").
             drop(lines);
-            let busy = u64::try_from(now.elapsed().as_nanos()).unwrap_or(u64::MAX);
-            Ops::add(&self.ops.driver_busy_nanos, busy);
+            pass.finish(&self.ops);
             if let Some(limit) = shutdown_deadline
                 && (self.drained() || Instant::now() >= limit)
             {

@@ -75,6 +75,9 @@ pub struct Ops {
     /// and carrying them out (not waiting). Its rate near 1 s/s means the one driver is the
     /// node's ceiling.
     pub driver_busy_nanos: AtomicU64,
+    /// CPU nanoseconds of those busy spells (the thread's clock): less than the busy time when
+    /// other threads or processes take the core meanwhile.
+    pub driver_cpu_nanos: AtomicU64,
     /// The nodes of the registry as last read (just this one without Redis).
     pub nodes: Mutex<Vec<NodeSeen>>,
 }
@@ -100,6 +103,7 @@ impl Ops {
             ws_slow_consumers: AtomicU64::new(0),
             heartbeat_failures: AtomicU64::new(0),
             driver_busy_nanos: AtomicU64::new(0),
+            driver_cpu_nanos: AtomicU64::new(0),
             nodes: Mutex::new(Vec::new()),
         }
     }
@@ -135,6 +139,44 @@ impl Ops {
     pub fn set_nodes(&self, nodes: Vec<NodeSeen>) {
         *self.nodes.lock().unwrap_or_else(PoisonError::into_inner) = nodes;
     }
+}
+
+/// One pass of the driver, from its first input to its last output carried: what it adds to
+/// `driver_busy_nanos` (wall clock) and `driver_cpu_nanos` (the thread's CPU clock; a pass runs
+/// on one thread, never across an await).
+#[derive(Debug)]
+pub struct DriverPass {
+    started: Instant,
+    cpu_started: u64,
+}
+
+impl DriverPass {
+    /// The pass begins now.
+    pub fn start() -> DriverPass {
+        DriverPass {
+            started: Instant::now(),
+            cpu_started: thread_cpu_nanos(),
+        }
+    }
+
+    /// The pass is over: its time is counted.
+    pub fn finish(self, ops: &Ops) {
+        let busy = u64::try_from(self.started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        Ops::add(&ops.driver_busy_nanos, busy);
+        Ops::add(
+            &ops.driver_cpu_nanos,
+            thread_cpu_nanos().saturating_sub(self.cpu_started),
+        );
+    }
+}
+
+/// CPU time the calling thread has used, in nanoseconds.
+fn thread_cpu_nanos() -> u64 {
+    let time = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    u64::try_from(time.tv_sec)
+        .unwrap_or(0)
+        .saturating_mul(1_000_000_000)
+        .saturating_add(u64::try_from(time.tv_nsec).unwrap_or(0))
 }
 
 /// The process's own figures, from `/proc/self` (zero where it is not readable, e.g. not
@@ -226,6 +268,7 @@ struct IoFigures {
     ws_slow_consumers: u64,
     heartbeat_failures: u64,
     driver_busy_seconds: f64,
+    driver_cpu_seconds: f64,
     nodes_live: u64,
     nodes_dead: u64,
 }
@@ -256,6 +299,7 @@ impl IoFigures {
             ws_slow_consumers: get(&ops.ws_slow_consumers),
             heartbeat_failures: get(&ops.heartbeat_failures),
             driver_busy_seconds: get(&ops.driver_busy_nanos) as f64 / 1e9,
+            driver_cpu_seconds: get(&ops.driver_cpu_nanos) as f64 / 1e9,
             nodes_live: u64::try_from(live).unwrap_or(0),
             nodes_dead: u64::try_from(nodes.len() - live).unwrap_or(0),
         }
@@ -384,7 +428,14 @@ impl Scrape {
             "Time the driver spent feeding the engine and carrying out its outputs (not waiting).",
             MetricType::Counter,
         )?;
-        ConstCounter::new(self.io.driver_busy_seconds).encode(m)
+        ConstCounter::new(self.io.driver_busy_seconds).encode(m)?;
+        let m = family(
+            e,
+            "courier_driver_cpu_seconds",
+            "CPU time of the driver's busy spells (its thread's clock).",
+            MetricType::Counter,
+        )?;
+        ConstCounter::new(self.io.driver_cpu_seconds).encode(m)
     }
 
     fn encode_transport(&self, e: &mut DescriptorEncoder<'_>) -> Encoded {

@@ -106,6 +106,10 @@ scenario!(metrics_count_what_real_clients_do, |bin| {
         counter(&m, "courier_driver_busy_seconds_total", &[])
             > counter(&before, "courier_driver_busy_seconds_total", &[])
     );
+    assert!(
+        counter(&m, "courier_driver_cpu_seconds_total", &[])
+            >= counter(&before, "courier_driver_cpu_seconds_total", &[])
+    );
     assert_eq!(
         counter(&m, "courier_joins_total", &admitted),
         counter(&before, "courier_joins_total", &admitted) + 1.0
