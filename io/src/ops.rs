@@ -893,6 +893,27 @@ mod tests {
     }
 
     #[test]
+    fn a_driver_pass_counts_its_wall_and_cpu_time() {
+        let ops = Ops::new("tokio", 0, false);
+        let pass = DriverPass::start();
+        // Some CPU work the optimiser cannot drop.
+        let mut sum = 0_u64;
+        for i in 0..2_000_000_u64 {
+            sum = std::hint::black_box(sum.wrapping_add(i * i));
+        }
+        pass.finish(&ops);
+        let busy = ops.driver_busy_nanos.load(Ordering::Relaxed);
+        let cpu = ops.driver_cpu_nanos.load(Ordering::Relaxed);
+        assert!(busy > 0 && cpu > 0, "busy {busy} ns, cpu {cpu} ns");
+        let text = render(None, &ops);
+        assert!(
+            text.contains("courier_driver_busy_seconds_total "),
+            "{text}"
+        );
+        assert!(text.contains("courier_driver_cpu_seconds_total "), "{text}");
+    }
+
+    #[test]
     fn proc_texts_parse() {
         let status = "Name:\tcourier-tokio\nVmPeak:\t  99 kB\nVmRSS:\t   12345 kB\nThreads:\t3\n";
         assert_eq!(vm_rss_bytes(status), Some(12345 * 1024));
