@@ -116,6 +116,8 @@ struct Cost {
     gateway: f64,
     redis: f64,
     driver: Option<[f64; 2]>,
+    /// Wall time of the work measured (a phase sets it to the time its operations took,
+    /// without the settling after them).
     elapsed: Duration,
 }
 
@@ -320,7 +322,7 @@ impl Suite {
         self.row(&workload, "redis CPU per join", us(cost.redis, users));
 
         let before = start_reading(&[node], self.redis_pid).await?;
-        fan_out(
+        let active = fan_out(
             &fleet,
             node.port,
             USER_SITE,
@@ -331,14 +333,15 @@ impl Suite {
         )
         .await?;
         tokio::time::sleep(SETTLE).await;
-        let cost = cost_since(before, &[node], self.redis_pid).await?;
+        let mut cost = cost_since(before, &[node], self.redis_pid).await?;
+        cost.elapsed = active;
         let workload =
             format!("group fan-out, user-room mode, {users} users × {sends} sends, stored + acked");
         self.delivery_rows(&workload, cost, users * sends, true);
         check_exact(&fleet, 0..sends, users)?;
 
         let before = start_reading(&[node], self.redis_pid).await?;
-        per_user_sends(
+        let active = per_user_sends(
             &fleet,
             node.port,
             users,
@@ -348,7 +351,8 @@ impl Suite {
         )
         .await?;
         tokio::time::sleep(SETTLE).await;
-        let cost = cost_since(before, &[node], self.redis_pid).await?;
+        let mut cost = cost_since(before, &[node], self.redis_pid).await?;
+        cost.elapsed = active;
         let workload = format!("one /send per user, {users} users × {rounds}, kept-alive HTTP");
         let count = users * rounds;
         self.row(&workload, "gateway CPU per /send", us(cost.gateway, count));
@@ -409,7 +413,7 @@ impl Suite {
             .await?;
         tokio::time::sleep(SETTLE).await;
         let before = start_reading(&[node], self.redis_pid).await?;
-        fan_out(
+        let active = fan_out(
             &fleet,
             node.port,
             BROADCAST_SITE,
@@ -419,7 +423,8 @@ impl Suite {
             self.deadline(),
         )
         .await?;
-        let cost = cost_since(before, &[node], self.redis_pid).await?;
+        let mut cost = cost_since(before, &[node], self.redis_pid).await?;
+        cost.elapsed = active;
         let workload = format!("broadcast mode, {users} EIO{eio} clients × {sends} sends");
         self.delivery_rows(&workload, cost, users * sends, false);
         check_exact(&fleet, 0..sends, users)?;
@@ -496,7 +501,7 @@ impl Suite {
             (&b, "the other node", sends..2 * sends),
         ] {
             let before = start_reading(&[&a, &b], self.redis_pid).await?;
-            fan_out(
+            let active = fan_out(
                 &fleet,
                 target.port,
                 USER_SITE,
@@ -507,7 +512,8 @@ impl Suite {
             )
             .await?;
             tokio::time::sleep(SETTLE).await;
-            let cost = cost_since(before, &[&a, &b], self.redis_pid).await?;
+            let mut cost = cost_since(before, &[&a, &b], self.redis_pid).await?;
+            cost.elapsed = active;
             let workload =
                 format!("two nodes on one Redis, group fan-out {users} × {sends}, /send to {name}");
             let deliveries = users * sends;
@@ -542,7 +548,7 @@ impl Drop for AbortOnDrop {
 }
 
 /// `/send`s of `indices` to the group room on one kept-alive connection, at most `window` of
-/// them not yet delivered to all `recipients`; returns when every one is.
+/// them not yet delivered to all `recipients`; returns when every one is, with the time taken.
 async fn fan_out(
     fleet: &Fleet,
     port: u16,
@@ -551,7 +557,8 @@ async fn fan_out(
     recipients: u64,
     window: u64,
     deadline: Instant,
-) -> Result<(), String> {
+) -> Result<Duration, String> {
+    let started = Instant::now();
     let tally = &fleet.tally;
     let mut connection = KeepAlive::connect(port).await?;
     let rooms = [GROUP.to_owned()];
@@ -576,11 +583,12 @@ async fn fan_out(
             })
             .await?;
     }
-    Ok(())
+    Ok(started.elapsed())
 }
 
 /// For each index of `rounds`, one `/send` per user naming only that user's room, spread over
-/// `connections` kept-alive connections; returns when every user has every round.
+/// `connections` kept-alive connections; returns when every user has every round, with the
+/// time taken.
 async fn per_user_sends(
     fleet: &Fleet,
     port: u16,
@@ -588,7 +596,8 @@ async fn per_user_sends(
     rounds: Range<u64>,
     connections: u64,
     deadline: Instant,
-) -> Result<(), String> {
+) -> Result<Duration, String> {
+    let started = Instant::now();
     let connections = connections.clamp(1, users.max(1));
     let mut senders = tokio::task::JoinSet::new();
     for first in 0..connections {
@@ -619,7 +628,7 @@ async fn per_user_sends(
             })
             .await?;
     }
-    Ok(())
+    Ok(started.elapsed())
 }
 
 /// Every index of `indices` reached exactly `recipients` clients, none twice, none lost.
