@@ -208,7 +208,8 @@ impl<R: Runtime> Driver<R> {
             let first = next_input(&self.runtime, &self.control, &self.data, wake_at).await;
             // The lines of this pass go out in one write when it ends, before the driver waits
             // again (the batch cannot live across an await: it is not `Send`).
-            let _lines = logging::batch();
+            let lines = logging::batch();
+            let pass = ops::DriverPass::start();
             let now = Instant::now();
             self.set_wall_clock();
             if let Some(input) = first {
@@ -232,6 +233,9 @@ impl<R: Runtime> Driver<R> {
             }
             self.fire_timers(now);
             self.drain_outputs();
+            // Busy until the pass's log lines are written (README "Operating Courier").
+            drop(lines);
+            pass.finish(&self.ops);
             if let Some(limit) = shutdown_deadline
                 && (self.drained() || Instant::now() >= limit)
             {
