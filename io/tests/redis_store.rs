@@ -105,6 +105,12 @@ fn status(status: EnqueueStatus) -> StoreResult {
     }
 }
 
+/// The start of every key of one user room: `<prefix>:{<site>:<shard>}:<room>:`.
+fn user_keys(room: &str) -> String {
+    let shard = courier_io::shard_of(room, courier_io::DEFAULT_SHARDS);
+    format!("courier:{{{SITE}:{shard}}}:{}:", courier_io::escape_key_part(room))
+}
+
 fn open<R: Runtime>(runtime: R, redis: &RedisServer) -> BlockingRedisStore<R> {
     BlockingRedisStore::open(runtime, &redis.url(), "courier").expect("store opens")
 }
@@ -183,8 +189,9 @@ fn connect_enqueue_and_ack<R: Runtime>(runtime: R) {
     let keys: Vec<String> = redis::cmd("KEYS").arg("*").query(&mut plain).expect("keys");
     assert!(
         keys.iter()
-            .all(|k| k.starts_with("courier:{goodcity:user_1}:")
-                || k.starts_with("courier:{goodcity}:g:")),
+            .all(|k| k.starts_with(&user_keys("user_1"))
+                || k.starts_with("courier:{goodcity}:g:")
+                || k == "courier:layout"),
         "{keys:?}"
     );
 }
@@ -297,7 +304,8 @@ fn disconnect_and_logical_expiry<R: Runtime>(runtime: R) {
         StoreResult::Done
     );
     let mut plain = redis.connection();
-    let device_key = "courier:{goodcity:user_1}:d:d1";
+    // The devices' state lives in the user's hash.
+    let device_key = &format!("{}u", user_keys("user_1"));
     let pttl: i64 = plain.pttl(device_key).expect("pttl");
     assert!(pttl > 0, "reclamation expiry set: {pttl}");
     let expire_at: i64 = redis::cmd("PEXPIRETIME")
@@ -326,7 +334,7 @@ fn disconnect_and_logical_expiry<R: Runtime>(runtime: R) {
         status(EnqueueStatus::UnknownUser)
     );
     let keys: Vec<String> = redis::cmd("KEYS").arg("*").query(&mut plain).expect("keys");
-    assert!(keys.is_empty(), "{keys:?}");
+    assert_eq!(keys, vec!["courier:layout".to_owned()]);
     assert_eq!(
         store.execute(connect("user_1", "d1", 3, None, T0 + 7000)),
         connected(vec![])
@@ -583,7 +591,10 @@ fn escapes_names_in_keys<R: Runtime>(runtime: R) {
     let keys: Vec<String> = redis::cmd("KEYS").arg("*").query(&mut plain).expect("keys");
     assert!(
         keys.iter()
-            .all(|k| k.starts_with("courier:{goodcity:user_%7B1%7D%3Ax%25}:")),
+            .filter(|k| *k != "courier:layout")
+            .all(|k| k.starts_with(&user_keys(room))
+                && k.starts_with("courier:{goodcity:")
+                && k.contains(":user_%7B1%7D%3Ax%25:")),
         "{keys:?}"
     );
 }
