@@ -21,6 +21,7 @@ fn redis_setup(redis: &RedisServer, node_id: u64) -> Setup {
         store: StoreSetup::Redis {
             url: redis.url(),
             prefix: "courier".into(),
+            shards: courier_io::DEFAULT_SHARDS,
         },
         node_id,
         first_log_line: "Cluster test".into(),
