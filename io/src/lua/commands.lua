@@ -39,12 +39,12 @@ local function connect(a)
   end
   if not own then
     own = { conn = '1', at = 0, ttl = 0, drn = false, imp = import_known == '1', sock = sock,
-      events = {} }
+      ev = '' }
   end
   own.conn, own.sock, own.at, own.ttl = '1', sock, 0, 0
   redis.call('PERSIST', ukey)
   local edev = esc(dev)
-  for _, e in ipairs(own.events) do
+  for _, e in ipairs(events_of(own)) do
     redis.call('PERSIST', queue_key(ub, edev, e))
   end
   if not own.imp then
@@ -96,11 +96,20 @@ local function disconnect(a)
   return 1
 end
 
--- Enqueue: ub, event, member ("<20-digit id>:<json>"), now, n_groups (-1: not reached through
--- groups), groups... Returns { status ("stored"/"unknown"/"not_in_groups"), device1, socket1
--- or "", ... }.
+-- The message the following Enqueues store (a `/send` to many users of one shard passes it
+-- once): event, member ("<20-digit id>:<json>"), now, n_groups (-1: not reached through
+-- groups), groups... Returns 0.
+local message = nil
+local function set_message(a)
+  message = a
+  return 0
+end
+
+-- Enqueue: ub, of the message set last. Returns { status ("stored"/"unknown"/"not_in_groups"),
+-- device1, socket1 or "", ... }.
 local function enqueue(a)
-  local ub, event, member, now, n_groups = a[1], a[2], a[3], tonumber(a[4]), tonumber(a[5])
+  local m = message
+  local ub, event, member, now, n_groups = a[1], m[1], m[2], tonumber(m[3]), tonumber(m[4])
   local user = read_user(ub)
   local live = {}
   for _, dev in ipairs(user.order) do
@@ -114,8 +123,8 @@ local function enqueue(a)
   end
   if n_groups >= 0 then
     local member_of = false
-    for i = 6, 5 + n_groups do
-      if user.groups[a[i]] then member_of = true break end
+    for i = 5, 4 + n_groups do
+      if user.groups[m[i]] then member_of = true break end
     end
     if not member_of then return { 'not_in_groups' } end
   end
@@ -190,15 +199,15 @@ local function import(a)
   return added
 end
 
-local handlers = { C = connect, N = next_batch, D = disconnect, E = enqueue, A = ack,
-  B = ack_batch, I = import }
+local handlers = { C = connect, N = next_batch, D = disconnect, M = set_message, E = enqueue,
+  A = ack, B = ack_batch, I = import }
 local results = {}
-local i = 1
-while i <= #ARGV do
-  local handler, n = handlers[ARGV[i]], tonumber(ARGV[i + 1])
-  local a = {}
-  for k = 1, n do a[k] = ARGV[i + 1 + k] end
-  results[#results + 1] = handler(a)
+local i, n_argv = 1, #ARGV
+while i <= n_argv do
+  local op, n = ARGV[i], tonumber(ARGV[i + 1])
+  local result = handlers[op]({ unpack(ARGV, i + 2, i + 1 + n) })
+  -- `M` answers nothing: it is not a command of the batch.
+  if op ~= 'M' then results[#results + 1] = result end
   i = i + 2 + n
 end
 return results

@@ -4,6 +4,9 @@
 -- never escaped here), and every key touched starts with KEYS[1]: one hash slot per call.
 -- Names inside keys are escaped (E) so that `:`, `{`, `}` and `%` in a site, room, device or
 -- event can never make two names share a key. Layout: io/REDIS-LAYOUT.md.
+-- Globals read once into locals: a script reads them on every use otherwise.
+local ARGV, redis, string, table, math = ARGV, redis, string, table, math
+local tonumber, ipairs, pairs, unpack = tonumber, ipairs, pairs, unpack
 local RECLAIM_MS = 60000
 
 -- Node liveness, appended by the store to the arguments and taken off here: (node id, last
@@ -79,15 +82,14 @@ local function parse_state(text)
     string.match(text, '^(%d)|(%d*)|(%d*)|(%d?)|(%d?)|([^|]*)|(.*)$')
   if not conn then return nil end
   local st = { conn = conn, at = tonumber(at) or 0, ttl = tonumber(ttl) or 0, drn = drn == '1',
-    imp = imp == '1', sock = sock, events = {} }
-  for e in string.gmatch(events, '[^:]+') do st.events[#st.events + 1] = e end
+    imp = imp == '1', sock = sock, ev = events }
   return st
 end
 
 local function pack_state(st)
   -- `%.0f`: times are doubles here, exact below 2^53 and never negative (`%d` overflows past 2^63).
   return table.concat({ st.conn, string.format('%.0f', st.at), string.format('%.0f', st.ttl),
-    st.drn and '1' or '0', st.imp and '1' or '0', st.sock, table.concat(st.events, ':') }, '|')
+    st.drn and '1' or '0', st.imp and '1' or '0', st.sock, st.ev }, '|')
 end
 
 local function save_state(ub, dev, st)
@@ -96,11 +98,20 @@ end
 
 -- Lists `eevent` among the device's queues; true when it was not listed yet.
 local function add_event(st, eevent)
-  for _, e in ipairs(st.events) do
-    if e == eevent then return false end
+  if st.ev == '' then
+    st.ev = eevent
+    return true
   end
-  st.events[#st.events + 1] = eevent
+  if string.find(':' .. st.ev .. ':', ':' .. eevent .. ':', 1, true) then return false end
+  st.ev = st.ev .. ':' .. eevent
   return true
+end
+
+-- The device's events (E(event) each), split from the state only when needed.
+local function events_of(st)
+  local events = {}
+  for e in string.gmatch(st.ev, '[^:]+') do events[#events + 1] = e end
+  return events
 end
 
 -- Marks a device disconnected at `at` with `ttl` (saved), and when Redis may reclaim its queues.
@@ -110,7 +121,7 @@ local function mark_disconnected(ub, dev, st, at, ttl)
   if ttl > 0 then
     local reclaim = reclaim_at(at + ttl, ttl)
     local edev = esc(dev)
-    for _, e in ipairs(st.events) do
+    for _, e in ipairs(events_of(st)) do
       redis.call('PEXPIREAT', queue_key(ub, edev, e), reclaim)
     end
   end
@@ -119,7 +130,7 @@ end
 -- Deletes a device's queues and its state.
 local function forget_device(ub, dev, st)
   local edev = esc(dev)
-  for _, e in ipairs(st.events) do
+  for _, e in ipairs(events_of(st)) do
     redis.call('DEL', queue_key(ub, edev, e))
   end
   redis.call('HDEL', user_key(ub), 'd:' .. dev)
@@ -147,22 +158,23 @@ local function live_state(ub, dev, text, now)
   return 'disconnected', st
 end
 
--- The user hash as { devices = { [dev] = state text }, groups = { [group] = true }, n = fields }.
+-- The user hash as { devices = { [dev] = state text }, groups = { [group] = true }, order = {
+-- devices } } (in the hash's order: results are sorted by the store).
 local function read_user(ub)
   local flat = redis.call('HGETALL', user_key(ub))
-  local user = { devices = {}, groups = {}, order = {} }
+  local devices, groups, order = {}, {}, {}
   for i = 1, #flat, 2 do
     local field = flat[i]
-    local kind, name = string.sub(field, 1, 2), string.sub(field, 3)
-    if kind == 'd:' then
-      user.devices[name] = flat[i + 1]
-      user.order[#user.order + 1] = name
-    elseif kind == 'g:' then
-      user.groups[name] = true
+    local kind = string.byte(field, 1)
+    if kind == 100 then -- 'd:<device>'
+      local name = string.sub(field, 3)
+      devices[name] = flat[i + 1]
+      order[#order + 1] = name
+    elseif kind == 103 then -- 'g:<group>'
+      groups[string.sub(field, 3)] = true
     end
   end
-  table.sort(user.order)
-  return user
+  return { devices = devices, groups = groups, order = order }
 end
 
 -- Removes the member of a queue carrying flake id `padded`; true when one was removed.
@@ -204,14 +216,14 @@ end
 local function read_piece(ub, dev, st, max_items, max_bytes, out)
   local edev = esc(dev)
   local events, heads, pos, kept = {}, {}, {}, {}
-  for _, e in ipairs(st.events) do
+  for _, e in ipairs(events_of(st)) do
     local head = redis.call('ZRANGE', queue_key(ub, edev, e), 0, 0)[1]
     if head then
       kept[#kept + 1] = e
       events[#events + 1] = { raw = unesc(e), e = e, head = head }
     end
   end
-  st.events = kept
+  st.ev = table.concat(kept, ':')
   table.sort(events, function(a, b) return a.raw < b.raw end)
   for i, ev in ipairs(events) do
     pos[i] = 0

@@ -72,8 +72,17 @@ impl Expect {
 /// The shard calls and group-index updates gathered since the last barrier.
 #[derive(Default)]
 struct Segment {
-    shards: BTreeMap<(String, u32), (Cmd, Vec<(usize, Kind)>)>,
+    shards: BTreeMap<(String, u32), ShardCall>,
     index_updates: Vec<(String, String, Vec<String>)>,
+}
+
+/// One script call being gathered.
+struct ShardCall {
+    cmd: Cmd,
+    kinds: Vec<(usize, Kind)>,
+    /// The message the call's `Enqueue`s store now (`M` sets it): `(id, event, now, groups,
+    /// json)`, so consecutive `Enqueue`s of one `/send` pass it once.
+    message: Option<(u64, String, u64, Option<Vec<String>>, bytes::Bytes)>,
 }
 
 impl RedisStore {
@@ -262,18 +271,30 @@ impl RedisStore {
                 via_groups,
                 now_ms,
             } => {
-                args.push(self.user_base(&site, &room).into_bytes());
-                args.push(item.event.into_bytes());
-                args.push(member(item.id, &item.json));
-                args.push(text(&now_ms));
-                match via_groups {
-                    None => args.push(b"-1".to_vec()),
-                    Some(groups) => {
-                        args.push(text(&groups.len()));
-                        args.extend(groups.into_iter().map(String::into_bytes));
+                let call = self.shard_call(segment, &site, &room);
+                let key = (item.id, item.event, now_ms, via_groups, item.json.clone());
+                if call.message.as_ref() != Some(&key) {
+                    let mut message: Vec<Vec<u8>> = vec![
+                        key.1.clone().into_bytes(),
+                        member(item.id, &item.json),
+                        text(&now_ms),
+                    ];
+                    match &key.3 {
+                        None => message.push(b"-1".to_vec()),
+                        Some(groups) => {
+                            message.push(text(&groups.len()));
+                            message.extend(groups.iter().map(|g| g.clone().into_bytes()));
+                        }
                     }
+                    call.cmd.arg("M").arg(message.len()).arg(&message);
+                    call.message = Some(key);
                 }
-                (site, room, "E", Kind::Enqueue)
+                call.cmd
+                    .arg("E")
+                    .arg(1)
+                    .arg(self.user_base(&site, &room));
+                call.kinds.push((index, Kind::Enqueue));
+                return;
             }
             StoreCommand::Ack {
                 device,
@@ -308,13 +329,22 @@ impl RedisStore {
                 unreachable!("execute_batch runs the commands on other slots itself")
             }
         };
-        let shard = shard_of(&room, self.shards);
-        let (cmd, kinds) = segment
+        let call = self.shard_call(segment, &site, &room);
+        call.cmd.arg(op).arg(args.len()).arg(&args);
+        call.kinds.push((index, kind));
+    }
+
+    /// The call being gathered for the shard of `room`.
+    fn shard_call<'a>(&self, segment: &'a mut Segment, site: &str, room: &str) -> &'a mut ShardCall {
+        let shard = shard_of(room, self.shards);
+        segment
             .shards
-            .entry((site, shard))
-            .or_insert_with_key(|(site, shard)| (self.evalsha_shard(site, *shard), Vec::new()));
-        cmd.arg(op).arg(args.len()).arg(&args);
-        kinds.push((index, kind));
+            .entry((site.to_owned(), shard))
+            .or_insert_with(|| ShardCall {
+                cmd: self.evalsha_shard(site, shard),
+                kinds: Vec::new(),
+                message: None,
+            })
     }
 
     /// Adds the gathered shard calls and then the group-index updates to `pipe`.
@@ -325,10 +355,10 @@ impl RedisStore {
         segment: &mut Segment,
         liveness: &[String],
     ) {
-        for (_, (mut cmd, kinds)) in std::mem::take(&mut segment.shards) {
-            cmd.arg(liveness);
-            pipe.add_command(cmd);
-            expectations.push(Expect::Shard(kinds));
+        for (_, mut call) in std::mem::take(&mut segment.shards) {
+            call.cmd.arg(liveness);
+            pipe.add_command(call.cmd);
+            expectations.push(Expect::Shard(call.kinds));
         }
         // The group index lives on the site's slot. It is a hint (Enqueue re-checks membership),
         // so a failure here loses nothing. Entries of groups the user left stay until a send
