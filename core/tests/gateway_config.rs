@@ -273,9 +273,9 @@ fn redis_precedence_file_then_redis_url_then_in_memory() {
 #[test]
 fn redis_shards_default_and_validation() {
     let default = ok(Some("production:\n  redis: {}\n"), None, &[]);
-    assert_eq!(default.redis.map(|r| r.shards), Some(16));
-    let set = ok(Some("production:\n  redis:\n    shards: 4\n"), None, &[]);
-    assert_eq!(set.redis.map(|r| r.shards), Some(4));
+    assert_eq!(default.redis.map(|r| r.shards), Some(4));
+    let set = ok(Some("production:\n  redis:\n    shards: 16\n"), None, &[]);
+    assert_eq!(set.redis.map(|r| r.shards), Some(16));
     assert_eq!(
         err(Some("production:\n  redis:\n    shards: 0\n"), None, &[]),
         "config.yml: production.redis: shards must be from 1 to 1024, got 0"

@@ -935,12 +935,12 @@ fn a_store_of_another_layout_is_refused_with_both_named<R: Runtime + Clone>(runt
         )
     );
     let mut other =
-        BlockingRedisStore::open_sharded(runtime.clone(), &redis.url(), "courier", 4)
+        BlockingRedisStore::open_sharded(runtime.clone(), &redis.url(), "courier", 7)
             .expect("store");
     match other.execute(enqueue("user_1", item(1, "e"), None, T0)) {
         StoreResult::Failed(text) => {
-            assert!(text.contains("shards=16"), "{text}");
-            assert!(text.contains("shards=4"), "{text}");
+            assert!(text.contains(&format!("shards={}", courier_io::DEFAULT_SHARDS)), "{text}");
+            assert!(text.contains("shards=7"), "{text}");
             assert!(text.contains("redis.shards"), "{text}");
         }
         result => panic!("a store of another shard count must refuse: {result:?}"),
@@ -957,11 +957,11 @@ fn a_store_of_another_layout_is_refused_with_both_named<R: Runtime + Clone>(runt
     );
     // Another version is refused the same way; the message names what was found.
     let _: () = plain
-        .set("courier:layout", "courier-store 1 shards=16 legacy=0")
+        .set("courier:layout", "courier-store 1 shards=4 legacy=0")
         .expect("set");
     let mut third = open(runtime, &redis);
     match third.execute(enqueue("user_1", item(3, "e"), None, T0)) {
-        StoreResult::Failed(text) => assert!(text.contains("courier-store 1 shards=16"), "{text}"),
+        StoreResult::Failed(text) => assert!(text.contains("courier-store 1 shards=4"), "{text}"),
         result => panic!("{result:?}"),
     }
     // Put right (here: the key removed, as on a fresh Redis), the refusing store recovers.

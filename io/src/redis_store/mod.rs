@@ -31,12 +31,10 @@ pub use layout::{LAYOUT_VERSION, LayoutError};
 
 /// Default key prefix.
 pub const DEFAULT_PREFIX: &str = "courier";
-/// Default number of shards per site (`redis.shards`): enough that a `/send` to many users is a
-/// handful of script calls that each carry many users, and that a Redis Cluster can spread a
-/// busy site over 16 slots (io/REDIS-LAYOUT.md, "Shards", has the measurements).
-pub const DEFAULT_SHARDS: u32 = 16;
+/// Default number of shards per site (`redis.shards`, io/REDIS-LAYOUT.md "Shards, and why").
+pub const DEFAULT_SHARDS: u32 = courier_core::gateway::config::DEFAULT_REDIS_SHARDS;
 /// The most shards per site `redis.shards` accepts.
-pub const MAX_SHARDS: u32 = 1024;
+pub const MAX_SHARDS: u32 = courier_core::gateway::config::MAX_REDIS_SHARDS;
 /// Node ids carry their start time (Unix ms) above this many low random bits, so that a store
 /// script can tell a node pruned from the registry long ago (dead) from one started since the
 /// registry was last read (alive). `common.lua` divides by `2^NODE_ID_RANDOM_BITS`.

@@ -35,7 +35,7 @@ pub struct RedisConfig {
 }
 
 /// Default of `redis.shards`.
-pub const DEFAULT_REDIS_SHARDS: u32 = 16;
+pub const DEFAULT_REDIS_SHARDS: u32 = 4;
 /// The most `redis.shards` accepts.
 pub const MAX_REDIS_SHARDS: u32 = 1024;
 
