@@ -110,7 +110,10 @@ fn status(status: EnqueueStatus) -> StoreResult {
 /// The start of every key of one user room: `<prefix>:{<site>:<shard>}:<room>:`.
 fn user_keys(room: &str) -> String {
     let shard = courier_io::shard_of(room, courier_io::DEFAULT_SHARDS);
-    format!("courier:{{{SITE}:{shard}}}:{}:", courier_io::escape_key_part(room))
+    format!(
+        "courier:{{{SITE}:{shard}}}:{}:",
+        courier_io::escape_key_part(room)
+    )
 }
 
 fn open<R: Runtime>(runtime: R, redis: &RedisServer) -> BlockingRedisStore<R> {
@@ -190,10 +193,9 @@ fn connect_enqueue_and_ack<R: Runtime>(runtime: R) {
     let mut plain = redis.connection();
     let keys: Vec<String> = redis::cmd("KEYS").arg("*").query(&mut plain).expect("keys");
     assert!(
-        keys.iter()
-            .all(|k| k.starts_with(&user_keys("user_1"))
-                || k.starts_with("courier:{goodcity}:g:")
-                || k == "courier:layout"),
+        keys.iter().all(|k| k.starts_with(&user_keys("user_1"))
+            || k.starts_with("courier:{goodcity}:g:")
+            || k == "courier:layout"),
         "{keys:?}"
     );
 }
@@ -796,7 +798,11 @@ fn a_batch_of_mixed_shards_and_kinds_matches_one_by_one_execution() {
         let users: Vec<String> = (0..24).map(|i| format!("user_{i}")).collect();
         let mut commands = Vec::new();
         for (i, user) in users.iter().enumerate() {
-            let groups: &[&str] = if i % 3 == 0 { &["staff"] } else { &["staff", "ops"] };
+            let groups: &[&str] = if i % 3 == 0 {
+                &["staff"]
+            } else {
+                &["staff", "ops"]
+            };
             commands.push(connect(user, "d1", i as u64, Some(groups), T0));
             if i % 4 == 0 {
                 commands.push(connect(user, "d2", 100 + i as u64, None, T0));
@@ -809,17 +815,28 @@ fn a_batch_of_mixed_shards_and_kinds_matches_one_by_one_execution() {
         });
         for id in 1..=6u64 {
             for (i, user) in users.iter().enumerate() {
-                let via: Option<&[&str]> = if (i + id as usize) % 2 == 0 {
+                let via: Option<&[&str]> = if (i + id as usize).is_multiple_of(2) {
                     Some(&["ops"])
                 } else {
                     None
                 };
-                commands.push(enqueue(user, item(id, if id % 2 == 0 { "a" } else { "b" }), via, T0));
+                commands.push(enqueue(
+                    user,
+                    item(id, if id % 2 == 0 { "a" } else { "b" }),
+                    via,
+                    T0,
+                ));
             }
             // Acks of the previous id interleaved with the next sends, resync for some.
             for (i, user) in users.iter().enumerate().filter(|(i, _)| i % 3 != 1) {
                 let prev = id.saturating_sub(1).max(1);
-                commands.push(ack(user, "d1", if prev % 2 == 0 { "a" } else { "b" }, prev, i % 5 == 0));
+                commands.push(ack(
+                    user,
+                    "d1",
+                    if prev % 2 == 0 { "a" } else { "b" },
+                    prev,
+                    i % 5 == 0,
+                ));
             }
         }
         for (i, user) in users.iter().enumerate() {
@@ -909,11 +926,7 @@ fn a_batch_of_mixed_shards_and_kinds_matches_one_by_one_execution() {
                 .iter()
                 .all(|r| !matches!(r, StoreResult::Failed(_)))
         );
-        assert!(
-            one_by_one
-                .iter()
-                .any(|r| matches!(r, StoreResult::Resync))
-        );
+        assert!(one_by_one.iter().any(|r| matches!(r, StoreResult::Resync)));
     }
 }
 
@@ -934,12 +947,14 @@ fn a_store_of_another_layout_is_refused_with_both_named<R: Runtime + Clone>(runt
             courier_io::DEFAULT_SHARDS
         )
     );
-    let mut other =
-        BlockingRedisStore::open_sharded(runtime.clone(), &redis.url(), "courier", 7)
-            .expect("store");
+    let mut other = BlockingRedisStore::open_sharded(runtime.clone(), &redis.url(), "courier", 7)
+        .expect("store");
     match other.execute(enqueue("user_1", item(1, "e"), None, T0)) {
         StoreResult::Failed(text) => {
-            assert!(text.contains(&format!("shards={}", courier_io::DEFAULT_SHARDS)), "{text}");
+            assert!(
+                text.contains(&format!("shards={}", courier_io::DEFAULT_SHARDS)),
+                "{text}"
+            );
             assert!(text.contains("shards=7"), "{text}");
             assert!(text.contains("redis.shards"), "{text}");
         }

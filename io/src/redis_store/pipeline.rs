@@ -17,9 +17,7 @@
 
 use std::collections::BTreeMap;
 
-use courier_core::gateway::store::{
-    BatchLimits, DeviceKey, SocketRef, StoreCommand, StoreResult,
-};
+use courier_core::gateway::store::{BatchLimits, DeviceKey, SocketRef, StoreCommand, StoreResult};
 use std::sync::atomic::Ordering;
 
 use redis::{Cmd, FromRedisValue, Pipeline, RedisError, RedisResult, Value};
@@ -80,10 +78,13 @@ struct Segment {
 struct ShardCall {
     cmd: Cmd,
     kinds: Vec<(usize, Kind)>,
-    /// The message the call's `Enqueue`s store now (`M` sets it): `(id, event, now, groups,
-    /// json)`, so consecutive `Enqueue`s of one `/send` pass it once.
-    message: Option<(u64, String, u64, Option<Vec<String>>, bytes::Bytes)>,
+    /// The message the call's `Enqueue`s store now (`M` sets it), so consecutive `Enqueue`s
+    /// of one `/send` pass it once.
+    message: Option<Message>,
 }
+
+/// What an `M` step sets: `(id, event, now, via groups, json)`.
+type Message = (u64, String, u64, Option<Vec<String>>, bytes::Bytes);
 
 impl RedisStore {
     /// Runs commands in order; one result per command, in order, as if run one by one. One
@@ -289,10 +290,7 @@ impl RedisStore {
                     call.cmd.arg("M").arg(message.len()).arg(&message);
                     call.message = Some(key);
                 }
-                call.cmd
-                    .arg("E")
-                    .arg(1)
-                    .arg(self.user_base(&site, &room));
+                call.cmd.arg("E").arg(1).arg(self.user_base(&site, &room));
                 call.kinds.push((index, Kind::Enqueue));
                 return;
             }
@@ -335,7 +333,12 @@ impl RedisStore {
     }
 
     /// The call being gathered for the shard of `room`.
-    fn shard_call<'a>(&self, segment: &'a mut Segment, site: &str, room: &str) -> &'a mut ShardCall {
+    fn shard_call<'a>(
+        &self,
+        segment: &'a mut Segment,
+        site: &str,
+        room: &str,
+    ) -> &'a mut ShardCall {
         let shard = shard_of(room, self.shards);
         segment
             .shards
@@ -366,7 +369,9 @@ impl RedisStore {
         // every store resolves groups alike.
         for (site, room, groups) in std::mem::take(&mut segment.index_updates) {
             for group in &groups {
-                pipe.cmd("SADD").arg(self.group_key(&site, group)).arg(&room);
+                pipe.cmd("SADD")
+                    .arg(self.group_key(&site, group))
+                    .arg(&room);
             }
             expectations.push(Expect::Done(None, groups.len()));
         }
@@ -390,7 +395,9 @@ impl RedisStore {
     pub(super) async fn load_and_run<T: FromRedisValue>(&self, cmd: Cmd) -> RedisResult<T> {
         let mut connection = self.connection.clone();
         match cmd.query_async(&mut connection).await {
-            Err(error) if error.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+            Err(error)
+                if error.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
+            {
                 let _: String = redis::cmd("SCRIPT")
                     .arg("LOAD")
                     .arg(super::STORE_SCRIPT)
@@ -420,9 +427,14 @@ impl RedisStore {
         let mut args = Vec::new();
         push_piece_args(&mut args, self, &device, socket, limits, now_ms);
         let mut cmd = self.evalsha(&device.site, &device.room);
-        cmd.arg("N").arg(args.len()).arg(&args).arg(self.liveness_args());
-        let outcome: RedisResult<StoreResult> =
-            self.load_and_run::<Vec<Vec<Vec<u8>>>>(cmd).await.and_then(|replies| {
+        cmd.arg("N")
+            .arg(args.len())
+            .arg(&args)
+            .arg(self.liveness_args());
+        let outcome: RedisResult<StoreResult> = self
+            .load_and_run::<Vec<Vec<Vec<u8>>>>(cmd)
+            .await
+            .and_then(|replies| {
                 replies
                     .first()
                     .and_then(|reply| parse_piece(reply))
@@ -534,37 +546,38 @@ fn read_one(
     item: Value,
     imports: &mut Vec<(usize, DeviceKey, SocketRef, BatchLimits, u64)>,
 ) -> StoreResult {
-    let outcome: RedisResult<StoreResult> = match kind {
-        Kind::Connect {
-            device,
-            socket,
-            limits,
-            now_ms,
-        } => Vec::<Vec<u8>>::from_redis_value(item)
-            .map_err(Into::into)
-            .and_then(|reply| parse_connected(&reply).ok_or_else(|| protocol_error("connect")))
-            .map(|(imported, piece)| {
-                if !imported {
-                    imports.push((index, device, socket, limits, now_ms));
-                }
-                piece
-            }),
-        Kind::NextBatch => Vec::<Vec<u8>>::from_redis_value(item)
-            .map_err(Into::into)
-            .and_then(|reply| parse_piece(&reply).ok_or_else(|| protocol_error("next batch"))),
-        Kind::Disconnect | Kind::AckBatch => Ok(StoreResult::Done),
-        Kind::Enqueue => Vec::<Vec<u8>>::from_redis_value(item)
-            .map_err(Into::into)
-            .and_then(|reply| parse_enqueued(&reply).ok_or_else(|| protocol_error("enqueue"))),
-        Kind::Ack => String::from_redis_value(item)
-            .map_err(Into::into)
-            .and_then(|reply| match reply.as_str() {
-                "removed" => Ok(StoreResult::Acked { removed: true }),
-                "kept" => Ok(StoreResult::Acked { removed: false }),
-                "resync" => Ok(StoreResult::Resync),
-                _ => Err(protocol_error("ack reply")),
-            }),
-    };
+    let outcome: RedisResult<StoreResult> =
+        match kind {
+            Kind::Connect {
+                device,
+                socket,
+                limits,
+                now_ms,
+            } => Vec::<Vec<u8>>::from_redis_value(item)
+                .map_err(Into::into)
+                .and_then(|reply| parse_connected(&reply).ok_or_else(|| protocol_error("connect")))
+                .map(|(imported, piece)| {
+                    if !imported {
+                        imports.push((index, device, socket, limits, now_ms));
+                    }
+                    piece
+                }),
+            Kind::NextBatch => Vec::<Vec<u8>>::from_redis_value(item)
+                .map_err(Into::into)
+                .and_then(|reply| parse_piece(&reply).ok_or_else(|| protocol_error("next batch"))),
+            Kind::Disconnect | Kind::AckBatch => Ok(StoreResult::Done),
+            Kind::Enqueue => Vec::<Vec<u8>>::from_redis_value(item)
+                .map_err(Into::into)
+                .and_then(|reply| parse_enqueued(&reply).ok_or_else(|| protocol_error("enqueue"))),
+            Kind::Ack => String::from_redis_value(item)
+                .map_err(Into::into)
+                .and_then(|reply| match reply.as_str() {
+                    "removed" => Ok(StoreResult::Acked { removed: true }),
+                    "kept" => Ok(StoreResult::Acked { removed: false }),
+                    "resync" => Ok(StoreResult::Resync),
+                    _ => Err(protocol_error("ack reply")),
+                }),
+        };
     outcome.unwrap_or_else(|error| StoreResult::Failed(error.to_string()))
 }
 
