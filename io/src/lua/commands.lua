@@ -182,11 +182,12 @@ local function ack_batch(a)
 end
 
 -- Import (the original's lists of one device, after its Connect): ub, device, then (event,
--- member) pairs. Marks the device imported. Returns the number of items added.
+-- member) pairs. Marks the device imported. Returns the number of items added, or -1 when the
+-- device has no state any more (the caller then leaves the lists for its next connect).
 local function import(a)
   local ub, dev = a[1], a[2]
   local st = parse_state(redis.call('HGET', user_key(ub), 'd:' .. dev) or '')
-  if not st then return 0 end
+  if not st then return -1 end
   local edev = esc(dev)
   local added = 0
   for i = 3, #a - 1, 2 do

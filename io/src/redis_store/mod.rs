@@ -304,7 +304,12 @@ impl RedisStore {
             cmd.arg(event).arg(member);
         }
         cmd.arg(self.liveness_args());
-        let _: Vec<i64> = self.load_and_run(cmd).await?;
+        let added: Vec<i64> = self.load_and_run(cmd).await?;
+        if added.first().is_some_and(|&added| added < 0) {
+            // The device is gone (forgotten since its connect): the lists stay for its next
+            // connect, which imports them.
+            return Ok(());
+        }
         if !keys.is_empty() {
             let () = connection.del(&keys).await?;
         }
