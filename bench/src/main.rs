@@ -41,9 +41,17 @@ struct Args {
     /// Port of the gateway on 127.0.0.1.
     #[arg(long)]
     port: u16,
+    /// Port that takes the `/send` calls (default: `--port`); another node of the same cluster
+    /// measures the cross-node path.
+    #[arg(long)]
+    send_port: Option<u16>,
     /// Process id of the gateway, whose VmRSS is measured.
     #[arg(long)]
     pid: u32,
+    /// More processes (e.g. the other node, redis-server) whose CPU seconds during the group
+    /// fan-out are reported too.
+    #[arg(long, value_delimiter = ',')]
+    cpu_pids: Vec<u32>,
     /// Clients to connect (each needs one file descriptor here and one in the server).
     #[arg(long, default_value_t = 1000)]
     clients: u64,
@@ -103,6 +111,8 @@ struct Results {
     group_latencies: Vec<Duration>,
     /// Server CPU seconds used during the group fan-out.
     group_cpu_seconds: f64,
+    /// CPU seconds of each `--cpu-pids` process during it.
+    other_cpu_seconds: Vec<(u32, f64)>,
     /// `/metrics` scrapes made during it.
     scrapes: u64,
     user_rooms: u64,
@@ -186,6 +196,11 @@ async fn run(args: &Args) -> Result<Results, String> {
         })
     });
     let cpu_before = stats::process_cpu_seconds(args.pid)?;
+    let others_before = args
+        .cpu_pids
+        .iter()
+        .map(|&pid| stats::process_cpu_seconds(pid))
+        .collect::<Result<Vec<_>, _>>()?;
     let group_started = Instant::now();
     for index in 0..args.sends {
         let rooms = [args.group.clone()];
@@ -194,6 +209,10 @@ async fn run(args: &Args) -> Result<Results, String> {
     }
     let group_elapsed = group_started.elapsed();
     let group_cpu_seconds = stats::process_cpu_seconds(args.pid)? - cpu_before;
+    let mut other_cpu_seconds = Vec::new();
+    for (&pid, before) in args.cpu_pids.iter().zip(others_before) {
+        other_cpu_seconds.push((pid, stats::process_cpu_seconds(pid)? - before));
+    }
     if let Some(scraper) = scraper {
         scraper.abort();
     }
@@ -221,6 +240,7 @@ async fn run(args: &Args) -> Result<Results, String> {
         group_elapsed,
         group_latencies,
         group_cpu_seconds,
+        other_cpu_seconds,
         scrapes,
         user_rooms,
         user_rooms_elapsed,
@@ -288,7 +308,8 @@ async fn send_and_wait(
 /// `POST /send` over a fresh connection; `Err` unless the answer is 200.
 async fn post_send(args: &Args, body: &str) -> Result<(), String> {
     let request = wire::send_request(&args.site, &args.api_key, body);
-    let mut stream = TcpStream::connect(("127.0.0.1", args.port))
+    let port = args.send_port.unwrap_or(args.port);
+    let mut stream = TcpStream::connect(("127.0.0.1", port))
         .await
         .map_err(|error| format!("/send connect: {error}"))?;
     stream
@@ -358,7 +379,18 @@ fn table_row(args: &Args, results: &Results) -> String {
 }
 
 fn details(args: &Args, results: &Results) -> String {
-    format!(
+    let deliveries = results.group_deliveries.max(1) as f64;
+    let others: String = results
+        .other_cpu_seconds
+        .iter()
+        .map(|(pid, cpu)| {
+            format!(
+                "  group fan-out CPU of pid {pid}: {cpu:.3} s = {:.2} us per delivery\n",
+                cpu * 1e6 / deliveries
+            )
+        })
+        .collect();
+    let main = format!(
         "{label}: {clients} clients\n\
          \x20 admitted {measured} clients in {admission_secs:.2} s ({admission_rate:.0}/s, {parallel} handshakes at a time)\n\
          \x20 idle RSS: {base} KiB after warm-up -> {idle} KiB with all admitted = {per:.2} KiB per connection ({measured} measured)\n\
@@ -393,5 +425,6 @@ fn details(args: &Args, results: &Results) -> String {
         user_rooms = results.user_rooms,
         user_ms = ms(Some(results.user_rooms_elapsed)),
         after = results.rss_after_sends_kib,
-    )
+    );
+    main + &others
 }

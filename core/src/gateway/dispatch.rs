@@ -13,7 +13,9 @@ use std::time::Instant;
 use bytes::Bytes;
 
 use super::clients::{AckPurpose, HeldDelivery, MAX_HELD_DELIVERIES};
-use super::cluster::{RemoteHeader, RemoteMessage, RemoteTarget, UnregisteredRoom};
+use super::cluster::{
+    MAX_REMOTE_TARGETS, RemoteHeader, RemoteMessage, RemoteTarget, UnregisteredRoom,
+};
 use super::engine::{Gateway, StoreWait};
 use super::routes::{send_ok, text_response};
 use super::send::SendRequest;
@@ -45,6 +47,11 @@ pub(super) struct PendingSend {
     /// Rooms where other nodes may hold devices the store did not know: published as one
     /// [`RemoteHeader::Unregistered`] when the send is done.
     pub(super) unregistered: Vec<UnregisteredRoom>,
+    /// Sockets on other nodes the item was stored for, across all the send's rooms: published
+    /// as one [`RemoteHeader::Deliver`] when the send is done (or when it reaches
+    /// [`MAX_REMOTE_TARGETS`]), not one per room — a group send to N users is one bus message,
+    /// so the other node gets N emits in one pass and its N acks go to the store together.
+    remote: Vec<RemoteTarget>,
 }
 
 impl Gateway {
@@ -99,6 +106,7 @@ impl Gateway {
             outstanding: 0,
             failed: false,
             unregistered: Vec::new(),
+            remote: Vec::new(),
         };
         if pending.groups.is_empty() {
             self.sends.insert(request, pending);
@@ -200,7 +208,8 @@ impl Gateway {
                         .with("dataId", item.id.to_string())
                         .with("devices", u64::try_from(devices.len()).unwrap_or(u64::MAX)),
                 );
-                self.deliver(&site, &room, &item, &payload, resync, devices, now);
+                let remote = self.deliver(&site, &room, &item, &payload, resync, devices, now);
+                self.add_remote_targets(request, remote);
             }
             StoreResult::Enqueued { status, .. } => {
                 self.event(
@@ -236,8 +245,8 @@ impl Gateway {
         self.finish_send_if_done(request);
     }
 
-    /// Live emits for the devices an item was stored for: ours directly, other nodes' through
-    /// one cluster message.
+    /// Live emits for the devices an item was stored for in one room: ours directly; other
+    /// nodes' sockets are returned, to go out with the send's cluster message.
     #[allow(clippy::too_many_arguments)]
     fn deliver(
         &mut self,
@@ -248,7 +257,7 @@ impl Gateway {
         resync: bool,
         devices: Vec<Delivery>,
         now: Instant,
-    ) {
+    ) -> Vec<RemoteTarget> {
         let mut remote = Vec::new();
         let (mut live, mut queued) = (0, 0);
         for delivery in devices {
@@ -300,17 +309,40 @@ impl Gateway {
                 u64::try_from(remote.len()).unwrap_or(u64::MAX),
             );
         }
-        if !remote.is_empty() {
-            let header = RemoteHeader::Deliver {
-                origin: self.options.node_id,
-                site: site.to_owned(),
-                event: item.event.clone(),
-                id: item.id,
-                resync,
-                targets: remote,
-            };
-            self.publish(header, item.json.clone());
+        remote
+    }
+
+    /// Collects a room's remote targets into the send's cluster message, publishing a full one
+    /// at once.
+    fn add_remote_targets(&mut self, request: RequestId, mut targets: Vec<RemoteTarget>) {
+        let Some(pending) = self.sends.get_mut(&request) else {
+            return;
+        };
+        pending.remote.append(&mut targets);
+        if pending.remote.len() >= MAX_REMOTE_TARGETS {
+            let full = std::mem::take(&mut pending.remote);
+            self.publish_deliver(request, full);
         }
+    }
+
+    /// One [`RemoteHeader::Deliver`] of the send's item to `targets`.
+    fn publish_deliver(&mut self, request: RequestId, targets: Vec<RemoteTarget>) {
+        let Some(pending) = self.sends.get(&request) else {
+            return;
+        };
+        if targets.is_empty() {
+            return;
+        }
+        let header = RemoteHeader::Deliver {
+            origin: self.options.node_id,
+            site: pending.site.clone(),
+            event: pending.item.event.clone(),
+            id: pending.item.id,
+            resync: pending.resync,
+            targets,
+        };
+        let payload = pending.item.json.clone();
+        self.publish(header, payload);
     }
 
     /// Emits item `id` to one of this node's sockets with an ack, if it is still there; holds
@@ -600,6 +632,13 @@ impl Gateway {
         if !done {
             return;
         }
+        // Live deliveries go out before the answer (behaviour 32), remote ones included.
+        let remote = self
+            .sends
+            .get_mut(&request)
+            .map(|pending| std::mem::take(&mut pending.remote))
+            .unwrap_or_default();
+        self.publish_deliver(request, remote);
         let Some(pending) = self.sends.remove(&request) else {
             return;
         };
