@@ -197,7 +197,8 @@ fn redis_precedence_file_then_redis_url_then_in_memory() {
             port: 6380,
             tls: true,
             password: Some("s3cret".into()),
-            db: 2
+            db: 2,
+            ..RedisConfig::default()
         })
     );
     let yml = Some(
@@ -211,7 +212,8 @@ fn redis_precedence_file_then_redis_url_then_in_memory() {
             port: 7000,
             tls: false,
             password: Some("pw".into()),
-            db: 0
+            db: 0,
+            ..RedisConfig::default()
         })
     );
     // `url` wins over the other keys; a URL without host or port keeps the defaults.
@@ -265,6 +267,22 @@ fn redis_precedence_file_then_redis_url_then_in_memory() {
     assert_eq!(
         err(Some("production:\n  redis:\n    port: x\n"), None, &[]),
         "config.yml: production.redis: port must be a port number from 1 to 65535, got \"x\""
+    );
+}
+
+#[test]
+fn redis_shards_default_and_validation() {
+    let default = ok(Some("production:\n  redis: {}\n"), None, &[]);
+    assert_eq!(default.redis.map(|r| r.shards), Some(4));
+    let set = ok(Some("production:\n  redis:\n    shards: 16\n"), None, &[]);
+    assert_eq!(set.redis.map(|r| r.shards), Some(16));
+    assert_eq!(
+        err(Some("production:\n  redis:\n    shards: 0\n"), None, &[]),
+        "config.yml: production.redis: shards must be from 1 to 1024, got 0"
+    );
+    assert_eq!(
+        err(Some("production:\n  redis:\n    shards: many\n"), None, &[]),
+        "config.yml: production.redis: shards must be a shard count, got \"many\""
     );
 }
 

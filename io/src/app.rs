@@ -44,6 +44,7 @@ pub fn gateway_app(startup: Startup) -> Result<App, String> {
             StoreSetup::Redis {
                 url: redis.url(),
                 prefix: DEFAULT_PREFIX.to_owned(),
+                shards: redis.shards,
             },
             true,
             format!(

@@ -80,6 +80,8 @@ pub struct Ops {
     pub driver_cpu_nanos: AtomicU64,
     /// The nodes of the registry as last read (just this one without Redis).
     pub nodes: Mutex<Vec<NodeSeen>>,
+    /// Why the store refuses commands although Redis answers (it holds another layout).
+    pub store_refusal: Mutex<Option<String>>,
 }
 
 impl Ops {
@@ -105,6 +107,7 @@ impl Ops {
             driver_busy_nanos: AtomicU64::new(0),
             driver_cpu_nanos: AtomicU64::new(0),
             nodes: Mutex::new(Vec::new()),
+            store_refusal: Mutex::new(None),
         }
     }
 
@@ -114,17 +117,33 @@ impl Ops {
     }
 
     /// Whether the node can serve, and if not, why (the body of a `503` from `/readyz`).
-    pub fn readiness(&self) -> Result<(), &'static str> {
+    pub fn readiness(&self) -> Result<(), std::borrow::Cow<'static, str>> {
         if self.draining.load(Ordering::Acquire) {
-            return Err("draining");
+            return Err("draining".into());
         }
         if self.redis && !self.store_reachable.load(Ordering::Acquire) {
-            return Err("redis unreachable");
+            return Err("redis unreachable".into());
+        }
+        if let Some(refusal) = self
+            .store_refusal
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+        {
+            return Err(format!("redis store refused: {refusal}").into());
         }
         if self.redis && !self.bus_subscribed.load(Ordering::Acquire) {
-            return Err("cluster bus not subscribed");
+            return Err("cluster bus not subscribed".into());
         }
         Ok(())
+    }
+
+    /// Records why the store refuses commands (`None`: it does not).
+    pub fn set_store_refusal(&self, refusal: Option<String>) {
+        *self
+            .store_refusal
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = refusal;
     }
 
     /// The registry as last read.

@@ -17,7 +17,7 @@ use crate::driver::{Driver, Input, StoreSink};
 use crate::logging;
 use crate::nodes;
 use crate::ops::Ops;
-use crate::redis_store::RedisStore;
+use crate::redis_store::{LayoutError, RedisStore};
 use crate::request_body::BodyReading;
 use crate::runtime::{BoxFuture, Runtime};
 use crate::server::{self, Server};
@@ -82,8 +82,25 @@ pub async fn start<R: Runtime>(
             };
             (sink, None, None)
         }
-        StoreSetup::Redis { url, prefix } => {
-            let store = RedisStore::open(&url, &prefix)?;
+        StoreSetup::Redis {
+            url,
+            prefix,
+            shards,
+        } => {
+            let store = RedisStore::open_sharded(&url, &prefix, shards)?;
+            // A Redis that holds another layout is refused before serving anyone; one that is
+            // not reachable yet is checked before the first store command instead.
+            let give_up = async {
+                runtime
+                    .sleep_until(std::time::Instant::now() + bus::FIRST_SUBSCRIBE_PATIENCE)
+                    .await;
+                Ok(())
+            };
+            if let Err(LayoutError::Mismatch(text)) =
+                future::or(store.check_layout(), give_up).await
+            {
+                return Err(text);
+            }
             let (commands_tx, commands_rx) = async_channel::unbounded();
             let (bus_tx, bus_rx) = bus::queue();
             background.push(Box::pin(bus::publish_loop(
@@ -319,6 +336,7 @@ async fn store_loop(
             ops.store_reachable
                 .store(true, std::sync::atomic::Ordering::Release);
         }
+        ops.set_store_refusal(store.layout_error());
         for (id, result) in ids.into_iter().zip(results) {
             if control.send(Input::StoreResult(id, result)).await.is_err() {
                 return;

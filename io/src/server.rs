@@ -215,7 +215,7 @@ impl<R: Runtime> Server<R> {
             }
             "/readyz" if readable => Some(match self.ops.readiness() {
                 Ok(()) => plain(StatusCode::OK, "ready"),
-                Err(reason) => plain(StatusCode::SERVICE_UNAVAILABLE, reason),
+                Err(reason) => plain_owned(StatusCode::SERVICE_UNAVAILABLE, reason.into_owned()),
             }),
             _ if self.ops_only => Some(plain(StatusCode::NOT_FOUND, "not found")),
             _ => None,
@@ -299,7 +299,12 @@ fn closing(mut response: Response<Full<Bytes>>) -> Response<Full<Bytes>> {
 }
 
 fn plain(status: StatusCode, text: &'static str) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from_static(text.as_bytes())));
+    plain_owned(status, text.to_owned())
+}
+
+/// [`plain`] with a text built at run time.
+fn plain_owned(status: StatusCode, text: String) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(text)));
     *response.status_mut() = status;
     response.headers_mut().insert(
         "content-type",

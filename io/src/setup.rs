@@ -137,6 +137,8 @@ pub enum StoreSetup {
         url: String,
         /// Prefix of every key and of the bus channel (default `courier`).
         prefix: String,
+        /// Shards per site (`redis.shards`; see `io/REDIS-LAYOUT.md`).
+        shards: u32,
     },
 }
 
@@ -164,9 +166,14 @@ impl fmt::Debug for StoreSetup {
         match self {
             StoreSetup::None => f.write_str("None"),
             StoreSetup::Memory(_) => f.write_str("Memory"),
-            StoreSetup::Redis { url: _, prefix } => f
+            StoreSetup::Redis {
+                url: _,
+                prefix,
+                shards,
+            } => f
                 .debug_struct("Redis")
                 .field("prefix", prefix)
+                .field("shards", shards)
                 .finish_non_exhaustive(),
         }
     }

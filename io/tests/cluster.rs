@@ -13,7 +13,10 @@ use common::{TestServer, eventually, request};
 use courier_core::gateway::store::StoreResult;
 use courier_io::{Limits, Runtime, Setup, StoreSetup};
 
-on_both_runtimes!(publishes_to_other_nodes_and_runs_store_commands);
+on_both_runtimes!(
+    publishes_to_other_nodes_and_runs_store_commands,
+    a_node_refuses_to_start_on_another_layout,
+);
 
 fn redis_setup(redis: &RedisServer, node_id: u64) -> Setup {
     Setup {
@@ -21,6 +24,7 @@ fn redis_setup(redis: &RedisServer, node_id: u64) -> Setup {
         store: StoreSetup::Redis {
             url: redis.url(),
             prefix: "courier".into(),
+            shards: courier_io::DEFAULT_SHARDS,
         },
         node_id,
         first_log_line: "Cluster test".into(),
@@ -92,12 +96,14 @@ fn publishes_to_other_nodes_and_runs_store_commands<R: Runtime>(runtime: R) {
         }
     );
     let mut plain = redis.connection();
-    let connected: Option<String> = redis::cmd("HGET")
-        .arg("courier:{site:user_1}:d:d1")
-        .arg("conn")
+    // The device's state (`conn|…`) in its user's hash, on the user's shard.
+    let shard = courier_io::shard_of("user_1", courier_io::DEFAULT_SHARDS);
+    let state: Option<String> = redis::cmd("HGET")
+        .arg(format!("courier:{{site:{shard}}}:user_1:u"))
+        .arg("d:d1")
         .query(&mut plain)
         .expect("hget");
-    assert_eq!(connected.as_deref(), Some("1"));
+    assert_eq!(state.as_deref().map(|s| &s[..2]), Some("1|"));
     let redis_port = redis.port;
     drop(redis);
     // With Redis gone, a command fails instead of hanging the driver, and HTTP still works.
@@ -137,10 +143,40 @@ fn publishes_to_other_nodes_and_runs_store_commands<R: Runtime>(runtime: R) {
     });
     b.stop_within(Duration::from_secs(5));
     let mut plain = redis.connection();
-    let connected: Option<String> = redis::cmd("HGET")
-        .arg("courier:{site:user_1}:d:at-shutdown")
-        .arg("conn")
+    let state: Option<String> = redis::cmd("HGET")
+        .arg(format!("courier:{{site:{shard}}}:user_1:u"))
+        .arg("d:at-shutdown")
         .query(&mut plain)
         .expect("hget");
-    assert_eq!(connected.as_deref(), Some("1"));
+    assert_eq!(state.as_deref().map(|s| &s[..2]), Some("1|"));
+}
+
+/// A Redis that holds another layout (here: another shard count) is refused at start, with an
+/// error naming both; the process exits with it.
+fn a_node_refuses_to_start_on_another_layout<R: Runtime>(runtime: R) {
+    let redis = RedisServer::start();
+    let mut plain = redis.connection();
+    let () = redis::cmd("SET")
+        .arg("courier:layout")
+        .arg(format!(
+            "courier-store {} shards=3 legacy=0",
+            courier_io::LAYOUT_VERSION
+        ))
+        .query(&mut plain)
+        .expect("set");
+    let (engine, _) = TestEngine::new();
+    let setup = redis_setup(&redis, 1);
+    let rt = runtime.clone();
+    let outcome = rt.block_on(async move {
+        let bind = "127.0.0.1:0".parse().expect("address");
+        courier_io::start(runtime, engine, setup, bind)
+            .await
+            .map(|_| ())
+    });
+    let text = outcome.expect_err("a node of another layout must not start");
+    assert!(text.contains("shards=3"), "{text}");
+    assert!(
+        text.contains(&format!("shards={}", courier_io::DEFAULT_SHARDS)),
+        "{text}"
+    );
 }

@@ -76,13 +76,21 @@ fn device_fields(redis: &RedisServer, dev: &str) -> Vec<Option<String>> {
     let mut connection = redis::Client::open(redis.url())
         .and_then(|client| client.get_connection())
         .expect("redis connection");
-    redis::cmd("HMGET")
-        .arg(format!("courier:{{{SITE}:user_1}}:d:{dev}"))
-        .arg("conn")
-        .arg("at")
-        .arg("ttl")
+    // The device's state `conn|at|ttl|…` in its user's hash (io/REDIS-LAYOUT.md).
+    let shard = courier_io::shard_of("user_1", courier_io::DEFAULT_SHARDS);
+    let state: Option<String> = redis::cmd("HGET")
+        .arg(format!("courier:{{{SITE}:{shard}}}:user_1:u"))
+        .arg(format!("d:{dev}"))
         .query(&mut connection)
-        .expect("HMGET")
+        .expect("HGET");
+    let Some(state) = state else {
+        return vec![None, None, None];
+    };
+    state
+        .split('|')
+        .take(3)
+        .map(|field| Some(field.to_owned()))
+        .collect()
 }
 
 fn a_dead_nodes_devices_are_disconnected_since_its_heartbeat<R: Runtime>(runtime: R) {

@@ -26,6 +26,8 @@ on_both_runtimes!(
     recovers_after_a_flushing_restart,
     a_user_whose_devices_all_expired_has_no_groups,
     a_tls_url_to_a_plain_server_fails_cleanly,
+    a_store_of_another_layout_is_refused_with_both_named,
+    without_legacy_lists_a_join_is_one_round_trip,
 );
 
 const SITE: &str = "goodcity";
@@ -105,6 +107,15 @@ fn status(status: EnqueueStatus) -> StoreResult {
     }
 }
 
+/// The start of every key of one user room: `<prefix>:{<site>:<shard>}:<room>:`.
+fn user_keys(room: &str) -> String {
+    let shard = courier_io::shard_of(room, courier_io::DEFAULT_SHARDS);
+    format!(
+        "courier:{{{SITE}:{shard}}}:{}:",
+        courier_io::escape_key_part(room)
+    )
+}
+
 fn open<R: Runtime>(runtime: R, redis: &RedisServer) -> BlockingRedisStore<R> {
     BlockingRedisStore::open(runtime, &redis.url(), "courier").expect("store opens")
 }
@@ -182,9 +193,9 @@ fn connect_enqueue_and_ack<R: Runtime>(runtime: R) {
     let mut plain = redis.connection();
     let keys: Vec<String> = redis::cmd("KEYS").arg("*").query(&mut plain).expect("keys");
     assert!(
-        keys.iter()
-            .all(|k| k.starts_with("courier:{goodcity:user_1}:")
-                || k.starts_with("courier:{goodcity}:g:")),
+        keys.iter().all(|k| k.starts_with(&user_keys("user_1"))
+            || k.starts_with("courier:{goodcity}:g:")
+            || k == "courier:layout"),
         "{keys:?}"
     );
 }
@@ -297,7 +308,8 @@ fn disconnect_and_logical_expiry<R: Runtime>(runtime: R) {
         StoreResult::Done
     );
     let mut plain = redis.connection();
-    let device_key = "courier:{goodcity:user_1}:d:d1";
+    // The devices' state lives in the user's hash.
+    let device_key = &format!("{}u", user_keys("user_1"));
     let pttl: i64 = plain.pttl(device_key).expect("pttl");
     assert!(pttl > 0, "reclamation expiry set: {pttl}");
     let expire_at: i64 = redis::cmd("PEXPIRETIME")
@@ -326,7 +338,7 @@ fn disconnect_and_logical_expiry<R: Runtime>(runtime: R) {
         status(EnqueueStatus::UnknownUser)
     );
     let keys: Vec<String> = redis::cmd("KEYS").arg("*").query(&mut plain).expect("keys");
-    assert!(keys.is_empty(), "{keys:?}");
+    assert_eq!(keys, vec!["courier:layout".to_owned()]);
     assert_eq!(
         store.execute(connect("user_1", "d1", 3, None, T0 + 7000)),
         connected(vec![])
@@ -583,7 +595,10 @@ fn escapes_names_in_keys<R: Runtime>(runtime: R) {
     let keys: Vec<String> = redis::cmd("KEYS").arg("*").query(&mut plain).expect("keys");
     assert!(
         keys.iter()
-            .all(|k| k.starts_with("courier:{goodcity:user_%7B1%7D%3Ax%25}:")),
+            .filter(|k| *k != "courier:layout")
+            .all(|k| k.starts_with(&user_keys(room))
+                && k.starts_with("courier:{goodcity:")
+                && k.contains(":user_%7B1%7D%3Ax%25:")),
         "{keys:?}"
     );
 }
@@ -765,5 +780,246 @@ fn a_user_whose_devices_all_expired_has_no_groups<R: Runtime>(runtime: R) {
     assert_eq!(
         store.execute(enqueue("user_1", item(2, "e"), None, T0 + 1001)),
         stored(&[("b", Some(2))])
+    );
+}
+
+/// `execute_batch` groups by shard: a batch of many users over several shards, with every
+/// kind of command mixed, gives exactly what one-by-one execution gives, for several shard
+/// counts.
+#[test]
+fn a_batch_of_mixed_shards_and_kinds_matches_one_by_one_execution() {
+    let runtime = courier_smol::SmolRuntime::new();
+    let redis = RedisServer::start();
+    let limits = courier_core::gateway::store::BatchLimits {
+        max_items: 3,
+        max_bytes: 10_000,
+    };
+    let script = || {
+        let users: Vec<String> = (0..24).map(|i| format!("user_{i}")).collect();
+        let mut commands = Vec::new();
+        for (i, user) in users.iter().enumerate() {
+            let groups: &[&str] = if i % 3 == 0 {
+                &["staff"]
+            } else {
+                &["staff", "ops"]
+            };
+            commands.push(connect(user, "d1", i as u64, Some(groups), T0));
+            if i % 4 == 0 {
+                commands.push(connect(user, "d2", 100 + i as u64, None, T0));
+            }
+        }
+        commands.push(StoreCommand::ResolveGroups {
+            site: SITE.into(),
+            groups: vec!["ops".into()],
+            now_ms: T0,
+        });
+        for id in 1..=6u64 {
+            for (i, user) in users.iter().enumerate() {
+                let via: Option<&[&str]> = if (i + id as usize).is_multiple_of(2) {
+                    Some(&["ops"])
+                } else {
+                    None
+                };
+                commands.push(enqueue(
+                    user,
+                    item(id, if id % 2 == 0 { "a" } else { "b" }),
+                    via,
+                    T0,
+                ));
+            }
+            // Acks of the previous id interleaved with the next sends, resync for some.
+            for (i, user) in users.iter().enumerate().filter(|(i, _)| i % 3 != 1) {
+                let prev = id.saturating_sub(1).max(1);
+                commands.push(ack(
+                    user,
+                    "d1",
+                    if prev % 2 == 0 { "a" } else { "b" },
+                    prev,
+                    i % 5 == 0,
+                ));
+            }
+        }
+        for (i, user) in users.iter().enumerate() {
+            match i % 4 {
+                0 => commands.push(StoreCommand::AckBatch {
+                    device: device(user, "d2"),
+                    items: vec![("a".into(), 2), ("b".into(), 3), ("a".into(), 99)],
+                    now_ms: T0,
+                }),
+                1 => commands.push(StoreCommand::Disconnect {
+                    device: device(user, "d1"),
+                    socket: socket(i as u64),
+                    now_ms: T0 + 10,
+                    ttl_ms: 1000,
+                }),
+                2 => commands.push(StoreCommand::Connect {
+                    device: device(user, "d1"),
+                    socket: socket(200 + i as u64),
+                    groups: Some(vec!["staff".into()]),
+                    limits,
+                    now_ms: T0 + 20,
+                }),
+                _ => commands.push(StoreCommand::NextBatch {
+                    device: device(user, "d1"),
+                    socket: socket(i as u64),
+                    acked: vec![("b".into(), 1)],
+                    limits,
+                    now_ms: T0 + 20,
+                }),
+            }
+        }
+        commands.push(StoreCommand::ForgetGroupMember {
+            site: SITE.into(),
+            room: "user_1".into(),
+            groups: vec!["ops".into()],
+            now_ms: T0 + 30,
+        });
+        commands.push(check_epoch(5));
+        for (i, user) in users.iter().enumerate() {
+            commands.push(enqueue(user, item(50, "a"), Some(&["ops"]), T0 + 2000));
+            if i % 2 == 0 {
+                commands.push(StoreCommand::NextBatch {
+                    device: device(user, "d1"),
+                    socket: socket(200 + i as u64),
+                    acked: vec![("a".into(), 2), ("b".into(), 1)],
+                    limits,
+                    now_ms: T0 + 2000,
+                });
+            }
+        }
+        commands.push(StoreCommand::ResolveGroups {
+            site: SITE.into(),
+            groups: vec!["ops".into(), "staff".into()],
+            now_ms: T0 + 2000,
+        });
+        commands
+    };
+    for shards in [1, 3, 16] {
+        let batched = courier_io::RedisStore::open_sharded_in(
+            &runtime,
+            &redis.url(),
+            &format!("batched{shards}"),
+            shards,
+        )
+        .expect("store");
+        let mut single = BlockingRedisStore::open_sharded(
+            runtime.clone(),
+            &redis.url(),
+            &format!("single{shards}"),
+            shards,
+        )
+        .expect("store");
+        let one_by_one: Vec<StoreResult> =
+            script().into_iter().map(|c| single.execute(c)).collect();
+        let commands = script();
+        let mut pipelined = Vec::new();
+        // In batches the size of the gateway's store loop.
+        for chunk in commands.chunks(256) {
+            pipelined.extend(runtime.block_on(batched.execute_batch(chunk.to_vec())));
+        }
+        assert_eq!(pipelined.len(), one_by_one.len());
+        for (index, (p, s)) in pipelined.iter().zip(&one_by_one).enumerate() {
+            assert_eq!(p, s, "shards {shards}, command {index}");
+        }
+        assert!(
+            one_by_one
+                .iter()
+                .all(|r| !matches!(r, StoreResult::Failed(_)))
+        );
+        assert!(one_by_one.iter().any(|r| matches!(r, StoreResult::Resync)));
+    }
+}
+
+fn a_store_of_another_layout_is_refused_with_both_named<R: Runtime + Clone>(runtime: R) {
+    let redis = RedisServer::start();
+    let mut first = open(runtime.clone(), &redis);
+    assert_eq!(
+        first.execute(connect("user_1", "d1", 1, None, T0)),
+        connected(vec![])
+    );
+    let mut plain = redis.connection();
+    let layout: String = plain.get("courier:layout").expect("layout key");
+    assert_eq!(
+        layout,
+        format!(
+            "courier-store {} shards={} legacy=0",
+            courier_io::LAYOUT_VERSION,
+            courier_io::DEFAULT_SHARDS
+        )
+    );
+    let mut other = BlockingRedisStore::open_sharded(runtime.clone(), &redis.url(), "courier", 7)
+        .expect("store");
+    match other.execute(enqueue("user_1", item(1, "e"), None, T0)) {
+        StoreResult::Failed(text) => {
+            assert!(
+                text.contains(&format!("shards={}", courier_io::DEFAULT_SHARDS)),
+                "{text}"
+            );
+            assert!(text.contains("shards=7"), "{text}");
+            assert!(text.contains("redis.shards"), "{text}");
+        }
+        result => panic!("a store of another shard count must refuse: {result:?}"),
+    }
+    assert!(other.inner().layout_error().is_some());
+    match runtime.block_on(other.inner().check_layout()) {
+        Err(courier_io::LayoutError::Mismatch(_)) => {}
+        result => panic!("{result:?}"),
+    }
+    // Nothing was written by the refused store: the first one still sees only its device.
+    assert_eq!(
+        first.execute(enqueue("user_1", item(2, "e"), None, T0)),
+        stored(&[("d1", Some(1))])
+    );
+    // Another version is refused the same way; the message names what was found.
+    let _: () = plain
+        .set("courier:layout", "courier-store 1 shards=4 legacy=0")
+        .expect("set");
+    let mut third = open(runtime, &redis);
+    match third.execute(enqueue("user_1", item(3, "e"), None, T0)) {
+        StoreResult::Failed(text) => assert!(text.contains("courier-store 1 shards=4"), "{text}"),
+        result => panic!("{result:?}"),
+    }
+    // Put right (here: the key removed, as on a fresh Redis), the refusing store recovers.
+    let _: () = plain.del("courier:layout").expect("del");
+    assert_eq!(
+        third.execute(enqueue("user_1", item(4, "e"), None, T0)),
+        stored(&[("d1", Some(1))])
+    );
+}
+
+fn without_legacy_lists_a_join_is_one_round_trip<R: Runtime>(runtime: R) {
+    let redis = RedisServer::start();
+    let mut plain = redis.connection();
+    let mut store = open(runtime, &redis);
+    // The first command writes the layout key; no list of the original exists.
+    assert_eq!(
+        store.execute(connect("user_1", "d1", 1, Some(&["staff"]), T0)),
+        connected(vec![])
+    );
+    let layout: String = plain.get("courier:layout").expect("layout key");
+    assert!(layout.ends_with("legacy=0"), "{layout}");
+    let _: () = redis::cmd("CONFIG")
+        .arg("RESETSTAT")
+        .query(&mut plain)
+        .expect("resetstat");
+    assert_eq!(
+        store.execute(connect("user_2", "d1", 2, Some(&["staff"]), T0)),
+        connected(vec![])
+    );
+    let stats: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query(&mut plain)
+        .expect("info");
+    // One script call and the group-index update; no SCAN, no second script call.
+    assert!(stats.contains("cmdstat_evalsha:calls=1,"), "{stats}");
+    assert!(stats.contains("cmdstat_sadd:calls=1,"), "{stats}");
+    assert!(!stats.contains("cmdstat_scan"), "{stats}");
+    assert_eq!(
+        store.execute(StoreCommand::ResolveGroups {
+            site: SITE.into(),
+            groups: vec!["staff".into()],
+            now_ms: T0,
+        }),
+        StoreResult::Users(vec!["user_1".into(), "user_2".into()])
     );
 }

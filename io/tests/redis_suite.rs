@@ -15,7 +15,11 @@ use courier_core::gateway::store::suite::{LoseEverything, check_store};
 use courier_core::gateway::store::{Store, StoreCommand, StoreResult};
 use courier_io::{BlockingRedisStore, Runtime};
 
-on_both_runtimes!(redis_store_matches_the_model);
+on_both_runtimes!(
+    redis_store_matches_the_model,
+    with_one_shard_it_matches_the_model,
+    with_five_shards_it_matches_the_model,
+);
 
 /// The store under test plus a plain connection to empty the server behind its back.
 struct Flushable<R: Runtime> {
@@ -40,6 +44,19 @@ impl<R: Runtime> LoseEverything for Flushable<R> {
 /// 48 random command sequences; each case gets its own key prefix, so cases never see each
 /// other's data (a flush only ever meets the current case's keys: cases run one at a time).
 fn redis_store_matches_the_model<R: Runtime + Clone>(runtime: R) {
+    matches_the_model(runtime, courier_io::DEFAULT_SHARDS);
+}
+
+/// Every user in one shard: every command of a batch in one script call.
+fn with_one_shard_it_matches_the_model<R: Runtime + Clone>(runtime: R) {
+    matches_the_model(runtime, 1);
+}
+
+fn with_five_shards_it_matches_the_model<R: Runtime + Clone>(runtime: R) {
+    matches_the_model(runtime, 5);
+}
+
+fn matches_the_model<R: Runtime + Clone>(runtime: R, shards: u32) {
     let server = RedisServer::start();
     let url = server.url();
     let case = AtomicU32::new(0);
@@ -47,7 +64,7 @@ fn redis_store_matches_the_model<R: Runtime + Clone>(runtime: R) {
         || {
             let prefix = format!("suite{}", case.fetch_add(1, Ordering::Relaxed));
             Flushable {
-                store: BlockingRedisStore::open(runtime.clone(), &url, &prefix)
+                store: BlockingRedisStore::open_sharded(runtime.clone(), &url, &prefix, shards)
                     .expect("redis store opens"),
                 admin: server.connection(),
             }

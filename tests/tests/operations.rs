@@ -412,12 +412,20 @@ scenario!(devices_of_a_killed_node_count_as_disconnected, |bin| {
         before.value("courier_cluster_messages_total", &[("event", "published")]),
         "nothing is published to the dead node"
     );
-    // Both devices are recorded as disconnected since A's last heartbeat.
+    // Both devices are recorded as disconnected since A's last heartbeat: their state
+    // `conn|at|ttl|drn|imp|sock|events` in the user's hash (io/REDIS-LAYOUT.md), on whichever
+    // shard the user hashes to.
+    let user_hash = {
+        let keys = redis.keys(&format!("courier:{{{SITE}:*}}:user_1:u"));
+        assert_eq!(keys.len(), 1, "{keys:?}");
+        keys[0].clone()
+    };
     for device in ["d1", "d2"] {
-        let key = format!("courier:{{{SITE}:user_1}}:d:{device}");
-        let fields = redis
-            .cmd(&["HMGET", &key, "conn", "at", "ttl", "sock"])
-            .strings();
+        let state = redis
+            .cmd(&["HGET", &user_hash, &format!("d:{device}")])
+            .text()
+            .unwrap_or_default();
+        let fields: Vec<&str> = state.split('|').collect();
         assert_eq!(fields[0], "0", "{device}: {fields:?}");
         assert_eq!(
             fields[1],
@@ -426,7 +434,7 @@ scenario!(devices_of_a_killed_node_count_as_disconnected, |bin| {
         );
         assert_eq!(fields[2], "10000", "{device}: {fields:?}");
         assert!(
-            fields[3].starts_with(&format!("{dead_node}:")),
+            fields[5].starts_with(&format!("{dead_node}:")),
             "{fields:?}"
         );
     }
@@ -437,8 +445,7 @@ scenario!(devices_of_a_killed_node_count_as_disconnected, |bin| {
     back.ack_event(&batch, vec![]);
     // d2 never does: once A's last heartbeat is `device_ttl` (10 s) old, the next command that
     // touches the user forgets it and its queue.
-    let d2 = format!("courier:{{{SITE}:user_1}}:d:d2");
-    assert_eq!(redis.cmd(&["EXISTS", &d2]).int(), 1);
+    assert_eq!(redis.cmd(&["HEXISTS", &user_hash, "d:d2"]).int(), 1);
     assert!(wait_until(DEFAULT_TIMEOUT, || unix_ms()
         > last_heartbeat + 10_000 + 100));
     push(
@@ -447,19 +454,24 @@ scenario!(devices_of_a_killed_node_count_as_disconnected, |bin| {
     );
     let ev = back.expect_event("pruning");
     back.ack_event(&ev, vec![]);
-    assert_eq!(redis.cmd(&["EXISTS", &d2]).int(), 0, "d2 was pruned");
+    assert_eq!(
+        redis.cmd(&["HEXISTS", &user_hash, "d:d2"]).int(),
+        0,
+        "d2 was pruned"
+    );
+    let user_base = user_hash.trim_end_matches('u');
     assert_eq!(
         redis
-            .cmd(&[
-                "EXISTS",
-                &format!("courier:{{{SITE}:user_1}}:q:d2:after_crash")
-            ])
+            .cmd(&["EXISTS", &format!("{user_base}q:d2:after_crash")])
             .int(),
         0
     );
-    let members = redis
-        .cmd(&["SMEMBERS", &format!("courier:{{{SITE}:user_1}}:devices")])
-        .strings();
-    assert_eq!(members, vec!["d1".to_owned()]);
+    let devices: Vec<String> = redis
+        .cmd(&["HKEYS", &user_hash])
+        .strings()
+        .into_iter()
+        .filter(|field| field.starts_with("d:"))
+        .collect();
+    assert_eq!(devices, vec!["d:d1".to_owned()]);
     back.close();
 });

@@ -1,15 +1,18 @@
--- Shared helpers of every Courier store script (prepended to each). KEYS[1] is the user room's
--- key prefix `<prefix>:{E(site):E(room)}:`; every key a script touches starts with it, so the
--- whole script runs on one hash slot. Names inside keys are escaped (E) so that `:`, `{`, `}`
--- and `%` in a site, room, device or event can never make two names share a key.
-local base = KEYS[1]
+-- The shared part of Courier's store script: state of one user, expiry, queues. Every call of
+-- the script runs the commands of one shard (KEYS[1] = `<prefix>:{E(site):<shard>}:`); each
+-- command names the user's key base `<KEYS[1]>E(room):` (built by the store, so the room is
+-- never escaped here), and every key touched starts with KEYS[1]: one hash slot per call.
+-- Names inside keys are escaped (E) so that `:`, `{`, `}` and `%` in a site, room, device or
+-- event can never make two names share a key. Layout: io/REDIS-LAYOUT.md.
+-- Globals read once into locals: a script reads them on every use otherwise.
+local ARGV, redis, string, table, math = ARGV, redis, string, table, math
+local tonumber, ipairs, pairs, unpack = tonumber, ipairs, pairs, unpack
 local RECLAIM_MS = 60000
 
--- Node liveness, appended by the store to every script's arguments and taken off here, so each
--- script sees only its own ARGV: (node id, last heartbeat ms) pairs of the nodes known dead, their
--- count, the registry horizon (ms) and the device_ttl (ms) a device of a dead node gets.
--- A script cannot read the node registry (another hash slot), so the store passes what its
--- node last read from it.
+-- Node liveness, appended by the store to the arguments and taken off here: (node id, last
+-- heartbeat ms) pairs of the nodes known dead, their count, the registry horizon (ms) and the
+-- device_ttl (ms) a device of a dead node gets. A script cannot read the node registry
+-- (another hash slot), so the store passes what its node last read from it.
 local NODE_TIME_UNIT = 4194304 -- node ids carry their start time (Unix ms) above the low 22 bits
 local dead_nodes = {}
 local node_ttl = tonumber(table.remove(ARGV)) or 0
@@ -38,131 +41,193 @@ local function node_dead_since(sock)
 end
 
 local function esc(s)
+  if not string.find(s, '[%%:{}]') then return s end
   return (string.gsub(s, '[%%:{}]', function(c) return string.format('%%%02X', string.byte(c)) end))
+end
+
+local function unesc(s)
+  if not string.find(s, '%', 1, true) then return s end
+  return (string.gsub(s, '%%(%x%x)', function(h) return string.char(tonumber(h, 16)) end))
+end
+
+-- Redis's own clock (ms), read at most once per call.
+local redis_now_ms = nil
+local function redis_now()
+  if not redis_now_ms then
+    local t = redis.call('TIME')
+    redis_now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  end
+  return redis_now_ms
 end
 
 -- When Redis may reclaim a device's keys: a minute after its logical expiry, and never before
 -- `ttl` of Redis's own time has passed, so a caller whose `now_ms` lags (or a test moving time
 -- at will) never sees keys vanish before the store itself decides they expired.
 local function reclaim_at(logical_expiry, ttl)
-  local t = redis.call('TIME')
-  local redis_now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
   -- Clamped to 2^53 ms (far future) so the argument stays an exact integer for any ttl.
-  return math.min(math.max(logical_expiry, redis_now + ttl) + RECLAIM_MS, 9007199254740991)
+  return math.min(math.max(logical_expiry, redis_now() + ttl) + RECLAIM_MS, 9007199254740991)
 end
 
-local function device_key(dev) return base .. 'd:' .. esc(dev) end
-local function index_key(dev) return base .. 'x:' .. esc(dev) end
-local function queue_key(dev, event) return base .. 'q:' .. esc(dev) .. ':' .. esc(event) end
-local devices_key = base .. 'devices'
-local groups_key = base .. 'groups'
+local function user_key(ub) return ub .. 'u' end
+local function queue_key(ub, edev, eevent) return ub .. 'q:' .. edev .. ':' .. eevent end
 
--- Marks a device disconnected at `at` with `ttl`, and when Redis may reclaim its keys.
-local function mark_disconnected(dev, at, ttl)
-  local dkey = device_key(dev)
-  redis.call('HSET', dkey, 'conn', '0', 'at', string.format('%d', at), 'ttl', string.format('%d', ttl))
+-- A device's state, one field `d:<device>` of the user hash:
+-- `conn|at|ttl|drn|imp|sock|events` — conn `1`/`0`; at = disconnect time (ms); ttl = device_ttl
+-- (ms) given at that disconnect (0: keep); drn `1` while a connected device drains its backlog;
+-- imp `1` once the original's lists were imported; sock = latest socket "<node>:<socket>";
+-- events = E(event) of its queues joined by `:` (a superset: an emptied queue stays listed
+-- until a read of the backlog finds it empty, so acks never rewrite the state).
+local function parse_state(text)
+  local conn, at, ttl, drn, imp, sock, events =
+    string.match(text, '^(%d)|(%d*)|(%d*)|(%d?)|(%d?)|([^|]*)|(.*)$')
+  if not conn then return nil end
+  local st = { conn = conn, at = tonumber(at) or 0, ttl = tonumber(ttl) or 0, drn = drn == '1',
+    imp = imp == '1', sock = sock, ev = events }
+  return st
+end
+
+local function pack_state(st)
+  -- `%.0f`: times are doubles here, exact below 2^53 and never negative (`%d` overflows past 2^63).
+  return table.concat({ st.conn, string.format('%.0f', st.at), string.format('%.0f', st.ttl),
+    st.drn and '1' or '0', st.imp and '1' or '0', st.sock, st.ev }, '|')
+end
+
+local function save_state(ub, dev, st)
+  redis.call('HSET', user_key(ub), 'd:' .. dev, pack_state(st))
+end
+
+-- Lists `eevent` among the device's queues; true when it was not listed yet.
+local function add_event(st, eevent)
+  if st.ev == '' then
+    st.ev = eevent
+    return true
+  end
+  if string.find(':' .. st.ev .. ':', ':' .. eevent .. ':', 1, true) then return false end
+  st.ev = st.ev .. ':' .. eevent
+  return true
+end
+
+-- The device's events (E(event) each), split from the state only when needed.
+local function events_of(st)
+  local events = {}
+  for e in string.gmatch(st.ev, '[^:]+') do events[#events + 1] = e end
+  return events
+end
+
+-- Marks a device disconnected at `at` with `ttl` (saved), and when Redis may reclaim its queues.
+local function mark_disconnected(ub, dev, st, at, ttl)
+  st.conn, st.at, st.ttl, st.drn = '0', at, ttl, false
+  save_state(ub, dev, st)
   if ttl > 0 then
     local reclaim = reclaim_at(at + ttl, ttl)
-    local index = index_key(dev)
-    redis.call('PEXPIREAT', dkey, reclaim)
-    for _, event in ipairs(redis.call('SMEMBERS', index)) do
-      redis.call('PEXPIREAT', queue_key(dev, event), reclaim)
+    local edev = esc(dev)
+    for _, e in ipairs(events_of(st)) do
+      redis.call('PEXPIREAT', queue_key(ub, edev, e), reclaim)
     end
-    redis.call('PEXPIREAT', index, reclaim)
   end
 end
 
--- 'absent', 'expired', 'connected' or 'disconnected', plus the recorded fields
--- (conn, at, ttl, sock, drn: '1' while a connected device is draining its backlog). A device
--- whose socket's node is dead is disconnected since that node's last heartbeat (recorded so,
--- once).
-local function device_state(dev, now)
-  local f = redis.call('HMGET', device_key(dev), 'conn', 'at', 'ttl', 'sock', 'drn')
-  if not f[1] then return 'absent', f end
-  if f[1] == '1' then
-    local since = node_dead_since(f[4])
-    if not since then return 'connected', f end
-    mark_disconnected(dev, since, node_ttl)
-    f[1], f[2], f[3] = '0', string.format('%d', since), string.format('%d', node_ttl)
+-- Deletes a device's queues and its state.
+local function forget_device(ub, dev, st)
+  local edev = esc(dev)
+  for _, e in ipairs(events_of(st)) do
+    redis.call('DEL', queue_key(ub, edev, e))
   end
-  local ttl = tonumber(f[3]) or 0
-  if ttl > 0 and now > (tonumber(f[2]) or 0) + ttl then return 'expired', f end
-  return 'disconnected', f
+  redis.call('HDEL', user_key(ub), 'd:' .. dev)
 end
 
--- Deletes a device, its queues and its registration.
-local function forget_device(dev)
-  local index = index_key(dev)
-  for _, event in ipairs(redis.call('SMEMBERS', index)) do
-    redis.call('DEL', queue_key(dev, event))
+-- 'absent', 'connected' or 'disconnected' for a device whose state text is `text` (nil when
+-- it has none), forgetting it when it expired. A connected device whose socket's node is dead
+-- is disconnected since that node's last heartbeat (recorded so, once).
+local function live_state(ub, dev, text, now)
+  if not text then return 'absent', nil end
+  local st = parse_state(text)
+  if not st then
+    redis.call('HDEL', user_key(ub), 'd:' .. dev)
+    return 'absent', nil
   end
-  redis.call('DEL', index, device_key(dev))
-  redis.call('SREM', devices_key, dev)
+  if st.conn == '1' then
+    local since = node_dead_since(st.sock)
+    if not since then return 'connected', st end
+    mark_disconnected(ub, dev, st, since, node_ttl)
+  end
+  if st.ttl > 0 and now > st.at + st.ttl then
+    forget_device(ub, dev, st)
+    return 'absent', nil
+  end
+  return 'disconnected', st
 end
 
--- The state of a device after forgetting it if it expired.
-local function live_state(dev, now)
-  local state, f = device_state(dev, now)
-  if state == 'expired' then
-    forget_device(dev)
-    return 'absent', f
+-- The user hash as { devices = { [dev] = state text }, groups = { [group] = true }, order = {
+-- devices } } (in the hash's order: results are sorted by the store).
+local function read_user(ub)
+  local flat = redis.call('HGETALL', user_key(ub))
+  local devices, groups, order = {}, {}, {}
+  for i = 1, #flat, 2 do
+    local field = flat[i]
+    local kind = string.byte(field, 1)
+    if kind == 100 then -- 'd:<device>'
+      local name = string.sub(field, 3)
+      devices[name] = flat[i + 1]
+      order[#order + 1] = name
+    elseif kind == 103 then -- 'g:<group>'
+      groups[string.sub(field, 3)] = true
+    end
   end
-  if state == 'absent' then
-    -- A device hash reclaimed by Redis leaves its index behind: clean up.
-    forget_device(dev)
-  end
-  return state, f
+  return { devices = devices, groups = groups, order = order }
 end
 
--- Removes the member of `queue` carrying flake id `padded`; true when one was removed.
-local function remove_id(dev, event, id, padded)
-  local queue = queue_key(dev, event)
+-- Removes the member of a queue carrying flake id `padded`; true when one was removed.
+local function remove_id(queue, id, padded)
   local prefix = padded .. ':'
   for _, member in ipairs(redis.call('ZRANGEBYSCORE', queue, id, id)) do
     if string.sub(member, 1, #prefix) == prefix then
       redis.call('ZREM', queue, member)
-      if redis.call('EXISTS', queue) == 0 then
-        redis.call('SREM', index_key(dev), event)
-      end
       return true
     end
   end
   return false
 end
 
--- Reclamation deadline of the user's shared sets: none while a device is connected or kept
--- forever; otherwise the latest logical expiry of its devices plus the margin.
-local function refresh_user_expiry()
+-- Reclamation deadline of the user hash: none while a device is connected or kept forever;
+-- otherwise the latest reclamation deadline of its devices.
+local function refresh_user_expiry(ub, user)
   local latest = 0
-  for _, dev in ipairs(redis.call('SMEMBERS', devices_key)) do
-    local f = redis.call('HMGET', device_key(dev), 'conn', 'at', 'ttl')
-    local ttl = tonumber(f[3]) or 0
-    if f[1] == '1' or ttl == 0 then
-      redis.call('PERSIST', devices_key)
-      redis.call('PERSIST', groups_key)
-      return
+  for _, dev in ipairs(user.order) do
+    local st = parse_state(user.devices[dev])
+    if st then
+      if st.conn == '1' or st.ttl == 0 then
+        redis.call('PERSIST', user_key(ub))
+        return
+      end
+      local expiry = reclaim_at(st.at + st.ttl, st.ttl)
+      if expiry > latest then latest = expiry end
     end
-    local expiry = reclaim_at((tonumber(f[2]) or 0) + ttl, ttl)
-    if expiry > latest then latest = expiry end
   end
-  if latest > 0 then
-    redis.call('PEXPIREAT', devices_key, latest)
-    redis.call('PEXPIREAT', groups_key, latest)
-  end
+  if latest > 0 then redis.call('PEXPIREAT', user_key(ub), latest) end
 end
 
 -- Appends the next `_batch` piece of a device to `out` as (event, member) pairs: the head of
 -- its queues in flake-id order across events (ties by event name), at most `max_items` items
 -- and `max_bytes` bytes of items (JSON length + 1 each), never empty while anything is queued
 -- (courier_core::gateway::batch::BatchLimits::admits). A merge that reads one member ahead per
--- event, so it never loads more than the piece. Returns true when items remain after it.
-local function read_piece(dev, max_items, max_bytes, out)
-  local events = redis.call('SMEMBERS', index_key(dev))
-  table.sort(events)
-  local heads, pos = {}, {}
-  for i, event in ipairs(events) do
+-- event, so it never loads more than the piece. Drops events whose queue is empty from the
+-- state (the caller saves it). Returns true when items remain after the piece.
+local function read_piece(ub, dev, st, max_items, max_bytes, out)
+  local edev = esc(dev)
+  local events, heads, pos, kept = {}, {}, {}, {}
+  for _, e in ipairs(events_of(st)) do
+    local head = redis.call('ZRANGE', queue_key(ub, edev, e), 0, 0)[1]
+    if head then
+      kept[#kept + 1] = e
+      events[#events + 1] = { raw = unesc(e), e = e, head = head }
+    end
+  end
+  st.ev = table.concat(kept, ':')
+  table.sort(events, function(a, b) return a.raw < b.raw end)
+  for i, ev in ipairs(events) do
     pos[i] = 0
-    heads[i] = redis.call('ZRANGE', queue_key(dev, event), 0, 0)[1]
+    heads[i] = ev.head
   end
   local count, bytes = 0, 0
   while true do
@@ -179,18 +244,9 @@ local function read_piece(dev, max_items, max_bytes, out)
     if count > 0 and (count >= max_items or bytes + len + 1 > max_bytes) then return true end
     count = count + 1
     bytes = bytes + len + 1
-    table.insert(out, events[best])
-    table.insert(out, member)
+    out[#out + 1] = events[best].raw
+    out[#out + 1] = member
     pos[best] = pos[best] + 1
-    heads[best] = redis.call('ZRANGE', queue_key(dev, events[best]), pos[best], pos[best])[1]
-  end
-end
-
--- Sets or clears the draining mark of a connected device.
-local function set_draining(dev, draining)
-  if draining then
-    redis.call('HSET', device_key(dev), 'drn', '1')
-  else
-    redis.call('HDEL', device_key(dev), 'drn')
+    heads[best] = redis.call('ZRANGE', queue_key(ub, edev, events[best].e), pos[best], pos[best])[1]
   end
 end

@@ -74,18 +74,23 @@ pub(super) fn parse_socket(text: &[u8]) -> Option<SocketRef> {
     })
 }
 
-/// `(imported, old_groups, items in id order)`.
-/// A Connect reply: `{ imported, n_old_groups, old_groups..., more, event1, member1, ... }`.
-pub(super) fn parse_connected(reply: &[Vec<u8>]) -> Option<(bool, Vec<String>, StoreResult)> {
+/// A Connect reply `{ imported, more, event1, member1, ... }`: whether the device was imported
+/// and the first piece (empty when not imported).
+pub(super) fn parse_connected(reply: &[Vec<u8>]) -> Option<(bool, StoreResult)> {
     let imported = reply.first()? == b"1";
-    let n_old: usize = std::str::from_utf8(reply.get(1)?).ok()?.parse().ok()?;
-    let old_groups = reply
-        .get(2..2 + n_old)?
-        .iter()
-        .map(|g| String::from_utf8(g.clone()).ok())
-        .collect::<Option<Vec<_>>>()?;
-    let piece = parse_piece(reply.get(2 + n_old..)?)?;
-    Some((imported, old_groups, piece))
+    let piece = parse_piece(reply.get(1..)?)?;
+    Some((imported, piece))
+}
+
+/// The shard (of `shards`) a user room belongs to: FNV-1a (32 bits) of its name. Fixed for a
+/// layout: changing it (or the count) moves every user, which the layout version guards.
+pub fn shard_of(room: &str, shards: u32) -> u32 {
+    let mut hash: u32 = 0x811c_9dc5;
+    for byte in room.bytes() {
+        hash ^= u32::from(byte);
+        hash = hash.wrapping_mul(0x0100_0193);
+    }
+    hash % shards.max(1)
 }
 
 /// A `_batch` piece: `{ more ("1"/"0"), event1, member1, ... }`, already in id order.
@@ -140,6 +145,19 @@ pub(super) fn protocol_error(what: &'static str) -> RedisError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn users_spread_over_the_shards_and_stay_put() {
+        assert_eq!(shard_of("user_1", 1), 0);
+        // The hash is part of the layout: these values must never change.
+        assert_eq!(shard_of("", 16), 0x811c_9dc5 % 16);
+        assert_eq!(shard_of("user_1", 16), shard_of("user_1", 16));
+        let mut seen = [0u32; 16];
+        for i in 0..1600 {
+            seen[shard_of(&format!("user_{i}"), 16) as usize] += 1;
+        }
+        assert!(seen.iter().all(|&n| (50..=150).contains(&n)), "{seen:?}");
+    }
 
     #[test]
     fn escapes_separators_and_hash_tag_braces() {

@@ -1,12 +1,17 @@
-//! The Redis store: executes [`StoreCommand`]s as one Lua script each (EVALSHA) on one hash
-//! slot. The layout is documented in `io/REDIS-LAYOUT.md`; the semantics are the store contract
-//! of `courier_core::gateway::store` (logical expiry decided from `now_ms`, never from Redis's
+//! The Redis store: executes [`StoreCommand`]s on Redis with one Lua script (EVALSHA) per
+//! shard touched. Users are hashed into a fixed number of shards per site (one hash tag each);
+//! the commands that queued up for one pipeline are grouped by shard, so a `/send` to N users
+//! or N acknowledgements cost one script call per shard, not N. The layout is documented in
+//! `io/REDIS-LAYOUT.md`; the semantics are the store contract of
+//! `courier_core::gateway::store` (logical expiry decided from `now_ms`, never from Redis's
 //! clock; `PEXPIREAT` only reclaims memory, a minute after the logical expiry).
 //!
-//! Failures (Redis down, timeout, script error) become [`StoreResult::Failed`]; the connection
-//! manager reconnects in the background, so the next command works again once Redis is back.
+//! Failures (Redis down, timeout, script error, a layout of another version) become
+//! [`StoreResult::Failed`]; the connection manager reconnects in the background, so the next
+//! command works again once Redis is back.
 
 mod keys;
+mod layout;
 mod pipeline;
 
 use std::fmt;
@@ -15,21 +20,21 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
-use courier_core::gateway::store::{
-    BatchLimits, DeviceKey, SocketRef, Store, StoreCommand, StoreResult,
-};
+use courier_core::gateway::store::{DeviceKey, Store, StoreCommand, StoreResult};
 use redis::aio::ConnectionManager;
 use redis::{AsyncCommands, RedisError, Script};
 
 use crate::runtime::Runtime;
-pub use keys::escape;
-use keys::{
-    glob_escape, member, parse_connected, parse_piece, protocol_error, socket_text,
-    split_legacy_entry,
-};
+pub use keys::{escape, shard_of};
+use keys::{glob_escape, member, split_legacy_entry};
+pub use layout::{LAYOUT_VERSION, LayoutError};
 
 /// Default key prefix.
 pub const DEFAULT_PREFIX: &str = "courier";
+/// Default number of shards per site (`redis.shards`, io/REDIS-LAYOUT.md "Shards, and why").
+pub const DEFAULT_SHARDS: u32 = courier_core::gateway::config::DEFAULT_REDIS_SHARDS;
+/// The most shards per site `redis.shards` accepts.
+pub const MAX_SHARDS: u32 = courier_core::gateway::config::MAX_REDIS_SHARDS;
 /// Node ids carry their start time (Unix ms) above this many low random bits, so that a store
 /// script can tell a node pruned from the registry long ago (dead) from one started since the
 /// registry was last read (alive). `common.lua` divides by `2^NODE_ID_RANDOM_BITS`.
@@ -43,54 +48,12 @@ pub fn node_id(start_unix_ms: u64, random: u64) -> u64 {
 /// How many SCAN calls a legacy import may make for one device (COUNT 1000 each).
 const LEGACY_SCAN_CALLS: usize = 1000;
 
-macro_rules! script_code {
-    ($file:literal) => {
-        concat!(
-            include_str!("../lua/common.lua"),
-            "\n",
-            include_str!(concat!("../lua/", $file))
-        )
-    };
-}
-
-const CONNECT: &str = script_code!("connect.lua");
-const IMPORT: &str = script_code!("import.lua");
-const DISCONNECT: &str = script_code!("disconnect.lua");
-const ENQUEUE: &str = script_code!("enqueue.lua");
-const ACK: &str = script_code!("ack.lua");
-const ACK_BATCH: &str = script_code!("ack_batch.lua");
-const NEXT_BATCH: &str = script_code!("next_batch.lua");
-
-struct Scripts {
-    connect: Script,
-    import: Script,
-    disconnect: Script,
-    enqueue: Script,
-    ack: Script,
-    ack_batch: Script,
-    next_batch: Script,
-}
-
-impl Scripts {
-    fn new() -> Scripts {
-        Scripts {
-            connect: Script::new(CONNECT),
-            import: Script::new(IMPORT),
-            disconnect: Script::new(DISCONNECT),
-            enqueue: Script::new(ENQUEUE),
-            ack: Script::new(ACK),
-            ack_batch: Script::new(ACK_BATCH),
-            next_batch: Script::new(NEXT_BATCH),
-        }
-    }
-
-    /// The text of every script, for `SCRIPT LOAD`.
-    fn all_code(&self) -> [&'static str; 7] {
-        [
-            CONNECT, IMPORT, DISCONNECT, ENQUEUE, ACK, ACK_BATCH, NEXT_BATCH,
-        ]
-    }
-}
+/// The store script: the shared part, then the commands and the dispatcher.
+const STORE_SCRIPT: &str = concat!(
+    include_str!("../lua/common.lua"),
+    "\n",
+    include_str!("../lua/commands.lua")
+);
 
 /// Executes store commands on Redis. Cheap to clone (clones share the connection).
 #[derive(Clone)]
@@ -98,11 +61,51 @@ pub struct RedisStore {
     connection: ConnectionManager,
     client: redis::Client,
     prefix: String,
-    scripts: Arc<Scripts>,
-    /// Whether Redis is known to hold every script (see `pipeline`).
-    scripts_loaded: Arc<AtomicBool>,
+    shards: u32,
+    script: Arc<Script>,
+    state: Arc<StoreState>,
     /// What this node last read from the node registry, passed to every script.
     liveness: Arc<Mutex<Liveness>>,
+}
+
+/// What a store learns from Redis and shares among its clones.
+#[derive(Debug, Default)]
+struct StoreState {
+    /// Whether Redis is known to hold the script (see `pipeline`).
+    script_loaded: AtomicBool,
+    /// The outcome of the last layout check: `None` before one (or after a connection failure),
+    /// `Ok(legacy)` when the layout matches, `Err(message)` when it does not.
+    layout: Mutex<Option<Result<bool, String>>>,
+}
+
+impl StoreState {
+    fn layout(&self) -> Option<Result<bool, String>> {
+        self.layout
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn set_layout(&self, outcome: Result<bool, String>) {
+        let mut layout = self.layout.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Err(text) = &outcome {
+            // Logged once per change, not with every failed command.
+            if !matches!(&*layout, Some(Err(old)) if old == text) {
+                tracing::error!(target: "courier", "{text}");
+            }
+        }
+        *layout = Some(outcome);
+    }
+
+    /// After a connection failure: check the layout again before the next command (Redis may
+    /// have come back empty, or be another server). A mismatch stays until a check clears it.
+    fn connection_lost(&self) {
+        self.script_loaded.store(false, Ordering::Release);
+        let mut layout = self.layout.lock().unwrap_or_else(PoisonError::into_inner);
+        if matches!(&*layout, Some(Ok(_))) {
+            *layout = None;
+        }
+    }
 }
 
 /// What the scripts need to know about dead nodes (see `io/REDIS-LAYOUT.md`, "Node liveness").
@@ -139,15 +142,28 @@ impl fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisStore")
             .field("prefix", &self.prefix)
+            .field("shards", &self.shards)
             .finish_non_exhaustive()
     }
 }
 
 impl RedisStore {
-    /// A store on the Redis at `url` with key prefix `prefix`. Connects lazily: Redis may be
-    /// down now; commands fail until it is up. Must be called inside the runtime (the redis
-    /// crate spawns its connection task there). Fails only on a malformed URL.
+    /// A store on the Redis at `url` with key prefix `prefix` and [`DEFAULT_SHARDS`] shards per
+    /// site. See [`RedisStore::open_sharded`].
     pub fn open(url: &str, prefix: &str) -> Result<RedisStore, String> {
+        RedisStore::open_sharded(url, prefix, DEFAULT_SHARDS)
+    }
+
+    /// A store on the Redis at `url` with key prefix `prefix` and `shards` shards per site
+    /// (1 to [`MAX_SHARDS`]). Connects lazily: Redis may be down now; commands fail until it is
+    /// up. Must be called inside the runtime (the redis crate spawns its connection task
+    /// there). Fails only on a malformed URL or shard count.
+    pub fn open_sharded(url: &str, prefix: &str, shards: u32) -> Result<RedisStore, String> {
+        if !(1..=MAX_SHARDS).contains(&shards) {
+            return Err(format!(
+                "redis shards must be from 1 to {MAX_SHARDS}, got {shards}"
+            ));
+        }
         let client =
             redis::Client::open(url).map_err(|error| format!("redis URL {url:?}: {error}"))?;
         let config = redis::aio::ConnectionManagerConfig::new()
@@ -161,8 +177,9 @@ impl RedisStore {
             connection,
             client,
             prefix: prefix.to_owned(),
-            scripts: Arc::new(Scripts::new()),
-            scripts_loaded: Arc::new(AtomicBool::new(false)),
+            shards,
+            script: Arc::new(Script::new(STORE_SCRIPT)),
+            state: Arc::new(StoreState::default()),
             liveness: Arc::new(Mutex::new(Liveness::default())),
         })
     }
@@ -185,6 +202,16 @@ impl RedisStore {
         runtime.block_on(async { RedisStore::open(url, prefix) })
     }
 
+    /// [`RedisStore::open_sharded`] inside `runtime`.
+    pub fn open_sharded_in<R: Runtime>(
+        runtime: &R,
+        url: &str,
+        prefix: &str,
+        shards: u32,
+    ) -> Result<RedisStore, String> {
+        runtime.block_on(async { RedisStore::open_sharded(url, prefix, shards) })
+    }
+
     /// The client (for the cluster bus's subscriber connection).
     pub(crate) fn client(&self) -> &redis::Client {
         &self.client
@@ -200,123 +227,18 @@ impl RedisStore {
         &self.prefix
     }
 
+    /// Why store commands fail although Redis answers: the layout it holds is not this node's
+    /// (see [`RedisStore::check_layout`]). `None` while no mismatch is known.
+    pub fn layout_error(&self) -> Option<String> {
+        self.state.layout().and_then(Result::err)
+    }
+
     /// Runs one command; errors become [`StoreResult::Failed`].
     pub async fn execute(&self, command: StoreCommand) -> StoreResult {
         let mut results = self.execute_batch(vec![command]).await;
         results
             .pop()
             .unwrap_or_else(|| StoreResult::Failed("no result".to_owned()))
-    }
-
-    /// Runs commands in order; one result per command, in order. Consecutive commands other
-    /// than `Connect` share one pipelined round trip; a `Connect` (several steps) runs alone.
-    pub async fn execute_batch(&self, commands: Vec<StoreCommand>) -> Vec<StoreResult> {
-        let mut results = Vec::with_capacity(commands.len());
-        let mut run = Vec::new();
-        for command in commands {
-            if let StoreCommand::Connect {
-                device,
-                socket,
-                groups,
-                limits,
-                now_ms,
-            } = command
-            {
-                if !run.is_empty() {
-                    results.extend(self.execute_pipelined(std::mem::take(&mut run)).await);
-                }
-                let result = self.connect(device, socket, groups, limits, now_ms).await;
-                results.push(result.unwrap_or_else(|error| StoreResult::Failed(error.to_string())));
-            } else {
-                run.push(command);
-            }
-        }
-        if !run.is_empty() {
-            results.extend(self.execute_pipelined(run).await);
-        }
-        results
-    }
-
-    fn scripts_loaded(&self) -> bool {
-        self.scripts_loaded.load(Ordering::Acquire)
-    }
-
-    fn set_scripts_loaded(&self, loaded: bool) {
-        self.scripts_loaded.store(loaded, Ordering::Release);
-    }
-
-    async fn connect(
-        &self,
-        device: DeviceKey,
-        socket: SocketRef,
-        groups: Option<Vec<String>>,
-        limits: BatchLimits,
-        now_ms: u64,
-    ) -> Result<StoreResult, RedisError> {
-        let mut connection = self.connection.clone();
-        let mut invocation =
-            self.piece_invocation(&self.scripts.connect, &device, socket, limits, now_ms);
-        match &groups {
-            None => invocation.arg("0"),
-            Some(groups) => invocation.arg("1").arg(groups),
-        };
-        invocation.arg(self.liveness_args());
-        let reply: Vec<Vec<u8>> = invocation.invoke_async(&mut connection).await?;
-        let (imported, _previous_groups, piece) =
-            parse_connected(&reply).ok_or_else(|| protocol_error("connect reply"))?;
-
-        if let Some(groups) = groups.as_ref().filter(|groups| !groups.is_empty()) {
-            // The group index lives on the site's slot: a second, pipelined step. It is a hint
-            // (Enqueue re-checks membership), so a failure here loses nothing. Entries of groups
-            // the user left stay until a send finds them stale and the gateway sends
-            // `ForgetGroupMember` — the model's rule, so every store resolves groups alike.
-            let mut pipe = redis::pipe();
-            for group in groups {
-                pipe.sadd(self.group_key(&device.site, group), &device.room)
-                    .ignore();
-            }
-            let indexed: Result<(), RedisError> = pipe.query_async(&mut connection).await;
-            if let Err(error) = indexed {
-                // The connect itself happened; the index is a hint that the next auth repairs.
-                tracing::warn!(target: "courier", error = %error, "group index update failed");
-            }
-        }
-        if imported {
-            return Ok(piece);
-        }
-        // Not imported yet: the script left the device draining with no piece. Import the
-        // original's lists, then read the first piece from everything now queued (nothing was
-        // delivered live meanwhile, so nothing is read twice).
-        if let Err(error) = self.import_legacy(&device).await {
-            // The lists stay where they are and the device stays unmarked: the next connect
-            // imports them.
-            tracing::warn!(target: "courier", error = %error, "legacy queue import failed");
-        }
-        let mut invocation =
-            self.piece_invocation(&self.scripts.next_batch, &device, socket, limits, now_ms);
-        invocation.arg(self.liveness_args());
-        let reply: Vec<Vec<u8>> = invocation.invoke_async(&mut connection).await?;
-        parse_piece(&reply).ok_or_else(|| protocol_error("next batch reply"))
-    }
-
-    /// `script` on the device's slot with the arguments `connect.lua` and `next_batch.lua`
-    /// start with: device, socket, now_ms, max_items, max_bytes.
-    fn piece_invocation<'a>(
-        &self,
-        script: &'a Script,
-        device: &DeviceKey,
-        socket: SocketRef,
-        limits: BatchLimits,
-        now_ms: u64,
-    ) -> redis::ScriptInvocation<'a> {
-        let mut invocation = script.key(self.user_base(&device.site, &device.room));
-        invocation
-            .arg(&device.device)
-            .arg(socket_text(socket))
-            .arg(now_ms)
-            .arg(limits.max_items)
-            .arg(limits.max_bytes);
-        invocation
     }
 
     /// Moves the original's lists `/<site>:socket.io:<room>:<device>:<event>` of `<id>:<json>`
@@ -373,25 +295,38 @@ impl RedisStore {
                 pairs.push((event.to_owned(), member(id, json)));
             }
         }
-        let mut invocation = self
-            .scripts
-            .import
-            .key(self.user_base(&device.site, &device.room));
-        invocation.arg(&device.device);
+        let mut cmd = self.evalsha(&device.site, &device.room);
+        cmd.arg("I")
+            .arg(2 + 2 * pairs.len())
+            .arg(self.user_base(&device.site, &device.room))
+            .arg(&device.device);
         for (event, member) in &pairs {
-            invocation.arg(event).arg(member);
+            cmd.arg(event).arg(member);
         }
-        invocation.arg(self.liveness_args());
-        let _: i64 = invocation.invoke_async(&mut connection).await?;
+        cmd.arg(self.liveness_args());
+        let added: Vec<i64> = self.load_and_run(cmd).await?;
+        if added.first().is_some_and(|&added| added < 0) {
+            // The device is gone (forgotten since its connect): the lists stay for its next
+            // connect, which imports them.
+            return Ok(());
+        }
         if !keys.is_empty() {
             let () = connection.del(&keys).await?;
         }
         Ok(())
     }
 
-    /// `<prefix>:{E(site):E(room)}:` — the start of every key of one user room.
+    /// `<prefix>:{E(site):<shard>}:` — the start of every key of one shard (its hash tag).
+    fn shard_base(&self, site: &str, shard: u32) -> String {
+        format!("{}:{{{}:{shard}}}:", self.prefix, escape(site))
+    }
+
+    /// `<prefix>:{E(site):<shard>}:E(room):` — the start of every key of one user room.
     fn user_base(&self, site: &str, room: &str) -> String {
-        format!("{}:{{{}:{}}}:", self.prefix, escape(site), escape(room))
+        let mut base = self.shard_base(site, shard_of(room, self.shards));
+        base.push_str(&escape(room));
+        base.push(':');
+        base
     }
 
     /// `<prefix>:epoch` — the store's epoch (see `StoreCommand::CheckEpoch`).
@@ -423,7 +358,12 @@ impl<R: Runtime> fmt::Debug for BlockingRedisStore<R> {
 impl<R: Runtime> BlockingRedisStore<R> {
     /// Opens a store (see [`RedisStore::open`]) on `runtime`.
     pub fn open(runtime: R, url: &str, prefix: &str) -> Result<Self, String> {
-        let store = runtime.block_on(async { RedisStore::open(url, prefix) })?;
+        BlockingRedisStore::open_sharded(runtime, url, prefix, DEFAULT_SHARDS)
+    }
+
+    /// Opens a store with `shards` shards per site (see [`RedisStore::open_sharded`]).
+    pub fn open_sharded(runtime: R, url: &str, prefix: &str, shards: u32) -> Result<Self, String> {
+        let store = runtime.block_on(async { RedisStore::open_sharded(url, prefix, shards) })?;
         Ok(BlockingRedisStore { runtime, store })
     }
 

@@ -1,184 +1,245 @@
-//! Runs of single-step store commands as one pipelined round trip.
+//! A batch of store commands as one pipelined round trip, grouped by shard.
 //!
-//! Every command except `Connect` is one script call (or, for the group index and the epoch,
-//! plain commands) whose outcome does not depend on a reply the store must see first, so a run of them
-//! goes out as one pipeline, in order, and Redis executes them in that order. Errors stay per
-//! command (`ignore_errors`): a failed command is [`StoreResult::Failed`] and nothing of it
-//! happened; the others are unaffected.
+//! The commands on users' keys (`Connect`, `NextBatch`, `Disconnect`, `Enqueue`, `Ack`,
+//! `AckBatch`) of one batch go out as one script call per shard touched, each carrying that
+//! shard's commands in batch order; the script answers one result per command. Shards share no
+//! key, so running each shard's commands together gives exactly what running the batch one by
+//! one gives. The commands on other slots (`ResolveGroups`, `ForgetGroupMember` on the site's
+//! group index, `CheckEpoch`) are barriers: the shard calls gathered before one go out before
+//! it, so it sees every effect of the commands before it, and the commands after it run after.
+//! A `Connect`'s group-index update (`SADD` on the site's slot) follows its segment's shard
+//! calls, in the same pipeline: a join is one round trip.
 //!
-//! Scripts run by `EVALSHA`. A pipeline cannot load a missing script and retry in place without
-//! reordering, so the store loads all its scripts at the head of the pipeline whenever it cannot
-//! be sure Redis has them (at start, after a connection error, after a `NOSCRIPT`).
+//! Errors stay per reply (`ignore_errors`): a failed script call fails the commands it carried
+//! and nothing else. Scripts run by `EVALSHA`; a pipeline cannot load a missing script and retry
+//! in place without reordering, so the store loads it at the head of the pipeline whenever it
+//! cannot be sure Redis has it (at start, after a connection error, after a `NOSCRIPT`).
 
-use courier_core::gateway::store::{StoreCommand, StoreResult};
-use redis::{Cmd, FromRedisValue, Pipeline, RedisResult, Value};
+use std::collections::BTreeMap;
+
+use courier_core::gateway::store::{BatchLimits, DeviceKey, SocketRef, StoreCommand, StoreResult};
+use std::sync::atomic::Ordering;
+
+use redis::{Cmd, FromRedisValue, Pipeline, RedisError, RedisResult, Value};
 
 use super::RedisStore;
-use super::keys::{member, padded, parse_enqueued, parse_piece, protocol_error, socket_text};
+use super::keys::{
+    member, padded, parse_connected, parse_enqueued, parse_piece, protocol_error, shard_of,
+    socket_text,
+};
 
-/// How a command's replies are read back.
-enum Expect {
-    /// Answered without Redis.
-    Ready(StoreResult),
+/// How one command's result is read from its shard call's reply.
+enum Kind {
+    /// Kept whole: a device not imported yet is imported after the pipeline.
+    Connect {
+        device: DeviceKey,
+        socket: SocketRef,
+        limits: BatchLimits,
+        now_ms: u64,
+    },
+    NextBatch,
     Disconnect,
     Enqueue,
     Ack,
     AckBatch,
-    NextBatch,
-    Users,
-    /// `SET NX` then `GET` of the epoch key.
-    Epoch,
-    /// `n` plain replies, then `Done`.
-    Done(usize),
+}
+
+/// What one reply (or run of replies) of the pipeline answers.
+enum Expect {
+    /// A shard call: the commands it carried (their index in the batch and kind).
+    Shard(Vec<(usize, Kind)>),
+    /// `SUNION` of group sets for command `usize`.
+    Users(usize),
+    /// `n` plain replies, then `Done` for the command (none: a connect's index update, whose
+    /// failure only costs a hint).
+    Done(Option<usize>, usize),
+    /// `SET NX` + `GET` of the epoch key, then `GET` of the layout key.
+    Epoch(usize),
 }
 
 impl Expect {
     fn replies(&self) -> usize {
         match self {
-            Expect::Ready(_) => 0,
-            Expect::Done(n) => *n,
-            Expect::Epoch => 2,
+            Expect::Done(_, n) => *n,
+            Expect::Epoch(_) => 3,
             _ => 1,
         }
     }
 }
 
+/// The shard calls and group-index updates gathered since the last barrier.
+#[derive(Default)]
+struct Segment {
+    shards: BTreeMap<(String, u32), ShardCall>,
+    index_updates: Vec<(String, String, Vec<String>)>,
+}
+
+/// One script call being gathered.
+struct ShardCall {
+    cmd: Cmd,
+    kinds: Vec<(usize, Kind)>,
+    /// The message the call's `Enqueue`s store now (`M` sets it), so consecutive `Enqueue`s
+    /// of one `/send` pass it once.
+    message: Option<Message>,
+}
+
+/// What an `M` step sets: `(id, event, now, via groups, json)`.
+type Message = (u64, String, u64, Option<Vec<String>>, bytes::Bytes);
+
 impl RedisStore {
-    /// Executes `commands` (none of them `Connect`) as one pipeline; one result per command,
-    /// in order.
-    pub(super) async fn execute_pipelined(&self, commands: Vec<StoreCommand>) -> Vec<StoreResult> {
+    /// Runs commands in order; one result per command, in order, as if run one by one. One
+    /// round trip (plus, before the first batch and after a connection failure, the layout
+    /// check; plus the legacy import of a device seen for the first time, when the original's
+    /// lists may exist).
+    pub async fn execute_batch(&self, commands: Vec<StoreCommand>) -> Vec<StoreResult> {
+        let legacy = match self.state.layout() {
+            Some(Ok(legacy)) => legacy,
+            _ => match self.check_layout().await {
+                Ok(()) => self.state.layout().and_then(Result::ok).unwrap_or(true),
+                Err(error) => {
+                    if matches!(error, super::LayoutError::Unreachable(_)) {
+                        self.state.connection_lost();
+                    }
+                    let text = error.to_string();
+                    return commands
+                        .iter()
+                        .map(|_| StoreResult::Failed(text.clone()))
+                        .collect();
+                }
+            },
+        };
+        let mut results: Vec<Option<StoreResult>> = vec![None; commands.len()];
         let mut pipe = redis::pipe();
         pipe.ignore_errors();
-        let load_scripts = !self.scripts_loaded();
-        if load_scripts {
-            for code in self.scripts.all_code() {
-                pipe.cmd("SCRIPT").arg("LOAD").arg(code);
-            }
+        let load_script = !self.state.script_loaded.load(Ordering::Acquire);
+        if load_script {
+            pipe.cmd("SCRIPT").arg("LOAD").arg(super::STORE_SCRIPT);
         }
         let liveness = self.liveness_args();
-        let expectations: Vec<Expect> = commands
-            .into_iter()
-            .map(|command| self.push(&mut pipe, command, &liveness))
-            .collect();
-        let total: usize = expectations.iter().map(Expect::replies).sum();
-        if total == 0 {
-            return expectations.into_iter().map(ready_or_done).collect();
-        }
-        let mut connection = self.connection.clone();
-        let replies: RedisResult<Vec<RedisResult<Value>>> = pipe.query_async(&mut connection).await;
-        let mut replies = match replies {
-            Ok(replies) => replies.into_iter(),
-            Err(error) => {
-                self.set_scripts_loaded(false);
-                let text = error.to_string();
-                return expectations
-                    .into_iter()
-                    .map(|expect| match expect {
-                        Expect::Ready(result) => result,
-                        _ => StoreResult::Failed(text.clone()),
-                    })
-                    .collect();
+        let mut expectations = Vec::new();
+        let mut segment = Segment::default();
+        for (index, command) in commands.into_iter().enumerate() {
+            match command {
+                StoreCommand::ResolveGroups { site, groups, .. } => {
+                    self.flush(&mut pipe, &mut expectations, &mut segment, &liveness);
+                    if groups.is_empty() {
+                        results[index] = Some(StoreResult::Users(Vec::new()));
+                        continue;
+                    }
+                    let mut cmd = redis::cmd("SUNION");
+                    for group in &groups {
+                        cmd.arg(self.group_key(&site, group));
+                    }
+                    pipe.add_command(cmd);
+                    expectations.push(Expect::Users(index));
+                }
+                StoreCommand::ForgetGroupMember {
+                    site, room, groups, ..
+                } => {
+                    if groups.is_empty() {
+                        results[index] = Some(StoreResult::Done);
+                        continue;
+                    }
+                    self.flush(&mut pipe, &mut expectations, &mut segment, &liveness);
+                    for group in &groups {
+                        pipe.cmd("SREM")
+                            .arg(self.group_key(&site, group))
+                            .arg(&room);
+                    }
+                    expectations.push(Expect::Done(Some(index), groups.len()));
+                }
+                StoreCommand::CheckEpoch { candidate, .. } => {
+                    self.flush(&mut pipe, &mut expectations, &mut segment, &liveness);
+                    // Back to back in one pipeline: the `GET` reads whichever epoch the `SET NX`
+                    // (or an earlier gateway) wrote. The layout key is read along, so a node
+                    // notices within one epoch check when Redis lost it or holds another.
+                    let key = self.epoch_key();
+                    pipe.cmd("SET").arg(&key).arg(candidate).arg("NX");
+                    pipe.cmd("GET").arg(&key);
+                    pipe.cmd("GET").arg(self.layout_key());
+                    expectations.push(Expect::Epoch(index));
+                }
+                command => self.gather(&mut segment, index, command, legacy),
             }
-        };
-        if load_scripts {
-            let loaded = replies
-                .by_ref()
-                .take(self.scripts.all_code().len())
-                .all(|reply| reply.is_ok());
-            self.set_scripts_loaded(loaded);
         }
-        expectations
+        self.flush(&mut pipe, &mut expectations, &mut segment, &liveness);
+
+        let mut imports = Vec::new();
+        if !expectations.is_empty() || load_script {
+            let mut connection = self.connection.clone();
+            let replies: RedisResult<Vec<RedisResult<Value>>> =
+                pipe.query_async(&mut connection).await;
+            match replies {
+                Ok(replies) => {
+                    let mut replies = replies.into_iter();
+                    if load_script {
+                        let loaded = replies.next().is_some_and(|reply| reply.is_ok());
+                        self.state.script_loaded.store(loaded, Ordering::Release);
+                    }
+                    for expect in expectations {
+                        let mine: Vec<RedisResult<Value>> =
+                            replies.by_ref().take(expect.replies()).collect();
+                        self.read(expect, mine, &mut results, &mut imports);
+                    }
+                }
+                Err(error) => {
+                    self.state.connection_lost();
+                    let text = error.to_string();
+                    for result in results.iter_mut().filter(|result| result.is_none()) {
+                        *result = Some(StoreResult::Failed(text.clone()));
+                    }
+                }
+            }
+        }
+        for (index, device, socket, limits, now_ms) in imports {
+            results[index] = Some(self.import_then_read(device, socket, limits, now_ms).await);
+        }
+        results
             .into_iter()
-            .map(|expect| {
-                let mine: Vec<RedisResult<Value>> =
-                    replies.by_ref().take(expect.replies()).collect();
-                self.read(expect, mine)
-            })
+            .map(|result| result.unwrap_or_else(|| StoreResult::Failed("no reply".to_owned())))
             .collect()
     }
 
-    fn push(&self, pipe: &mut Pipeline, command: StoreCommand, liveness: &[String]) -> Expect {
-        match command {
-            // Callers route Connect elsewhere; answering it here would skip its import.
-            StoreCommand::Connect { .. } => Expect::Ready(StoreResult::Failed(
-                "Connect cannot be pipelined".to_owned(),
-            )),
-            StoreCommand::Disconnect {
+    /// Adds a command on a user's keys to its shard's call in `segment`.
+    fn gather(&self, segment: &mut Segment, index: usize, command: StoreCommand, legacy: bool) {
+        let mut args: Vec<Vec<u8>> = Vec::new();
+        let text = |value: &dyn ToString| value.to_string().into_bytes();
+        let (site, room, op, kind) = match command {
+            StoreCommand::Connect {
                 device,
                 socket,
-                now_ms,
-                ttl_ms,
-            } => {
-                let mut cmd = self.evalsha(&self.scripts.disconnect, &device.site, &device.room);
-                cmd.arg(&device.device)
-                    .arg(socket_text(socket))
-                    .arg(now_ms)
-                    .arg(ttl_ms)
-                    .arg(liveness);
-                pipe.add_command(cmd);
-                Expect::Disconnect
-            }
-            StoreCommand::ResolveGroups { site, groups, .. } => {
-                if groups.is_empty() {
-                    return Expect::Ready(StoreResult::Users(Vec::new()));
-                }
-                let mut cmd = redis::cmd("SUNION");
-                for group in &groups {
-                    cmd.arg(self.group_key(&site, group));
-                }
-                pipe.add_command(cmd);
-                Expect::Users
-            }
-            StoreCommand::Enqueue {
-                site,
-                room,
-                item,
-                via_groups,
+                groups,
+                limits,
                 now_ms,
             } => {
-                let mut cmd = self.evalsha(&self.scripts.enqueue, &site, &room);
-                cmd.arg(&item.event)
-                    .arg(member(item.id, &item.json))
-                    .arg(now_ms);
-                match &via_groups {
-                    None => cmd.arg(-1),
-                    Some(groups) => cmd.arg(groups.len()).arg(groups),
+                args.push(self.user_base(&device.site, &device.room).into_bytes());
+                args.push(device.device.clone().into_bytes());
+                args.push(socket_text(socket).into_bytes());
+                args.push(text(&now_ms));
+                args.push(text(&limits.max_items));
+                args.push(text(&limits.max_bytes));
+                args.push(if legacy { b"0".to_vec() } else { b"1".to_vec() });
+                match &groups {
+                    None => args.push(b"0".to_vec()),
+                    Some(groups) => {
+                        args.push(b"1".to_vec());
+                        args.extend(groups.iter().map(|g| g.clone().into_bytes()));
+                        if !groups.is_empty() {
+                            segment.index_updates.push((
+                                device.site.clone(),
+                                device.room.clone(),
+                                groups.clone(),
+                            ));
+                        }
+                    }
+                }
+                let kind = Kind::Connect {
+                    device: device.clone(),
+                    socket,
+                    limits,
+                    now_ms,
                 };
-                cmd.arg(liveness);
-                pipe.add_command(cmd);
-                Expect::Enqueue
-            }
-            StoreCommand::Ack {
-                device,
-                event,
-                id,
-                resync,
-                now_ms,
-            } => {
-                let mut cmd = self.evalsha(&self.scripts.ack, &device.site, &device.room);
-                cmd.arg(&device.device)
-                    .arg(&event)
-                    .arg(id)
-                    .arg(padded(id))
-                    .arg(if resync { "1" } else { "0" })
-                    .arg(now_ms)
-                    .arg(liveness);
-                pipe.add_command(cmd);
-                Expect::Ack
-            }
-            StoreCommand::AckBatch {
-                device,
-                items,
-                now_ms,
-            } => {
-                let mut cmd = self.evalsha(&self.scripts.ack_batch, &device.site, &device.room);
-                cmd.arg(&device.device).arg(now_ms);
-                for (event, id) in &items {
-                    cmd.arg(event).arg(id).arg(padded(*id));
-                }
-                cmd.arg(liveness);
-                pipe.add_command(cmd);
-                Expect::AckBatch
+                (device.site, device.room, "C", kind)
             }
             StoreCommand::NextBatch {
                 device,
@@ -187,78 +248,328 @@ impl RedisStore {
                 limits,
                 now_ms,
             } => {
-                let mut cmd = self.evalsha(&self.scripts.next_batch, &device.site, &device.room);
-                cmd.arg(&device.device)
-                    .arg(socket_text(socket))
-                    .arg(now_ms)
-                    .arg(limits.max_items)
-                    .arg(limits.max_bytes);
-                for (event, id) in &acked {
-                    cmd.arg(event).arg(id).arg(padded(*id));
-                }
-                cmd.arg(liveness);
-                pipe.add_command(cmd);
-                Expect::NextBatch
+                push_piece_args(&mut args, self, &device, socket, limits, now_ms);
+                push_triples(&mut args, &acked);
+                (device.site, device.room, "N", Kind::NextBatch)
             }
-            StoreCommand::ForgetGroupMember {
-                site, room, groups, ..
+            StoreCommand::Disconnect {
+                device,
+                socket,
+                now_ms,
+                ttl_ms,
             } => {
-                for group in &groups {
-                    pipe.cmd("SREM")
-                        .arg(self.group_key(&site, group))
-                        .arg(&room);
+                args.push(self.user_base(&device.site, &device.room).into_bytes());
+                args.push(device.device.into_bytes());
+                args.push(socket_text(socket).into_bytes());
+                args.push(text(&now_ms));
+                args.push(text(&ttl_ms));
+                (device.site, device.room, "D", Kind::Disconnect)
+            }
+            StoreCommand::Enqueue {
+                site,
+                room,
+                item,
+                via_groups,
+                now_ms,
+            } => {
+                let call = self.shard_call(segment, &site, &room);
+                let key = (item.id, item.event, now_ms, via_groups, item.json.clone());
+                if call.message.as_ref() != Some(&key) {
+                    let mut message: Vec<Vec<u8>> = vec![
+                        key.1.clone().into_bytes(),
+                        member(item.id, &item.json),
+                        text(&now_ms),
+                    ];
+                    match &key.3 {
+                        None => message.push(b"-1".to_vec()),
+                        Some(groups) => {
+                            message.push(text(&groups.len()));
+                            message.extend(groups.iter().map(|g| g.clone().into_bytes()));
+                        }
+                    }
+                    call.cmd.arg("M").arg(message.len()).arg(&message);
+                    call.message = Some(key);
                 }
-                Expect::Done(groups.len())
+                call.cmd.arg("E").arg(1).arg(self.user_base(&site, &room));
+                call.kinds.push((index, Kind::Enqueue));
+                return;
             }
-            StoreCommand::CheckEpoch { candidate, .. } => {
-                // Two commands in one pipeline run back to back: the second reads whichever
-                // epoch the first (or an earlier gateway) wrote.
-                let key = self.epoch_key();
-                pipe.cmd("SET").arg(&key).arg(candidate).arg("NX");
-                pipe.cmd("GET").arg(&key);
-                Expect::Epoch
+            StoreCommand::Ack {
+                device,
+                event,
+                id,
+                resync,
+                now_ms,
+            } => {
+                args.push(self.user_base(&device.site, &device.room).into_bytes());
+                args.push(device.device.into_bytes());
+                args.push(event.into_bytes());
+                args.push(text(&id));
+                args.push(padded(id).into_bytes());
+                args.push(if resync { b"1".to_vec() } else { b"0".to_vec() });
+                args.push(text(&now_ms));
+                (device.site, device.room, "A", Kind::Ack)
             }
+            StoreCommand::AckBatch {
+                device,
+                items,
+                now_ms,
+            } => {
+                args.push(self.user_base(&device.site, &device.room).into_bytes());
+                args.push(device.device.into_bytes());
+                args.push(text(&now_ms));
+                push_triples(&mut args, &items);
+                (device.site, device.room, "B", Kind::AckBatch)
+            }
+            StoreCommand::ResolveGroups { .. }
+            | StoreCommand::ForgetGroupMember { .. }
+            | StoreCommand::CheckEpoch { .. } => {
+                unreachable!("execute_batch runs the commands on other slots itself")
+            }
+        };
+        let call = self.shard_call(segment, &site, &room);
+        call.cmd.arg(op).arg(args.len()).arg(&args);
+        call.kinds.push((index, kind));
+    }
+
+    /// The call being gathered for the shard of `room`.
+    fn shard_call<'a>(
+        &self,
+        segment: &'a mut Segment,
+        site: &str,
+        room: &str,
+    ) -> &'a mut ShardCall {
+        let shard = shard_of(room, self.shards);
+        segment
+            .shards
+            .entry((site.to_owned(), shard))
+            .or_insert_with(|| ShardCall {
+                cmd: self.evalsha_shard(site, shard),
+                kinds: Vec::new(),
+                message: None,
+            })
+    }
+
+    /// Adds the gathered shard calls and then the group-index updates to `pipe`.
+    fn flush(
+        &self,
+        pipe: &mut Pipeline,
+        expectations: &mut Vec<Expect>,
+        segment: &mut Segment,
+        liveness: &[String],
+    ) {
+        for (_, mut call) in std::mem::take(&mut segment.shards) {
+            call.cmd.arg(liveness);
+            pipe.add_command(call.cmd);
+            expectations.push(Expect::Shard(call.kinds));
+        }
+        // The group index lives on the site's slot. It is a hint (Enqueue re-checks membership),
+        // so a failure here loses nothing. Entries of groups the user left stay until a send
+        // finds them stale and the gateway sends `ForgetGroupMember` — the model's rule, so
+        // every store resolves groups alike.
+        for (site, room, groups) in std::mem::take(&mut segment.index_updates) {
+            for group in &groups {
+                pipe.cmd("SADD")
+                    .arg(self.group_key(&site, group))
+                    .arg(&room);
+            }
+            expectations.push(Expect::Done(None, groups.len()));
         }
     }
 
-    /// `EVALSHA <sha> 1 <user room base>` — the caller appends the script's arguments.
-    fn evalsha(&self, script: &redis::Script, site: &str, room: &str) -> Cmd {
+    /// `EVALSHA <sha> 1 <shard base>` — the caller appends the commands and the liveness.
+    fn evalsha_shard(&self, site: &str, shard: u32) -> Cmd {
         let mut cmd = redis::cmd("EVALSHA");
-        cmd.arg(script.get_hash())
+        cmd.arg(self.script.get_hash())
             .arg(1)
-            .arg(self.user_base(site, room));
+            .arg(self.shard_base(site, shard));
         cmd
     }
 
-    fn read(&self, expect: Expect, replies: Vec<RedisResult<Value>>) -> StoreResult {
+    /// The shard call of one user room, for a single command run on its own.
+    pub(super) fn evalsha(&self, site: &str, room: &str) -> Cmd {
+        self.evalsha_shard(site, shard_of(room, self.shards))
+    }
+
+    /// Runs one script call on its own, loading the script first when Redis lost it.
+    pub(super) async fn load_and_run<T: FromRedisValue>(&self, cmd: Cmd) -> RedisResult<T> {
+        let mut connection = self.connection.clone();
+        match cmd.query_async(&mut connection).await {
+            Err(error)
+                if error.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
+            {
+                let _: String = redis::cmd("SCRIPT")
+                    .arg("LOAD")
+                    .arg(super::STORE_SCRIPT)
+                    .query_async(&mut connection)
+                    .await?;
+                cmd.query_async(&mut connection).await
+            }
+            other => other,
+        }
+    }
+
+    /// A device seen for the first time while the original's lists may exist: its `Connect`
+    /// left it draining with no piece. Import its lists, then read the first piece from
+    /// everything now queued (nothing was delivered live meanwhile, so nothing is read twice).
+    async fn import_then_read(
+        &self,
+        device: DeviceKey,
+        socket: SocketRef,
+        limits: BatchLimits,
+        now_ms: u64,
+    ) -> StoreResult {
+        if let Err(error) = self.import_legacy(&device).await {
+            // The lists stay where they are and the device stays unmarked: the next connect
+            // imports them.
+            tracing::warn!(target: "courier", error = %error, "legacy queue import failed");
+        }
+        let mut args = Vec::new();
+        push_piece_args(&mut args, self, &device, socket, limits, now_ms);
+        let mut cmd = self.evalsha(&device.site, &device.room);
+        cmd.arg("N")
+            .arg(args.len())
+            .arg(&args)
+            .arg(self.liveness_args());
+        let outcome: RedisResult<StoreResult> = self
+            .load_and_run::<Vec<Vec<Vec<u8>>>>(cmd)
+            .await
+            .and_then(|replies| {
+                replies
+                    .first()
+                    .and_then(|reply| parse_piece(reply))
+                    .ok_or_else(|| protocol_error("next batch reply"))
+            });
+        outcome.unwrap_or_else(|error| StoreResult::Failed(error.to_string()))
+    }
+
+    fn read(
+        &self,
+        expect: Expect,
+        replies: Vec<RedisResult<Value>>,
+        results: &mut [Option<StoreResult>],
+        imports: &mut Vec<(usize, DeviceKey, SocketRef, BatchLimits, u64)>,
+    ) {
         let mut values = Vec::with_capacity(replies.len());
+        let mut failure: Option<RedisError> = None;
         for reply in replies {
             match reply {
                 Ok(value) => values.push(value),
                 Err(error) => {
                     if error.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) {
-                        // Flushed behind our back: load them again with the next pipeline.
-                        self.set_scripts_loaded(false);
+                        // Flushed behind our back: load it again with the next pipeline.
+                        self.state.script_loaded.store(false, Ordering::Release);
                     }
-                    return StoreResult::Failed(error.to_string());
+                    failure.get_or_insert(error);
                 }
             }
         }
-        let single = || values.first().cloned().unwrap_or(Value::Nil);
-        let outcome: RedisResult<StoreResult> = match expect {
-            Expect::Ready(result) => Ok(result),
-            Expect::Done(_) | Expect::Disconnect | Expect::AckBatch => Ok(StoreResult::Done),
-            Expect::Enqueue => Vec::<Vec<u8>>::from_redis_value(single())
+        match expect {
+            Expect::Shard(kinds) => {
+                let items = match (failure, values.pop()) {
+                    (None, Some(Value::Array(items))) if items.len() == kinds.len() => items,
+                    (Some(error), _) => {
+                        let text = error.to_string();
+                        for (index, _) in kinds {
+                            results[index] = Some(StoreResult::Failed(text.clone()));
+                        }
+                        return;
+                    }
+                    _ => {
+                        for (index, _) in kinds {
+                            results[index] = Some(StoreResult::Failed(
+                                protocol_error("shard reply").to_string(),
+                            ));
+                        }
+                        return;
+                    }
+                };
+                for ((index, kind), item) in kinds.into_iter().zip(items) {
+                    results[index] = Some(read_one(kind, index, item, imports));
+                }
+            }
+            Expect::Done(index, _) => match (index, failure) {
+                (Some(index), None) => results[index] = Some(StoreResult::Done),
+                (Some(index), Some(error)) => {
+                    results[index] = Some(StoreResult::Failed(error.to_string()));
+                }
+                (None, Some(error)) => {
+                    // The connect itself happened; the index is a hint that the next auth
+                    // repairs.
+                    tracing::warn!(target: "courier", error = %error, "group index update failed");
+                }
+                (None, None) => {}
+            },
+            Expect::Users(index) => {
+                let outcome = match failure {
+                    Some(error) => Err(error),
+                    None => Vec::<String>::from_redis_value(values.pop().unwrap_or(Value::Nil))
+                        .map_err(Into::into),
+                };
+                results[index] = Some(match outcome {
+                    Ok(mut users) => {
+                        users.sort();
+                        users.dedup();
+                        StoreResult::Users(users)
+                    }
+                    Err(error) => StoreResult::Failed(error.to_string()),
+                });
+            }
+            Expect::Epoch(index) => {
+                if let Some(error) = failure {
+                    results[index] = Some(StoreResult::Failed(error.to_string()));
+                    return;
+                }
+                let mut values = values.into_iter().skip(1);
+                let epoch = u64::from_redis_value(values.next().unwrap_or(Value::Nil));
+                match Option::<String>::from_redis_value(values.next().unwrap_or(Value::Nil)) {
+                    // Gone with the rest of the data: the next batch writes it again.
+                    Ok(None) => self.state.connection_lost(),
+                    Ok(Some(found)) => {
+                        let _ = self.accept_layout(&found);
+                    }
+                    Err(_) => {}
+                }
+                results[index] = Some(match epoch {
+                    Ok(epoch) => StoreResult::Epoch(epoch),
+                    Err(_) => StoreResult::Failed(protocol_error("epoch reply").to_string()),
+                });
+            }
+        }
+    }
+}
+
+/// One command's result within its shard call's reply.
+fn read_one(
+    kind: Kind,
+    index: usize,
+    item: Value,
+    imports: &mut Vec<(usize, DeviceKey, SocketRef, BatchLimits, u64)>,
+) -> StoreResult {
+    let outcome: RedisResult<StoreResult> =
+        match kind {
+            Kind::Connect {
+                device,
+                socket,
+                limits,
+                now_ms,
+            } => Vec::<Vec<u8>>::from_redis_value(item)
                 .map_err(Into::into)
-                .and_then(|reply| {
-                    parse_enqueued(&reply).ok_or_else(|| protocol_error("enqueue reply"))
+                .and_then(|reply| parse_connected(&reply).ok_or_else(|| protocol_error("connect")))
+                .map(|(imported, piece)| {
+                    if !imported {
+                        imports.push((index, device, socket, limits, now_ms));
+                    }
+                    piece
                 }),
-            Expect::NextBatch => Vec::<Vec<u8>>::from_redis_value(single())
+            Kind::NextBatch => Vec::<Vec<u8>>::from_redis_value(item)
                 .map_err(Into::into)
-                .and_then(|reply| {
-                    parse_piece(&reply).ok_or_else(|| protocol_error("next batch reply"))
-                }),
-            Expect::Ack => String::from_redis_value(single())
+                .and_then(|reply| parse_piece(&reply).ok_or_else(|| protocol_error("next batch"))),
+            Kind::Disconnect | Kind::AckBatch => Ok(StoreResult::Done),
+            Kind::Enqueue => Vec::<Vec<u8>>::from_redis_value(item)
+                .map_err(Into::into)
+                .and_then(|reply| parse_enqueued(&reply).ok_or_else(|| protocol_error("enqueue"))),
+            Kind::Ack => String::from_redis_value(item)
                 .map_err(Into::into)
                 .and_then(|reply| match reply.as_str() {
                     "removed" => Ok(StoreResult::Acked { removed: true }),
@@ -266,24 +577,32 @@ impl RedisStore {
                     "resync" => Ok(StoreResult::Resync),
                     _ => Err(protocol_error("ack reply")),
                 }),
-            Expect::Epoch => u64::from_redis_value(values.get(1).cloned().unwrap_or(Value::Nil))
-                .map(StoreResult::Epoch)
-                .map_err(|_| protocol_error("epoch reply")),
-            Expect::Users => Vec::<String>::from_redis_value(single())
-                .map_err(Into::into)
-                .map(|mut users| {
-                    users.sort();
-                    users.dedup();
-                    StoreResult::Users(users)
-                }),
         };
-        outcome.unwrap_or_else(|error| StoreResult::Failed(error.to_string()))
-    }
+    outcome.unwrap_or_else(|error| StoreResult::Failed(error.to_string()))
 }
 
-fn ready_or_done(expect: Expect) -> StoreResult {
-    match expect {
-        Expect::Ready(result) => result,
-        _ => StoreResult::Done,
+/// The arguments `NextBatch` starts with: user base, device, socket, now, piece limits.
+fn push_piece_args(
+    args: &mut Vec<Vec<u8>>,
+    store: &RedisStore,
+    device: &DeviceKey,
+    socket: SocketRef,
+    limits: BatchLimits,
+    now_ms: u64,
+) {
+    args.push(store.user_base(&device.site, &device.room).into_bytes());
+    args.push(device.device.clone().into_bytes());
+    args.push(socket_text(socket).into_bytes());
+    args.push(now_ms.to_string().into_bytes());
+    args.push(limits.max_items.to_string().into_bytes());
+    args.push(limits.max_bytes.to_string().into_bytes());
+}
+
+/// `(event, id, padded id)` triples of acknowledged items.
+fn push_triples(args: &mut Vec<Vec<u8>>, items: &[(String, u64)]) {
+    for (event, id) in items {
+        args.push(event.clone().into_bytes());
+        args.push(id.to_string().into_bytes());
+        args.push(padded(*id).into_bytes());
     }
 }

@@ -38,7 +38,7 @@ pub use admin::{ADMIN_API_KEY_ENV, AdminKey};
 pub use io::{IoOptions, Origins, Transport};
 pub use load::load;
 pub use ops::{ClusterOptions, DEFAULT_HEARTBEAT_INTERVAL_MS, DEFAULT_HEARTBEAT_TIMEOUT_MS};
-pub use redis::RedisConfig;
+pub use redis::{DEFAULT_REDIS_SHARDS, MAX_REDIS_SHARDS, RedisConfig};
 pub use site::{DEFAULT_HTTP_TIMEOUT, SITE_ENV_VARS, Site};
 
 use super::batch::BatchLimits;

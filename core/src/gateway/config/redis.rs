@@ -28,7 +28,16 @@ pub struct RedisConfig {
     pub password: Option<String>,
     /// Database number (default 0).
     pub db: u32,
+    /// `shards`: how many shards (hash tags) each site's users are spread over in the store
+    /// (default [`DEFAULT_REDIS_SHARDS`]). Part of the stored layout: every node on one Redis
+    /// must use the same count.
+    pub shards: u32,
 }
+
+/// Default of `redis.shards`.
+pub const DEFAULT_REDIS_SHARDS: u32 = 4;
+/// The most `redis.shards` accepts.
+pub const MAX_REDIS_SHARDS: u32 = 1024;
 
 impl Default for RedisConfig {
     fn default() -> Self {
@@ -38,6 +47,7 @@ impl Default for RedisConfig {
             tls: false,
             password: None,
             db: 0,
+            shards: DEFAULT_REDIS_SHARDS,
         }
     }
 }
@@ -166,7 +176,16 @@ fn percent_decode(text: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-const KNOWN: [&str; 7] = ["url", "host", "port", "password", "auth_pass", "db", "tls"];
+const KNOWN: [&str; 8] = [
+    "url",
+    "host",
+    "port",
+    "password",
+    "auth_pass",
+    "db",
+    "tls",
+    "shards",
+];
 
 /// Reads a `redis:` mapping.
 pub(super) fn redis_from_yaml(
@@ -212,6 +231,17 @@ pub(super) fn redis_from_yaml(
     }
     if let Some(db) = section.whole_number("db", "a database number")? {
         redis.db = u32::try_from(db).map_err(|_| section.error("db", "is too large"))?;
+    }
+    if let Some(shards) = section.whole_number("shards", "a shard count")? {
+        redis.shards = u32::try_from(shards)
+            .ok()
+            .filter(|n| (1..=MAX_REDIS_SHARDS).contains(n))
+            .ok_or_else(|| {
+                section.error(
+                    "shards",
+                    format!("must be from 1 to {MAX_REDIS_SHARDS}, got {shards}"),
+                )
+            })?;
     }
     match section.get("tls") {
         None | Some(Value::Bool(false)) => {}
