@@ -137,12 +137,6 @@ impl Pool {
         }
         next
     }
-
-    /// Connections currently idle (for tests).
-    #[cfg(test)]
-    fn idle_count(&self) -> usize {
-        self.lock().idle.values().map(Vec::len).sum()
-    }
 }
 
 /// Why an exchange on a reused connection did not give an answer.
@@ -454,5 +448,49 @@ fn keep_alive_for<B>(response: &Response<B>) -> Option<Duration> {
             .filter(|d| !d.is_zero())
             .map(|d| d.min(IDLE_TIMEOUT)),
         None => Some(IDLE_TIMEOUT),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn response(version: hyper::Version, headers: &[(&str, &str)]) -> Response<()> {
+        let mut builder = Response::builder().version(version);
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        builder.body(()).expect("valid response")
+    }
+
+    #[test]
+    fn connections_are_kept_unless_the_server_closes_them() {
+        use hyper::Version;
+        let keep = |v, h: &[(&str, &str)]| keep_alive_for(&response(v, h));
+        assert_eq!(keep(Version::HTTP_11, &[]), Some(IDLE_TIMEOUT));
+        assert_eq!(keep(Version::HTTP_11, &[("connection", "Close")]), None);
+        assert_eq!(
+            keep(Version::HTTP_11, &[("connection", "keep-alive, close")]),
+            None
+        );
+        assert_eq!(keep(Version::HTTP_10, &[]), None);
+        // A shorter server timeout wins, less the margin; a longer one does not extend ours.
+        assert_eq!(
+            keep(Version::HTTP_11, &[("keep-alive", "timeout=3, max=100")]),
+            Some(Duration::from_secs(2))
+        );
+        assert_eq!(keep(Version::HTTP_11, &[("keep-alive", "timeout=1")]), None);
+        assert_eq!(
+            keep(Version::HTTP_11, &[("keep-alive", "timeout=60")]),
+            Some(IDLE_TIMEOUT)
+        );
+    }
+
+    #[test]
+    fn only_idempotent_methods_are_sent_twice() {
+        assert!(is_idempotent(&hyper::Method::GET));
+        assert!(is_idempotent(&hyper::Method::PUT));
+        assert!(!is_idempotent(&hyper::Method::POST));
+        assert!(!is_idempotent(&hyper::Method::PATCH));
     }
 }

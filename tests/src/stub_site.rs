@@ -279,13 +279,15 @@ fn serve(mut conn: TcpStream, state: &Mutex<State>) {
             reason(reply.status),
             reply.content_type,
             reply.body.len(),
-            if asked_close { "Connection: close\r\n" } else { "" }
+            if asked_close {
+                "Connection: close\r\n"
+            } else {
+                ""
+            }
         );
         let mut answer = head.into_bytes();
         answer.extend_from_slice(reply.body.as_bytes());
-        if conn.write_all(&answer).and_then(|()| conn.flush()).is_err()
-            || asked_close
-            || drop_after
+        if conn.write_all(&answer).and_then(|()| conn.flush()).is_err() || asked_close || drop_after
         {
             return;
         }
