@@ -143,7 +143,7 @@ impl Pool {
 enum Reuse {
     /// The call may go to a fresh connection (the server did not act on it, or may safely act
     /// twice); the request is given back when hyper did not write it.
-    Retry(Option<Request<Full<Bytes>>>),
+    Retry(Option<Box<Request<Full<Bytes>>>>),
     /// The call failed.
     Failed(CallFailure),
 }
@@ -224,7 +224,7 @@ impl<R: Runtime> HttpClient<R> {
                 Err(Reuse::Failed(failure)) => return Err(failure),
                 Err(Reuse::Retry(unsent)) => {
                     request = match unsent {
-                        Some(request) => request,
+                        Some(request) => *request,
                         None => build_request(&call, &uri, &host_header)?,
                     };
                 }
@@ -291,7 +291,7 @@ impl<R: Runtime> HttpClient<R> {
     ) -> Result<(u16, Bytes), Reuse> {
         if sender.ready().await.is_err() {
             // Closed while idle: nothing was sent.
-            return Err(Reuse::Retry(Some(request)));
+            return Err(Reuse::Retry(Some(Box::new(request))));
         }
         let idempotent = is_idempotent(request.method());
         match sender.try_send_request(request).await {
@@ -301,7 +301,7 @@ impl<R: Runtime> HttpClient<R> {
                 .map_err(Reuse::Failed),
             Err(mut error) => {
                 if let Some(unsent) = error.take_message() {
-                    return Err(Reuse::Retry(Some(unsent)));
+                    return Err(Reuse::Retry(Some(Box::new(unsent))));
                 }
                 let error = error.into_error();
                 // Closed (or reset) by the server before any answer: what a kept-alive
