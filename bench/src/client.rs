@@ -1,6 +1,7 @@
-//! One benchmark client: an Engine.IO 4 WebSocket that joins the site's namespace as its own
-//! user, answers pings, and acknowledges and counts every `bench` event; and the counters all
-//! clients share with the coordinating task.
+//! One benchmark client: an Engine.IO 4 or 3 WebSocket that joins the site's namespace as its
+//! own user, keeps its session alive, and acknowledges and counts every `bench` event (live, or
+//! unfolded from a `_batch`); and the counters all clients share with the coordinating task.
+//! A message counted twice by one client is a duplicate, which fails the run.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -26,6 +27,8 @@ pub struct Tally {
     admitted: AtomicU64,
     /// Clients that failed or whose connection ended.
     lost: AtomicU64,
+    /// Messages one client received more than once.
+    duplicates: AtomicU64,
     /// Deliveries of message `i` (the `bench` event's argument).
     deliveries: Vec<AtomicU64>,
     changed: Notify,
@@ -37,6 +40,7 @@ impl Tally {
         Tally {
             admitted: AtomicU64::new(0),
             lost: AtomicU64::new(0),
+            duplicates: AtomicU64::new(0),
             deliveries: (0..messages).map(|_| AtomicU64::new(0)).collect(),
             changed: Notify::new(),
         }
@@ -60,6 +64,16 @@ impl Tally {
             .map_or(0, |count| count.load(Ordering::Acquire))
     }
 
+    /// Messages some client received twice.
+    pub fn duplicates(&self) -> u64 {
+        self.duplicates.load(Ordering::Acquire)
+    }
+
+    /// How many messages are counted (indices `0..messages`).
+    pub fn messages(&self) -> u64 {
+        self.deliveries.len() as u64
+    }
+
     fn count_admitted(&self) {
         self.admitted.fetch_add(1, Ordering::AcqRel);
         self.changed.notify_one();
@@ -70,14 +84,19 @@ impl Tally {
         self.changed.notify_one();
     }
 
-    fn count_delivery(&self, index: u64) {
-        let Some(count) = usize::try_from(index)
+    /// Counts message `index` for the client whose received set is `seen`.
+    fn count_delivery(&self, seen: &mut [bool], index: u64) {
+        let Some(index) = usize::try_from(index)
             .ok()
-            .and_then(|index| self.deliveries.get(index))
+            .filter(|&index| index < self.deliveries.len())
         else {
             return;
         };
-        count.fetch_add(1, Ordering::AcqRel);
+        if std::mem::replace(&mut seen[index], true) {
+            self.duplicates.fetch_add(1, Ordering::AcqRel);
+        } else {
+            self.deliveries[index].fetch_add(1, Ordering::AcqRel);
+        }
         self.changed.notify_one();
     }
 
@@ -95,6 +114,10 @@ impl Tally {
             let lost = self.lost();
             if lost > 0 {
                 return Err(format!("{what}: {lost} client(s) failed or disconnected"));
+            }
+            let duplicates = self.duplicates();
+            if duplicates > 0 {
+                return Err(format!("{what}: {duplicates} message(s) delivered twice"));
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
@@ -115,6 +138,8 @@ pub struct ClientSpec {
     pub namespace: String,
     /// The handshake token (the demo site makes it the user `user_<token>`).
     pub token: String,
+    /// Engine.IO protocol: 4 (Socket.IO 5 clients) or 3 (Socket.IO 2, the original's).
+    pub eio: u8,
 }
 
 /// Runs one client until its connection ends; `admission` is released once it is admitted
@@ -129,6 +154,9 @@ pub async fn run_client(spec: ClientSpec, tally: Arc<Tally>, admission: OwnedSem
     tally.count_lost();
 }
 
+/// How often an EIO3 client pings (the gateway's default pingInterval).
+const EIO3_PING_EVERY: Duration = Duration::from_secs(25);
+
 /// The WebSocket handshake plus the namespace CONNECT must finish within this.
 const ADMISSION_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -138,10 +166,17 @@ async fn session(
     admission: &mut Option<OwnedSemaphorePermit>,
 ) -> Result<(), String> {
     let started = Instant::now();
+    // The token rides in the query too: an EIO3 client has no CONNECT auth object.
     let url = format!(
-        "ws://127.0.0.1:{}/socket.io/?EIO=4&transport=websocket",
-        spec.port
+        "ws://127.0.0.1:{}/socket.io/?EIO={}&transport=websocket&token={}&deviceId=d",
+        spec.port,
+        spec.eio,
+        wire::percent_encode(&spec.token)
     );
+    let mut seen = vec![false; usize::try_from(tally.messages()).unwrap_or(0)];
+    // An EIO3 client pings; an EIO4 server does. Long phases outlast pingInterval + pingTimeout.
+    let mut ping = tokio::time::interval(EIO3_PING_EVERY);
+    ping.tick().await;
     let connect = async {
         let stream = TcpStream::connect(("127.0.0.1", spec.port)).await?;
         stream.set_nodelay(true)?;
@@ -165,6 +200,16 @@ async fn session(
             tokio::time::timeout(left, ws.next())
                 .await
                 .map_err(|_| "not admitted in time".to_owned())?
+        } else if spec.eio == 3 {
+            tokio::select! {
+                next = ws.next() => next,
+                _ = ping.tick() => {
+                    ws.send(Message::text("2"))
+                        .await
+                        .map_err(|error| format!("WebSocket send: {error}"))?;
+                    continue;
+                }
+            }
         } else {
             ws.next().await
         };
@@ -177,6 +222,7 @@ async fn session(
             _ => continue,
         };
         let reply = match wire::parse_server_packet(text.as_str(), &spec.namespace) {
+            ServerPacket::Open if spec.eio == 3 => Some(format!("40/{}", spec.namespace)),
             ServerPacket::Open => Some(wire::connect_packet(&spec.namespace, &spec.token, "d")),
             ServerPacket::Ping => Some("3".to_owned()),
             ServerPacket::ConnectError(frame) => return Err(format!("refused: {frame}")),
@@ -193,10 +239,8 @@ async fn session(
                         .await
                         .map_err(|error| format!("WebSocket send: {error}"))?;
                 }
-                if name == BENCH_EVENT
-                    && let Some(index) = first_arg.as_ref().and_then(serde_json::Value::as_u64)
-                {
-                    tally.count_delivery(index);
+                for index in wire::bench_indices(&name, first_arg.as_ref(), BENCH_EVENT) {
+                    tally.count_delivery(&mut seen, index);
                 }
                 None
             }
@@ -206,6 +250,68 @@ async fn session(
             ws.send(Message::text(reply))
                 .await
                 .map_err(|error| format!("WebSocket send: {error}"))?;
+        }
+    }
+}
+
+/// A set of clients sharing one [`Tally`]; their connections close when it is dropped.
+#[derive(Debug)]
+pub struct Fleet {
+    /// Their progress.
+    pub tally: Arc<Tally>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    handshakes: Arc<tokio::sync::Semaphore>,
+}
+
+impl Fleet {
+    /// No clients yet; they will count messages `0..messages`, admitting at most `parallel` at
+    /// once.
+    pub fn new(messages: u64, parallel: usize) -> Fleet {
+        Fleet {
+            tally: Arc::new(Tally::new(messages)),
+            tasks: Vec::new(),
+            handshakes: Arc::new(tokio::sync::Semaphore::new(parallel.max(1))),
+        }
+    }
+
+    /// Starts clients `range` (client `i` has token `<token_prefix><i>`) and waits until all
+    /// clients so far are admitted.
+    pub async fn connect(
+        &mut self,
+        template: &ClientSpec,
+        token_prefix: &str,
+        range: std::ops::Range<u64>,
+        deadline: Instant,
+    ) -> Result<(), String> {
+        let target = self.tally.admitted() + (range.end - range.start);
+        for index in range {
+            let permit =
+                tokio::time::timeout_at(deadline.into(), self.handshakes.clone().acquire_owned())
+                    .await
+                    .map_err(|_| format!("admitting clients: timed out at client {index}"))?
+                    .map_err(|_| "admitting clients: semaphore closed".to_owned())?;
+            if self.tally.lost() > 0 {
+                break;
+            }
+            let spec = ClientSpec {
+                token: format!("{token_prefix}{index}"),
+                ..template.clone()
+            };
+            self.tasks
+                .push(tokio::spawn(run_client(spec, self.tally.clone(), permit)));
+        }
+        self.tally
+            .wait_for("admitting clients", deadline, |tally| {
+                tally.admitted() >= target
+            })
+            .await
+    }
+}
+
+impl Drop for Fleet {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
         }
     }
 }

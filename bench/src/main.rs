@@ -1,4 +1,8 @@
-//! `courier-bench`: measures a running Courier started with `--demo` from the outside.
+//! `courier-bench`: measures Courier from the outside.
+//!
+//! With `--gateway PATH` it runs the Redis-mode suite (module `suite`): it starts the gateway
+//! itself against a given `redis-server` and reports CPU-seconds per operation of both.
+//! Otherwise it measures a running Courier started with `--demo`:
 //!
 //! 1. Idle memory: opens N Engine.IO 4 WebSocket clients to the demo site, each its own user
 //!    `<token-prefix><i>` (the demo site puts every user in the group room `staff` too), and
@@ -19,7 +23,10 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod client;
+mod gateway;
+mod http;
 mod stats;
+mod suite;
 mod wire;
 
 use std::process::ExitCode;
@@ -27,23 +34,31 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-use tokio::sync::Semaphore;
 
-use crate::client::{BENCH_EVENT, ClientSpec, Tally};
+use crate::client::{BENCH_EVENT, ClientSpec, Fleet, Tally};
 
 #[derive(Debug, Parser)]
 #[command(
-    about = "Idle memory per connection and /send fan-out throughput of a running `courier-* --demo`"
+    about = "Idle memory per connection and /send fan-out throughput of a running `courier-* --demo`; \
+             with --gateway, CPU per operation of a gateway it starts on Redis"
 )]
 struct Args {
-    /// Port of the gateway on 127.0.0.1.
+    /// Port of the running `--demo` gateway on 127.0.0.1.
+    #[arg(long, required_unless_present = "gateway")]
+    port: Option<u16>,
+    /// Port that takes the `/send` calls (default: `--port`); another node of the same cluster
+    /// measures the cross-node path.
     #[arg(long)]
-    port: u16,
-    /// Process id of the gateway, whose VmRSS is measured.
-    #[arg(long)]
-    pid: u32,
+    send_port: Option<u16>,
+    /// Process id of the running gateway, whose VmRSS is measured.
+    #[arg(long, required_unless_present = "gateway")]
+    pid: Option<u32>,
+    /// More processes (e.g. the other node, redis-server) whose CPU seconds during the group
+    /// fan-out are reported too.
+    #[arg(long, value_delimiter = ',')]
+    cpu_pids: Vec<u32>,
+    #[command(flatten)]
+    suite: suite::SuiteArgs,
     /// Clients to connect (each needs one file descriptor here and one in the server).
     #[arg(long, default_value_t = 1000)]
     clients: u64,
@@ -103,6 +118,8 @@ struct Results {
     group_latencies: Vec<Duration>,
     /// Server CPU seconds used during the group fan-out.
     group_cpu_seconds: f64,
+    /// CPU seconds of each `--cpu-pids` process during it.
+    other_cpu_seconds: Vec<(u32, f64)>,
     /// `/metrics` scrapes made during it.
     scrapes: u64,
     user_rooms: u64,
@@ -121,7 +138,30 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let outcome = runtime.block_on(run(&args));
+    if let Some(binary) = args.suite.gateway.clone() {
+        let timeout = Duration::from_secs(args.timeout_secs);
+        let (rows, outcome) = runtime.block_on(suite::run(
+            &args.suite,
+            binary,
+            timeout,
+            args.parallel_connects,
+        ));
+        drop(runtime);
+        // What was measured before a failure is printed too.
+        println!("{}", suite::table(&args.label, &rows));
+        return match outcome {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("courier-bench ({}): {error}", args.label);
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let (Some(port), Some(pid)) = (args.port, args.pid) else {
+        eprintln!("courier-bench: --port and --pid are required without --gateway");
+        return ExitCode::FAILURE;
+    };
+    let outcome = runtime.block_on(run(&args, port, pid));
     // Dropping the runtime cancels the client tasks, which closes their sockets.
     drop(runtime);
     match outcome {
@@ -137,12 +177,12 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(args: &Args) -> Result<Results, String> {
+async fn run(args: &Args, port: u16, pid: u32) -> Result<Results, String> {
     if args.clients == 0 {
         return Err("--clients must be at least 1".to_owned());
     }
     // Fail before opening any connection when the pid is wrong.
-    stats::process_rss_kib(args.pid)?;
+    stats::process_rss_kib(pid)?;
     let timeout = Duration::from_secs(args.timeout_secs);
     let settle = Duration::from_secs(args.settle_secs);
     let warm_up = args
@@ -150,19 +190,29 @@ async fn run(args: &Args) -> Result<Results, String> {
         .unwrap_or((args.clients / 10).min(100))
         .min(args.clients - 1);
     // Message indices: 0..sends to the group, `sends` to the user rooms.
-    let tally = Arc::new(Tally::new(args.sends + 1));
-    let handshakes = Arc::new(Semaphore::new(args.parallel_connects.max(1)));
-
-    connect_clients(args, &tally, &handshakes, 0..warm_up, timeout).await?;
+    let mut fleet = Fleet::new(args.sends + 1, args.parallel_connects);
+    let spec = ClientSpec {
+        port,
+        namespace: args.site.clone(),
+        token: String::new(),
+        eio: 4,
+    };
+    let tally = Arc::clone(&fleet.tally);
+    let deadline = || Instant::now() + timeout;
+    fleet
+        .connect(&spec, &args.token_prefix, 0..warm_up, deadline())
+        .await?;
     tokio::time::sleep(settle).await;
-    let rss_baseline_kib = stats::process_rss_kib(args.pid)?;
+    let rss_baseline_kib = stats::process_rss_kib(pid)?;
     let admission_started = Instant::now();
-    connect_clients(args, &tally, &handshakes, warm_up..args.clients, timeout).await?;
+    fleet
+        .connect(&spec, &args.token_prefix, warm_up..args.clients, deadline())
+        .await?;
     let admission_elapsed = admission_started.elapsed();
     // Admission finishes with store commands after `_settings`; let them land before
     // reading memory and before the first group send (which resolves the group's members).
     tokio::time::sleep(settle).await;
-    let rss_idle_kib = stats::process_rss_kib(args.pid)?;
+    let rss_idle_kib = stats::process_rss_kib(pid)?;
     if args.hold_idle_secs > 0 {
         eprintln!(
             "{}: {} idle clients connected, server VmRSS {rss_idle_kib} KiB; holding {} s",
@@ -174,26 +224,35 @@ async fn run(args: &Args) -> Result<Results, String> {
     let mut group_latencies = Vec::new();
     let scrapes = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let scraper = (args.scrape_every_ms > 0).then(|| {
-        let (port, scrapes) = (args.port, Arc::clone(&scrapes));
+        let (port, scrapes) = (port, Arc::clone(&scrapes));
         let every = Duration::from_millis(args.scrape_every_ms);
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(every).await;
-                if get(port, "/metrics").await.is_ok() {
+                if http::get(port, "/metrics").await.is_ok() {
                     scrapes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 }
             }
         })
     });
-    let cpu_before = stats::process_cpu_seconds(args.pid)?;
+    let cpu_before = stats::process_cpu_seconds(pid)?;
+    let others_before = args
+        .cpu_pids
+        .iter()
+        .map(|&other| stats::process_cpu_seconds(other))
+        .collect::<Result<Vec<_>, _>>()?;
     let group_started = Instant::now();
     for index in 0..args.sends {
         let rooms = [args.group.clone()];
         group_latencies
-            .push(send_and_wait(args, &tally, &rooms, index, args.clients, timeout).await?);
+            .push(send_and_wait(port, args, &tally, &rooms, index, args.clients, timeout).await?);
     }
     let group_elapsed = group_started.elapsed();
-    let group_cpu_seconds = stats::process_cpu_seconds(args.pid)? - cpu_before;
+    let group_cpu_seconds = stats::process_cpu_seconds(pid)? - cpu_before;
+    let mut other_cpu_seconds = Vec::new();
+    for (&other, before) in args.cpu_pids.iter().zip(others_before) {
+        other_cpu_seconds.push((other, stats::process_cpu_seconds(other)? - before));
+    }
     if let Some(scraper) = scraper {
         scraper.abort();
     }
@@ -207,10 +266,10 @@ async fn run(args: &Args) -> Result<Results, String> {
         .map(|index| format!("{}{}{index}", args.user_room_prefix, args.token_prefix))
         .collect();
     let user_rooms_elapsed =
-        send_and_wait(args, &tally, &rooms, args.sends, user_rooms, timeout).await?;
+        send_and_wait(port, args, &tally, &rooms, args.sends, user_rooms, timeout).await?;
 
     tokio::time::sleep(settle).await;
-    let rss_after_sends_kib = stats::process_rss_kib(args.pid)?;
+    let rss_after_sends_kib = stats::process_rss_kib(pid)?;
     Ok(Results {
         rss_baseline_kib,
         rss_idle_kib,
@@ -221,47 +280,17 @@ async fn run(args: &Args) -> Result<Results, String> {
         group_elapsed,
         group_latencies,
         group_cpu_seconds,
+        other_cpu_seconds,
         scrapes,
         user_rooms,
         user_rooms_elapsed,
     })
 }
 
-/// Starts clients `range` and waits until all of them are admitted.
-async fn connect_clients(
-    args: &Args,
-    tally: &Arc<Tally>,
-    handshakes: &Arc<Semaphore>,
-    range: std::ops::Range<u64>,
-    timeout: Duration,
-) -> Result<(), String> {
-    let deadline = Instant::now() + timeout;
-    let target = range.end;
-    for index in range {
-        let permit = tokio::time::timeout_at(deadline.into(), handshakes.clone().acquire_owned())
-            .await
-            .map_err(|_| format!("admitting clients: timed out at client {index}"))?
-            .map_err(|_| "admitting clients: semaphore closed".to_owned())?;
-        if tally.lost() > 0 {
-            break;
-        }
-        let spec = ClientSpec {
-            port: args.port,
-            namespace: args.site.clone(),
-            token: format!("{}{index}", args.token_prefix),
-        };
-        tokio::spawn(client::run_client(spec, tally.clone(), permit));
-    }
-    tally
-        .wait_for("admitting clients", deadline, |tally| {
-            tally.admitted() >= target
-        })
-        .await
-}
-
 /// One `/send` of message `index` to `rooms`, then waits until `recipients` clients have it;
 /// returns the time from the request until the last delivery.
 async fn send_and_wait(
+    port: u16,
     args: &Args,
     tally: &Tally,
     rooms: &[String],
@@ -272,7 +301,7 @@ async fn send_and_wait(
     let started = Instant::now();
     let deadline = started + timeout;
     let body = wire::send_body(rooms, BENCH_EVENT, index);
-    tokio::time::timeout_at(deadline.into(), post_send(args, &body))
+    tokio::time::timeout_at(deadline.into(), post_send(port, args, &body))
         .await
         .map_err(|_| format!("/send #{index}: no answer in time"))??;
     tally
@@ -286,48 +315,11 @@ async fn send_and_wait(
 }
 
 /// `POST /send` over a fresh connection; `Err` unless the answer is 200.
-async fn post_send(args: &Args, body: &str) -> Result<(), String> {
-    let request = wire::send_request(&args.site, &args.api_key, body);
-    let mut stream = TcpStream::connect(("127.0.0.1", args.port))
+async fn post_send(port: u16, args: &Args, body: &str) -> Result<(), String> {
+    http::KeepAlive::connect(args.send_port.unwrap_or(port))
+        .await?
+        .send(&args.site, &args.api_key, body)
         .await
-        .map_err(|error| format!("/send connect: {error}"))?;
-    stream
-        .write_all(request.as_bytes())
-        .await
-        .map_err(|error| format!("/send write: {error}"))?;
-    let mut answer = Vec::new();
-    stream
-        .read_to_end(&mut answer)
-        .await
-        .map_err(|error| format!("/send read: {error}"))?;
-    match wire::http_status(&answer) {
-        Some(200) => Ok(()),
-        _ => Err(format!(
-            "/send answered: {}",
-            String::from_utf8_lossy(&answer[..answer.len().min(500)])
-        )),
-    }
-}
-
-/// `GET <path>` over a fresh connection, read to the end; `Err` unless the answer is 200.
-async fn get(port: u16, path: &str) -> Result<(), String> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port))
-        .await
-        .map_err(|error| format!("GET {path} connect: {error}"))?;
-    let request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
-    stream
-        .write_all(request.as_bytes())
-        .await
-        .map_err(|error| format!("GET {path} write: {error}"))?;
-    let mut answer = Vec::new();
-    stream
-        .read_to_end(&mut answer)
-        .await
-        .map_err(|error| format!("GET {path} read: {error}"))?;
-    match wire::http_status(&answer) {
-        Some(200) => Ok(()),
-        status => Err(format!("GET {path} answered {status:?}")),
-    }
 }
 
 fn ms(duration: Option<Duration>) -> String {
@@ -358,7 +350,18 @@ fn table_row(args: &Args, results: &Results) -> String {
 }
 
 fn details(args: &Args, results: &Results) -> String {
-    format!(
+    let deliveries = results.group_deliveries.max(1) as f64;
+    let others: String = results
+        .other_cpu_seconds
+        .iter()
+        .map(|(pid, cpu)| {
+            format!(
+                "  group fan-out CPU of pid {pid}: {cpu:.3} s = {:.2} us per delivery\n",
+                cpu * 1e6 / deliveries
+            )
+        })
+        .collect();
+    let main = format!(
         "{label}: {clients} clients\n\
          \x20 admitted {measured} clients in {admission_secs:.2} s ({admission_rate:.0}/s, {parallel} handshakes at a time)\n\
          \x20 idle RSS: {base} KiB after warm-up -> {idle} KiB with all admitted = {per:.2} KiB per connection ({measured} measured)\n\
@@ -393,5 +396,6 @@ fn details(args: &Args, results: &Results) -> String {
         user_rooms = results.user_rooms,
         user_ms = ms(Some(results.user_rooms_elapsed)),
         after = results.rss_after_sends_kib,
-    )
+    );
+    main + &others
 }

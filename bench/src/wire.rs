@@ -1,5 +1,6 @@
-//! The few Engine.IO 4 / Socket.IO 5 text packets a benchmark client speaks, and the raw
-//! `POST /send` request it makes. Pure functions, unit-tested without a server.
+//! The few Engine.IO / Socket.IO text packets a benchmark client speaks, the raw HTTP/1.1 it
+//! exchanges with the gateway (`POST /send`, `GET /metrics`) and the stub site's auth answers.
+//! Pure functions, unit-tested without a server.
 
 use serde_json::Value;
 
@@ -122,15 +123,102 @@ fn decimal_len(value: u64) -> usize {
         .map_or(1, |digits| digits as usize + 1)
 }
 
-/// A complete HTTP/1.1 `POST /send` request (`connection: close`, so the answer ends with EOF).
-pub fn send_request(site: &str, api_key: &str, body: &str) -> String {
+/// A complete HTTP/1.1 `POST /send` request on a kept-alive connection (the answer is framed
+/// by its content-length).
+pub fn send_request_keep_alive(site: &str, api_key: &str, body: &str) -> String {
     format!(
         "POST /send?site={}&apiKey={} HTTP/1.1\r\nhost: 127.0.0.1\r\n\
-         content-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+         content-type: application/json\r\ncontent-length: {}\r\nconnection: keep-alive\r\n\r\n{body}",
         percent_encode(site),
         percent_encode(api_key),
         body.len()
     )
+}
+
+/// The message indices a client event carries: `[event, i]` is one, a `_batch` of
+/// `[[event, i], ...]` is each of its `event` items (other events none).
+pub fn bench_indices(name: &str, first_arg: Option<&Value>, event: &str) -> Vec<u64> {
+    if name == event {
+        return first_arg.and_then(Value::as_u64).into_iter().collect();
+    }
+    if name != "_batch" {
+        return Vec::new();
+    }
+    let Some(Value::Array(items)) = first_arg else {
+        return Vec::new();
+    };
+    items
+        .iter()
+        .filter_map(|item| match item.as_array()?.as_slice() {
+            [Value::String(name), index, ..] if name == event => index.as_u64(),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Where a complete HTTP/1.1 message starts its body, and its body length, once `buffer` holds
+/// its whole head: `(head_len, content_length)` (no content-length header counts as 0).
+pub fn http_framing(buffer: &[u8]) -> Option<(usize, usize)> {
+    let head_len = buffer.windows(4).position(|window| window == b"\r\n\r\n")? + 4;
+    let head = std::str::from_utf8(&buffer[..head_len]).ok()?;
+    let length = head
+        .split("\r\n")
+        .filter_map(|line| line.split_once(':'))
+        .find(|(name, _)| name.trim().eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, value)| value.trim().parse().ok())
+        .unwrap_or(0);
+    Some((head_len, length))
+}
+
+/// The value of header `name` in a request or response head (case-insensitive name).
+pub fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+    head.split("\r\n")
+        .skip(1)
+        .filter_map(|line| line.split_once(':'))
+        .find(|(key, _)| key.trim().eq_ignore_ascii_case(name))
+        .map(|(_, value)| value.trim())
+}
+
+/// The stub site's answer to an auth call whose head is `head`: token `t` (the part of
+/// `Authorization` after the scheme) is the user `<prefix><t>`, in the group room `group` too.
+/// No token: 401, as a site answers an unknown user.
+pub fn auth_response(head: &str, user_room_prefix: &str, group: &str) -> String {
+    let token = header(head, "authorization")
+        .and_then(|value| value.split_once(' '))
+        .map(|(_, token)| token.trim())
+        .filter(|token| !token.is_empty());
+    let (status, body) = match token {
+        Some(token) => (
+            "200 OK",
+            serde_json::json!([format!("{user_room_prefix}{token}"), group]).to_string(),
+        ),
+        None => ("401 Unauthorized", r#"{"error":"no token"}"#.to_owned()),
+    };
+    format!(
+        "HTTP/1.1 {status}\r\ncontent-type: application/json; charset=utf-8\r\n\
+         content-length: {}\r\nconnection: keep-alive\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+/// The sum of the samples of metric `name` (all label sets) in OpenMetrics text; `None` when
+/// it has none (e.g. a build without that metric).
+pub fn metric_value(text: &str, name: &str) -> Option<f64> {
+    let mut found = None;
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix(name) else {
+            continue;
+        };
+        let value = if let Some(labelled) = rest.strip_prefix('{') {
+            labelled.split_once("} ").map(|(_, value)| value)
+        } else {
+            rest.strip_prefix(' ')
+        };
+        if let Some(value) = value.and_then(|v| v.split(' ').next()?.parse::<f64>().ok()) {
+            *found.get_or_insert(0.0) += value;
+        }
+    }
+    found
 }
 
 /// Percent-encodes everything but RFC 3986 unreserved characters.
@@ -252,10 +340,10 @@ mod tests {
     fn send_request_is_complete_http() {
         let body = send_body(&["staff".to_owned()], "bench", 5);
         assert_eq!(body, r#"{"rooms":["staff"],"event":"bench","args":[5]}"#);
-        let request = send_request("demo", "a&b", &body);
+        let request = send_request_keep_alive("demo", "a&b", &body);
         assert!(request.starts_with("POST /send?site=demo&apiKey=a%26b HTTP/1.1\r\n"));
         assert!(request.ends_with(&format!(
-            "content-length: {}\r\nconnection: close\r\n\r\n{body}",
+            "content-length: {}\r\nconnection: keep-alive\r\n\r\n{body}",
             body.len()
         )));
     }
@@ -267,6 +355,64 @@ mod tests {
         assert!(fitting > 1000 && fitting < 10_000, "{fitting}");
         let rooms: Vec<String> = (0..fitting).map(|i| format!("user_bench{i}")).collect();
         assert!(send_body(&rooms, "bench", u64::MAX).len() <= SEND_BODY_LIMIT);
+    }
+
+    #[test]
+    fn batches_carry_every_bench_index() {
+        let batch = serde_json::json!([["bench", 3], ["other", 4], ["bench", 5, "x"], "junk"]);
+        assert_eq!(bench_indices("_batch", Some(&batch), "bench"), vec![3, 5]);
+        assert_eq!(
+            bench_indices("bench", Some(&Value::from(7)), "bench"),
+            vec![7]
+        );
+        assert!(bench_indices("bench", None, "bench").is_empty());
+        assert!(bench_indices("_settings", Some(&batch), "bench").is_empty());
+        assert!(bench_indices("_batch", Some(&Value::from(1)), "bench").is_empty());
+    }
+
+    #[test]
+    fn http_messages_are_framed_by_content_length() {
+        let answer = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nOKHTTP/1.1";
+        assert_eq!(http_framing(answer), Some((38, 2)));
+        assert_eq!(
+            http_framing(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n"),
+            Some((27, 0))
+        );
+        assert_eq!(http_framing(b"HTTP/1.1 200 OK\r\n"), None);
+        let request = send_request_keep_alive("s", "k", "{}");
+        let (head, length) = http_framing(request.as_bytes()).expect("complete head");
+        assert_eq!((request.len() - head, length), (2, 2));
+        assert!(request.contains("connection: keep-alive\r\n"));
+    }
+
+    #[test]
+    fn the_stub_site_answers_the_user_room_and_the_group() {
+        let head = "GET /rooms HTTP/1.1\r\nAuthorization: Bearer b17\r\nX-META: \r\n\r\n";
+        let answer = auth_response(head, "user_", "staff");
+        assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+        assert!(
+            answer.ends_with("\r\n\r\n[\"user_b17\",\"staff\"]"),
+            "{answer}"
+        );
+        let (head_len, length) = http_framing(answer.as_bytes()).expect("framed");
+        assert_eq!(answer.len(), head_len + length);
+        let anonymous = auth_response("GET /rooms HTTP/1.1\r\n\r\n", "user_", "staff");
+        assert!(anonymous.starts_with("HTTP/1.1 401 "), "{anonymous}");
+    }
+
+    #[test]
+    fn metrics_are_summed_over_their_labels() {
+        let text = "# TYPE courier_driver_busy_seconds counter\n\
+                    courier_driver_busy_seconds_total 1.5\n\
+                    courier_deliveries_total{site=\"a\",path=\"live\"} 3\n\
+                    courier_deliveries_total{site=\"b\",path=\"queued\"} 4\n\
+                    courier_deliveries_total_x 9\n";
+        assert_eq!(
+            metric_value(text, "courier_driver_busy_seconds_total"),
+            Some(1.5)
+        );
+        assert_eq!(metric_value(text, "courier_deliveries_total"), Some(7.0));
+        assert_eq!(metric_value(text, "courier_missing_total"), None);
     }
 
     #[test]

@@ -233,6 +233,8 @@ pub enum FieldValue {
     I64(i64),
     /// A flag.
     Bool(bool),
+    /// A duration, written as a number of milliseconds with three decimals (`12.345`).
+    Millis(Duration),
 }
 
 impl From<&'static str> for FieldValue {
@@ -256,6 +258,12 @@ impl From<u64> for FieldValue {
 impl From<i64> for FieldValue {
     fn from(n: i64) -> Self {
         FieldValue::I64(n)
+    }
+}
+
+impl From<Duration> for FieldValue {
+    fn from(d: Duration) -> Self {
+        FieldValue::Millis(d)
     }
 }
 

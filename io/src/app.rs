@@ -88,8 +88,11 @@ pub fn gateway_app(startup: Startup) -> Result<App, String> {
     if startup.demo {
         print_demo_help(startup.bind, port);
     }
+    let mut gateway = Gateway::new(config, options);
+    // Events the log would drop are not even built (the per-delivery lines are `debug`).
+    gateway.set_event_level(crate::logging::min_enabled_level());
     Ok(App {
-        engine: Box::new(Gateway::new(config, options)),
+        engine: Box::new(gateway),
         port,
         setup: Setup {
             max_payload,

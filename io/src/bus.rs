@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 use async_channel::{Receiver, Sender};
 use bytes::Bytes;
 use futures_lite::StreamExt;
-use redis::AsyncCommands;
 use redis::aio::ConnectionManager;
 
 use crate::driver::Input;
@@ -21,6 +20,8 @@ use crate::runtime::Runtime;
 
 /// How many published messages may wait for Redis before new ones are dropped.
 pub(crate) const BUS_BACKLOG: usize = 4096;
+/// The most messages one publish pipeline carries.
+const PUBLISH_PIPELINE: usize = 64;
 /// How long startup waits for the first bus subscription before serving anyway (the loop
 /// keeps trying).
 pub(crate) const FIRST_SUBSCRIBE_PATIENCE: Duration = Duration::from_secs(5);
@@ -46,7 +47,10 @@ pub fn unframe(own_node: u64, payload: &[u8]) -> Option<Bytes> {
     (u64::from_be_bytes(*node) != own_node).then(|| Bytes::copy_from_slice(message))
 }
 
-/// Publishes what the driver hands over, in order, until the driver drops its sender.
+/// Publishes what the driver hands over, in order, until the driver drops its sender. What
+/// queued up while the previous round trip was in flight goes out as one pipeline (at most
+/// [`PUBLISH_PIPELINE`] messages), so a burst of sends costs Redis one read and one reply
+/// write per pipeline rather than per message.
 pub(crate) async fn publish_loop(
     mut connection: ConnectionManager,
     channel: String,
@@ -54,10 +58,26 @@ pub(crate) async fn publish_loop(
     messages: Receiver<Bytes>,
     ops: Arc<Ops>,
 ) {
+    let mut batch = Vec::new();
     while let Ok(message) = messages.recv().await {
-        let result: Result<i64, _> = connection.publish(&channel, frame(node_id, &message)).await;
+        batch.push(message);
+        while batch.len() < PUBLISH_PIPELINE {
+            match messages.try_recv() {
+                Ok(message) => batch.push(message),
+                Err(_) => break,
+            }
+        }
+        let mut pipe = redis::pipe();
+        for message in batch.drain(..) {
+            pipe.publish(&channel, frame(node_id, &message)).ignore();
+        }
+        let result: redis::RedisResult<()> = pipe.query_async(&mut connection).await;
         if let Err(error) = result {
-            Ops::add(&ops.bus_dropped, 1);
+            // A failed pipeline may have published some of its messages; count them all.
+            Ops::add(
+                &ops.bus_dropped,
+                u64::try_from(pipe.len()).unwrap_or(u64::MAX),
+            );
             tracing::warn!(target: "courier", error = %error, "cluster publish failed");
         }
     }

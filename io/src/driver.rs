@@ -233,7 +233,8 @@ impl<R: Runtime> Driver<R> {
             }
             // The lines of this pass go out in one write when it ends, before the driver waits
             // again (the batch cannot live across an await: it is not `Send`).
-            let _lines = logging::batch();
+            let lines = logging::batch();
+            let pass = ops::DriverPass::start();
             let now = Instant::now();
             self.set_wall_clock();
             if let Some(input) = first {
@@ -257,6 +258,9 @@ impl<R: Runtime> Driver<R> {
             }
             self.fire_timers(now);
             self.drain_outputs();
+            // Busy until the pass's log lines are written (README "Operating Courier").
+            drop(lines);
+            pass.finish(&self.ops);
             if let Some(limit) = shutdown_deadline
                 && (self.drained() || Instant::now() >= limit)
             {
@@ -565,7 +569,7 @@ mod tests {
             on_grid(origin, close),
             on_grid(origin, close + Duration::from_micros(40))
         );
-        // Never early; an instant before the origin is taken as it is.
+        // Never early: an instant before the origin wakes at the origin.
         assert_eq!(on_grid(at(10), at(5)), at(10));
     }
 }

@@ -19,6 +19,7 @@ mod app;
 mod bus;
 mod cli;
 mod client;
+mod coalesce;
 mod driver;
 mod hyper_glue;
 pub mod logging;

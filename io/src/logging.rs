@@ -44,15 +44,27 @@ pub fn init(filter: Option<&str>) {
         .try_init();
 }
 
-/// Writes one application event, if its level is enabled for target `courier`.
-pub fn log_event(event: &AppEvent) {
-    let enabled = match event.level {
+/// The lowest level enabled for target `courier` (`Error` when even that is off): the gateway
+/// builds no event below it (see `Gateway::set_event_level`).
+pub fn min_enabled_level() -> Level {
+    [Level::Debug, Level::Info, Level::Warn]
+        .into_iter()
+        .find(|level| enabled(*level))
+        .unwrap_or(Level::Error)
+}
+
+fn enabled(level: Level) -> bool {
+    match level {
         Level::Debug => tracing::enabled!(target: "courier", tracing::Level::DEBUG),
         Level::Info => tracing::enabled!(target: "courier", tracing::Level::INFO),
         Level::Warn => tracing::enabled!(target: "courier", tracing::Level::WARN),
         Level::Error => tracing::enabled!(target: "courier", tracing::Level::ERROR),
-    };
-    if !enabled {
+    }
+}
+
+/// Writes one application event, if its level is enabled for target `courier`.
+pub fn log_event(event: &AppEvent) {
+    if !enabled(event.level) {
         // Nothing is formatted for a line nobody writes.
         return;
     }
@@ -176,6 +188,10 @@ fn write_json_value(out: &mut String, value: &FieldValue) {
             let _ = write!(out, "{n}");
         }
         FieldValue::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        FieldValue::Millis(d) => {
+            let micros = d.as_micros();
+            let _ = write!(out, "{}.{:03}", micros / 1000, micros % 1000);
+        }
     }
 }
 

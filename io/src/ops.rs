@@ -71,6 +71,13 @@ pub struct Ops {
     pub ws_slow_consumers: AtomicU64,
     /// Heartbeats that could not be written.
     pub heartbeat_failures: AtomicU64,
+    /// Nanoseconds the driver spent busy: feeding inputs to the engine, draining its outputs
+    /// and carrying them out (not waiting). Its rate near 1 s/s means the one driver is the
+    /// node's ceiling.
+    pub driver_busy_nanos: AtomicU64,
+    /// CPU nanoseconds of those busy spells (the thread's clock): less than the busy time when
+    /// other threads or processes take the core meanwhile.
+    pub driver_cpu_nanos: AtomicU64,
     /// The nodes of the registry as last read (just this one without Redis).
     pub nodes: Mutex<Vec<NodeSeen>>,
 }
@@ -95,6 +102,8 @@ impl Ops {
             ws_bytes_out: AtomicU64::new(0),
             ws_slow_consumers: AtomicU64::new(0),
             heartbeat_failures: AtomicU64::new(0),
+            driver_busy_nanos: AtomicU64::new(0),
+            driver_cpu_nanos: AtomicU64::new(0),
             nodes: Mutex::new(Vec::new()),
         }
     }
@@ -130,6 +139,44 @@ impl Ops {
     pub fn set_nodes(&self, nodes: Vec<NodeSeen>) {
         *self.nodes.lock().unwrap_or_else(PoisonError::into_inner) = nodes;
     }
+}
+
+/// One pass of the driver, from its first input to its last output carried: what it adds to
+/// `driver_busy_nanos` (wall clock) and `driver_cpu_nanos` (the thread's CPU clock; a pass runs
+/// on one thread, never across an await).
+#[derive(Debug)]
+pub struct DriverPass {
+    started: Instant,
+    cpu_started: u64,
+}
+
+impl DriverPass {
+    /// The pass begins now.
+    pub fn start() -> DriverPass {
+        DriverPass {
+            started: Instant::now(),
+            cpu_started: thread_cpu_nanos(),
+        }
+    }
+
+    /// The pass is over: its time is counted.
+    pub fn finish(self, ops: &Ops) {
+        let busy = u64::try_from(self.started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        Ops::add(&ops.driver_busy_nanos, busy);
+        Ops::add(
+            &ops.driver_cpu_nanos,
+            thread_cpu_nanos().saturating_sub(self.cpu_started),
+        );
+    }
+}
+
+/// CPU time the calling thread has used, in nanoseconds.
+fn thread_cpu_nanos() -> u64 {
+    let time = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    u64::try_from(time.tv_sec)
+        .unwrap_or(0)
+        .saturating_mul(1_000_000_000)
+        .saturating_add(u64::try_from(time.tv_nsec).unwrap_or(0))
 }
 
 /// The process's own figures, from `/proc/self` (zero where it is not readable, e.g. not
@@ -220,6 +267,8 @@ struct IoFigures {
     ws: [u64; 4],
     ws_slow_consumers: u64,
     heartbeat_failures: u64,
+    driver_busy_seconds: f64,
+    driver_cpu_seconds: f64,
     nodes_live: u64,
     nodes_dead: u64,
 }
@@ -249,6 +298,8 @@ impl IoFigures {
             ],
             ws_slow_consumers: get(&ops.ws_slow_consumers),
             heartbeat_failures: get(&ops.heartbeat_failures),
+            driver_busy_seconds: get(&ops.driver_busy_nanos) as f64 / 1e9,
+            driver_cpu_seconds: get(&ops.driver_cpu_nanos) as f64 / 1e9,
             nodes_live: u64::try_from(live).unwrap_or(0),
             nodes_dead: u64::try_from(nodes.len() - live).unwrap_or(0),
         }
@@ -370,7 +421,21 @@ impl Scrape {
             "courier_process_open_fds",
             "Open file descriptors of the process.",
             gauge_value(p.open_fds),
-        )
+        )?;
+        let m = family(
+            e,
+            "courier_driver_busy_seconds",
+            "Time the driver spent feeding the engine and carrying out its outputs (not waiting).",
+            MetricType::Counter,
+        )?;
+        ConstCounter::new(self.io.driver_busy_seconds).encode(m)?;
+        let m = family(
+            e,
+            "courier_driver_cpu_seconds",
+            "CPU time of the driver's busy spells (its thread's clock).",
+            MetricType::Counter,
+        )?;
+        ConstCounter::new(self.io.driver_cpu_seconds).encode(m)
     }
 
     fn encode_transport(&self, e: &mut DescriptorEncoder<'_>) -> Encoded {
@@ -825,6 +890,27 @@ mod tests {
             engine: Default::default(),
             remote_malformed: 0,
         }
+    }
+
+    #[test]
+    fn a_driver_pass_counts_its_wall_and_cpu_time() {
+        let ops = Ops::new("tokio", 0, false);
+        let pass = DriverPass::start();
+        // Some CPU work the optimiser cannot drop.
+        let mut sum = 0_u64;
+        for i in 0..2_000_000_u64 {
+            sum = std::hint::black_box(sum.wrapping_add(i * i));
+        }
+        pass.finish(&ops);
+        let busy = ops.driver_busy_nanos.load(Ordering::Relaxed);
+        let cpu = ops.driver_cpu_nanos.load(Ordering::Relaxed);
+        assert!(busy > 0 && cpu > 0, "busy {busy} ns, cpu {cpu} ns");
+        let text = render(None, &ops);
+        assert!(
+            text.contains("courier_driver_busy_seconds_total "),
+            "{text}"
+        );
+        assert!(text.contains("courier_driver_cpu_seconds_total "), "{text}");
     }
 
     #[test]

@@ -1,8 +1,10 @@
 //! One task per WebSocket: reads frames into the driver and writes what the driver queued.
 //!
-//! Idle cost is the budget (BENCHMARKS.md: ≤ 12 KB RSS per idle connection), so the read buffer
-//! starts small, writes go straight to the socket, and the outbound queue holds no storage while
-//! empty and is bounded by the driver (a peer that does not read is closed, never buffered for).
+//! Idle cost is the budget (BENCHMARKS.md: ≤ 8 KiB RSS per idle connection), so the read buffer
+//! starts small, a lone frame goes straight to the socket, and the outbound queue holds no
+//! storage while empty and is bounded by the driver (a peer that does not read is closed, never
+//! buffered for). Frames that wait together go out together: the run is collected under the
+//! WebSocket library ([`Coalesce`]) and written with one system call.
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -18,6 +20,7 @@ use async_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 use courier_core::net::{ConnId, WsFrame};
 use futures_lite::{StreamExt, future};
 
+use crate::coalesce::Coalesce;
 use crate::driver::{ConnCommand, DriverHandle, Input, TaskGuard};
 use crate::hyper_glue::HyperIo;
 use crate::runtime::Runtime;
@@ -33,6 +36,8 @@ const SLOW_CONSUMER: u16 = 1008;
 const MESSAGE_TOO_BIG: u16 = 1009;
 /// How long one frame may take to write before the peer counts as gone.
 const WRITE_STALL: Duration = Duration::from_secs(30);
+/// A run of queued frames written with one system call stops growing past this many bytes.
+const RUN_BYTES: usize = 64 * 1024;
 
 /// A WebSocket connection task.
 pub(crate) struct Pump<R: Runtime> {
@@ -73,8 +78,9 @@ impl<R: Runtime> Pump<R> {
                     .max_write_buffer_size(self.max_payload.saturating_mul(2).max(64 * 1024))
                     .max_message_size(Some(self.max_payload))
                     .max_frame_size(Some(self.max_payload));
+                let stream = Coalesce::new(HyperIo(upgraded));
                 let handshake =
-                    WebSocketStream::from_raw_socket(HyperIo(upgraded), Role::Server, Some(config));
+                    WebSocketStream::from_raw_socket(stream, Role::Server, Some(config));
                 // Boxed: it lives for a moment and is larger than the stream it yields.
                 let mut ws = Box::pin(handshake).await;
                 // By reference: an `async fn` keeps a by-value argument twice in its future.
@@ -90,7 +96,7 @@ impl<R: Runtime> Pump<R> {
     /// The task's future is allocated once and lives as long as the connection, sized for its
     /// largest state; so the larger states (a write, a driver backlog, the close handshake) are
     /// boxed while they last, and an idle connection pays for little more than the stream.
-    async fn pump<S>(&self, ws: &mut WebSocketStream<S>)
+    async fn pump<S>(&self, ws: &mut WebSocketStream<Coalesce<S>>)
     where
         S: futures_io::AsyncRead + futures_io::AsyncWrite + Unpin,
     {
@@ -105,7 +111,19 @@ impl<R: Runtime> Pump<R> {
             });
             match step.await {
                 Step::Outbound(Some(ConnCommand::Frame(frame))) => {
-                    if !Box::pin(self.write(ws, to_message(frame))).await {
+                    let written = match self.outbound.try_recv() {
+                        // The usual case: one frame, one write.
+                        None => Box::pin(self.write(ws, to_message(frame))).await,
+                        Some(next) => match Box::pin(self.write_run(ws, frame, next)).await {
+                            Run::Written => true,
+                            Run::Failed => false,
+                            Run::ThenClose(code) => {
+                                Box::pin(self.close(ws, code)).await;
+                                return;
+                            }
+                        },
+                    };
+                    if !written {
                         return;
                     }
                 }
@@ -152,20 +170,67 @@ impl<R: Runtime> Pump<R> {
 
     /// Writes one frame. False when the peer is gone or has not taken the frame within
     /// `WRITE_STALL`.
-    async fn write<S>(&self, ws: &mut WebSocketStream<S>, message: Message) -> bool
+    async fn write<S>(&self, ws: &mut WebSocketStream<Coalesce<S>>, message: Message) -> bool
     where
         S: futures_io::AsyncRead + futures_io::AsyncWrite + Unpin,
     {
+        self.within_stall(async { ws.send(message).await.is_ok() })
+            .await
+    }
+
+    /// Writes `first`, `next` and whatever else waits in the queue (up to [`RUN_BYTES`]) with
+    /// one system call. A close found in the queue ends the run: it is sent after it.
+    async fn write_run<S>(
+        &self,
+        ws: &mut WebSocketStream<Coalesce<S>>,
+        first: WsFrame,
+        next: ConnCommand,
+    ) -> Run
+    where
+        S: futures_io::AsyncRead + futures_io::AsyncWrite + Unpin,
+    {
+        ws.get_mut().hold();
+        // Held, every send completes at once: its bytes only land in the run's buffer.
+        let mut sent = ws.send(to_message(first)).await.is_ok();
+        let mut close = None;
+        let mut command = Some(next);
+        while sent && let Some(queued) = command.take() {
+            match queued {
+                ConnCommand::Frame(frame) => sent = ws.send(to_message(frame)).await.is_ok(),
+                ConnCommand::Close(code) => close = Some(code),
+            }
+            if close.is_none() && ws.get_ref().held_len() < RUN_BYTES {
+                command = self.outbound.try_recv();
+            }
+        }
+        ws.get_mut().release();
+        let flushed = self
+            .within_stall(async {
+                futures_lite::AsyncWriteExt::flush(ws.get_mut())
+                    .await
+                    .is_ok()
+            })
+            .await;
+        match (sent && flushed, close) {
+            (false, _) => Run::Failed,
+            (true, Some(code)) => Run::ThenClose(code),
+            (true, None) => Run::Written,
+        }
+    }
+
+    /// Runs a write to its end; false when it fails or the peer has not taken it within
+    /// `WRITE_STALL`.
+    async fn within_stall(&self, write: impl Future<Output = bool>) -> bool {
         let stall_limit = Instant::now() + WRITE_STALL;
-        let mut send = pin!(ws.send(message));
+        let mut write = pin!(write);
         // Almost every write completes at once; only a blocked one needs the timer.
-        if let Some(sent) = future::poll_once(send.as_mut()).await {
-            return sent.is_ok();
+        if let Some(written) = future::poll_once(write.as_mut()).await {
+            return written;
         }
         // A peer that stops reading stalls the write; the queue behind it then overflows in
         // the driver, but this task must not wait for ever either.
         let stall = Box::pin(self.runtime.sleep_until(stall_limit));
-        future::or(async { send.await.is_ok() }, async {
+        future::or(write, async {
             stall.await;
             false
         })
@@ -195,6 +260,14 @@ impl<R: Runtime> Pump<R> {
         };
         future::or(handshake, self.runtime.sleep_until(deadline)).await;
     }
+}
+
+/// How a run of frames ended.
+enum Run {
+    Written,
+    Failed,
+    /// Written; a close came next in the queue.
+    ThenClose(u16),
 }
 
 fn to_message(frame: WsFrame) -> Message {
@@ -232,11 +305,41 @@ struct Outbound {
 
 #[derive(Debug, Default)]
 struct OutboundState {
+    /// The oldest command when it is the only one: a connection that gets one frame at a time
+    /// (the usual fan-out) never allocates queue storage.
+    next: Option<ConnCommand>,
+    /// Commands after `next` (only filled while `next` is, so the order is `next`, then these).
     commands: VecDeque<ConnCommand>,
     /// The connection task, when it waits for a command.
     waker: Option<Waker>,
     /// No more commands will come: the driver let go of its end, or the task ended.
     closed: bool,
+}
+
+impl OutboundState {
+    fn len(&self) -> usize {
+        usize::from(self.next.is_some()) + self.commands.len()
+    }
+
+    fn push(&mut self, command: ConnCommand) {
+        if self.next.is_none() && self.commands.is_empty() {
+            self.next = Some(command);
+        } else {
+            self.commands.push_back(command);
+        }
+    }
+
+    fn pop(&mut self) -> Option<ConnCommand> {
+        if let Some(command) = self.next.take() {
+            return Some(command);
+        }
+        let command = self.commands.pop_front()?;
+        if self.commands.is_empty() {
+            // Release the buffer: an idle connection keeps no frame storage.
+            self.commands = VecDeque::new();
+        }
+        Some(command)
+    }
 }
 
 impl Outbound {
@@ -251,6 +354,7 @@ impl Outbound {
             let mut state = self.lock();
             state.closed = true;
             if discard {
+                state.next = None;
                 state.commands = VecDeque::new();
             }
             state.waker.take()
@@ -276,10 +380,10 @@ impl OutboundSender {
             if state.closed {
                 return true;
             }
-            if state.commands.len() >= limit {
+            if state.len() >= limit {
                 return false;
             }
-            state.commands.push_back(ConnCommand::Frame(frame));
+            state.push(ConnCommand::Frame(frame));
             state.waker.take()
         };
         if let Some(waker) = waker {
@@ -294,7 +398,7 @@ impl OutboundSender {
         {
             let mut state = self.0.lock();
             if !state.closed {
-                state.commands.push_back(ConnCommand::Close(code));
+                state.push(ConnCommand::Close(code));
             }
         }
         // Dropping `self` closes the queue and wakes the task.
@@ -321,11 +425,7 @@ impl OutboundReceiver {
     /// The next command, in the order queued; `None` once the queue is closed and empty.
     fn poll_recv(&self, cx: &mut Context<'_>) -> Poll<Option<ConnCommand>> {
         let mut state = self.0.lock();
-        if let Some(command) = state.commands.pop_front() {
-            if state.commands.is_empty() {
-                // Release the buffer: an idle connection keeps no frame storage.
-                state.commands = VecDeque::new();
-            }
+        if let Some(command) = state.pop() {
             return Poll::Ready(Some(command));
         }
         if state.closed {
@@ -336,6 +436,13 @@ impl OutboundReceiver {
             None => state.waker = Some(cx.waker().clone()),
         }
         Poll::Pending
+    }
+}
+
+impl OutboundReceiver {
+    /// The next command if one is queued already (never waits).
+    fn try_recv(&self) -> Option<ConnCommand> {
+        self.0.lock().pop()
     }
 }
 
@@ -384,6 +491,32 @@ mod tests {
 
     fn buffer_capacity(receiver: &OutboundReceiver) -> usize {
         receiver.0.lock().commands.capacity()
+    }
+
+    #[test]
+    fn one_frame_at_a_time_needs_no_queue_storage() {
+        let (sender, receiver) = outbound_queue();
+        for text in ["a", "b"] {
+            assert!(sender.send_frame(frame(text), 8));
+            assert_eq!(buffer_capacity(&receiver), 0);
+            assert_eq!(text_of(poll(&receiver)), text);
+        }
+        assert!(receiver.try_recv().is_none());
+    }
+
+    #[test]
+    fn try_recv_takes_what_waits_in_order_without_waiting() {
+        let (sender, receiver) = outbound_queue();
+        for text in ["1", "2", "3"] {
+            assert!(sender.send_frame(frame(text), 8));
+        }
+        assert_eq!(text_of(poll(&receiver)), "1");
+        assert!(sender.send_frame(frame("4"), 8));
+        for text in ["2", "3", "4"] {
+            assert_eq!(text_of(Poll::Ready(receiver.try_recv())), text);
+        }
+        assert!(receiver.try_recv().is_none());
+        assert_eq!(buffer_capacity(&receiver), 0);
     }
 
     #[test]
@@ -474,9 +607,9 @@ mod tests {
         for _ in 0..4 {
             assert!(sender.send_frame(frame("nobody reads"), 1));
         }
-        assert!(shared.lock().commands.is_empty());
+        assert_eq!(shared.lock().len(), 0);
         sender.close_with(1000);
-        assert!(shared.lock().commands.is_empty());
+        assert_eq!(shared.lock().len(), 0);
     }
 
     #[test]
@@ -504,7 +637,7 @@ mod task_size {
     use crate::hyper_glue::HyperIo;
     use crate::runtime::{BoxFuture, Listener};
 
-    type Stream = HyperIo<hyper::upgrade::Upgraded>;
+    type Stream = Coalesce<HyperIo<hyper::upgrade::Upgraded>>;
 
     /// A runtime that is never run: only its types matter here.
     #[derive(Clone)]

@@ -54,6 +54,23 @@ fn publishes_to_other_nodes_and_runs_store_commands<R: Runtime>(runtime: R) {
             .remote
             .contains(&Bytes::from_static(b"hello from b"))
     });
+    // A burst goes out in pipelines and arrives whole and in order.
+    request(a.addr, "POST", "/publish-many", b"300:burst");
+    let burst = |stats: &std::sync::MutexGuard<'_, common::engine::Stats>| -> Vec<Bytes> {
+        stats
+            .remote
+            .iter()
+            .filter(|message| message.starts_with(b"burst "))
+            .cloned()
+            .collect()
+    };
+    eventually("node B receives the whole burst", || {
+        burst(&stats_b.lock().expect("stats")).len() == 300
+    });
+    let expected: Vec<Bytes> = (0..300)
+        .map(|i| Bytes::from(format!("burst {i}")))
+        .collect();
+    assert_eq!(burst(&stats_b.lock().expect("stats")), expected);
     // Nobody hears itself.
     assert!(
         !stats_a

@@ -93,6 +93,8 @@ fn serde_json_line(
             FieldValue::U64(n) => Value::from(*n),
             FieldValue::I64(n) => Value::from(*n),
             FieldValue::Bool(b) => Value::Bool(*b),
+            // Not generated below: serde_json would write a float its own way.
+            FieldValue::Millis(d) => Value::from(d.as_secs_f64() * 1e3),
         };
         members.insert((*name).to_owned(), value);
     }
@@ -351,4 +353,39 @@ fn events_reach_a_subscriber_without_json_lines_as_tracing_events() {
             ),
         ]
     );
+}
+
+#[test]
+fn a_duration_is_a_number_of_milliseconds_with_three_decimals() {
+    let fields = [
+        (
+            "durationMs",
+            FieldValue::from(std::time::Duration::from_micros(12_345)),
+        ),
+        (
+            "short",
+            FieldValue::from(std::time::Duration::from_micros(42)),
+        ),
+    ];
+    let line = format_line(1_795_000_000_123, "info", "Message dispatched", &fields);
+    assert!(
+        line.ends_with(",\"durationMs\":12.345,\"short\":0.042}"),
+        "{line}"
+    );
+    let parsed: Value = serde_json::from_str(&line).expect("JSON");
+    assert_eq!(parsed["durationMs"].as_f64(), Some(12.345));
+}
+
+#[test]
+fn the_lowest_enabled_level_follows_the_filter() {
+    for (filter, level) in [
+        ("info", Level::Info),
+        ("info,courier=debug", Level::Debug),
+        ("warn", Level::Warn),
+        ("off", Level::Error),
+    ] {
+        let subscriber = tracing_subscriber::registry().with(EnvFilter::new(filter));
+        let found = tracing::subscriber::with_default(subscriber, logging::min_enabled_level);
+        assert_eq!(found, level, "{filter}");
+    }
 }

@@ -19,7 +19,11 @@ scenario!(delivery_and_batch_with_redis, |bin| {
     for i in 0..combos.len() {
         stub.user(&format!("t{i}"), &[&format!("user_{i}")]);
     }
-    let gw = user_site(bin, &stub).redis(&redis).start();
+    // At `debug`: each client waits for its ack's `Message removed` line.
+    let gw = user_site(bin, &stub)
+        .redis(&redis)
+        .env("RUST_LOG", "info,courier=debug")
+        .start();
     matrix::for_each(&combos, |i, lib, transports| {
         let (token, device, room) = (format!("t{i}"), format!("d{i}"), format!("user_{i}"));
         let mut c = connected(&gw, lib, transports, &token, &device);
@@ -28,7 +32,9 @@ scenario!(delivery_and_batch_with_redis, |bin| {
         c.ack_event(&ev, vec![]);
         // python-socketio 4 aborts its transport on disconnect without flushing what it queued:
         // let the ack reach the store before leaving, as a real client that stays a moment does.
-        gw.wait_for_log(&format!(r#""deviceId":"{device}","event":"live""#));
+        gw.wait_for_log(&format!(
+            r#""message":"Message removed","site":"{SITE}","room":"{room}","deviceId":"{device}","event":"live""#
+        ));
         c.disconnect();
         c.close();
         push(&gw, json!({"rooms": room, "event": "queued", "args": [1]}));

@@ -45,8 +45,15 @@ fn world(bin: Bin) -> World {
     stub.user("u1", &["user_1", "staff"]);
     stub.user("u2", &["user_2", "staff"]);
     stub.user("u3", &["user_3"]);
-    let node_a = user_site(bin, &stub).redis(&redis).start();
-    let node_b = user_site(other(bin), &stub).redis(&redis).start();
+    // At `debug`: the scenario waits for per-delivery lines ("Message removed").
+    let node_a = user_site(bin, &stub)
+        .redis(&redis)
+        .env("RUST_LOG", DEBUG_LOG)
+        .start();
+    let node_b = user_site(other(bin), &stub)
+        .redis(&redis)
+        .env("RUST_LOG", DEBUG_LOG)
+        .start();
     let plan = [
         (Lib::Sio2, "u1", "d1", "user_1", true),
         (Lib::Sio4, "u2", "d2", "user_2", false),
@@ -107,6 +114,9 @@ fn everyone_receives(world: &mut World, through_a: bool, event: &str) {
         c.ack_event(&ev, vec![]);
     }
 }
+
+/// The gateways' log filter: the per-delivery lines are `debug`.
+const DEBUG_LOG: &str = "info,courier=debug";
 
 /// Waits until `gw` logged a line with `message` and every one of `fields`.
 fn wait_for_line(gw: &Gateway, message: &str, fields: &[&str]) {

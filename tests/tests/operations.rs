@@ -101,6 +101,15 @@ scenario!(metrics_count_what_real_clients_do, |bin| {
     // Connect: one session, one admitted join, one open WebSocket connection.
     let mut c = connected(&gw, Lib::Sio4, Transports::Websocket, "u1", "d1");
     let m = expect_metric(port, "courier_connections", &ws4, 1.0);
+    // The driver was busy admitting it (and busy time only grows).
+    assert!(
+        counter(&m, "courier_driver_busy_seconds_total", &[])
+            > counter(&before, "courier_driver_busy_seconds_total", &[])
+    );
+    assert!(
+        counter(&m, "courier_driver_cpu_seconds_total", &[])
+            >= counter(&before, "courier_driver_cpu_seconds_total", &[])
+    );
     assert_eq!(
         counter(&m, "courier_joins_total", &admitted),
         counter(&before, "courier_joins_total", &admitted) + 1.0

@@ -355,6 +355,15 @@ impl Server {
         self.send_packet(session, Packet::Message(message))
     }
 
+    /// Sends a text message already in its packet form `4<text>`, as the layer above encodes
+    /// it once for many sessions: a WebSocket gets these very bytes as its frame (no copy), a
+    /// polling session the text after the `4`. False when the session is gone or closing.
+    pub fn send_text_packet(&mut self, session: SessionId, packet: Bytes) -> bool {
+        debug_assert_eq!(packet.first(), Some(&b'4'), "a message packet");
+        let message = Packet::Message(Message::Text(packet.slice(1..)));
+        self.send_encoded(session, message, Some(WsFrame::Text(packet)))
+    }
+
     /// Closes a session from the application side: the client is sent `1`.
     pub fn close_session(&mut self, session: SessionId, reason: &'static str, now: Instant) {
         self.handle_timeout(now);
@@ -634,13 +643,18 @@ impl Server {
     }
 
     pub(super) fn send_packet(&mut self, session: SessionId, packet: Packet) -> bool {
+        self.send_encoded(session, packet, None)
+    }
+
+    /// Sends `packet`; on a WebSocket as `frame` when the caller has it encoded already.
+    fn send_encoded(&mut self, session: SessionId, packet: Packet, frame: Option<WsFrame>) -> bool {
         if !self.is_open(session) {
             return false;
         }
         let s = self.sessions.get_mut(&session).expect("open session");
         match s.transport {
             Transport::WebSocket(conn) => {
-                let frame = packet.to_ws_frame(s.protocol);
+                let frame = frame.unwrap_or_else(|| packet.to_ws_frame(s.protocol));
                 self.io.push_back(net::Output::WsSend(conn, frame));
             }
             Transport::Polling => {

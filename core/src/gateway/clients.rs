@@ -180,9 +180,9 @@ impl Client {
 #[derive(Debug, Default)]
 pub struct Clients {
     by_socket: HashMap<SocketId, Client>,
-    /// `(site, room)` → admitted sockets in it. Ordered sets so a broadcast reaches sockets in a
-    /// stable order.
-    rooms: HashMap<(String, String), BTreeSet<SocketId>>,
+    /// site → room → admitted sockets in it (nested, so a lookup by `&str` allocates nothing).
+    /// Ordered sets so a broadcast reaches sockets in a stable order.
+    rooms: HashMap<String, HashMap<String, BTreeSet<SocketId>>>,
     admitted: usize,
 }
 
@@ -219,11 +219,9 @@ impl Clients {
             client.phase = Phase::Admitted;
             self.admitted += 1;
         }
+        let site_rooms = self.rooms.entry(client.site.clone()).or_default();
         for room in &client.rooms {
-            self.rooms
-                .entry((client.site.clone(), room.clone()))
-                .or_default()
-                .insert(socket);
+            site_rooms.entry(room.clone()).or_default().insert(socket);
         }
     }
 
@@ -237,7 +235,8 @@ impl Clients {
     /// Admitted sockets of `site` in `room`, in socket-id order.
     pub fn in_room<'a>(&'a self, site: &str, room: &str) -> impl Iterator<Item = SocketId> + 'a {
         self.rooms
-            .get(&(site.to_owned(), room.to_owned()))
+            .get(site)
+            .and_then(|rooms| rooms.get(room))
             .into_iter()
             .flat_map(|sockets| sockets.iter().copied())
     }
@@ -285,14 +284,19 @@ impl Clients {
             return;
         }
         self.admitted -= 1;
+        let Some(site_rooms) = self.rooms.get_mut(&client.site) else {
+            return;
+        };
         for room in &client.rooms {
-            let key = (client.site.clone(), room.clone());
-            if let Some(sockets) = self.rooms.get_mut(&key) {
+            if let Some(sockets) = site_rooms.get_mut(room) {
                 sockets.remove(&socket);
                 if sockets.is_empty() {
-                    self.rooms.remove(&key);
+                    site_rooms.remove(room);
                 }
             }
+        }
+        if site_rooms.is_empty() {
+            self.rooms.remove(&client.site);
         }
     }
 }

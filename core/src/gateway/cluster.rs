@@ -3,7 +3,11 @@
 //! A node that takes a `/send` stores the message (the queue and the device registry are shared
 //! in the store) and emits to the sockets it holds itself; whatever must reach sockets held by
 //! other nodes goes out as one [`RemoteMessage`] per `/send` on the cluster bus
-//! ([`crate::net::Output::Publish`]). Every node receives every message and acts on the part
+//! ([`crate::net::Output::Publish`]) — one for all the send's rooms, published when the send's
+//! last room is stored (split every [`MAX_REMOTE_TARGETS`] targets). One message per room
+//! would cost a publish and a pub/sub delivery per recipient in Redis, a decode and a wakeup
+//! per recipient on the receiving node, and would scatter that node's acks over many store
+//! round trips instead of batching them as a local fan-out does. Every node receives every message and acts on the part
 //! that names it.
 //!
 //! When the store has lost its data (see [`super::store::StoreCommand::CheckEpoch`]), two more
@@ -18,6 +22,11 @@ use bytes::{BufMut, Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
 
 use super::store::SocketRef;
+
+/// The most targets one [`RemoteHeader::Deliver`] carries (about 100 bytes each): a send
+/// publishes one message for all its rooms, split at this size so a bus message stays far
+/// below Redis's pub/sub output-buffer limits however large the send.
+pub const MAX_REMOTE_TARGETS: usize = 2048;
 
 /// A socket on some node that should receive a stored message live.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -13,7 +13,9 @@ use std::time::Instant;
 use bytes::Bytes;
 
 use super::clients::{AckPurpose, HeldDelivery, MAX_HELD_DELIVERIES};
-use super::cluster::{RemoteHeader, RemoteMessage, RemoteTarget, UnregisteredRoom};
+use super::cluster::{
+    MAX_REMOTE_TARGETS, RemoteHeader, RemoteMessage, RemoteTarget, UnregisteredRoom,
+};
 use super::engine::{Gateway, StoreWait};
 use super::routes::{send_ok, text_response};
 use super::send::SendRequest;
@@ -45,6 +47,40 @@ pub(super) struct PendingSend {
     /// Rooms where other nodes may hold devices the store did not know: published as one
     /// [`RemoteHeader::Unregistered`] when the send is done.
     pub(super) unregistered: Vec<UnregisteredRoom>,
+    /// Sockets on other nodes the item was stored for, across all the send's rooms: published
+    /// as one [`RemoteHeader::Deliver`] when the send is done (or when it reaches
+    /// [`MAX_REMOTE_TARGETS`]), not one per room — a group send to N users is one bus message,
+    /// so the other node gets N emits in one pass and its N acks go to the store together.
+    remote: Vec<RemoteTarget>,
+    /// What the send's one `info` line reports when it is done.
+    tally: SendTally,
+}
+
+/// What one `/send` reached, for its one `info` line ([`Gateway::log_send_done`]).
+#[derive(Debug, Clone, Copy)]
+struct SendTally {
+    /// When the request came in.
+    started: Instant,
+    /// Distinct rooms it named.
+    rooms: usize,
+    /// Devices whose queue got the message.
+    stored: u64,
+    /// Sockets of this node it was emitted to.
+    live: u64,
+    /// Sockets on other nodes it was handed to.
+    remote: u64,
+}
+
+impl SendTally {
+    fn new(started: Instant, rooms: usize) -> SendTally {
+        SendTally {
+            started,
+            rooms,
+            stored: 0,
+            live: 0,
+            remote: 0,
+        }
+    }
 }
 
 impl Gateway {
@@ -59,16 +95,20 @@ impl Gateway {
         let unix_ms = self.unix_ms(now);
         let id = self.flake.next_id(unix_ms);
         let rooms = dedup(send.rooms);
-        self.event(
-            AppEvent::new(Level::Info, "New message")
-                .with("site", site.name.clone())
-                .with("requestId", id.to_string())
-                .with("event", send.event.clone())
-                .with("rooms", rooms.join(",")),
-        );
+        if self.logs(Level::Debug) {
+            self.event(
+                AppEvent::new(Level::Debug, "New message")
+                    .with("site", site.name.clone())
+                    .with("requestId", id.to_string())
+                    .with("event", send.event.clone())
+                    .with("rooms", rooms.join(",")),
+            );
+        }
+        let mut tally = SendTally::new(now, rooms.len());
         let payload = Payload::new(send.payload.clone());
         if !site.user_rooms_enabled() {
-            self.broadcast_local(&site.name, &rooms, &payload, now);
+            tally.live = self.broadcast_local(&site.name, &rooms, &payload, now);
+            self.log_send_done(&site.name, &send.event, id, tally, 200, now);
             if self.options.clustered && !rooms.is_empty() {
                 let header = RemoteHeader::Broadcast {
                     origin: self.options.node_id,
@@ -99,6 +139,8 @@ impl Gateway {
             outstanding: 0,
             failed: false,
             unregistered: Vec::new(),
+            remote: Vec::new(),
+            tally,
         };
         if pending.groups.is_empty() {
             self.sends.insert(request, pending);
@@ -128,7 +170,7 @@ impl Gateway {
                 if let Some(pending) = self.sends.get_mut(&request) {
                     pending.failed = true;
                 }
-                self.finish_send_if_done(request);
+                self.finish_send_if_done(request, now);
             }
         }
     }
@@ -166,7 +208,7 @@ impl Gateway {
             };
             self.store(command, wait, now);
         }
-        self.finish_send_if_done(request);
+        self.finish_send_if_done(request, now);
     }
 
     /// One room of a send was stored (or not).
@@ -192,22 +234,34 @@ impl Gateway {
                 status: EnqueueStatus::Stored,
                 devices,
             } => {
-                self.event(
-                    AppEvent::new(Level::Info, "Message stored")
-                        .with("site", site.clone())
-                        .with("room", room.clone())
-                        .with("event", item.event.clone())
-                        .with("dataId", item.id.to_string())
-                        .with("devices", u64::try_from(devices.len()).unwrap_or(u64::MAX)),
-                );
-                self.deliver(&site, &room, &item, &payload, resync, devices, now);
+                let stored = u64::try_from(devices.len()).unwrap_or(u64::MAX);
+                if self.logs(Level::Debug) {
+                    self.event(
+                        AppEvent::new(Level::Debug, "Message stored")
+                            .with("site", site.clone())
+                            .with("room", room.clone())
+                            .with("event", item.event.clone())
+                            .with("dataId", item.id.to_string())
+                            .with("devices", stored),
+                    );
+                }
+                let (live, remote) =
+                    self.deliver(&site, &room, &item, &payload, resync, devices, now);
+                if let Some(pending) = self.sends.get_mut(&request) {
+                    pending.tally.stored += stored;
+                    pending.tally.live += live;
+                    pending.tally.remote += u64::try_from(remote.len()).unwrap_or(u64::MAX);
+                }
+                self.add_remote_targets(request, remote);
             }
             StoreResult::Enqueued { status, .. } => {
-                self.event(
-                    AppEvent::new(Level::Info, "User not connected")
-                        .with("site", site.clone())
-                        .with("room", room.clone()),
-                );
+                if self.logs(Level::Debug) {
+                    self.event(
+                        AppEvent::new(Level::Debug, "User not connected")
+                            .with("site", site.clone())
+                            .with("room", room.clone()),
+                    );
+                }
                 if let (EnqueueStatus::UnknownUser | EnqueueStatus::NotInGroups, Some(groups)) =
                     (status, via_groups)
                 {
@@ -233,11 +287,12 @@ impl Gateway {
                 }
             }
         }
-        self.finish_send_if_done(request);
+        self.finish_send_if_done(request, now);
     }
 
-    /// Live emits for the devices an item was stored for: ours directly, other nodes' through
-    /// one cluster message.
+    /// Live emits for the devices an item was stored for in one room: ours directly; other
+    /// nodes' sockets are returned, to go out with the send's cluster message. Returns how many
+    /// went out live here, and the other nodes' targets.
     #[allow(clippy::too_many_arguments)]
     fn deliver(
         &mut self,
@@ -248,7 +303,7 @@ impl Gateway {
         resync: bool,
         devices: Vec<Delivery>,
         now: Instant,
-    ) {
+    ) -> (u64, Vec<RemoteTarget>) {
         let mut remote = Vec::new();
         let (mut live, mut queued) = (0, 0);
         for delivery in devices {
@@ -292,25 +347,46 @@ impl Gateway {
             queued += u64::try_from(remote.len()).unwrap_or(u64::MAX);
             remote.clear();
         }
+        let remote_count = u64::try_from(remote.len()).unwrap_or(u64::MAX);
         if let Some(counters) = self.counters.site(site) {
             counters.delivered(DeliveryPath::Live, live);
             counters.delivered(DeliveryPath::Queued, queued);
-            counters.delivered(
-                DeliveryPath::Remote,
-                u64::try_from(remote.len()).unwrap_or(u64::MAX),
-            );
+            counters.delivered(DeliveryPath::Remote, remote_count);
         }
-        if !remote.is_empty() {
-            let header = RemoteHeader::Deliver {
-                origin: self.options.node_id,
-                site: site.to_owned(),
-                event: item.event.clone(),
-                id: item.id,
-                resync,
-                targets: remote,
-            };
-            self.publish(header, item.json.clone());
+        (live, remote)
+    }
+
+    /// Collects a room's remote targets into the send's cluster message, publishing a full one
+    /// at once.
+    fn add_remote_targets(&mut self, request: RequestId, mut targets: Vec<RemoteTarget>) {
+        let Some(pending) = self.sends.get_mut(&request) else {
+            return;
+        };
+        pending.remote.append(&mut targets);
+        if pending.remote.len() >= MAX_REMOTE_TARGETS {
+            let full = std::mem::take(&mut pending.remote);
+            self.publish_deliver(request, full);
         }
+    }
+
+    /// One [`RemoteHeader::Deliver`] of the send's item to `targets`.
+    fn publish_deliver(&mut self, request: RequestId, targets: Vec<RemoteTarget>) {
+        let Some(pending) = self.sends.get(&request) else {
+            return;
+        };
+        if targets.is_empty() {
+            return;
+        }
+        let header = RemoteHeader::Deliver {
+            origin: self.options.node_id,
+            site: pending.site.clone(),
+            event: pending.item.event.clone(),
+            id: pending.item.id,
+            resync: pending.resync,
+            targets,
+        };
+        let payload = pending.item.json.clone();
+        self.publish(header, payload);
     }
 
     /// Emits item `id` to one of this node's sockets with an ack, if it is still there; holds
@@ -367,17 +443,19 @@ impl Gateway {
         let Some(ack) = self.sio.emit_with_ack(socket, payload, now) else {
             return false;
         };
-        let log_id = self.clients.log_id(socket);
-        self.event(
-            AppEvent::new(Level::Info, "Message sent")
-                .with("site", device.site.clone())
-                .with("room", device.room.clone())
-                .with("deviceId", device.device.clone())
-                .with("socketId", log_id)
-                .with("event", event.clone())
-                .with("dataId", id.to_string())
-                .with("stored", stored.is_some()),
-        );
+        if self.logs(Level::Debug) {
+            let log_id = self.clients.log_id(socket);
+            self.event(
+                AppEvent::new(Level::Debug, "Message sent")
+                    .with("site", device.site.clone())
+                    .with("room", device.room.clone())
+                    .with("deviceId", device.device.clone())
+                    .with("socketId", log_id)
+                    .with("event", event.clone())
+                    .with("dataId", id.to_string())
+                    .with("stored", stored.is_some()),
+            );
+        }
         let purpose = match stored {
             Some(resync) => AckPurpose::Message {
                 device,
@@ -394,17 +472,25 @@ impl Gateway {
     }
 
     /// Broadcast mode: every admitted socket of each room gets the event, once per room.
-    fn broadcast_local(&mut self, site: &str, rooms: &[String], payload: &Payload, now: Instant) {
+    /// Returns how many emits went out.
+    fn broadcast_local(
+        &mut self,
+        site: &str,
+        rooms: &[String],
+        payload: &Payload,
+        now: Instant,
+    ) -> u64 {
+        let mut total = 0;
         for room in rooms {
             let sockets: Vec<SocketId> = self.clients.in_room(site, room).collect();
             let reached = u64::try_from(sockets.len()).unwrap_or(u64::MAX);
-            for socket in sockets {
-                self.sio.emit(socket, payload, now);
-            }
+            self.sio.emit_shared(&sockets, payload, now);
             if let Some(counters) = self.counters.site(site) {
                 counters.delivered(DeliveryPath::Live, reached);
             }
+            total += reached;
         }
+        total
     }
 
     /// A client acknowledged one of our emits.
@@ -482,9 +568,15 @@ impl Gateway {
                 .with("dataId", id.to_string())
         };
         match result {
-            StoreResult::Acked { removed: true } => self.event(log("Message removed", Level::Info)),
-            StoreResult::Acked { removed: false } => {
-                self.event(log("Message already removed", Level::Debug));
+            StoreResult::Acked { removed } => {
+                if self.logs(Level::Debug) {
+                    let message = if removed {
+                        "Message removed"
+                    } else {
+                        "Message already removed"
+                    };
+                    self.event(log(message, Level::Debug));
+                }
             }
             StoreResult::Resync => {
                 if self.sio.is_connected(socket) {
@@ -550,7 +642,7 @@ impl Gateway {
                 }
             }
             RemoteHeader::Broadcast { site, rooms, .. } => {
-                self.broadcast_local(&site, &rooms, &payload, now)
+                self.broadcast_local(&site, &rooms, &payload, now);
             }
             RemoteHeader::Unregistered {
                 site,
@@ -592,7 +684,7 @@ impl Gateway {
         );
     }
 
-    fn finish_send_if_done(&mut self, request: RequestId) {
+    fn finish_send_if_done(&mut self, request: RequestId, now: Instant) {
         let done = self
             .sends
             .get(&request)
@@ -600,6 +692,13 @@ impl Gateway {
         if !done {
             return;
         }
+        // Live deliveries go out before the answer (behaviour 32), remote ones included.
+        let remote = self
+            .sends
+            .get_mut(&request)
+            .map(|pending| std::mem::take(&mut pending.remote))
+            .unwrap_or_default();
+        self.publish_deliver(request, remote);
         let Some(pending) = self.sends.remove(&request) else {
             return;
         };
@@ -621,7 +720,44 @@ impl Gateway {
         };
         self.counters
             .send_answered(Some(&pending.site), response.status);
+        self.log_send_done(
+            &pending.site,
+            &pending.item.event,
+            pending.item.id,
+            pending.tally,
+            response.status,
+            now,
+        );
         self.respond(request, response);
+    }
+
+    /// The one `info` line of a `/send` (the per-delivery lines are `debug`): what it reached
+    /// and how long it took from the request to its last store result.
+    fn log_send_done(
+        &mut self,
+        site: &str,
+        event: &str,
+        id: u64,
+        tally: SendTally,
+        status: u16,
+        now: Instant,
+    ) {
+        if !self.logs(Level::Info) {
+            return;
+        }
+        let took = now.saturating_duration_since(tally.started);
+        self.event(
+            AppEvent::new(Level::Info, "Message dispatched")
+                .with("site", site.to_owned())
+                .with("event", event.to_owned())
+                .with("dataId", id.to_string())
+                .with("rooms", u64::try_from(tally.rooms).unwrap_or(u64::MAX))
+                .with("stored", tally.stored)
+                .with("live", tally.live)
+                .with("remote", tally.remote)
+                .with("status", u64::from(status))
+                .with("durationMs", took),
+        );
     }
 
     pub(super) fn respond(&mut self, request: RequestId, response: HttpResponse) {

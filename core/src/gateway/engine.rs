@@ -140,6 +140,8 @@ pub struct Gateway {
     call_deadlines: BTreeSet<(Instant, CallId)>,
     /// What `/metrics` reports (see [`crate::metrics`]).
     pub(super) counters: Counters,
+    /// Application events below this level are not built (see [`Gateway::set_event_level`]).
+    event_level: Level,
 }
 
 /// The gateway's own counters; [`Gateway::metrics`] adds what is computed when read.
@@ -221,7 +223,20 @@ impl Gateway {
             call_waits: HashMap::new(),
             call_deadlines: BTreeSet::new(),
             counters,
+            event_level: Level::Debug,
         }
+    }
+
+    /// Emits application events of `level` and above only (default: every level). An adapter
+    /// that does not log `debug` says so, and the per-delivery lines are then never built: they
+    /// would cost allocations on every delivery for nothing.
+    pub fn set_event_level(&mut self, level: Level) {
+        self.event_level = level;
+    }
+
+    /// Whether events of `level` are emitted: check before building a costly one.
+    pub(super) fn logs(&self, level: Level) -> bool {
+        level >= self.event_level
     }
 
     /// Everything the gateway counts, as of now (see [`crate::metrics`]). Cheap enough for a
@@ -281,9 +296,11 @@ impl Gateway {
         self.out.push_back(output);
     }
 
-    /// Queues an application event (one log line).
+    /// Queues an application event (one log line), unless its level is filtered out.
     pub(super) fn event(&mut self, event: AppEvent) {
-        self.out.push_back(net::Output::Event(event));
+        if self.logs(event.level) {
+            self.out.push_back(net::Output::Event(event));
+        }
     }
 
     /// Emits a store command and remembers what its result is for.

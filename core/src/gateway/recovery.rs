@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use super::cluster::{RemoteHeader, UnregisteredRoom};
 use super::engine::{Gateway, StoreWait};
-use super::store::{DeviceKey, EnqueueStatus, StoreCommand, StoreResult};
+use super::store::{Delivery, DeviceKey, EnqueueStatus, StoreCommand, StoreResult};
 use crate::metrics::DeliveryPath;
 use crate::net::{AppEvent, Level, RequestId};
 use crate::sio::{Payload, SocketId};
@@ -253,6 +253,14 @@ impl Gateway {
         let Some(pending) = self.sends.get(&request) else {
             return;
         };
+        // The usual case costs no copies: every socket here has a device the store knew, and
+        // no other node needs to hear of the room.
+        if !devices.is_empty()
+            && !self.recovering(now)
+            && !self.holds_unknown_device(&pending.site, room, devices)
+        {
+            return;
+        }
         // Sorted already (the store contract); sorting again keeps the lookups right anyway.
         let mut known: Vec<String> = devices.iter().map(|d| d.device.clone()).collect();
         known.sort();
@@ -287,6 +295,17 @@ impl Gateway {
                 known,
             });
         }
+    }
+
+    /// Whether an admitted socket of `room` here has a device that is not among `known`.
+    fn holds_unknown_device(&self, site: &str, room: &str, known: &[Delivery]) -> bool {
+        self.clients.in_room(site, room).any(|socket| {
+            self.clients.get(socket).is_some_and(|client| {
+                client.devices.iter().any(|device| {
+                    device.room == room && !known.iter().any(|k| k.device == device.device)
+                })
+            })
+        })
     }
 
     /// Delivers a message live to this node's admitted sockets of `message.room` whose device

@@ -5,8 +5,6 @@
 //! non-root namespace with `,`; revision 4 (socket.io-parser 2.x) only when an ack id or data
 //! follows, so a v4 CONNECT reply is `40/chat`, byte for byte what the original sent.
 
-use std::fmt::Write as _;
-
 use serde_json::Value;
 
 use super::Revision;
@@ -188,20 +186,42 @@ pub fn encode_header(
     revision: Revision,
 ) -> String {
     let mut out = String::with_capacity(8 + namespace.len());
-    out.push(kind.digit());
+    write_header(
+        &mut out,
+        kind,
+        attachments,
+        namespace,
+        id,
+        has_data,
+        revision,
+    );
+    out
+}
+
+/// Appends the header of a packet to `out` (see [`encode_header`]): lets a caller put the
+/// header, the Engine.IO type before it and the data after it into one buffer.
+pub fn write_header(
+    out: &mut impl std::fmt::Write,
+    kind: PacketType,
+    attachments: usize,
+    namespace: &str,
+    id: Option<u64>,
+    has_data: bool,
+    revision: Revision,
+) {
+    let _ = out.write_char(kind.digit());
     if kind.is_binary() {
         let _ = write!(out, "{attachments}-");
     }
     if namespace != "/" {
-        out.push_str(namespace);
+        let _ = out.write_str(namespace);
         if revision == Revision::V5 || id.is_some() || has_data {
-            out.push(',');
+            let _ = out.write_char(',');
         }
     }
     if let Some(id) = id {
         let _ = write!(out, "{id}");
     }
-    out
 }
 
 /// Encodes a whole packet (data serialised compactly, key order preserved).

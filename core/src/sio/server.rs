@@ -209,6 +209,38 @@ impl Server {
         self.send_payload(socket, PacketType::Event, None, payload)
     }
 
+    /// Emits to every connected socket of `sockets`, encoding the packet once per namespace and
+    /// revision (a room's sockets share both) and sharing its bytes; returns how many got it.
+    pub fn emit_shared(&mut self, sockets: &[SocketId], payload: &Payload, now: Instant) -> u64 {
+        self.handle_timeout(now);
+        let mut packets: Vec<(Revision, String, Bytes)> = Vec::new();
+        let mut sent = 0;
+        for &socket in sockets {
+            if !payload.attachments().is_empty() {
+                sent += u64::from(self.send_payload(socket, PacketType::Event, None, payload));
+                continue;
+            }
+            let Some(s) = self.sockets.get(&socket).filter(|s| s.is_connected()) else {
+                continue;
+            };
+            let cached = packets.iter().find(|(revision, namespace, _)| {
+                *revision == s.revision && *namespace == s.namespace
+            });
+            let packet = match cached {
+                Some((_, _, packet)) => packet.clone(),
+                None => {
+                    let packet =
+                        text_packet(PacketType::Event, &s.namespace, None, s.revision, payload);
+                    packets.push((s.revision, s.namespace.clone(), packet.clone()));
+                    packet
+                }
+            };
+            let session = s.session;
+            sent += u64::from(self.eio.send_text_packet(session, packet));
+        }
+        sent
+    }
+
     /// Emits asking for an ack; the id the [`Event::Ack`] will carry, or `None` if the socket
     /// is not connected.
     pub fn emit_with_ack(
@@ -624,10 +656,16 @@ impl Server {
             return false;
         };
         let attachments = payload.attachments();
-        let kind = match (kind, attachments.is_empty()) {
-            (PacketType::Event, false) => PacketType::BinaryEvent,
-            (PacketType::Ack, false) => PacketType::BinaryAck,
-            (kind, _) => kind,
+        if attachments.is_empty() {
+            // The common case: one buffer, Engine.IO type and all, handed down without copies.
+            let packet = text_packet(kind, &s.namespace, id, s.revision, payload);
+            let session = s.session;
+            return self.eio.send_text_packet(session, packet);
+        }
+        let kind = match kind {
+            PacketType::Event => PacketType::BinaryEvent,
+            PacketType::Ack => PacketType::BinaryAck,
+            kind => kind,
         };
         let header =
             packet::encode_header(kind, attachments.len(), &s.namespace, id, true, s.revision);
@@ -643,6 +681,23 @@ impl Server {
         }
         sent
     }
+}
+
+/// The Engine.IO message packet `4<type>[<namespace>,][<id>]<json>` of an event or ack without
+/// attachments, written into one exactly sized buffer.
+fn text_packet(
+    kind: PacketType,
+    namespace: &str,
+    id: Option<u64>,
+    revision: Revision,
+    payload: &Payload,
+) -> Bytes {
+    // Type digits, separators and a 20-digit id fit in 24 bytes.
+    let mut out = BytesMut::with_capacity(24 + namespace.len() + payload.json().len());
+    out.put_u8(b'4');
+    packet::write_header(&mut out, kind, 0, namespace, id, true, revision);
+    out.put_slice(payload.json());
+    out.freeze()
 }
 
 /// A binary packet waiting for its attachments.

@@ -66,6 +66,8 @@ pub struct Sim {
     /// store that is down).
     pub fail: fn(&StoreCommand) -> bool,
     pub held_results: Vec<(StoreCmdId, StoreResult)>,
+    /// Every store command the gateway emitted, in order.
+    pub executed: Vec<StoreCommand>,
 }
 
 impl Sim {
@@ -125,6 +127,7 @@ impl Sim {
             hold_result: |_| false,
             fail: |_| false,
             held_results: Vec::new(),
+            executed: Vec::new(),
         }
     }
 
@@ -157,6 +160,7 @@ impl Sim {
                         self.responses.insert(id.0, response);
                     }
                     Output::Store(id, command) => {
+                        self.executed.push(command.clone());
                         if (self.fail)(&command) {
                             let result = StoreResult::Failed("store down (test)".to_owned());
                             store_results.push_back((id, result));

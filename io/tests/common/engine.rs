@@ -5,7 +5,8 @@
 //! `GET /poll` → held until `POST /wake` or `timeout_ms=` in the query passes (then 204);
 //! `GET /call?<url>` → makes an outbound call to `<url>` and answers with its outcome;
 //! `GET /ws` (upgrade) → accepted, sends `welcome`; text `flood N` sends N frames, `close` closes
-//! with 1000, anything else is echoed. `POST /publish` publishes its body on the cluster bus;
+//! with 1000, anything else is echoed. `POST /publish` publishes its body on the cluster bus
+//! (`POST /publish-many` with body `N:<text>`: N messages `<text> 0` … `<text> N-1` at once);
 //! `POST /store/connect` runs a store `Connect` for the device named by the body.
 
 use std::collections::{BTreeMap, VecDeque};
@@ -164,6 +165,16 @@ impl Engine for TestEngine {
             }
             (Method::Post, "/publish") => {
                 self.outputs.push_back(Output::Publish(request.body));
+                self.respond(id, 200, "published");
+            }
+            (Method::Post, "/publish-many") => {
+                let body = String::from_utf8_lossy(&request.body).into_owned();
+                let (count, text) = body.split_once(':').unwrap_or(("0", ""));
+                for index in 0..count.parse::<u32>().unwrap_or(0) {
+                    let message = format!("{text} {index}");
+                    self.outputs
+                        .push_back(Output::Publish(Bytes::from(message)));
+                }
                 self.respond(id, 200, "published");
             }
             (Method::Post, "/store/connect") => {
