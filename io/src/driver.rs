@@ -9,6 +9,8 @@
 //! their own tasks.
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -36,6 +38,15 @@ const DATA_QUEUE: usize = 1024;
 const BATCH: usize = 64;
 /// How often the driver re-checks whether a shutdown has finished draining.
 const SHUTDOWN_POLL: Duration = Duration::from_millis(20);
+/// The driver's timer wakes on a grid of this step, so deadlines that fall within one step of
+/// each other are run in one pass. Every idle session has a heartbeat deadline of its own, at
+/// an instant set by when it connected or last answered a ping; waking once for each costs a
+/// thread wake-up (or several) per session and interval, and most of an idle connection's CPU
+/// (BENCHMARKS.md, "What an idle connection costs"). Run in batches, the pings of one step go
+/// out together and their pongs come back together. A deadline is run at most this much late;
+/// none of the engine's deadlines (heartbeats, upgrades, store and call timeouts, all from
+/// 100 ms up) needs more precision.
+const TIMER_STEP: Duration = Duration::from_millis(50);
 
 /// What the driver answers a waiting HTTP request with.
 #[derive(Debug)]
@@ -143,6 +154,8 @@ pub(crate) struct Driver<R: Runtime> {
     client: HttpClient<R>,
     bus: Option<Sender<Bytes>>,
     deadline: Option<Instant>,
+    /// Origin of the timer grid ([`TIMER_STEP`]).
+    timer_origin: Instant,
     ws_queue: usize,
     /// WebSocket tasks still running; a shutdown waits for them to write their close frames.
     live_tasks: TaskCounter,
@@ -181,6 +194,7 @@ impl<R: Runtime> Driver<R> {
             client,
             bus,
             deadline: None,
+            timer_origin: Instant::now(),
             ws_queue: ws_queue.max(1),
             live_tasks: TaskCounter::default(),
             ops,
@@ -203,9 +217,20 @@ impl<R: Runtime> Driver<R> {
             self.drain_outputs();
         }
         let mut shutdown_deadline: Option<Instant> = None;
+        // The armed timer is kept while the instant it is armed for stays the next wake-up, so
+        // a pass that does not move it (most do not) does not re-arm the runtime's timer.
+        let mut timer: Option<(Instant, Pin<Box<R::Sleep>>)> = None;
         loop {
             let wake_at = self.next_wake(shutdown_deadline);
-            let first = next_input(&self.runtime, &self.control, &self.data, wake_at).await;
+            if timer.as_ref().map(|(at, _)| *at) != wake_at {
+                timer = wake_at.map(|at| (at, Box::pin(self.runtime.sleep_until(at))));
+            }
+            let sleep = timer.as_mut().map(|(_, sleep)| sleep.as_mut());
+            let first = next_input(&self.control, &self.data, sleep).await;
+            if first.is_none() {
+                // It fired; a new one is armed for whatever is next.
+                timer = None;
+            }
             // The lines of this pass go out in one write when it ends, before the driver waits
             // again (the batch cannot live across an await: it is not `Send`).
             let lines = logging::batch();
@@ -246,7 +271,7 @@ impl<R: Runtime> Driver<R> {
     }
 
     fn next_wake(&self, shutdown_deadline: Option<Instant>) -> Option<Instant> {
-        let mut wake = self.deadline;
+        let mut wake = self.deadline.map(|at| on_grid(self.timer_origin, at));
         if let StoreSink::Inline { next_sweep, .. } = &self.store {
             wake = Some(wake.map_or(*next_sweep, |w| w.min(*next_sweep)));
         }
@@ -464,19 +489,31 @@ impl<R: Runtime> Driver<R> {
     }
 }
 
-/// The next input, or `None` when `wake_at` came first. (A free function: the driver itself
+/// The first instant on the grid of [`TIMER_STEP`] from `origin` that is not before `at`.
+fn on_grid(origin: Instant, at: Instant) -> Instant {
+    let step = TIMER_STEP.as_nanos();
+    let offset = at.saturating_duration_since(origin).as_nanos();
+    let steps = offset.div_ceil(step);
+    let rounded = u64::try_from(steps.saturating_mul(step)).unwrap_or(u64::MAX);
+    // Past the grid's range (centuries), the exact instant.
+    origin
+        .checked_add(Duration::from_nanos(rounded))
+        .filter(|rounded| *rounded >= at)
+        .unwrap_or(at)
+}
+
+/// The next input, or `None` when the timer came first. (A free function: the driver itself
 /// holds the engine, which is `Send` but not `Sync`, so no `&Driver` may live across an await.)
-async fn next_input<R: Runtime>(
-    runtime: &R,
+async fn next_input<S: Future<Output = ()>>(
     control: &Receiver<Input>,
     data: &Receiver<Input>,
-    wake_at: Option<Instant>,
+    sleep: Option<Pin<&mut S>>,
 ) -> Option<Input> {
     let control = async { control.recv().await.ok() };
     let data = async { data.recv().await.ok() };
     let timer = async {
-        match wake_at {
-            Some(at) => runtime.sleep_until(at).await,
+        match sleep {
+            Some(sleep) => sleep.await,
             None => future::pending::<()>().await,
         }
         None
@@ -512,4 +549,27 @@ pub fn unix_ms_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deadlines_round_up_to_the_timer_grid() {
+        let origin = Instant::now();
+        let at = |ms: u64| origin + Duration::from_millis(ms);
+        assert_eq!(on_grid(origin, at(0)), at(0));
+        assert_eq!(on_grid(origin, at(1)), at(50));
+        assert_eq!(on_grid(origin, at(50)), at(50));
+        assert_eq!(on_grid(origin, at(51)), at(100));
+        // A few µs apart, as heartbeats of sessions opened together are: one wake-up.
+        let close = origin + Duration::from_micros(25_001_200);
+        assert_eq!(
+            on_grid(origin, close),
+            on_grid(origin, close + Duration::from_micros(40))
+        );
+        // Never early: an instant before the origin wakes at the origin.
+        assert_eq!(on_grid(at(10), at(5)), at(10));
+    }
 }

@@ -11,33 +11,40 @@ use std::time::Instant;
 
 use courier_io::{BoxFuture, Listener, Runtime};
 use futures_lite::StreamExt;
-use smol::{Executor, Timer};
+use smol::io::{AsyncRead, AsyncWrite};
+use smol::{Async, Executor, Timer, ready};
 
 /// smol behind Courier's [`Runtime`] trait: one process-wide executor run by one thread per
-/// core (plus whichever thread is inside [`Runtime::block_on`]).
+/// core. The thread inside [`Runtime::block_on`] only drives the future it was given (unless no
+/// worker thread could be started): a third thread taking tasks on a two-core machine only
+/// adds thread wake-ups and moves tasks between threads.
 #[derive(Debug, Clone)]
 pub struct SmolRuntime {
     executor: Arc<Executor<'static>>,
+    workers: usize,
 }
 
 impl SmolRuntime {
     /// The process-wide smol runtime (started on first use).
     pub fn new() -> SmolRuntime {
-        static EXECUTOR: OnceLock<Arc<Executor<'static>>> = OnceLock::new();
-        let executor = EXECUTOR.get_or_init(|| {
+        static EXECUTOR: OnceLock<(Arc<Executor<'static>>, usize)> = OnceLock::new();
+        let (executor, workers) = EXECUTOR.get_or_init(|| {
             let executor = Arc::new(Executor::new());
             let threads = std::thread::available_parallelism().map_or(1, usize::from);
+            let mut workers = 0;
             for index in 0..threads {
                 let executor = Arc::clone(&executor);
                 // If a thread cannot be started, the others (and block_on) still run tasks.
-                let _ = std::thread::Builder::new()
+                let started = std::thread::Builder::new()
                     .name(format!("courier-smol-{index}"))
                     .spawn(move || smol::block_on(executor.run(smol::future::pending::<()>())));
+                workers += usize::from(started.is_ok());
             }
-            executor
+            (executor, workers)
         });
         SmolRuntime {
             executor: Arc::clone(executor),
+            workers: *workers,
         }
     }
 }
@@ -53,17 +60,90 @@ impl Default for SmolRuntime {
 pub struct SmolListener(smol::net::TcpListener);
 
 impl Listener for SmolListener {
-    type Stream = smol::net::TcpStream;
+    type Stream = SmolStream;
 
     async fn accept(&self) -> io::Result<(Self::Stream, SocketAddr)> {
         let (stream, peer) = self.0.accept().await?;
         // Small writes (WebSocket frames, polling answers) must not wait for Nagle.
         stream.set_nodelay(true)?;
-        Ok((stream, peer))
+        Ok((SmolStream::from(stream), peer))
     }
 
     fn local_addr(&self) -> io::Result<SocketAddr> {
         self.0.local_addr()
+    }
+}
+
+/// A TCP stream that reads only when the socket may hold data. smol's own stream tries a read
+/// before every wait for readiness; after a read that left the socket empty that attempt is a
+/// `recvfrom` answering `EAGAIN`, one wasted system call for every frame an idle WebSocket
+/// receives (each pong). This one remembers that the last read drained the socket (it returned
+/// less than asked, or `EAGAIN`) and then waits for readiness first.
+#[derive(Debug)]
+pub struct SmolStream {
+    io: Arc<Async<std::net::TcpStream>>,
+    /// The socket may hold data: read before waiting.
+    maybe_readable: bool,
+}
+
+impl From<smol::net::TcpStream> for SmolStream {
+    fn from(stream: smol::net::TcpStream) -> SmolStream {
+        SmolStream {
+            io: stream.into(),
+            maybe_readable: true,
+        }
+    }
+}
+
+impl AsyncRead for SmolStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        loop {
+            if !self.maybe_readable {
+                ready!(self.io.poll_readable(cx))?;
+                self.maybe_readable = true;
+            }
+            match io::Read::read(&mut self.io.get_ref(), buf) {
+                Ok(read) => {
+                    // A short read emptied the socket (an end of stream reads as readable).
+                    self.maybe_readable = read == buf.len();
+                    return Poll::Ready(Ok(read));
+                }
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+                    self.maybe_readable = false;
+                }
+                Err(error) => return Poll::Ready(Err(error)),
+            }
+        }
+    }
+}
+
+impl AsyncWrite for SmolStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut &*self.io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut &*self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut &*self.io).poll_flush(cx)
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut &*self.io).poll_close(cx)
     }
 }
 
@@ -79,7 +159,7 @@ impl Future for SmolSleep {
 }
 
 impl Runtime for SmolRuntime {
-    type Stream = smol::net::TcpStream;
+    type Stream = SmolStream;
     type Listener = SmolListener;
     type Sleep = SmolSleep;
     const NAME: &'static str = "smol";
@@ -105,7 +185,7 @@ impl Runtime for SmolRuntime {
         async move {
             let stream = smol::net::TcpStream::connect((host.as_str(), port)).await?;
             stream.set_nodelay(true)?;
-            Ok(stream)
+            Ok(SmolStream::from(stream))
         }
     }
 
@@ -125,6 +205,10 @@ impl Runtime for SmolRuntime {
     }
 
     fn block_on<F: Future>(&self, future: F) -> F::Output {
-        smol::block_on(self.executor.run(future))
+        if self.workers > 0 {
+            smol::block_on(future)
+        } else {
+            smol::block_on(self.executor.run(future))
+        }
     }
 }

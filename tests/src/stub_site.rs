@@ -2,12 +2,16 @@
 //! token from a table, and `PUT /users/:id` (the `updateUserUrl`), recording every request.
 //!
 //! Plain std::net with one thread per connection, so a deliberately slow answer delays nothing
-//! else. Every response closes its connection.
+//! else. Connections are kept alive (HTTP/1.1, as a Node or nginx backend does) unless the
+//! request asks for `Connection: close`; the stub counts the connections it accepted, and can
+//! be told to drop each connection right after answering without announcing it
+//! ([`StubSite::set_close_after_response`]), as a server closing an idle keep-alive connection
+//! does.
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -99,6 +103,7 @@ struct State {
     auth: HashMap<String, AuthReply>,
     user_update_status: u16,
     requests: Vec<RecordedRequest>,
+    close_after_response: bool,
 }
 
 /// The stub backend; stops accepting when dropped.
@@ -107,6 +112,7 @@ pub struct StubSite {
     port: u16,
     state: Arc<Mutex<State>>,
     stop: Arc<AtomicBool>,
+    connections: Arc<AtomicUsize>,
 }
 
 impl StubSite {
@@ -118,9 +124,11 @@ impl StubSite {
             auth: HashMap::new(),
             user_update_status: 200,
             requests: Vec::new(),
+            close_after_response: false,
         }));
         let stop = Arc::new(AtomicBool::new(false));
-        let (state2, stop2) = (state.clone(), stop.clone());
+        let connections = Arc::new(AtomicUsize::new(0));
+        let (state2, stop2, connections2) = (state.clone(), stop.clone(), connections.clone());
         std::thread::Builder::new()
             .name(format!("stub-site-{port}"))
             .spawn(move || {
@@ -129,12 +137,29 @@ impl StubSite {
                         break;
                     }
                     let Ok(conn) = conn else { continue };
+                    connections2.fetch_add(1, Ordering::SeqCst);
                     let state = state2.clone();
                     std::thread::spawn(move || serve(conn, &state));
                 }
             })
             .expect("stub site: spawn");
-        StubSite { port, state, stop }
+        StubSite {
+            port,
+            state,
+            stop,
+            connections,
+        }
+    }
+
+    /// TCP connections accepted so far.
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
+    }
+
+    /// From now on, close each connection right after its response, without a
+    /// `Connection: close` header (the client learns it from the closed socket).
+    pub fn set_close_after_response(&self, close: bool) {
+        self.lock().close_after_response = close;
     }
 
     /// The stub's port.
@@ -235,27 +260,38 @@ impl Drop for StubSite {
 
 fn serve(mut conn: TcpStream, state: &Mutex<State>) {
     let _ = conn.set_read_timeout(Some(Duration::from_secs(10)));
-    let Some(request) = read_request(&mut conn) else {
-        return;
-    };
-    let reply = {
-        let mut st = state.lock().unwrap_or_else(|p| p.into_inner());
-        st.requests.push(request.clone());
-        route(&request, &st)
-    };
-    if !reply.delay.is_zero() {
-        std::thread::sleep(reply.delay);
+    let mut pending = Vec::new();
+    while let Some(request) = read_request(&mut conn, &mut pending) {
+        let (reply, drop_after) = {
+            let mut st = state.lock().unwrap_or_else(|p| p.into_inner());
+            st.requests.push(request.clone());
+            (route(&request, &st), st.close_after_response)
+        };
+        if !reply.delay.is_zero() {
+            std::thread::sleep(reply.delay);
+        }
+        let asked_close = request
+            .header("connection")
+            .is_some_and(|v| v.eq_ignore_ascii_case("close"));
+        let head = format!(
+            "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n{}\r\n",
+            reply.status,
+            reason(reply.status),
+            reply.content_type,
+            reply.body.len(),
+            if asked_close {
+                "Connection: close\r\n"
+            } else {
+                ""
+            }
+        );
+        let mut answer = head.into_bytes();
+        answer.extend_from_slice(reply.body.as_bytes());
+        if conn.write_all(&answer).and_then(|()| conn.flush()).is_err() || asked_close || drop_after
+        {
+            return;
+        }
     }
-    let head = format!(
-        "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        reply.status,
-        reason(reply.status),
-        reply.content_type,
-        reply.body.len()
-    );
-    let _ = conn.write_all(head.as_bytes());
-    let _ = conn.write_all(reply.body.as_bytes());
-    let _ = conn.flush();
 }
 
 fn route(request: &RecordedRequest, st: &State) -> AuthReply {
@@ -278,8 +314,9 @@ fn route(request: &RecordedRequest, st: &State) -> AuthReply {
     }
 }
 
-fn read_request(conn: &mut TcpStream) -> Option<RecordedRequest> {
-    let mut buf = Vec::new();
+/// The next request on `conn`; `pending` keeps bytes read past it (a pipelined request).
+fn read_request(conn: &mut TcpStream, pending: &mut Vec<u8>) -> Option<RecordedRequest> {
+    let mut buf = std::mem::take(pending);
     let mut chunk = [0u8; 4096];
     let head_end = loop {
         if let Some(i) = find(&buf, b"\r\n\r\n") {
@@ -312,6 +349,9 @@ fn read_request(conn: &mut TcpStream) -> Option<RecordedRequest> {
             break;
         }
         body.extend_from_slice(&chunk[..n]);
+    }
+    if body.len() > length {
+        *pending = body.split_off(length);
     }
     let (path, query) = match target.split_once('?') {
         Some((p, q)) => (p.to_string(), q.to_string()),
