@@ -17,6 +17,10 @@ use serde_json::{Value, json};
 use crate::paths::{node_clients_dir, python_clients_dir, python_venv};
 use crate::wait::DEFAULT_TIMEOUT;
 
+/// How long a client driver (a node or python process) may take to load its library before it
+/// reports `ready`; generous, because it measures the machine, not the gateway.
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(120);
+
 /// Which client library drives the connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Lib {
@@ -222,7 +226,7 @@ impl ClientBuilder {
                     .push_str(&String::from_utf8_lossy(&buf[..n]));
             }
         });
-        Client {
+        let mut client = Client {
             label: format!("{}/{}", self.lib.name(), self.transports.name()),
             lib: self.lib,
             transports: self.transports,
@@ -234,7 +238,9 @@ impl ClientBuilder {
             stderr: stderr_text,
             next_ref: 0,
             transport: None,
-        }
+        };
+        client.await_ready();
+        client
     }
 }
 
@@ -642,6 +648,27 @@ impl Client {
         }
         self.history.push(message.clone());
         self.queued.push_back(message);
+    }
+
+    /// Waits until the driver has loaded its library and is about to connect (its `ready`
+    /// line), so that every expectation's deadline measures the gateway, not how long an
+    /// interpreter takes to start on a loaded machine. Bounded by [`STARTUP_TIMEOUT`].
+    fn await_ready(&mut self) {
+        let deadline = Instant::now() + STARTUP_TIMEOUT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.rx.recv_timeout(left) {
+                Ok(m) if kind(&m) == "ready" => return,
+                Ok(m) => self.arrive(m),
+                Err(RecvTimeoutError::Timeout) => self.fail(&format!(
+                    "the driver did not start within {STARTUP_TIMEOUT:?}"
+                )),
+                Err(RecvTimeoutError::Disconnected) => {
+                    std::thread::sleep(Duration::from_millis(100));
+                    self.fail("the driver exited before it was ready")
+                }
+            }
+        }
     }
 
     /// Removes and returns the first queued-or-arriving message that `select` accepts.

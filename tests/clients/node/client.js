@@ -16,6 +16,7 @@
 //   }
 //
 // stdout, one JSON object per line (stderr carries diagnostics only):
+//   {"type":"ready"}                                    loaded, about to connect (first line)
 //   {"type":"connect","transport":"polling"|"websocket"}
 //   {"type":"upgrade","transport":"websocket"}          the engine upgraded after connect
 //   {"type":"connect_error","message":"...","data":<raw>}
@@ -83,6 +84,9 @@ if (lib === "sio4") {
   if (qs) url += `?${qs}`;
 }
 
+// Loaded and about to connect: the test's connect deadline starts now, not at spawn, so a
+// slow start of the interpreter on a loaded machine is not taken for a slow gateway.
+report({ type: "ready" });
 const socket = io(url, options);
 
 // The transport in use at connect, then every completed upgrade, so tests can tell that

@@ -7,6 +7,7 @@ Usage: .venv4/bin/python client.py '<config JSON>'   (or .venv5)
            "autoAck": null | [args...], "reconnection": false}
 
 stdout, one JSON object per line:
+  {"type":"ready"} (loaded, about to connect; first line)
   {"type":"connect","transport"} {"type":"connect_error","message","data"}
   {"type":"event","seq","name","args","hasAck"} {"type":"acked","seq"}
   {"type":"ack_response","ref","args"} {"type":"disconnect","reason"}
@@ -97,6 +98,9 @@ def main():
         sys.stderr.write("client.py: unknown transports %r\n" % config.get("transports"))
         sys.exit(2)
 
+    # Loaded and about to connect: the test's connect deadline starts now, not at spawn, so a
+    # slow start of the interpreter on a loaded machine is not taken for a slow gateway.
+    report({"type": "ready"})
     sio = DrivenClient(config, reconnection=bool(config.get("reconnection")))
 
     # python-engineio hands every incoming message to a new thread (run_async=True), so a
