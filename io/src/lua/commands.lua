@@ -60,8 +60,8 @@ local function connect(a)
   return out
 end
 
--- NextBatch: ub, device, socket, now, max_items, max_bytes, then (event, id, padded id)
--- triples of the acknowledged piece. Returns { more ("1"/"0"), event1, member1, ... }: the next
+-- NextBatch: ub, device, socket, now, max_items, max_bytes, then (event, padded id) pairs
+-- of the acknowledged piece. Returns { more ("1"/"0"), event1, member1, ... }: the next
 -- piece when the device is connected through `socket` and draining (cleared when nothing
 -- remains after it), else nothing.
 local function next_batch(a)
@@ -70,8 +70,8 @@ local function next_batch(a)
   local state, st = live_state(ub, dev, redis.call('HGET', user_key(ub), 'd:' .. dev), now)
   if state == 'absent' then return { '0' } end
   local edev = esc(dev)
-  for i = 7, #a - 2, 3 do
-    remove_id(queue_key(ub, edev, esc(a[i])), a[i + 1], a[i + 2])
+  for i = 7, #a - 1, 2 do
+    remove_id(queue_key(ub, edev, esc(a[i])), a[i + 1])
   end
   if state ~= 'connected' or st.sock ~= sock or not st.drn then return { '0' } end
   local out = { '0' }
@@ -128,13 +128,12 @@ local function enqueue(a)
     end
     if not member_of then return { 'not_in_groups' } end
   end
-  local id = string.sub(member, 1, 20)
   local eevent = esc(event)
   local out = { 'stored' }
   for _, d in ipairs(live) do
     local dev, state, st = d[1], d[2], d[3]
     local queue = queue_key(ub, esc(dev), eevent)
-    redis.call('ZADD', queue, id, member)
+    redis.call('ZADD', queue, 0, member)
     if add_event(st, eevent) then save_state(ub, dev, st) end
     if state == 'disconnected' and st.ttl > 0 then
       local reclaim = reclaim_at(st.at + st.ttl, st.ttl)
@@ -149,15 +148,14 @@ local function enqueue(a)
   return out
 end
 
--- Ack: ub, device, event, id (decimal), padded id, resync ("1"/"0"), now.
+-- Ack: ub, device, event, padded id, resync ("1"/"0"), now.
 -- Returns "removed", "kept" or "resync".
 local function ack(a)
-  local ub, dev, event, id, padded, resync, now =
-    a[1], a[2], a[3], a[4], a[5], a[6], tonumber(a[7])
+  local ub, dev, event, padded, resync, now = a[1], a[2], a[3], a[4], a[5], tonumber(a[6])
   live_state(ub, dev, redis.call('HGET', user_key(ub), 'd:' .. dev), now)
   local queue = queue_key(ub, esc(dev), esc(event))
   if resync ~= '1' then
-    if remove_id(queue, id, padded) then return 'removed' end
+    if remove_id(queue, padded) then return 'removed' end
     return 'kept'
   end
   local head = redis.call('ZRANGE', queue, 0, 0)[1]
@@ -169,14 +167,14 @@ local function ack(a)
   return 'resync'
 end
 
--- AckBatch: ub, device, now, then (event, id, padded id) triples. Returns the number removed.
+-- AckBatch: ub, device, now, then (event, padded id) pairs. Returns the number removed.
 local function ack_batch(a)
   local ub, dev, now = a[1], a[2], tonumber(a[3])
   live_state(ub, dev, redis.call('HGET', user_key(ub), 'd:' .. dev), now)
   local edev = esc(dev)
   local removed = 0
-  for i = 4, #a - 2, 3 do
-    if remove_id(queue_key(ub, edev, esc(a[i])), a[i + 1], a[i + 2]) then removed = removed + 1 end
+  for i = 4, #a - 1, 2 do
+    if remove_id(queue_key(ub, edev, esc(a[i])), a[i + 1]) then removed = removed + 1 end
   end
   return removed
 end
@@ -192,7 +190,7 @@ local function import(a)
   local added = 0
   for i = 3, #a - 1, 2 do
     local eevent, member = esc(a[i]), a[i + 1]
-    added = added + redis.call('ZADD', queue_key(ub, edev, eevent), string.sub(member, 1, 20), member)
+    added = added + redis.call('ZADD', queue_key(ub, edev, eevent), 0, member)
     add_event(st, eevent)
   end
   st.imp = true

@@ -177,16 +177,12 @@ local function read_user(ub)
   return { devices = devices, groups = groups, order = order }
 end
 
--- Removes the member of a queue carrying flake id `padded`; true when one was removed.
-local function remove_id(queue, id, padded)
-  local prefix = padded .. ':'
-  for _, member in ipairs(redis.call('ZRANGEBYSCORE', queue, id, id)) do
-    if string.sub(member, 1, #prefix) == prefix then
-      redis.call('ZREM', queue, member)
-      return true
-    end
-  end
-  return false
+-- Removes the member of a queue carrying flake id `padded` (20 digits); true when one was
+-- removed. Every member has score 0, so the queue is ordered by member and the members of one
+-- id are exactly the range ["<padded>:", "<padded>;") (`;` follows `:`): one command, no read.
+-- A queue holds at most one member per id (a `/send` has one id and one body).
+local function remove_id(queue, padded)
+  return redis.call('ZREMRANGEBYLEX', queue, '[' .. padded .. ':', '(' .. padded .. ';') > 0
 end
 
 -- Reclamation deadline of the user hash: none while a device is connected or kept forever;

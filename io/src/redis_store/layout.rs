@@ -17,7 +17,7 @@ use super::RedisStore;
 
 /// The layout version this code reads and writes. Bump it with every incompatible change of
 /// `io/REDIS-LAYOUT.md`.
-pub const LAYOUT_VERSION: u32 = 2;
+pub const LAYOUT_VERSION: u32 = 3;
 
 /// How many `SCAN … COUNT 1000` calls the search for the original's lists may make (10 million
 /// keys); past it, Courier assumes there are some and imports on first sight, as always safe.
@@ -181,13 +181,13 @@ mod tests {
     #[test]
     fn the_version_text_parses_back() {
         let layout = Layout {
-            version: 2,
+            version: 3,
             shards: 16,
             legacy: true,
         };
-        assert_eq!(layout.text(), "courier-store 2 shards=16 legacy=1");
+        assert_eq!(layout.text(), "courier-store 3 shards=16 legacy=1");
         assert_eq!(Layout::parse(&layout.text()), Some(layout));
-        assert_eq!(Layout::parse("courier-store 2 shards=x legacy=1"), None);
+        assert_eq!(Layout::parse("courier-store 3 shards=x legacy=1"), None);
         assert_eq!(Layout::parse("something else"), None);
     }
 }

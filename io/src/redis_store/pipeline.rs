@@ -249,7 +249,7 @@ impl RedisStore {
                 now_ms,
             } => {
                 push_piece_args(&mut args, self, &device, socket, limits, now_ms);
-                push_triples(&mut args, &acked);
+                push_pairs(&mut args, &acked);
                 (device.site, device.room, "N", Kind::NextBatch)
             }
             StoreCommand::Disconnect {
@@ -304,7 +304,6 @@ impl RedisStore {
                 args.push(self.user_base(&device.site, &device.room).into_bytes());
                 args.push(device.device.into_bytes());
                 args.push(event.into_bytes());
-                args.push(text(&id));
                 args.push(padded(id).into_bytes());
                 args.push(if resync { b"1".to_vec() } else { b"0".to_vec() });
                 args.push(text(&now_ms));
@@ -318,7 +317,7 @@ impl RedisStore {
                 args.push(self.user_base(&device.site, &device.room).into_bytes());
                 args.push(device.device.into_bytes());
                 args.push(text(&now_ms));
-                push_triples(&mut args, &items);
+                push_pairs(&mut args, &items);
                 (device.site, device.room, "B", Kind::AckBatch)
             }
             StoreCommand::ResolveGroups { .. }
@@ -598,11 +597,10 @@ fn push_piece_args(
     args.push(limits.max_bytes.to_string().into_bytes());
 }
 
-/// `(event, id, padded id)` triples of acknowledged items.
-fn push_triples(args: &mut Vec<Vec<u8>>, items: &[(String, u64)]) {
+/// `(event, padded id)` pairs of acknowledged items.
+fn push_pairs(args: &mut Vec<Vec<u8>>, items: &[(String, u64)]) {
     for (event, id) in items {
         args.push(event.clone().into_bytes());
-        args.push(id.to_string().into_bytes());
         args.push(padded(*id).into_bytes());
     }
 }
