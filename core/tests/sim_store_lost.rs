@@ -8,9 +8,9 @@
 mod sim;
 
 use bytes::Bytes;
-use courier_core::gateway::EPOCH_CHECK_INTERVAL;
-use courier_core::gateway::cluster::{RemoteHeader, RemoteMessage, UnregisteredRoom};
-use courier_core::gateway::store::{MemoryStore, Store, StoreCommand, StoreResult};
+use courier_core::gateway::cluster::{RemoteHeader, RemoteMessage, RemoteTarget, UnregisteredRoom};
+use courier_core::gateway::store::{MemoryStore, QueuedItem, Store, StoreCommand, StoreResult};
+use courier_core::gateway::{EPOCH_CHECK_INTERVAL, GatewayOptions};
 use courier_core::net::Engine;
 use sim::{AuthAnswer, Client, Generation, Sim};
 
@@ -287,4 +287,159 @@ fn a_gateway_shutting_down_checks_the_epoch_no_more() {
     sim.store = MemoryStore::new();
     sim.advance(EPOCH_CHECK_INTERVAL * 2);
     assert!(!sim.logged("Store lost its data"));
+}
+
+/// The names of the events in the `_batch` pieces among `packets`.
+fn batched_events(packets: &[String]) -> Vec<String> {
+    sim::events_named(packets, NSP, "_batch")
+        .into_iter()
+        .filter_map(|packet| sim::event_args(packet, NSP))
+        .flat_map(|args| args[1].as_array().cloned().unwrap_or_default())
+        .filter_map(|item| item[0].as_str().map(str::to_owned))
+        .collect()
+}
+
+#[test]
+fn a_device_found_by_use_and_then_by_the_epoch_gets_no_second_copy_of_what_it_has_unacked() {
+    let (mut sim, mut old, _new) = connected_pair();
+    sim.store = MemoryStore::new();
+    // Before the epoch check: the send finds the device unknown, delivers live, registers again.
+    let got = send_and_receive(&mut sim, "user_3", "first", &mut [&mut old]);
+    assert_eq!(got[0].len(), 1, "{got:?}");
+    assert!(sim.logged("Device registered again"));
+    // Stored for the device registered again and delivered live; not acknowledged yet.
+    let got = send_and_receive(&mut sim, "user_3", "second", &mut [&mut old]);
+    assert_eq!(got[0].len(), 1, "{got:?}");
+    // Now the epoch check notices the loss and registers every device again.
+    sim.advance(EPOCH_CHECK_INTERVAL);
+    assert!(sim.logged("Store lost its data"));
+    let packets = sim.recv(&mut old);
+    assert_eq!(
+        batched_events(&packets),
+        Vec::<String>::new(),
+        "a message the socket has live must not come again in a `_batch`: {packets:?}"
+    );
+    // It is still queued: its ack removes it, and a reconnect gets nothing more.
+    let ack = sim::ack_id(&got[0][0], NSP).expect("asks for an ack");
+    sim.ack(&old, NSP, ack);
+    sim.close(&mut old);
+    let batch = batch_on_reconnect(&mut sim, "token=u3&deviceId=d1");
+    assert_eq!(batch, serde_json::Value::Null);
+}
+
+#[test]
+fn a_message_acked_while_the_device_is_registered_again_does_not_come_back() {
+    let (mut sim, mut old, _new) = connected_pair();
+    sim.store = MemoryStore::new();
+    let got = send_and_receive(&mut sim, "user_3", "first", &mut [&mut old]);
+    assert_eq!(got[0].len(), 1, "{got:?}");
+    let got = send_and_receive(&mut sim, "user_3", "second", &mut [&mut old]);
+    assert_eq!(got[0].len(), 1, "{got:?}");
+    // The epoch check's `Connect` reads the queue; its answer is slow, and the client's ack
+    // reaches the store meanwhile.
+    sim.hold_result = |command| matches!(command, StoreCommand::Connect { .. });
+    sim.advance(EPOCH_CHECK_INTERVAL);
+    let ack = sim::ack_id(&got[0][0], NSP).expect("asks for an ack");
+    sim.ack(&old, NSP, ack);
+    sim.hold_result = |_| false;
+    sim.release_results();
+    assert!(sim.logged("Store lost its data"));
+    let packets = sim.recv(&mut old);
+    assert_eq!(
+        batched_events(&packets),
+        Vec::<String>::new(),
+        "an acknowledged message never comes again: {packets:?}"
+    );
+}
+
+#[test]
+fn a_backlog_found_behind_live_messages_on_registering_again_restarts_the_session() {
+    let options = GatewayOptions {
+        node_id: 1,
+        seed: 7,
+        clustered: true,
+        epoch_check: Some(EPOCH_CHECK_INTERVAL),
+    };
+    let config = "production:\n  batch:\n    maxItems: 1\n";
+    let mut sim = Sim::with_options(sim::GOODCITY, Some(config), options);
+    sim.auth("u3", AuthAnswer::Rooms(vec!["user_3"]));
+    let mut old = sim.client(Generation::V4, "token=u3&deviceId=d1");
+    sim.join(&mut old, NSP);
+    sim.store = MemoryStore::new();
+    send_and_receive(&mut sim, "user_3", "first", &mut [&mut old]);
+    // Two stored and delivered live, unacknowledged: more than one piece of `maxItems: 1`.
+    for event in ["second", "third"] {
+        let got = send_and_receive(&mut sim, "user_3", event, &mut [&mut old]);
+        assert_eq!(got[0].len(), 1, "{got:?}");
+    }
+    // The epoch check's `Connect` leaves the device draining behind what the socket has live:
+    // draining it here would send those again, so the client reconnects instead.
+    sim.advance(EPOCH_CHECK_INTERVAL);
+    let packets = sim.recv(&mut old);
+    assert_eq!(
+        batched_events(&packets),
+        Vec::<String>::new(),
+        "{packets:?}"
+    );
+    assert!(sim.logged("Backlog behind live messages, closing the session"));
+    // Unacknowledged, they come again after the reconnect, from the head of the queue.
+    let batch = batch_on_reconnect(&mut sim, "token=u3&deviceId=d1");
+    assert_eq!(batch, serde_json::json!([["second", 1]]));
+}
+
+#[test]
+fn a_message_still_on_the_bus_when_the_device_is_registered_again_arrives_once() {
+    let (mut sim, mut old, _new) = connected_pair();
+    sim.store = MemoryStore::new();
+    send_and_receive(&mut sim, "user_3", "first", &mut [&mut old]);
+    // Another node stores a message for the device registered again; its cluster message to
+    // this node is slower than this node's own store round trip.
+    let item = QueuedItem {
+        id: 9_000_000,
+        event: "remote".into(),
+        json: Bytes::from_static(br#"["remote",3]"#),
+    };
+    let enqueued = sim.store.execute(StoreCommand::Enqueue {
+        site: "goodcity".into(),
+        room: "user_3".into(),
+        item: item.clone(),
+        via_groups: None,
+        now_ms: sim.unix_ms(),
+    });
+    let StoreResult::Enqueued { devices, .. } = enqueued else {
+        panic!("{enqueued:?}")
+    };
+    let socket = devices[0].socket.expect("connected and live");
+    sim.advance(EPOCH_CHECK_INTERVAL);
+    assert!(sim.logged("Store lost its data"));
+    let deliver = RemoteMessage {
+        header: RemoteHeader::Deliver {
+            origin: 2,
+            site: "goodcity".into(),
+            event: item.event.clone(),
+            id: item.id,
+            resync: false,
+            targets: vec![RemoteTarget {
+                node: socket.node,
+                socket: socket.socket,
+                room: "user_3".into(),
+                device: "d1".into(),
+            }],
+        },
+        payload: item.json.clone(),
+    };
+    let now = sim.now;
+    sim.gateway.handle_remote(deliver.encode(), now);
+    sim.run();
+    let packets = sim.recv(&mut old);
+    assert_eq!(
+        batched_events(&packets),
+        Vec::<String>::new(),
+        "{packets:?}"
+    );
+    assert_eq!(
+        sim::events_named(&packets, NSP, "remote").len(),
+        1,
+        "{packets:?}"
+    );
 }

@@ -84,8 +84,8 @@ pub(super) enum StoreWait {
     },
     /// `CheckEpoch`: a changed epoch means the store lost its data.
     Epoch,
-    /// `Connect` of a device the store lost, registering it again (no `_batch`: the store had
-    /// nothing queued for it).
+    /// `Connect` of a device the store lost, registering it again (no `_batch`: see
+    /// `Gateway::on_reregistered`).
     Reregister {
         socket: sio::SocketId,
         device: super::store::DeviceKey,

@@ -188,10 +188,18 @@ impl Gateway {
         self.store(command, StoreWait::Reregister { socket, device }, now);
     }
 
-    /// The store registered a lost device again. It had nothing queued for the device unless
-    /// the loss was only apparent; then what it returned is sent as a `_batch` piece, as on a
-    /// connect — unless the device is draining its backlog already, whose next piece reads from
-    /// the head of the queue anyway.
+    /// The store registered a lost device again. Its `_batch` piece is never sent: after a
+    /// real loss the store has nothing queued for the device, and otherwise the device was
+    /// registered again twice (a send found it unknown and the epoch check noticed the loss,
+    /// in either order, or two sends found it unknown): the later `Connect` finds it connected
+    /// through this socket, and its queue holds what the store has routed live to this socket
+    /// since the earlier one — sent already and waiting for its ack, acknowledged while the
+    /// `Connect` was in flight, or still on its way over the cluster bus. Sending that again
+    /// would duplicate it; what is left queued comes in the next connect's `_batch`. When more
+    /// than a piece was queued, the store now holds the device as draining (no live delivery)
+    /// behind messages this socket has live: the session is closed, and the client's
+    /// reconnect reads its backlog from the head of the queue, where only what it has not
+    /// acknowledged is left. A device draining its backlog already goes on with its drain.
     pub(super) fn on_reregistered(
         &mut self,
         socket: SocketId,
@@ -199,17 +207,26 @@ impl Gateway {
         result: StoreResult,
         now: Instant,
     ) {
+        let log_id = self.clients.log_id(socket);
         let event = match result {
-            StoreResult::Connected { items, more } => {
+            StoreResult::Connected { more, .. } => {
                 let draining = self
                     .clients
                     .get(socket)
                     .is_some_and(|client| client.draining.contains(&device));
-                if !draining && !items.is_empty() {
-                    if more && let Some(client) = self.clients.get_mut(socket) {
-                        client.draining.push(device.clone());
-                    }
-                    self.send_piece(socket, device.clone(), items, more, now);
+                if more && !draining {
+                    self.event(
+                        AppEvent::new(
+                            Level::Warn,
+                            "Backlog behind live messages, closing the session",
+                        )
+                        .with("site", device.site.clone())
+                        .with("room", device.room.clone())
+                        .with("deviceId", device.device.clone())
+                        .with("socketId", log_id.clone()),
+                    );
+                    self.sio
+                        .abort_connection(socket, "registered again behind live messages", now);
                 }
                 AppEvent::new(Level::Info, "Device registered again")
             }
@@ -221,7 +238,6 @@ impl Gateway {
                 .with("command", "connect again")
                 .with("result", format!("{other:?}")),
         };
-        let log_id = self.clients.log_id(socket);
         self.event(
             event
                 .with("site", device.site)
