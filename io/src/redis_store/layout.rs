@@ -13,7 +13,7 @@
 
 use redis::{AsyncCommands, RedisError};
 
-use super::RedisStore;
+use super::{RedisStore, scan_lists};
 
 /// The layout version this code reads and writes. Bump it with every incompatible change of
 /// `io/REDIS-LAYOUT.md`.
@@ -152,16 +152,7 @@ impl RedisStore {
         let mut connection = self.connection.clone();
         let mut cursor: u64 = 0;
         for _ in 0..LEGACY_PROBE_CALLS {
-            let (next, found): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg("/*:socket.io:*")
-                .arg("COUNT")
-                .arg(1000)
-                .arg("TYPE")
-                .arg("list")
-                .query_async(&mut connection)
-                .await?;
+            let (next, found) = scan_lists(&mut connection, cursor, "/*:socket.io:*").await?;
             if !found.is_empty() {
                 return Ok(true);
             }

@@ -253,16 +253,7 @@ impl RedisStore {
         let mut keys: Vec<Vec<u8>> = Vec::new();
         let mut cursor: u64 = 0;
         for _ in 0..LEGACY_SCAN_CALLS {
-            let (next, batch): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(1000)
-                .arg("TYPE")
-                .arg("list")
-                .query_async(&mut connection)
-                .await?;
+            let (next, batch) = scan_lists(&mut connection, cursor, &pattern).await?;
             keys.extend(batch);
             cursor = next;
             if cursor == 0 {
@@ -338,6 +329,25 @@ impl RedisStore {
     fn group_key(&self, site: &str, group: &str) -> String {
         format!("{}:{{{}}}:g:{}", self.prefix, escape(site), escape(group))
     }
+}
+
+/// One `SCAN` step over the lists whose names match `pattern` (the original's queues): the next
+/// cursor and the names found.
+async fn scan_lists(
+    connection: &mut ConnectionManager,
+    cursor: u64,
+    pattern: &str,
+) -> Result<(u64, Vec<Vec<u8>>), RedisError> {
+    redis::cmd("SCAN")
+        .arg(cursor)
+        .arg("MATCH")
+        .arg(pattern)
+        .arg("COUNT")
+        .arg(1000)
+        .arg("TYPE")
+        .arg("list")
+        .query_async(connection)
+        .await
 }
 
 /// A [`RedisStore`] behind the synchronous [`Store`] trait, blocking on the runtime for each
