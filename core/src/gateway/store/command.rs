@@ -2,9 +2,11 @@
 //!
 //! The core decides, a store executes: every command is one atomic decision about one user room
 //! (or, for [`StoreCommand::ResolveGroups`] / [`StoreCommand::ForgetGroupMember`], about one
-//! site's group index). A Redis store runs each as one Lua script or one pipelined round trip on
-//! one hash slot; the in-memory store runs it as a plain function. Both must give the same result
-//! for the same sequence of commands; the model ([`super::Model`]) defines that result.
+//! site's group index). A Redis store runs each atomically on one hash slot: the commands of one
+//! pipeline that touch one shard of users share one script call, executed one after the other
+//! (`io/REDIS-LAYOUT.md`); the in-memory store runs it as a plain function. Both must give the
+//! same result for the same sequence of commands; the model ([`super::Model`]) defines that
+//! result.
 //!
 //! Time: every command carries the wall clock (`now_ms`, Unix milliseconds) the core computed.
 //! Expiry is *logical*: a store decides whether a device has expired from `now_ms` and the
