@@ -1,7 +1,7 @@
 //! The plain HTTP routes the original's Express app answered, with its exact answers:
 //! `GET`/`HEAD /healthcheck` → `ok`; `POST /send` (see [`super::send`]); Express's automatic
 //! `OPTIONS` answers; its 404 page for everything else outside the Engine.IO path. Courier adds
-//! the pages of [`super::pages`]: `/` and `/demo` (with `--demo` only), `/status` and
+//! the pages of `gateway/pages.rs`: `/` and `/demo` (with `--demo` only), `/status` and
 //! `/status.json` (with an operator key only); otherwise they are 404 as before.
 //!
 //! Express matched routes case-insensitively and with an optional trailing slash, so

@@ -120,9 +120,9 @@ pub struct IoOptions {
     /// answered 408 and its connection closed (Node's `server.requestTimeout` plays this part).
     pub request_timeout_ms: u64,
     /// `requestBodyBudget` (bytes): how much all request bodies being read and handled may hold
-    /// together; a request that would pass it gets 503. Default [`DEFAULT_REQUEST_BODY_BUDGET`]
-    /// (or `maxHttpBufferSize` when that is larger); never below `maxHttpBufferSize`, so the
-    /// largest allowed body always fits.
+    /// together; a request that would pass it gets 503. Default `DEFAULT_REQUEST_BODY_BUDGET`
+    /// (64 MiB, or `maxHttpBufferSize` when that is larger); never below `maxHttpBufferSize`, so
+    /// the largest allowed body always fits.
     pub request_body_budget: u64,
 }
 

@@ -1,7 +1,7 @@
 //! The per-device queue: the commands the gateway emits, and the stores that execute them.
 //!
 //! [`Model`] defines what every command means; [`MemoryStore`] is the embedded production
-//! store; the Redis store lives in courier-io. With the `store-suite` feature, [`suite`] holds
+//! store; the Redis store lives in courier-io. With the `store-suite` feature, `suite` holds
 //! the model-based property suite every store must pass.
 
 mod command;
