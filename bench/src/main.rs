@@ -46,17 +46,9 @@ struct Args {
     /// Port of the running `--demo` gateway on 127.0.0.1.
     #[arg(long, required_unless_present = "gateway")]
     port: Option<u16>,
-    /// Port that takes the `/send` calls (default: `--port`); another node of the same cluster
-    /// measures the cross-node path.
-    #[arg(long)]
-    send_port: Option<u16>,
     /// Process id of the running gateway, whose VmRSS is measured.
     #[arg(long, required_unless_present = "gateway")]
     pid: Option<u32>,
-    /// More processes (e.g. the other node, redis-server) whose CPU seconds during the group
-    /// fan-out are reported too.
-    #[arg(long, value_delimiter = ',')]
-    cpu_pids: Vec<u32>,
     #[command(flatten)]
     suite: suite::SuiteArgs,
     /// Clients to connect (each needs one file descriptor here and one in the server).
@@ -118,8 +110,6 @@ struct Results {
     group_latencies: Vec<Duration>,
     /// Server CPU seconds used during the group fan-out.
     group_cpu_seconds: f64,
-    /// CPU seconds of each `--cpu-pids` process during it.
-    other_cpu_seconds: Vec<(u32, f64)>,
     /// `/metrics` scrapes made during it.
     scrapes: u64,
     user_rooms: u64,
@@ -236,11 +226,6 @@ async fn run(args: &Args, port: u16, pid: u32) -> Result<Results, String> {
         })
     });
     let cpu_before = stats::process_cpu_seconds(pid)?;
-    let others_before = args
-        .cpu_pids
-        .iter()
-        .map(|&other| stats::process_cpu_seconds(other))
-        .collect::<Result<Vec<_>, _>>()?;
     let group_started = Instant::now();
     for index in 0..args.sends {
         let rooms = [args.group.clone()];
@@ -249,10 +234,6 @@ async fn run(args: &Args, port: u16, pid: u32) -> Result<Results, String> {
     }
     let group_elapsed = group_started.elapsed();
     let group_cpu_seconds = stats::process_cpu_seconds(pid)? - cpu_before;
-    let mut other_cpu_seconds = Vec::new();
-    for (&other, before) in args.cpu_pids.iter().zip(others_before) {
-        other_cpu_seconds.push((other, stats::process_cpu_seconds(other)? - before));
-    }
     if let Some(scraper) = scraper {
         scraper.abort();
     }
@@ -280,7 +261,6 @@ async fn run(args: &Args, port: u16, pid: u32) -> Result<Results, String> {
         group_elapsed,
         group_latencies,
         group_cpu_seconds,
-        other_cpu_seconds,
         scrapes,
         user_rooms,
         user_rooms_elapsed,
@@ -316,7 +296,7 @@ async fn send_and_wait(
 
 /// `POST /send` over a fresh connection; `Err` unless the answer is 200.
 async fn post_send(port: u16, args: &Args, body: &str) -> Result<(), String> {
-    http::KeepAlive::connect(args.send_port.unwrap_or(port))
+    http::KeepAlive::connect(port)
         .await?
         .send(&args.site, &args.api_key, body)
         .await
@@ -350,18 +330,7 @@ fn table_row(args: &Args, results: &Results) -> String {
 }
 
 fn details(args: &Args, results: &Results) -> String {
-    let deliveries = results.group_deliveries.max(1) as f64;
-    let others: String = results
-        .other_cpu_seconds
-        .iter()
-        .map(|(pid, cpu)| {
-            format!(
-                "  group fan-out CPU of pid {pid}: {cpu:.3} s = {:.2} us per delivery\n",
-                cpu * 1e6 / deliveries
-            )
-        })
-        .collect();
-    let main = format!(
+    format!(
         "{label}: {clients} clients\n\
          \x20 admitted {measured} clients in {admission_secs:.2} s ({admission_rate:.0}/s, {parallel} handshakes at a time)\n\
          \x20 idle RSS: {base} KiB after warm-up -> {idle} KiB with all admitted = {per:.2} KiB per connection ({measured} measured)\n\
@@ -396,6 +365,5 @@ fn details(args: &Args, results: &Results) -> String {
         user_rooms = results.user_rooms,
         user_ms = ms(Some(results.user_rooms_elapsed)),
         after = results.rss_after_sends_kib,
-    );
-    main + &others
+    )
 }
