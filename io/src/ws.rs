@@ -9,8 +9,9 @@
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::{Pin, pin};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
 
 use async_tungstenite::WebSocketStream;
@@ -100,6 +101,11 @@ impl<R: Runtime> Pump<R> {
     where
         S: futures_io::AsyncRead + futures_io::AsyncWrite + Unpin,
     {
+        // The read side is polled through its own waker, and only after that waker fired:
+        // most wake-ups of a busy connection are the driver's frames, and polling the
+        // WebSocket's read side for each of them (zeroing the read buffer, re-registering read
+        // interest three times, a read attempt) cost more than writing the frame's headers.
+        let inbound = self.outbound.inbound_waker();
         loop {
             // Outbound first, as the driver's word (a close) wins; a hand-written poll keeps the
             // waiting state to two references.
@@ -107,7 +113,15 @@ impl<R: Runtime> Pump<R> {
                 if let Poll::Ready(command) = self.outbound.poll_recv(cx) {
                     return Poll::Ready(Step::Outbound(command));
                 }
-                ws.poll_next(cx).map(Step::Inbound)
+                if self.outbound.take_inbound_wake() {
+                    let read = ws.poll_next(&mut Context::from_waker(&inbound));
+                    if read.is_ready() {
+                        // More may be buffered: poll again next time round.
+                        self.outbound.set_inbound_wake();
+                    }
+                    return read.map(Step::Inbound);
+                }
+                Poll::Pending
             });
             match step.await {
                 Step::Outbound(Some(ConnCommand::Frame(frame))) => {
@@ -298,9 +312,37 @@ pub(crate) fn outbound_queue() -> (OutboundSender, OutboundReceiver) {
     )
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Outbound {
     state: Mutex<OutboundState>,
+    /// The read side may have something: its waker fired (or it was never polled), so the
+    /// task polls it on its next turn.
+    inbound_woken: AtomicBool,
+}
+
+impl Default for Outbound {
+    fn default() -> Outbound {
+        Outbound {
+            state: Mutex::default(),
+            inbound_woken: AtomicBool::new(true),
+        }
+    }
+}
+
+/// The read side's waker: it marks the read side as worth polling, then wakes the task the
+/// way a queued frame does (through the waker the task left in the queue when it waited).
+impl Wake for Outbound {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.inbound_woken.store(true, Ordering::Release);
+        let waker = self.lock().waker.take();
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -444,6 +486,23 @@ impl OutboundReceiver {
     fn try_recv(&self) -> Option<ConnCommand> {
         self.0.lock().pop()
     }
+
+    /// The waker to poll the WebSocket's read side with (see [`OutboundReceiver::take_inbound_wake`]).
+    fn inbound_waker(&self) -> Waker {
+        Waker::from(Arc::clone(&self.0))
+    }
+
+    /// Whether the read side is worth polling (its waker fired since it was last pending, or it
+    /// was never polled); clears the mark. A read side that answered `Pending` has arranged to
+    /// wake [`OutboundReceiver::inbound_waker`], so until then polling it again finds nothing.
+    fn take_inbound_wake(&self) -> bool {
+        self.0.inbound_woken.swap(false, Ordering::AcqRel)
+    }
+
+    /// Marks the read side as worth polling on the next turn.
+    fn set_inbound_wake(&self) {
+        self.0.inbound_woken.store(true, Ordering::Release);
+    }
 }
 
 impl Drop for OutboundReceiver {
@@ -454,8 +513,7 @@ impl Drop for OutboundReceiver {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::task::Wake;
+    use std::sync::atomic::AtomicUsize;
 
     use bytes::Bytes;
 
@@ -566,6 +624,31 @@ mod tests {
         drop(sender);
         assert_eq!(counter.0.load(Ordering::SeqCst), 2);
         assert!(matches!(receiver.poll_recv(&mut cx), Poll::Ready(None)));
+    }
+
+    #[test]
+    fn the_read_side_is_polled_only_after_its_waker_fired() {
+        let (_sender, receiver) = outbound_queue();
+        assert!(
+            receiver.take_inbound_wake(),
+            "a fresh read side is polled once"
+        );
+        assert!(!receiver.take_inbound_wake(), "then not until it is woken");
+        let counter = Arc::new(CountingWaker::default());
+        let task = Waker::from(Arc::clone(&counter));
+        assert!(
+            receiver
+                .poll_recv(&mut Context::from_waker(&task))
+                .is_pending()
+        );
+        receiver.inbound_waker().wake_by_ref();
+        assert_eq!(counter.0.load(Ordering::SeqCst), 1, "the task is woken");
+        assert!(receiver.take_inbound_wake());
+        assert!(!receiver.take_inbound_wake());
+        // Woken while the task is awake already (its waker taken): marked, no second wake.
+        receiver.inbound_waker().wake();
+        assert_eq!(counter.0.load(Ordering::SeqCst), 1);
+        assert!(receiver.take_inbound_wake());
     }
 
     #[test]
