@@ -4,7 +4,9 @@
 //! starts small, a lone frame goes straight to the socket, and the outbound queue holds no
 //! storage while empty and is bounded by the driver (a peer that does not read is closed, never
 //! buffered for). Frames that wait together go out together: the run is collected under the
-//! WebSocket library ([`Coalesce`]) and written with one system call.
+//! WebSocket library ([`Coalesce`]) and written with one system call. The read side has a
+//! waker of its own, so a wake-up for a frame to write does not poll it (BENCHMARKS.md,
+//! "Broadcast and the write path, round 2").
 
 use std::collections::VecDeque;
 use std::future::Future;
