@@ -52,6 +52,10 @@ pub struct GatewayOptions {
     /// that lives and dies with this process (the in-memory store), which cannot lose its data
     /// under a running gateway.
     pub epoch_check: Option<Duration>,
+    /// Marks the session ids this gateway makes (see [`crate::eio::Config::session_tag`]):
+    /// set when one process runs several gateways ("engines") and routes each request of a
+    /// session to the one that owns it; `None` for a gateway alone in its process.
+    pub session_tag: Option<u8>,
 }
 
 /// What a store command in flight was for: how its result is handled.
@@ -201,7 +205,9 @@ impl Counters {
 impl Gateway {
     /// A gateway for `config`. Nothing happens until the first input.
     pub fn new(config: Config, options: GatewayOptions) -> Gateway {
-        let sio = sio::Server::new(super::io_config::sio_config(&config.io), options.seed);
+        let mut sio_config = super::io_config::sio_config(&config.io);
+        sio_config.eio.session_tag = options.session_tag;
+        let sio = sio::Server::new(sio_config, options.seed);
         let flake = FlakeGenerator::new(config.flake);
         let io_path_slash = format!("{}/", config.io.path);
         let counters = Counters::new(&config);
