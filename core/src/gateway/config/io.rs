@@ -39,20 +39,22 @@ impl Default for Engines {
 /// The most engines one process runs: each marks its session ids with one of the session id
 /// alphabet's 64 characters.
 pub const MAX_ENGINES: u32 = crate::eio::SESSION_TAGS as u32;
+// `Engines::EXPECTED` spells the bound out.
+const _: () = assert!(MAX_ENGINES == 64);
 
 impl Engines {
-    /// Parses `auto` or a whole number from 1 to [`MAX_ENGINES`]; the problem otherwise.
-    pub fn parse(text: &str) -> Result<Engines, String> {
+    /// What a valid value is, for error messages.
+    pub const EXPECTED: &'static str = "must be auto or a whole number from 1 to 64";
+
+    /// Parses `auto` or a whole number from 1 to [`MAX_ENGINES`].
+    pub fn parse(text: &str) -> Option<Engines> {
         if text == "auto" {
-            return Ok(Engines::Auto);
+            return Some(Engines::Auto);
         }
         super::yaml::parse_whole_number(text)
             .and_then(|n| u32::try_from(n).ok())
             .filter(|n| (1..=MAX_ENGINES).contains(n))
             .map(Engines::Count)
-            .ok_or_else(|| {
-                format!("must be auto or a whole number from 1 to {MAX_ENGINES}, got {text:?}")
-            })
     }
 
     /// The number of engines on a machine with `cores` available cores and, when `redis`,
@@ -354,21 +356,18 @@ pub(super) fn io_from_yaml(
         Some(budget) => budget,
         None => io.request_body_budget.max(io.max_payload),
     };
-    match section.get("engines") {
-        None => {}
-        Some(Value::Number(n)) => {
-            io.engines = Engines::parse(&n.to_string()).map_err(|p| section.error("engines", p))?;
-        }
-        Some(Value::String(text)) if text == "auto" => io.engines = Engines::Auto,
-        Some(other) => {
-            return Err(section.error(
+    if let Some(value) = section.get("engines") {
+        let text = match value {
+            Value::Number(n) => Some(n.to_string()),
+            Value::String(text) => Some(text.clone()),
+            _ => None,
+        };
+        io.engines = text.as_deref().and_then(Engines::parse).ok_or_else(|| {
+            section.error(
                 "engines",
-                format!(
-                    "must be auto or a whole number from 1 to {MAX_ENGINES}, got {}",
-                    describe(other)
-                ),
-            ));
-        }
+                format!("{}, got {}", Engines::EXPECTED, describe(value)),
+            )
+        })?;
     }
     if let Some(path) = section.string("path")? {
         if path

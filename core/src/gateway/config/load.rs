@@ -159,8 +159,12 @@ pub fn load(sources: &ConfigSources) -> Result<Config, ConfigError> {
         None => IoOptions::default(),
     };
     if let Some(text) = var("IO_ENGINES") {
-        io.engines =
-            super::Engines::parse(text).map_err(|p| env_error(format!("IO_ENGINES {p}")))?;
+        io.engines = super::Engines::parse(text).ok_or_else(|| {
+            env_error(format!(
+                "IO_ENGINES {}, got {text:?}",
+                super::Engines::EXPECTED
+            ))
+        })?;
     }
     if let super::Engines::Count(n @ 2..) = io.engines
         && redis.is_none()
