@@ -513,3 +513,48 @@ impl Snapshot {
         self.remote_malformed += other.remote_malformed;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snapshot(acks: u64, status: u16, closed: &'static str) -> Snapshot {
+        let mut site = SiteCounters::new("s".to_owned());
+        site.acks = acks;
+        site.count_send(status);
+        site.batch_size.observe(3.0);
+        let mut engine = EngineCounters {
+            opened: 2,
+            ..EngineCounters::default()
+        };
+        engine.count_close(closed);
+        let mut open = OpenConnections::default();
+        open.add(true, false);
+        Snapshot {
+            sites: vec![site],
+            open: vec![open],
+            sends_unknown_site: vec![(status, 1)],
+            store: vec![StoreCounters::default()],
+            engine_sessions: 1,
+            engine,
+            remote_malformed: 1,
+        }
+    }
+
+    #[test]
+    fn merging_sums_every_counter() {
+        let mut total = snapshot(2, 200, "ping timeout");
+        total.merge(&snapshot(5, 401, "transport close"));
+        let site = &total.sites[0];
+        assert_eq!(site.acks, 7);
+        assert_eq!(site.sends, vec![(200, 1), (401, 1)]);
+        assert_eq!((site.batch_size.count, site.batch_size.sum), (2, 6.0));
+        assert_eq!(total.open[0].websocket_eio4, 2);
+        assert_eq!(total.sends_unknown_site, vec![(200, 1), (401, 1)]);
+        assert_eq!(total.engine_sessions, 2);
+        assert_eq!(total.engine.opened, 4);
+        assert_eq!(total.engine.closed_with("ping timeout"), 1);
+        assert_eq!(total.engine.closed_with("transport close"), 1);
+        assert_eq!(total.remote_malformed, 2);
+    }
+}

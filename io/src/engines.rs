@@ -187,3 +187,68 @@ pub(crate) async fn route_published(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use courier_core::gateway::cluster::{RemoteHeader, RemoteMessage, RemoteTarget};
+
+    use super::*;
+
+    fn deliver(nodes: &[u64]) -> Bytes {
+        RemoteMessage {
+            header: RemoteHeader::Deliver {
+                origin: 10,
+                site: "s".into(),
+                event: "e".into(),
+                id: 1,
+                resync: false,
+                targets: nodes
+                    .iter()
+                    .map(|&node| RemoteTarget {
+                        node,
+                        socket: 1,
+                        room: "user_1".into(),
+                        device: "d".into(),
+                    })
+                    .collect(),
+            },
+            payload: Bytes::from_static(b"[\"e\"]"),
+        }
+        .encode()
+    }
+
+    fn received(queue: &Receiver<Input>) -> usize {
+        std::iter::from_fn(|| queue.try_recv().ok()).count()
+    }
+
+    #[test]
+    fn a_delivery_reaches_only_the_engines_it_names() {
+        let queues: Vec<_> = (0..3).map(|_| async_channel::unbounded()).collect();
+        let local = LocalNodes::new(
+            vec![10, 11, 12],
+            queues.iter().map(|(tx, _)| tx.clone()).collect(),
+        );
+        // Engine 0 publishes for engine 2 only: nothing for Redis.
+        assert_eq!(local.hand_over(&deliver(&[12]), Some(0)), Ok(true));
+        let counts: Vec<_> = queues.iter().map(|(_, rx)| received(rx)).collect();
+        assert_eq!(counts, [0, 0, 1]);
+        // A target in another process: the local part in-process, the rest over Redis.
+        assert_eq!(local.hand_over(&deliver(&[11, 99]), Some(0)), Ok(false));
+        let counts: Vec<_> = queues.iter().map(|(_, rx)| received(rx)).collect();
+        assert_eq!(counts, [0, 1, 0]);
+        // Any other kind (here: undecodable) reaches every engine but its publisher.
+        assert_eq!(
+            local.hand_over(&Bytes::from_static(b"x"), Some(1)),
+            Ok(false)
+        );
+        let counts: Vec<_> = queues.iter().map(|(_, rx)| received(rx)).collect();
+        assert_eq!(counts, [1, 0, 1]);
+        // From Redis (no local publisher): to the engines named.
+        assert_eq!(local.hand_over(&deliver(&[10, 12]), None), Ok(true));
+        let counts: Vec<_> = queues.iter().map(|(_, rx)| received(rx)).collect();
+        assert_eq!(counts, [1, 0, 1]);
+        drop(queues);
+        assert!(local.closed());
+        assert_eq!(local.hand_over(&deliver(&[12]), None), Err(()));
+    }
+}
