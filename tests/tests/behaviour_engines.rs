@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use common::*;
 use courier_tests::{
     Bin, Client, DEFAULT_TIMEOUT, Gateway, GatewayBuilder, Lib, Metrics, PollingSession, Redis,
-    StubSite, Transports, json, scenario, wait_until,
+    StubSite, Transports, http, json, scenario, wait_until,
 };
 
 /// The other binary (mixed scenarios run one of each).
@@ -272,6 +272,67 @@ scenario!(two_processes_with_two_engines_each, |bin| {
         6.0,
         "three clients × two rounds on the first process"
     );
+});
+
+// /readyz, /status.json and SIGTERM with two engines: ready once both serve, the status document
+// lists both engines as this process, and a SIGTERM drains both — every client is told, every
+// device is recorded disconnected in Redis before the process exits 0.
+scenario!(two_engines_report_and_drain_together, |bin| {
+    let redis = Redis::start();
+    let stub = StubSite::start();
+    stub.user("u1", &["user_1"]);
+    stub.user("u2", &["user_2"]);
+    let mut gw = sharded(bin, &stub, &redis, 2)
+        .env("ADMIN_API_KEY", "operator-key")
+        .start();
+    let ready = http(gw.port(), "GET", "/readyz", &[], b"");
+    assert_eq!((ready.status, ready.body.as_str()), (200, "ready"));
+    let mut c1 = connected(&gw, Lib::Sio4, Transports::Websocket, "u1", "d1");
+    let mut c2 = connected(&gw, Lib::Sio2, Transports::Polling, "u2", "d2");
+    assert_ne!(node_of(&redis, "d1"), node_of(&redis, "d2"));
+
+    let status = http(
+        gw.port(),
+        "GET",
+        "/status.json",
+        &[("authorization", "Bearer operator-key")],
+        b"",
+    );
+    assert_eq!(status.status, 200, "{status:?}");
+    let document: serde_json::Value = serde_json::from_str(&status.body).expect("JSON");
+    assert_eq!(document["node"]["engines"], json!(2), "{document}");
+    let own: Vec<_> = document["nodes"]
+        .as_array()
+        .expect("nodes")
+        .iter()
+        .filter(|node| node["self"] == json!(true))
+        .collect();
+    assert_eq!(own.len(), 2, "{document}");
+    let open = &document["sites"][0]["connections"];
+    assert_eq!(
+        (
+            open["websocket"]["eio4"].clone(),
+            open["polling"]["eio3"].clone()
+        ),
+        (json!(1), json!(1)),
+        "the status sums both engines' connections: {document}"
+    );
+
+    let exit = gw.terminate();
+    assert!(exit.success(), "exit status after SIGTERM: {exit}");
+    c1.expect_disconnect();
+    c2.expect_disconnect();
+    for device in ["d1", "d2"] {
+        let state = redis
+            .keys("courier:*:u")
+            .iter()
+            .find_map(|key| redis.cmd(&["HGET", key, &format!("d:{device}")]).text())
+            .unwrap_or_default();
+        assert!(
+            state.starts_with("0|"),
+            "{device} recorded disconnected: {state}"
+        );
+    }
 });
 
 // More than one engine needs the Redis store: refused at start, naming the key and where it
