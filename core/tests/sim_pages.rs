@@ -73,7 +73,7 @@ fn the_demo_page_is_served_with_the_demo_site() {
             seed: 1,
             clustered: false,
             epoch_check: None,
-            session_tag: None,
+            engine: None,
         },
     );
     let now = std::time::Instant::now();

@@ -17,7 +17,7 @@ use courier_core::gateway::config::{
     self, ADMIN_API_KEY_ENV, AdminKey, Config, ConfigSources, DEMO_API_KEY, DEMO_SITE, SourceFile,
 };
 use courier_core::gateway::store::MemoryStore;
-use courier_core::gateway::{EPOCH_CHECK_INTERVAL, Gateway, GatewayOptions};
+use courier_core::gateway::{EPOCH_CHECK_INTERVAL, EngineSlot, Gateway, GatewayOptions};
 
 use crate::Startup;
 use crate::redis_store::DEFAULT_PREFIX;
@@ -124,7 +124,11 @@ fn build_engines(
             clustered,
             // Only a shared store (Redis) can lose its data under a running gateway.
             epoch_check: clustered.then_some(EPOCH_CHECK_INTERVAL),
-            session_tag: (count > 1).then(|| u8::try_from(index).unwrap_or(u8::MAX)),
+            engine: (count > 1).then(|| EngineSlot {
+                // At most `MAX_ENGINES` (64): both fit.
+                index: u8::try_from(index).unwrap_or(u8::MAX),
+                count: u8::try_from(count).unwrap_or(u8::MAX),
+            }),
         };
         let mut gateway = Gateway::new(config.clone(), options);
         // Events the log would drop are not even built (the per-delivery lines are `debug`).
