@@ -69,6 +69,20 @@ fn node_of(redis: &Redis, device: &str) -> String {
     socket_nodes(redis)[device].clone()
 }
 
+/// How many PUBLISH commands Redis has run.
+fn publishes(redis: &Redis) -> u64 {
+    let stats = redis
+        .cmd(&["INFO", "commandstats"])
+        .text()
+        .unwrap_or_default();
+    stats
+        .lines()
+        .find_map(|line| line.strip_prefix("cmdstat_publish:calls="))
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|calls| calls.parse().ok())
+        .unwrap_or(0)
+}
+
 /// Receives `event` exactly once with `args`, acks it, and sees nothing more.
 fn receive_once(client: &mut Client, event: &str, args: serde_json::Value) {
     let ev = client.expect_event(event);
@@ -250,6 +264,7 @@ scenario!(two_processes_with_two_engines_each, |bin| {
     assert_eq!(held.len(), 4, "clients on all four engines: {held:?}");
 
     for (gw, round) in [(&a, 1), (&b, 2)] {
+        let published = publishes(&redis);
         push(
             gw,
             json!({"rooms": "crew", "event": "round", "args": [round]}),
@@ -260,6 +275,11 @@ scenario!(two_processes_with_two_engines_each, |bin| {
         for client in &mut clients {
             client.expect_no_event(QUIET);
         }
+        // The other process's engines are reached over Redis.
+        assert!(
+            publishes(&redis) > published,
+            "the other process is reached over Redis"
+        );
     }
     let acks = |gw: &Gateway| {
         Metrics::scrape(gw.port())
