@@ -35,7 +35,7 @@ pub struct Startup {
 /// The application the factory built.
 pub struct App {
     /// The engines to drive, one driver task each (`io.engines`; at least one). With more than
-    /// one, engine `i` must mark its session ids with tag `i` (`GatewayOptions::session_tag`),
+    /// one, engine `i` must mark its session ids with tag `i` (`GatewayOptions::engine`),
     /// so requests reach the engine that owns their session.
     pub engines: Vec<Box<dyn Engine + Send>>,
     /// The port to listen on.
