@@ -123,18 +123,31 @@ local function enqueue(a, o)
   local ub, eevent, member, now, groups = a[o + 1], m.eevent, m.member, m.now, m.groups
   local ukey = user_key(ub)
   -- One pass over the user hash: the live devices (forgetting expired ones) and, when the
-  -- message came through groups, whether one of them is among the user's.
+  -- message came through groups, whether one of them is among the user's. `live` holds 5
+  -- values per live device: name, parsed state (false for a device connected through a live
+  -- node, whose state is read only in part: `connected_fields`), its socket for the reply ('' when
+  -- not delivered live), its events, its state text.
   local flat = redis.call('HGETALL', ukey)
-  local devs, states, n_live, member_of = {}, {}, 0, groups == nil
+  local live, n_live, member_of = {}, 0, groups == nil
   for i = 1, #flat, 2 do
     local field = flat[i]
     local kind = string.byte(field, 1)
     if kind == 100 then -- 'd:<device>'
-      local dev = string.sub(field, 3)
-      local state, st = live_state(ub, dev, flat[i + 1], now)
-      if state ~= 'absent' then
+      local dev, text = string.sub(field, 3), flat[i + 1]
+      local drn, sock, events = connected_fields(text)
+      local k = 5 * n_live
+      if drn then
         n_live = n_live + 1
-        devs[n_live], states[n_live] = dev, st
+        live[k + 1], live[k + 2], live[k + 4], live[k + 5] = dev, false, events, text
+        -- A draining device gets the item through its backlog, not live.
+        if drn == '1' then live[k + 3] = '' else live[k + 3] = sock end
+      else
+        local state, st = live_state(ub, dev, text, now)
+        if state ~= 'absent' then
+          n_live = n_live + 1
+          live[k + 1], live[k + 2], live[k + 4] = dev, st, st.ev
+          if state == 'connected' and not st.drn then live[k + 3] = st.sock else live[k + 3] = '' end
+        end
       end
     elseif kind == 103 and not member_of then -- 'g:<group>'
       member_of = groups[field] == true
@@ -146,20 +159,24 @@ local function enqueue(a, o)
   end
   if not member_of then return { 'not_in_groups' } end
   local out = { 'stored' }
-  for k = 1, n_live do
-    local dev, st = devs[k], states[k]
+  for n = 1, n_live do
+    local k = 5 * (n - 1)
+    local dev, st = live[k + 1], live[k + 2]
     local queue = queue_key(ub, esc(dev), eevent)
     redis.call('ZADD', queue, 0, member)
-    if add_event(st, eevent) then save_state(ub, dev, st) end
-    if st.conn ~= '1' and st.ttl > 0 then
+    -- The state is rewritten only for a new event (its list of queues grows).
+    if live[k + 4] ~= eevent then
+      if not st then st = parse_state(live[k + 5]) end
+      if add_event(st, eevent) then save_state(ub, dev, st) end
+    end
+    if st and st.conn ~= '1' and st.ttl > 0 then
       local reclaim = reclaim_at(st.at + st.ttl, st.ttl)
       redis.call('PEXPIREAT', queue, reclaim)
       -- The user hash (which lists this queue) never goes before the queue.
       redis.call('PEXPIREAT', ukey, reclaim, 'GT')
     end
-    out[2 * k] = dev
-    -- A draining device gets the item through its backlog, not live.
-    if st.conn == '1' and not st.drn then out[2 * k + 1] = st.sock else out[2 * k + 1] = '' end
+    out[2 * n] = dev
+    out[2 * n + 1] = live[k + 3]
   end
   return out
 end
@@ -170,7 +187,7 @@ local function ack(a, o)
   local ub, dev, event, padded, resync = a[o + 1], a[o + 2], a[o + 3], a[o + 4], a[o + 5]
   -- Read for its effects only (an expired device is forgotten, so nothing is removed below).
   local text = redis.call('HGET', user_key(ub), 'd:' .. dev)
-  if not connected_alive(text) then live_state(ub, dev, text, tonumber(a[o + 6])) end
+  if not connected_fields(text) then live_state(ub, dev, text, tonumber(a[o + 6])) end
   local queue = queue_key(ub, esc(dev), esc(event))
   if resync ~= '1' then
     if remove_id(queue, padded) then return 'removed' end
@@ -189,7 +206,7 @@ end
 local function ack_batch(a, o, n)
   local ub, dev = a[o + 1], a[o + 2]
   local text = redis.call('HGET', user_key(ub), 'd:' .. dev)
-  if not connected_alive(text) then live_state(ub, dev, text, tonumber(a[o + 3])) end
+  if not connected_fields(text) then live_state(ub, dev, text, tonumber(a[o + 3])) end
   local edev = esc(dev)
   local removed = 0
   for i = o + 4, o + n - 1, 2 do
@@ -225,13 +242,16 @@ local handlers = { C = connect, N = next_batch, D = disconnect, M = set_message,
 local function run(keys, argv)
   begin_call(argv)
   message = nil
-  local results = {}
+  local results, n_results = {}, 0
   local i, n_argv = 1, #argv
   while i <= n_argv do
     local op, n = argv[i], tonumber(argv[i + 1])
     local result = handlers[op](argv, i + 1, n)
     -- `M` answers nothing: it is not a command of the batch.
-    if op ~= 'M' then results[#results + 1] = result end
+    if op ~= 'M' then
+      n_results = n_results + 1
+      results[n_results] = result
+    end
     i = i + 2 + n
   end
   return results

@@ -22,6 +22,7 @@ local NODE_TIME_UNIT = 4194304 -- node ids carry their start time (Unix ms) abov
 -- State of the call being run. The library's locals outlive a call, so `begin_call` resets
 -- every one of them: nothing of one call may leak into the next.
 local dead_nodes, node_ttl, node_horizon = {}, 0, 0
+local alive_nodes = nil -- node ids found alive by the horizon rule during this call
 -- Redis's own clock (ms), read at most once per call.
 local redis_now_ms = nil
 
@@ -32,6 +33,7 @@ local function begin_call(argv)
     redis, string, table, math, tonumber, ipairs, pairs, unpack = call_globals()
   end
   redis_now_ms = nil
+  alive_nodes = nil
   dead_nodes = NO_DEAD_NODES
   node_ttl = tonumber(table.remove(argv)) or 0
   node_horizon = tonumber(table.remove(argv)) or 0
@@ -51,8 +53,12 @@ local function node_id_dead_since(node)
   if not node then return nil end
   local since = dead_nodes[node]
   if since then return since end
-  if node_horizon > 0 and math.floor(tonumber(node) / NODE_TIME_UNIT) < node_horizon then
-    return node_horizon
+  if node_horizon > 0 then
+    -- A call meets few nodes and many devices: each id is converted to a number once.
+    if alive_nodes and alive_nodes[node] then return nil end
+    if math.floor(tonumber(node) / NODE_TIME_UNIT) < node_horizon then return node_horizon end
+    if not alive_nodes then alive_nodes = {} end
+    alive_nodes[node] = true
   end
   return nil
 end
@@ -62,12 +68,15 @@ local function node_dead_since(sock)
   return node_id_dead_since(string.match(sock or '', '^(%d+):'))
 end
 
--- Whether a device's state text says connected through a node not known dead — the common case
--- of an acknowledgement, answered without parsing the whole state (see `parse_state`).
-local function connected_alive(text)
-  if not text or string.byte(text, 1) ~= 49 then return false end -- '1'
-  local node = string.match(text, '^1|%d*|%d*|%d?|%d?|(%d+):')
-  return node ~= nil and node_id_dead_since(node) == nil
+-- For a device whose state text says connected through a node not known dead — the common
+-- case of an enqueue and an acknowledgement — its `drn`, `sock` and `events` (see `parse_state`),
+-- read by one match without building the whole state; nil otherwise.
+local function connected_fields(text)
+  if not text or string.byte(text, 1) ~= 49 then return nil end -- '1'
+  local drn, sock, node, events =
+    string.match(text, '^1|%d*|%d*|(%d?)|%d?|((%d+):[^|]*)|(.*)$')
+  if not drn or node_id_dead_since(node) ~= nil then return nil end
+  return drn, sock, events
 end
 
 local function esc(s)
@@ -126,6 +135,8 @@ end
 
 -- Lists `eevent` among the device's queues; true when it was not listed yet.
 local function add_event(st, eevent)
+  -- The common case first (one event per device), without building the strings below.
+  if st.ev == eevent then return false end
   if st.ev == '' then
     st.ev = eevent
     return true
