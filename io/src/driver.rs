@@ -161,6 +161,8 @@ pub(crate) struct Driver<R: Runtime> {
     live_tasks: TaskCounter,
     /// Counters and state for `/metrics` and `/readyz`.
     ops: Arc<Ops>,
+    /// The other engines of this process (`crate::engines`): `/status.json` sums their counters.
+    siblings: Vec<Sender<Input>>,
 }
 
 impl<R: Runtime> Driver<R> {
@@ -198,8 +200,16 @@ impl<R: Runtime> Driver<R> {
             ws_queue: ws_queue.max(1),
             live_tasks: TaskCounter::default(),
             ops,
+            siblings: Vec::new(),
         };
         (driver, handle)
+    }
+
+    /// Makes this driver one of several engines of the process: `siblings` reach the others,
+    /// and `tasks` counts the WebSocket tasks of all of them (a shutdown waits for every one).
+    pub(crate) fn join_engines(&mut self, siblings: Vec<Sender<Input>>, tasks: TaskCounter) {
+        self.siblings = siblings;
+        self.live_tasks = tasks;
     }
 
     /// The counter of live WebSocket tasks (see `live_tasks`).
@@ -406,7 +416,10 @@ impl<R: Runtime> Driver<R> {
                         // driver.
                         let snapshot = self.engine.metrics();
                         let ops = Arc::clone(&self.ops);
+                        let siblings = self.siblings.clone();
                         self.runtime.spawn(Box::pin(async move {
+                            let snapshot =
+                                crate::engines::gather_metrics(snapshot, siblings.iter()).await;
                             let document = ops::status_json(snapshot.as_ref(), &ops, unix_ms_now());
                             let body = serde_json::to_vec(&document).unwrap_or_default();
                             let _ = reply.try_send(Reply::Response(status_response(body)));
