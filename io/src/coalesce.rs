@@ -42,6 +42,12 @@ impl<S> Coalesce<S> {
         self.holding = false;
     }
 
+    /// The wrapped stream.
+    #[cfg(test)]
+    pub(crate) fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
     /// Bytes collected and not yet passed on.
     pub(crate) fn held_len(&self) -> usize {
         self.held.len()

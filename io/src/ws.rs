@@ -4,7 +4,8 @@
 //! starts small, a lone frame goes straight to the socket, and the outbound queue holds no
 //! storage while empty and is bounded by the driver (a peer that does not read is closed, never
 //! buffered for). Frames that wait together go out together: the run is collected under the
-//! WebSocket library ([`Coalesce`]) and written with one system call. The read side has a
+//! WebSocket library ([`Coalesce`]) and written with one system call. A lone small frame is
+//! framed here and written directly, without the library's buffer, and the read side has a
 //! waker of its own, so a wake-up for a frame to write does not poll it (BENCHMARKS.md,
 //! "Broadcast and the write path, round 2").
 
@@ -21,6 +22,7 @@ use async_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use async_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 use async_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 use courier_core::net::{ConnId, WsFrame};
+use futures_io::AsyncWrite;
 use futures_lite::{StreamExt, future};
 
 use crate::coalesce::Coalesce;
@@ -53,6 +55,12 @@ pub(crate) struct Pump<R: Runtime> {
 }
 
 enum Step {
+    /// A frame was written directly.
+    Written,
+    /// A direct write found the peer gone.
+    Failed,
+    /// A direct write went out in part: the rest follows before anything else.
+    Rest(Vec<u8>),
     Outbound(Option<ConnCommand>),
     Inbound(Option<Result<Message, WsError>>),
 }
@@ -108,11 +116,27 @@ impl<R: Runtime> Pump<R> {
         // WebSocket's read side for each of them (zeroing the read buffer, re-registering read
         // interest three times, a read attempt) cost more than writing the frame's headers.
         let inbound = self.outbound.inbound_waker();
+        // The WebSocket library may hold bytes of its own to write: a pong or a close reply it
+        // queued while reading a control frame. While it may, every write goes through it;
+        // otherwise a small frame is written directly (see `try_write_direct`).
+        let mut library_may_hold = false;
         loop {
             // Outbound first, as the driver's word (a close) wins; a hand-written poll keeps the
             // waiting state to two references.
             let step = future::poll_fn(|cx| {
                 if let Poll::Ready(command) = self.outbound.poll_recv(cx) {
+                    // The usual case, a lone small frame, is written here and now.
+                    if !library_may_hold
+                        && let Some(ConnCommand::Frame(frame)) = &command
+                        && self.outbound.is_empty()
+                    {
+                        match try_write_direct(ws, cx, frame) {
+                            Direct::Written => return Poll::Ready(Step::Written),
+                            Direct::Failed => return Poll::Ready(Step::Failed),
+                            Direct::Partly(rest) => return Poll::Ready(Step::Rest(rest)),
+                            Direct::NotStarted => {}
+                        }
+                    }
                     return Poll::Ready(Step::Outbound(command));
                 }
                 if self.outbound.take_inbound_wake() {
@@ -126,9 +150,16 @@ impl<R: Runtime> Pump<R> {
                 Poll::Pending
             });
             match step.await {
+                Step::Written => {}
+                Step::Failed => return,
+                Step::Rest(rest) => {
+                    if !Box::pin(self.write_rest(ws, rest)).await {
+                        return;
+                    }
+                }
                 Step::Outbound(Some(ConnCommand::Frame(frame))) => {
                     let written = match self.outbound.try_recv() {
-                        // The usual case: one frame, one write.
+                        // One frame, one write (the usual case when it could not go directly).
                         None => Box::pin(self.write(ws, to_message(frame))).await,
                         Some(next) => match Box::pin(self.write_run(ws, frame, next)).await {
                             Run::Written => true,
@@ -141,6 +172,11 @@ impl<R: Runtime> Pump<R> {
                     };
                     if !written {
                         return;
+                    }
+                    if library_may_hold {
+                        // Its last write went through the library and completed: it holds
+                        // nothing now.
+                        library_may_hold = false;
                     }
                 }
                 Step::Outbound(Some(ConnCommand::Close(code))) => {
@@ -158,8 +194,14 @@ impl<R: Runtime> Pump<R> {
                         Message::Binary(data) => WsFrame::Binary(data),
                         // Pings are answered by tungstenite; a peer close is answered there too
                         // and the stream then ends.
-                        Message::Ping(_) | Message::Pong(_) | Message::Close(_) => continue,
-                        Message::Frame(_) => continue,
+                        Message::Ping(_) | Message::Pong(_) | Message::Close(_) => {
+                            library_may_hold = true;
+                            continue;
+                        }
+                        Message::Frame(_) => {
+                            library_may_hold = true;
+                            continue;
+                        }
                     };
                     let backlog = match self.driver.data.try_send(Input::WsFrame(self.conn, frame))
                     {
@@ -192,6 +234,20 @@ impl<R: Runtime> Pump<R> {
     {
         self.within_stall(async { ws.send(message).await.is_ok() })
             .await
+    }
+
+    /// Writes the rest of a frame whose first bytes went out directly. False when the peer is
+    /// gone or has not taken it within `WRITE_STALL`.
+    async fn write_rest<S>(&self, ws: &mut WebSocketStream<Coalesce<S>>, rest: Vec<u8>) -> bool
+    where
+        S: futures_io::AsyncRead + futures_io::AsyncWrite + Unpin,
+    {
+        self.within_stall(async {
+            futures_lite::AsyncWriteExt::write_all(ws.get_mut(), &rest)
+                .await
+                .is_ok()
+        })
+        .await
     }
 
     /// Writes `first`, `next` and whatever else waits in the queue (up to [`RUN_BYTES`]) with
@@ -284,6 +340,72 @@ enum Run {
     Failed,
     /// Written; a close came next in the queue.
     ThenClose(u16),
+}
+
+/// Frames written directly are at most this long (header included): they are framed on the
+/// stack.
+const DIRECT_FRAME: usize = 512;
+
+/// How a direct write attempt went.
+enum Direct {
+    /// The whole frame was written.
+    Written,
+    /// The socket took none of it (or the frame is not for the direct path): nothing was
+    /// written, the library may write it.
+    NotStarted,
+    /// The socket took the first bytes; these must follow before anything else.
+    Partly(Vec<u8>),
+    /// The peer is gone.
+    Failed,
+}
+
+/// Writes a small data frame straight to the stream, framed here, in one write attempt.
+///
+/// The WebSocket library would copy the frame into its own buffer, frame it there and register
+/// its wakers on the way (≈ 5 % of a broadcast delivery's CPU); a server's frame is just a
+/// header and the payload, unmasked (RFC 6455, 5.2). Only used while the library holds nothing
+/// of its own to write, so bytes never interleave; a frame that is too large, or text that is
+/// not UTF-8 (which the library's path repairs), is left to the library.
+fn try_write_direct<S>(
+    ws: &mut WebSocketStream<Coalesce<S>>,
+    cx: &mut Context<'_>,
+    frame: &WsFrame,
+) -> Direct
+where
+    S: futures_io::AsyncRead + futures_io::AsyncWrite + Unpin,
+{
+    let (opcode, payload) = match frame {
+        WsFrame::Text(bytes) => (0x81u8, bytes),
+        WsFrame::Binary(bytes) => (0x82u8, bytes),
+    };
+    if opcode == 0x81 && std::str::from_utf8(payload).is_err() {
+        return Direct::NotStarted;
+    }
+    let mut buffer = [0u8; DIRECT_FRAME];
+    let header = match u16::try_from(payload.len()) {
+        Ok(len @ 0..=125) => {
+            buffer[..2].copy_from_slice(&[opcode, len as u8]);
+            2
+        }
+        Ok(len) => {
+            buffer[0] = opcode;
+            buffer[1] = 126;
+            buffer[2..4].copy_from_slice(&len.to_be_bytes());
+            4
+        }
+        Err(_) => return Direct::NotStarted,
+    };
+    let total = header + payload.len();
+    if total > DIRECT_FRAME {
+        return Direct::NotStarted;
+    }
+    buffer[header..total].copy_from_slice(payload);
+    match Pin::new(ws.get_mut()).poll_write(cx, &buffer[..total]) {
+        Poll::Ready(Ok(written)) if written >= total => Direct::Written,
+        Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => Direct::Failed,
+        Poll::Ready(Ok(written)) => Direct::Partly(buffer[written..total].to_vec()),
+        Poll::Pending => Direct::NotStarted,
+    }
 }
 
 fn to_message(frame: WsFrame) -> Message {
@@ -489,6 +611,11 @@ impl OutboundReceiver {
         self.0.lock().pop()
     }
 
+    /// Nothing waits in the queue.
+    fn is_empty(&self) -> bool {
+        self.0.lock().len() == 0
+    }
+
     /// The waker to poll the WebSocket's read side with (see [`OutboundReceiver::take_inbound_wake`]).
     fn inbound_waker(&self) -> Waker {
         Waker::from(Arc::clone(&self.0))
@@ -626,6 +753,55 @@ mod tests {
         drop(sender);
         assert_eq!(counter.0.load(Ordering::SeqCst), 2);
         assert!(matches!(receiver.poll_recv(&mut cx), Poll::Ready(None)));
+    }
+
+    #[test]
+    fn a_direct_write_is_the_frame_the_library_would_write() {
+        let text = "42/cast,[\"bench\",1]".to_owned();
+        let long = "x".repeat(300);
+        let frames = [
+            WsFrame::Text(Bytes::from(text.clone())),
+            WsFrame::Text(Bytes::from(long.clone())),
+            WsFrame::Binary(Bytes::from_static(&[1, 2, 3])),
+            WsFrame::Text(Bytes::new()),
+        ];
+        let written = future::block_on(async {
+            let stream = Coalesce::new(futures_lite::io::Cursor::new(Vec::new()));
+            let mut ws = WebSocketStream::from_raw_socket(stream, Role::Server, None).await;
+            for frame in &frames {
+                let outcome =
+                    future::poll_fn(|cx| Poll::Ready(try_write_direct(&mut ws, cx, frame))).await;
+                assert!(matches!(outcome, Direct::Written));
+            }
+            let too_long = WsFrame::Text(Bytes::from("y".repeat(DIRECT_FRAME)));
+            let outcome =
+                future::poll_fn(|cx| Poll::Ready(try_write_direct(&mut ws, cx, &too_long))).await;
+            assert!(matches!(outcome, Direct::NotStarted), "left to the library");
+            let not_utf8 = WsFrame::Text(Bytes::from_static(&[0xff, 0xfe]));
+            let outcome =
+                future::poll_fn(|cx| Poll::Ready(try_write_direct(&mut ws, cx, &not_utf8))).await;
+            assert!(
+                matches!(outcome, Direct::NotStarted),
+                "repaired by the library"
+            );
+            ws.get_ref().get_ref().get_ref().clone()
+        });
+        // A client reads them back as the messages they were.
+        let mut client = async_tungstenite::tungstenite::protocol::WebSocket::from_raw_socket(
+            std::io::Cursor::new(written),
+            Role::Client,
+            None,
+        );
+        let read = |client: &mut async_tungstenite::tungstenite::protocol::WebSocket<_>| {
+            client.read().expect("a frame")
+        };
+        assert_eq!(read(&mut client), Message::Text(text.into()));
+        assert_eq!(read(&mut client), Message::Text(long.into()));
+        assert_eq!(
+            read(&mut client),
+            Message::Binary(Bytes::from_static(&[1, 2, 3]))
+        );
+        assert_eq!(read(&mut client), Message::Text("".into()));
     }
 
     #[test]
