@@ -77,7 +77,9 @@ pub(crate) enum Input {
     HttpAborted(RequestId),
     WsFrame(ConnId, WsFrame),
     WsClosed(ConnId),
-    StoreResult(StoreCmdId, StoreResult),
+    /// The results of one pipeline of store commands, in command order (one input, so one
+    /// wake-up of the driver and one pass, for the whole pipeline).
+    StoreResults(Vec<(StoreCmdId, StoreResult)>),
     CallResult(CallId, CallResult),
     Remote(Bytes),
     /// A scrape of `/metrics` wants the engine's counters.
@@ -109,9 +111,15 @@ pub(crate) enum StoreSink {
         store: Box<dyn InlineStore>,
         next_sweep: Instant,
     },
-    /// Executed in order by the store task.
-    Queue(Sender<(StoreCmdId, StoreCommand)>),
+    /// Executed in order by the store task. A pass's commands go over as one message at its
+    /// end ([`StoreBatch`]): sent one by one, the first would wake the store task on the other
+    /// core while the driver is still emitting the rest, and the pass's commands would leave
+    /// in many small pipelines, each a Redis round trip and a wake-up back.
+    Queue(Sender<StoreBatch>),
 }
+
+/// The store commands of one driver pass, in emission order.
+pub(crate) type StoreBatch = Vec<(StoreCmdId, StoreCommand)>;
 
 /// Counts live connection tasks: each holds a [`TaskGuard`] for its life.
 #[derive(Debug, Clone, Default)]
@@ -150,6 +158,8 @@ pub(crate) struct Driver<R: Runtime> {
     /// Each live WebSocket's outbound queue.
     conns: IdMap<ConnId, OutboundSender>,
     store: StoreSink,
+    /// Commands for [`StoreSink::Queue`] emitted in this pass, sent when it is drained.
+    store_out: StoreBatch,
     store_in_flight: usize,
     client: HttpClient<R>,
     bus: Option<Sender<Bytes>>,
@@ -219,6 +229,7 @@ impl<R: Runtime> Driver<R> {
             pending_http: IdMap::default(),
             conns: IdMap::default(),
             store,
+            store_out: Vec::new(),
             store_in_flight: 0,
             client,
             bus,
@@ -359,9 +370,11 @@ impl<R: Runtime> Driver<R> {
                     self.engine.handle_ws_closed(conn, now);
                 }
             }
-            Input::StoreResult(id, result) => {
-                self.store_in_flight = self.store_in_flight.saturating_sub(1);
-                self.engine.handle_store_result(id, result, now);
+            Input::StoreResults(results) => {
+                for (id, result) in results {
+                    self.store_in_flight = self.store_in_flight.saturating_sub(1);
+                    self.engine.handle_store_result(id, result, now);
+                }
             }
             Input::CallResult(id, result) => self.engine.handle_call_result(id, result, now),
             Input::Remote(message) => self.engine.handle_remote(message, now),
@@ -398,7 +411,10 @@ impl<R: Runtime> Driver<R> {
             match self.engine.poll_output() {
                 Output::Idle(deadline) => {
                     self.deadline = deadline;
-                    return;
+                    if self.send_store_batch() {
+                        return;
+                    }
+                    // The store task is gone: the failures are inputs with outputs of their own.
                 }
                 Output::HttpResponse(id, response) => {
                     if let Some(reply) = self.pending_http.remove(&id) {
@@ -495,15 +511,32 @@ impl<R: Runtime> Driver<R> {
                 let result = store.execute(command);
                 self.engine.handle_store_result(id, result, Instant::now());
             }
-            StoreSink::Queue(queue) => {
-                if queue.try_send((id, command)).is_ok() {
-                    self.store_in_flight += 1;
-                } else {
-                    let result = StoreResult::Failed("the store executor has stopped".to_owned());
-                    self.engine.handle_store_result(id, result, Instant::now());
-                }
+            StoreSink::Queue(_) => {
+                self.store_in_flight += 1;
+                self.store_out.push((id, command));
             }
         }
+    }
+
+    /// Hands the pass's store commands to the store task in one message. False when it has
+    /// stopped: each command then failed, and the engine has been told.
+    fn send_store_batch(&mut self) -> bool {
+        let StoreSink::Queue(queue) = &self.store else {
+            return true;
+        };
+        if self.store_out.is_empty() {
+            return true;
+        }
+        let Err(refused) = queue.try_send(std::mem::take(&mut self.store_out)) else {
+            return true;
+        };
+        let now = Instant::now();
+        for (id, _) in refused.into_inner() {
+            self.store_in_flight = self.store_in_flight.saturating_sub(1);
+            let result = StoreResult::Failed("the store executor has stopped".to_owned());
+            self.engine.handle_store_result(id, result, now);
+        }
+        false
     }
 
     /// After a shutdown: nothing owed to the store, every request answered, every socket closed
