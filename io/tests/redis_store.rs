@@ -28,6 +28,7 @@ on_both_runtimes!(
     a_tls_url_to_a_plain_server_fails_cleanly,
     a_store_of_another_layout_is_refused_with_both_named,
     without_legacy_lists_a_join_is_one_round_trip,
+    the_function_library_outlives_flushall_and_is_loaded_again_when_lost,
 );
 
 const SITE: &str = "goodcity";
@@ -625,7 +626,7 @@ fn recovers_after_a_flushing_restart<R: Runtime>(runtime: R) {
         started.elapsed()
     );
     redis.restart();
-    // The scripts were flushed with everything else; the store reloads them and reconnects.
+    // The function library went with everything else; the store reconnects and loads it again.
     let started = Instant::now();
     loop {
         match store.execute(enqueue("user_1", item(1, "e"), None, T0)) {
@@ -740,10 +741,11 @@ fn a_pipelined_batch_matches_one_by_one_execution() {
             .all(|r| !matches!(r, StoreResult::Failed(_)))
     );
 
-    // Scripts flushed behind the store's back: those commands fail (nothing happened), and the
-    // next batch loads the scripts again.
+    // The function library flushed behind the store's back (as a failover to a server without
+    // it would lose it): those commands fail (nothing happened), and the next batch loads the
+    // library again.
     let mut plain = redis.connection();
-    let _: () = redis::cmd("SCRIPT")
+    let _: () = redis::cmd("FUNCTION")
         .arg("FLUSH")
         .query(&mut plain)
         .expect("flush");
@@ -1011,7 +1013,7 @@ fn without_legacy_lists_a_join_is_one_round_trip<R: Runtime>(runtime: R) {
         .query(&mut plain)
         .expect("info");
     // One script call and the group-index update; no SCAN, no second script call.
-    assert!(stats.contains("cmdstat_evalsha:calls=1,"), "{stats}");
+    assert!(stats.contains("cmdstat_fcall:calls=1,"), "{stats}");
     assert!(stats.contains("cmdstat_sadd:calls=1,"), "{stats}");
     assert!(!stats.contains("cmdstat_scan"), "{stats}");
     assert_eq!(
@@ -1021,5 +1023,50 @@ fn without_legacy_lists_a_join_is_one_round_trip<R: Runtime>(runtime: R) {
             now_ms: T0,
         }),
         StoreResult::Users(vec!["user_1".into(), "user_2".into()])
+    );
+}
+
+fn the_function_library_outlives_flushall_and_is_loaded_again_when_lost<R: Runtime>(runtime: R) {
+    let redis = RedisServer::start();
+    let mut plain = redis.connection();
+    let mut store = open(runtime, &redis);
+    assert_eq!(
+        store.execute(connect("user_1", "d", 1, None, T0)),
+        connected(vec![])
+    );
+    // FLUSHALL empties the key space but keeps functions: the very next command runs (and finds
+    // the user gone, as the model does after losing everything).
+    let () = redis::cmd("FLUSHALL").query(&mut plain).expect("flushall");
+    assert_eq!(
+        store.execute(enqueue("user_1", item(1, "e"), None, T0)),
+        status(EnqueueStatus::UnknownUser)
+    );
+    assert_eq!(
+        store.execute(connect("user_1", "d", 2, None, T0)),
+        connected(vec![])
+    );
+    // FUNCTION FLUSH drops the library behind the store's back: the call that finds it missing
+    // fails (it ran nothing), and the store loads the library with its next pipeline.
+    let () = redis::cmd("FUNCTION")
+        .arg("FLUSH")
+        .query(&mut plain)
+        .expect("function flush");
+    assert!(matches!(
+        store.execute(enqueue("user_1", item(2, "e"), None, T0)),
+        StoreResult::Failed(_)
+    ));
+    assert_eq!(
+        store.execute(enqueue("user_1", item(3, "e"), None, T0)),
+        stored(&[("d", Some(2))])
+    );
+    let libraries: Vec<redis::Value> = redis::cmd("FUNCTION")
+        .arg("LIST")
+        .query(&mut plain)
+        .expect("function list");
+    assert_eq!(libraries.len(), 1, "one library: {libraries:?}");
+    // Only item 3 was stored: the failed call did nothing.
+    assert_eq!(
+        store.execute(connect("user_1", "d", 3, None, T0)),
+        connected(vec![item(3, "e")])
     );
 }

@@ -4,40 +4,79 @@
 -- never escaped here), and every key touched starts with KEYS[1]: one hash slot per call.
 -- Names inside keys are escaped (E) so that `:`, `{`, `}` and `%` in a site, room, device or
 -- event can never make two names share a key. Layout: io/REDIS-LAYOUT.md.
--- Globals read once into locals: a script reads them on every use otherwise.
-local ARGV, redis, string, table, math = ARGV, redis, string, table, math
-local tonumber, ipairs, pairs, unpack = tonumber, ipairs, pairs, unpack
+-- The library's top level runs once when Redis loads it (FUNCTION LOAD); every call then runs
+-- `run` (commands.lua), which starts with `begin_call`. Globals are read once into locals (a
+-- function reads them on every use otherwise), at the first call: while a library loads, Redis
+-- offers it none of them.
+local function call_globals()
+  return redis, string, table, math, tonumber, ipairs, pairs, unpack
+end
+local redis, string, table, math, tonumber, ipairs, pairs, unpack
 local RECLAIM_MS = 60000
 
--- Node liveness, appended by the store to the arguments and taken off here: (node id, last
--- heartbeat ms) pairs of the nodes known dead, their count, the registry horizon (ms) and the
--- device_ttl (ms) a device of a dead node gets. A script cannot read the node registry
+-- Node liveness, appended by the store to the arguments and taken off by `begin_call`: (node
+-- id, last heartbeat ms) pairs of the nodes known dead, their count, the registry horizon (ms)
+-- and the device_ttl (ms) a device of a dead node gets. A script cannot read the node registry
 -- (another hash slot), so the store passes what its node last read from it.
 local NODE_TIME_UNIT = 4194304 -- node ids carry their start time (Unix ms) above the low 22 bits
-local dead_nodes = {}
-local node_ttl = tonumber(table.remove(ARGV)) or 0
-local node_horizon = tonumber(table.remove(ARGV)) or 0
-do
-  local n_dead = tonumber(table.remove(ARGV)) or 0
+-- State of the call being run. The library's locals outlive a call, so `begin_call` resets
+-- every one of them: nothing of one call may leak into the next.
+local dead_nodes, node_ttl, node_horizon = {}, 0, 0
+local alive_nodes = nil -- node ids found alive by the horizon rule during this call
+-- Redis's own clock (ms), read at most once per call.
+local redis_now_ms = nil
+
+-- Takes the liveness arguments off the end of `argv` and forgets the previous call's state.
+local NO_DEAD_NODES = {} -- never written: the common case needs no table per call
+local function begin_call(argv)
+  if not redis then
+    redis, string, table, math, tonumber, ipairs, pairs, unpack = call_globals()
+  end
+  redis_now_ms = nil
+  alive_nodes = nil
+  dead_nodes = NO_DEAD_NODES
+  node_ttl = tonumber(table.remove(argv)) or 0
+  node_horizon = tonumber(table.remove(argv)) or 0
+  local n_dead = tonumber(table.remove(argv)) or 0
+  if n_dead > 0 then dead_nodes = {} end
   for _ = 1, n_dead do
-    local heartbeat = table.remove(ARGV)
-    dead_nodes[table.remove(ARGV)] = tonumber(heartbeat)
+    local heartbeat = table.remove(argv)
+    dead_nodes[table.remove(argv)] = tonumber(heartbeat)
   end
 end
 
--- Since when the node of socket `sock` ("<node>:<socket>") is dead, or nil while it may be
--- alive: a node the registry lists as dead died at its last heartbeat; a node the registry no
--- longer lists although it started before the registry's horizon was pruned from it long ago
--- (its last heartbeat is older than the horizon, so the horizon bounds it).
-local function node_dead_since(sock)
-  local node = string.match(sock or '', '^(%d+):')
+-- Since when the node `node` (its id, decimal) is dead, or nil while it may be alive: a node
+-- the registry lists as dead died at its last heartbeat; a node the registry no longer lists
+-- although it started before the registry's horizon was pruned from it long ago (its last
+-- heartbeat is older than the horizon, so the horizon bounds it).
+local function node_id_dead_since(node)
   if not node then return nil end
   local since = dead_nodes[node]
   if since then return since end
-  if node_horizon > 0 and math.floor(tonumber(node) / NODE_TIME_UNIT) < node_horizon then
-    return node_horizon
+  if node_horizon > 0 then
+    -- A call meets few nodes and many devices: each id is converted to a number once.
+    if alive_nodes and alive_nodes[node] then return nil end
+    if math.floor(tonumber(node) / NODE_TIME_UNIT) < node_horizon then return node_horizon end
+    if not alive_nodes then alive_nodes = {} end
+    alive_nodes[node] = true
   end
   return nil
+end
+
+-- Since when the node of socket `sock` ("<node>:<socket>") is dead, or nil.
+local function node_dead_since(sock)
+  return node_id_dead_since(string.match(sock or '', '^(%d+):'))
+end
+
+-- For a device whose state text says connected through a node not known dead — the common
+-- case of an enqueue and an acknowledgement — its `drn`, `sock` and `events` (see `parse_state`),
+-- read by one match without building the whole state; nil otherwise.
+local function connected_fields(text)
+  if not text or string.byte(text, 1) ~= 49 then return nil end -- '1'
+  local drn, sock, node, events =
+    string.match(text, '^1|%d*|%d*|(%d?)|%d?|((%d+):[^|]*)|(.*)$')
+  if not drn or node_id_dead_since(node) ~= nil then return nil end
+  return drn, sock, events
 end
 
 local function esc(s)
@@ -50,8 +89,6 @@ local function unesc(s)
   return (string.gsub(s, '%%(%x%x)', function(h) return string.char(tonumber(h, 16)) end))
 end
 
--- Redis's own clock (ms), read at most once per call.
-local redis_now_ms = nil
 local function redis_now()
   if not redis_now_ms then
     local t = redis.call('TIME')
@@ -98,6 +135,8 @@ end
 
 -- Lists `eevent` among the device's queues; true when it was not listed yet.
 local function add_event(st, eevent)
+  -- The common case first (one event per device), without building the strings below.
+  if st.ev == eevent then return false end
   if st.ev == '' then
     st.ev = eevent
     return true

@@ -1,5 +1,5 @@
-//! The Redis store: executes [`StoreCommand`]s on Redis with one Lua script (EVALSHA) per
-//! shard touched. Users are hashed into a fixed number of shards per site (one hash tag each);
+//! The Redis store: executes [`StoreCommand`]s on Redis with one Lua function call (`FCALL`)
+//! per shard touched. Users are hashed into a fixed number of shards per site (one hash tag each);
 //! the commands that queued up for one pipeline are grouped by shard, so a `/send` to N users
 //! or N acknowledgements cost one script call per shard, not N. The layout is documented in
 //! `io/REDIS-LAYOUT.md`; the semantics are the store contract of
@@ -12,6 +12,7 @@
 
 mod keys;
 mod layout;
+mod library;
 mod pipeline;
 
 use std::fmt;
@@ -22,7 +23,7 @@ use std::time::Duration;
 
 use courier_core::gateway::store::{DeviceKey, Store, StoreCommand, StoreResult};
 use redis::aio::ConnectionManager;
-use redis::{AsyncCommands, RedisError, Script};
+use redis::{AsyncCommands, RedisError};
 
 use crate::runtime::Runtime;
 pub use keys::{escape, shard_of};
@@ -48,13 +49,6 @@ pub fn node_id(start_unix_ms: u64, random: u64) -> u64 {
 /// How many SCAN calls a legacy import may make for one device (COUNT 1000 each).
 const LEGACY_SCAN_CALLS: usize = 1000;
 
-/// The store script: the shared part, then the commands and the dispatcher.
-const STORE_SCRIPT: &str = concat!(
-    include_str!("../lua/common.lua"),
-    "\n",
-    include_str!("../lua/commands.lua")
-);
-
 /// Executes store commands on Redis. Cheap to clone (clones share the connection).
 #[derive(Clone)]
 pub struct RedisStore {
@@ -62,7 +56,7 @@ pub struct RedisStore {
     client: redis::Client,
     prefix: String,
     shards: u32,
-    script: Arc<Script>,
+    library: Arc<library::Library>,
     state: Arc<StoreState>,
     /// What this node last read from the node registry, passed to every script.
     liveness: Arc<Mutex<Liveness>>,
@@ -71,8 +65,8 @@ pub struct RedisStore {
 /// What a store learns from Redis and shares among its clones.
 #[derive(Debug, Default)]
 struct StoreState {
-    /// Whether Redis is known to hold the script (see `pipeline`).
-    script_loaded: AtomicBool,
+    /// Whether Redis is known to hold the function library (see `pipeline`).
+    library_loaded: AtomicBool,
     /// The outcome of the last layout check: `None` before one (or after a connection failure),
     /// `Ok(legacy)` when the layout matches, `Err(message)` when it does not.
     layout: Mutex<Option<Result<bool, String>>>,
@@ -100,7 +94,7 @@ impl StoreState {
     /// After a connection failure: check the layout again before the next command (Redis may
     /// have come back empty, or be another server). A mismatch stays until a check clears it.
     fn connection_lost(&self) {
-        self.script_loaded.store(false, Ordering::Release);
+        self.library_loaded.store(false, Ordering::Release);
         let mut layout = self.layout.lock().unwrap_or_else(PoisonError::into_inner);
         if matches!(&*layout, Some(Ok(_))) {
             *layout = None;
@@ -178,7 +172,7 @@ impl RedisStore {
             client,
             prefix: prefix.to_owned(),
             shards,
-            script: Arc::new(Script::new(STORE_SCRIPT)),
+            library: Arc::new(library::Library::new()),
             state: Arc::new(StoreState::default()),
             liveness: Arc::new(Mutex::new(Liveness::default())),
         })
@@ -286,7 +280,7 @@ impl RedisStore {
                 pairs.push((event.to_owned(), member(id, json)));
             }
         }
-        let mut cmd = self.evalsha(&device.site, &device.room);
+        let mut cmd = self.fcall(&device.site, &device.room);
         cmd.arg("I")
             .arg(2 + 2 * pairs.len())
             .arg(self.user_base(&device.site, &device.room))

@@ -10,10 +10,11 @@
 //! A `Connect`'s group-index update (`SADD` on the site's slot) follows its segment's shard
 //! calls, in the same pipeline: a join is one round trip.
 //!
-//! Errors stay per reply (`ignore_errors`): a failed script call fails the commands it carried
-//! and nothing else. Scripts run by `EVALSHA`; a pipeline cannot load a missing script and retry
-//! in place without reordering, so the store loads it at the head of the pipeline whenever it
-//! cannot be sure Redis has it (at start, after a connection error, after a `NOSCRIPT`).
+//! Errors stay per reply (`ignore_errors`): a failed call fails the commands it carried and
+//! nothing else. The calls are `FCALL`s of the store's function library (`library`); a pipeline
+//! cannot load a missing library and retry in place without reordering, so the store loads it
+//! at the head of the pipeline whenever it cannot be sure Redis has it (at start, after a
+//! connection error, after a call answered that the function is missing).
 
 use std::collections::BTreeMap;
 
@@ -111,9 +112,9 @@ impl RedisStore {
         let mut results: Vec<Option<StoreResult>> = vec![None; commands.len()];
         let mut pipe = redis::pipe();
         pipe.ignore_errors();
-        let load_script = !self.state.script_loaded.load(Ordering::Acquire);
-        if load_script {
-            pipe.cmd("SCRIPT").arg("LOAD").arg(super::STORE_SCRIPT);
+        let load_library = !self.state.library_loaded.load(Ordering::Acquire);
+        if load_library {
+            pipe.add_command(self.library.load());
         }
         let liveness = self.liveness_args();
         let mut expectations = Vec::new();
@@ -165,16 +166,23 @@ impl RedisStore {
         self.flush(&mut pipe, &mut expectations, &mut segment, &liveness);
 
         let mut imports = Vec::new();
-        if !expectations.is_empty() || load_script {
+        if !expectations.is_empty() || load_library {
             let mut connection = self.connection.clone();
             let replies: RedisResult<Vec<RedisResult<Value>>> =
                 pipe.query_async(&mut connection).await;
             match replies {
                 Ok(replies) => {
                     let mut replies = replies.into_iter();
-                    if load_script {
-                        let loaded = replies.next().is_some_and(|reply| reply.is_ok());
-                        self.state.script_loaded.store(loaded, Ordering::Release);
+                    if load_library {
+                        let loaded = match replies.next() {
+                            Some(Ok(_)) => true,
+                            Some(Err(error)) => {
+                                tracing::warn!(target: "courier", error = %error, "loading the store's function library failed");
+                                false
+                            }
+                            None => false,
+                        };
+                        self.state.library_loaded.store(loaded, Ordering::Release);
                     }
                     for expect in expectations {
                         let mine: Vec<RedisResult<Value>> =
@@ -343,7 +351,7 @@ impl RedisStore {
             .shards
             .entry((site.to_owned(), shard))
             .or_insert_with(|| ShardCall {
-                cmd: self.evalsha_shard(site, shard),
+                cmd: self.library.call(&self.shard_base(site, shard)),
                 kinds: Vec::new(),
                 message: None,
             })
@@ -376,32 +384,19 @@ impl RedisStore {
         }
     }
 
-    /// `EVALSHA <sha> 1 <shard base>` — the caller appends the commands and the liveness.
-    fn evalsha_shard(&self, site: &str, shard: u32) -> Cmd {
-        let mut cmd = redis::cmd("EVALSHA");
-        cmd.arg(self.script.get_hash())
-            .arg(1)
-            .arg(self.shard_base(site, shard));
-        cmd
+    /// The call of the shard of one user room, for a single command run on its own (`FCALL
+    /// <function> 1 <shard base>`; the caller appends the arguments and the liveness).
+    pub(super) fn fcall(&self, site: &str, room: &str) -> Cmd {
+        self.library
+            .call(&self.shard_base(site, shard_of(room, self.shards)))
     }
 
-    /// The shard call of one user room, for a single command run on its own.
-    pub(super) fn evalsha(&self, site: &str, room: &str) -> Cmd {
-        self.evalsha_shard(site, shard_of(room, self.shards))
-    }
-
-    /// Runs one script call on its own, loading the script first when Redis lost it.
+    /// Runs one call on its own, loading the library first when Redis lost it.
     pub(super) async fn load_and_run<T: FromRedisValue>(&self, cmd: Cmd) -> RedisResult<T> {
         let mut connection = self.connection.clone();
         match cmd.query_async(&mut connection).await {
-            Err(error)
-                if error.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
-            {
-                let _: String = redis::cmd("SCRIPT")
-                    .arg("LOAD")
-                    .arg(super::STORE_SCRIPT)
-                    .query_async(&mut connection)
-                    .await?;
+            Err(error) if super::library::is_missing(&error) => {
+                let _: Value = self.library.load().query_async(&mut connection).await?;
                 cmd.query_async(&mut connection).await
             }
             other => other,
@@ -425,7 +420,7 @@ impl RedisStore {
         }
         let mut args = Vec::new();
         push_piece_args(&mut args, self, &device, socket, limits, now_ms);
-        let mut cmd = self.evalsha(&device.site, &device.room);
+        let mut cmd = self.fcall(&device.site, &device.room);
         cmd.arg("N")
             .arg(args.len())
             .arg(&args)
@@ -455,9 +450,10 @@ impl RedisStore {
             match reply {
                 Ok(value) => values.push(value),
                 Err(error) => {
-                    if error.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) {
-                        // Flushed behind our back: load it again with the next pipeline.
-                        self.state.script_loaded.store(false, Ordering::Release);
+                    if super::library::is_missing(&error) {
+                        // Lost behind our back (FUNCTION FLUSH, a failover to a server without
+                        // it): load it again with the next pipeline.
+                        self.state.library_loaded.store(false, Ordering::Release);
                     }
                     failure.get_or_insert(error);
                 }
