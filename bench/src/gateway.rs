@@ -54,6 +54,8 @@ pub struct Launch {
     /// Where the server logs go (`None`: discarded; at `info` they are a few lines per
     /// delivery, hundreds of MB per run).
     pub log_dir: Option<PathBuf>,
+    /// Engines per process (`IO_ENGINES`), when set.
+    pub engines: Option<u32>,
 }
 
 /// One running gateway; killed when dropped.
@@ -84,7 +86,12 @@ impl Gateway {
                 }
                 None => Stdio::null(),
             };
-            let child = Command::new(&launch.binary)
+            let mut command = Command::new(&launch.binary);
+            match launch.engines {
+                Some(engines) => command.env("IO_ENGINES", engines.to_string()),
+                None => command.env_remove("IO_ENGINES"),
+            };
+            let child = command
                 .arg("--config")
                 .arg(&launch.config)
                 .arg("--sites")

@@ -82,6 +82,9 @@ pub struct SuiteArgs {
     /// Keep the gateways' logs in the work directory (at `info`, hundreds of MB per run).
     #[arg(long)]
     pub log_gateways: bool,
+    /// Engines per gateway process (`IO_ENGINES`; unset: the gateway's default, one).
+    #[arg(long)]
+    pub engines: Option<u32>,
 }
 
 /// Lets acknowledgements and disconnects land before a reading (idle CPU meanwhile is
@@ -254,6 +257,7 @@ impl Suite {
             sites,
             redis_url: format!("redis://127.0.0.1:{}/0", self.args.redis_port),
             log_dir: self.args.log_gateways.then(|| self.args.work_dir.clone()),
+            engines: self.args.engines,
         });
         if self.wants("user") || self.wants("broadcast") {
             let node = self.fresh_node("node").await?;
@@ -398,6 +402,17 @@ impl Suite {
             "single-driver ceiling (1 / driver CPU per delivery)",
             ceiling,
         );
+        // With several engines, each driver runs on its own core: the process's driver-bound
+        // ceiling is that many times one driver's (given the cores, and the load spread evenly).
+        if let (Some(engines @ 2..), Some([_, cpu])) = (self.args.engines, cost.driver)
+            && cpu > 0.0
+        {
+            self.row(
+                workload,
+                "process ceiling (engines / driver CPU per delivery)",
+                format!("{:.0}/s", f64::from(engines) * deliveries as f64 / cpu),
+            );
+        }
     }
 
     async fn broadcast_phase(&mut self, node: &Gateway, eio: u8) -> Result<(), String> {

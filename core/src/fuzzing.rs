@@ -315,6 +315,7 @@ pub fn send(data: &[u8]) {
         seed: 1,
         clustered: false,
         epoch_check: None,
+        engine: None,
     };
     let mut gateway = Gateway::new(config, options);
     let mut store = MemoryStore::new();

@@ -61,6 +61,15 @@ impl Histogram {
         self.observe(duration.as_secs_f64());
     }
 
+    /// Adds `other`'s observations (same bounds) to these.
+    pub fn merge(&mut self, other: &Histogram) {
+        for (count, more) in self.counts.iter_mut().zip(&other.counts) {
+            *count += more;
+        }
+        self.sum += other.sum;
+        self.count += other.count;
+    }
+
     /// `(upper bound, cumulative count)` for every finite bucket, as Prometheus exposes them
     /// (`+Inf` is `count`).
     pub fn cumulative(&self) -> Vec<(f64, u64)> {
@@ -430,4 +439,122 @@ pub struct Snapshot {
     pub engine: EngineCounters,
     /// Cluster messages received that could not be decoded.
     pub remote_malformed: u64,
+}
+
+/// Adds the `(key, count)` pairs of `more` into `into`, keeping `into`'s order and appending
+/// keys it did not have.
+fn merge_counts<K: PartialEq + Copy>(into: &mut Vec<(K, u64)>, more: &[(K, u64)]) {
+    for (key, count) in more {
+        match into.iter_mut().find(|(known, _)| known == key) {
+            Some((_, total)) => *total += count,
+            None => into.push((*key, *count)),
+        }
+    }
+}
+
+impl SiteCounters {
+    /// Adds another gateway's counters of the same site.
+    pub fn merge(&mut self, other: &SiteCounters) {
+        for (total, more) in self.joins.iter_mut().zip(other.joins) {
+            *total += more;
+        }
+        for &(status, count) in &other.sends {
+            match self.sends.binary_search_by_key(&status, |(code, _)| *code) {
+                Ok(slot) => self.sends[slot].1 += count,
+                Err(slot) => self.sends.insert(slot, (status, count)),
+            }
+        }
+        for (total, more) in self.deliveries.iter_mut().zip(other.deliveries) {
+            *total += more;
+        }
+        self.acks += other.acks;
+        self.batches += other.batches;
+        self.batch_messages += other.batch_messages;
+        self.batch_size.merge(&other.batch_size);
+        self.resyncs += other.resyncs;
+        self.auth_duration.merge(&other.auth_duration);
+        self.user_update_duration.merge(&other.user_update_duration);
+    }
+}
+
+impl Snapshot {
+    /// Adds the snapshot of another gateway of the same configuration (another engine of the
+    /// same process): every counter and histogram is summed, so a process running several
+    /// engines reports one set of figures, as one engine would.
+    pub fn merge(&mut self, other: &Snapshot) {
+        for (site, more) in self.sites.iter_mut().zip(&other.sites) {
+            site.merge(more);
+        }
+        for (open, more) in self.open.iter_mut().zip(&other.open) {
+            open.polling_eio3 += more.polling_eio3;
+            open.polling_eio4 += more.polling_eio4;
+            open.websocket_eio3 += more.websocket_eio3;
+            open.websocket_eio4 += more.websocket_eio4;
+        }
+        merge_counts(&mut self.sends_unknown_site, &other.sends_unknown_site);
+        self.sends_unknown_site.sort_unstable();
+        for (store, more) in self.store.iter_mut().zip(&other.store) {
+            for (total, count) in store.outcomes.iter_mut().zip(more.outcomes) {
+                *total += count;
+            }
+            store.duration.merge(&more.duration);
+        }
+        self.engine_sessions += other.engine_sessions;
+        let (engine, more) = (&mut self.engine, &other.engine);
+        engine.opened += more.opened;
+        merge_counts(&mut engine.closed, &more.closed);
+        engine.refused_max_connections += more.refused_max_connections;
+        engine.refused_handshake_rate += more.refused_handshake_rate;
+        engine.slow_consumers += more.slow_consumers;
+        engine.polling_in_requests += more.polling_in_requests;
+        engine.polling_in_bytes += more.polling_in_bytes;
+        engine.polling_out_requests += more.polling_out_requests;
+        engine.polling_out_bytes += more.polling_out_bytes;
+        self.remote_malformed += other.remote_malformed;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snapshot(acks: u64, status: u16, closed: &'static str) -> Snapshot {
+        let mut site = SiteCounters::new("s".to_owned());
+        site.acks = acks;
+        site.count_send(status);
+        site.batch_size.observe(3.0);
+        let mut engine = EngineCounters {
+            opened: 2,
+            ..EngineCounters::default()
+        };
+        engine.count_close(closed);
+        let mut open = OpenConnections::default();
+        open.add(true, false);
+        Snapshot {
+            sites: vec![site],
+            open: vec![open],
+            sends_unknown_site: vec![(status, 1)],
+            store: vec![StoreCounters::default()],
+            engine_sessions: 1,
+            engine,
+            remote_malformed: 1,
+        }
+    }
+
+    #[test]
+    fn merging_sums_every_counter() {
+        let mut total = snapshot(2, 200, "ping timeout");
+        total.merge(&snapshot(5, 401, "transport close"));
+        let site = &total.sites[0];
+        assert_eq!(site.acks, 7);
+        assert_eq!(site.sends, vec![(200, 1), (401, 1)]);
+        assert_eq!((site.batch_size.count, site.batch_size.sum), (2, 6.0));
+        assert_eq!(total.open[0].websocket_eio4, 2);
+        assert_eq!(total.sends_unknown_site, vec![(200, 1), (401, 1)]);
+        assert_eq!(total.engine_sessions, 2);
+        assert_eq!(total.engine.opened, 4);
+        assert_eq!(total.engine.closed_with("ping timeout"), 1);
+        assert_eq!(total.engine.closed_with("transport close"), 1);
+        assert_eq!(total.remote_malformed, 2);
+    }
 }

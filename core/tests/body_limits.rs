@@ -29,6 +29,7 @@ fn gateway_rules(config_yml: &str) -> BodyRules {
         seed: 1,
         clustered: false,
         epoch_check: None,
+        engine: None,
     };
     Gateway::new(config, options).body_rules(1)
 }

@@ -113,6 +113,29 @@ fn polling_handshake_sets_the_cookie_and_extra_headers_when_configured() {
     );
 }
 
+// Several engines in one process: each tags its sids, and the tag is read back from any of them
+// (the adapter routes a session's later requests by it).
+#[test]
+fn a_session_tag_marks_every_sid_and_reads_back() {
+    for tag in [0u8, 1, 37, 63] {
+        let mut config = test_config();
+        config.eio.session_tag = Some(tag);
+        let mut h = Harness::new(SioApp::new(config, 7));
+        for _ in 0..5 {
+            let sid = sid_of(&h.get_text("EIO=4&transport=polling"));
+            assert_eq!(sid.len(), 20, "{sid}");
+            assert_eq!(courier_core::eio::session_tag(&sid), Some(tag), "{sid}");
+        }
+    }
+    // Untagged sids still have a tag (their first character): routing never fails, the owner
+    // just answers "unknown sid" for ids it never made.
+    let mut h = Harness::new(SioApp::new(test_config(), 7));
+    let sid = sid_of(&h.get_text("EIO=4&transport=polling"));
+    assert!(courier_core::eio::session_tag(&sid).is_some());
+    assert_eq!(courier_core::eio::session_tag(""), None);
+    assert_eq!(courier_core::eio::session_tag("%zz"), None);
+}
+
 #[test]
 fn sids_are_deterministic_per_seed_and_distinct_per_session() {
     let sids = |seed| {

@@ -271,6 +271,74 @@ fn redis_precedence_file_then_redis_url_then_in_memory() {
 }
 
 #[test]
+fn io_engines_default_auto_env_and_validation() {
+    use courier_core::gateway::config::Engines;
+    let redis = "production:\n  redis: {}\n";
+    assert_eq!(ok(None, None, &[]).io.engines, Engines::Count(1));
+    let set = ok(
+        Some("production:\n  redis: {}\n  io:\n    engines: 4\n"),
+        None,
+        &[],
+    );
+    assert_eq!(set.io.engines, Engines::Count(4));
+    let auto = ok(
+        Some("production:\n  redis: {}\n  io:\n    engines: auto\n"),
+        None,
+        &[],
+    );
+    assert_eq!(auto.io.engines, Engines::Auto);
+    assert_eq!(auto.io.engines.resolve(8, true), 8);
+    assert_eq!(auto.io.engines.resolve(200, true), 64);
+    assert_eq!(auto.io.engines.resolve(8, false), 1);
+    // The environment wins over the file.
+    let env = ok(
+        Some("production:\n  redis: {}\n  io:\n    engines: 4\n"),
+        None,
+        &[("IO_ENGINES", "2")],
+    );
+    assert_eq!(env.io.engines, Engines::Count(2));
+    assert_eq!(
+        ok(Some(redis), None, &[("IO_ENGINES", "auto")]).io.engines,
+        Engines::Auto
+    );
+    // Auto without Redis is one engine, not an error.
+    assert_eq!(
+        ok(None, None, &[("IO_ENGINES", "auto")]).io.engines,
+        Engines::Auto
+    );
+    assert_eq!(
+        err(
+            Some("production:\n  redis: {}\n  io:\n    engines: 0\n"),
+            None,
+            &[]
+        ),
+        "config.yml: production.io: engines must be auto or a whole number from 1 to 64, got 0"
+    );
+    assert_eq!(
+        err(
+            Some("production:\n  redis: {}\n  io:\n    engines: many\n"),
+            None,
+            &[]
+        ),
+        "config.yml: production.io: engines must be auto or a whole number from 1 to 64, got \"many\""
+    );
+    assert_eq!(
+        err(Some(redis), None, &[("IO_ENGINES", "65")]),
+        "environment: IO_ENGINES must be auto or a whole number from 1 to 64, got \"65\""
+    );
+    // The in-memory store's queues live in one engine.
+    assert_eq!(
+        err(Some("production:\n  io:\n    engines: 2\n"), None, &[]),
+        "config.yml: production.io: engines is 2, but more than one engine needs the Redis store \
+         (the in-memory store's queues live inside one engine): configure redis or set 1"
+    );
+    assert!(
+        err(None, None, &[("IO_ENGINES", "3")])
+            .starts_with("environment: IO_ENGINES: engines is 3"),
+    );
+}
+
+#[test]
 fn redis_shards_default_and_validation() {
     let default = ok(Some("production:\n  redis: {}\n"), None, &[]);
     assert_eq!(default.redis.map(|r| r.shards), Some(4));

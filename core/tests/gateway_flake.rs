@@ -50,3 +50,33 @@ fn ids_increase_when_the_clock_steps_back_or_a_millisecond_overflows() {
     let later = generator.next_id(20_000);
     assert_eq!(later, 20_000 << 22);
 }
+
+// The engines of one process share the node's flake settings: their ids never collide, each
+// engine's still increase, in the same millisecond and across an overflow.
+#[test]
+fn engines_sharing_a_machine_field_never_make_the_same_id() {
+    let settings = FlakeSettings {
+        machine_id: Some(7),
+        ..FlakeSettings::default()
+    };
+    let mut seen = std::collections::BTreeSet::new();
+    for index in 0..3u8 {
+        let mut generator = FlakeGenerator::shared(settings, index, 3);
+        let first = generator.next_id(50_000);
+        assert_eq!(first, 50_000 << 22 | 7 << 12 | u64::from(index));
+        let mut last = first;
+        assert!(seen.insert(first));
+        // More than a millisecond's share: the generator borrows the next milliseconds.
+        for _ in 0..3_000 {
+            let id = generator.next_id(50_000);
+            assert!(id > last);
+            assert_eq!(
+                (id & 0xFFF) % 3,
+                u64::from(index),
+                "its own sequence numbers"
+            );
+            assert!(seen.insert(id), "id {id} made twice");
+            last = id;
+        }
+    }
+}

@@ -73,6 +73,7 @@ fn the_demo_page_is_served_with_the_demo_site() {
             seed: 1,
             clustered: false,
             epoch_check: None,
+            engine: None,
         },
     );
     let now = std::time::Instant::now();

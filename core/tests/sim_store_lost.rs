@@ -359,6 +359,7 @@ fn a_backlog_found_behind_live_messages_on_registering_again_restarts_the_sessio
         seed: 7,
         clustered: true,
         epoch_check: Some(EPOCH_CHECK_INTERVAL),
+        engine: None,
     };
     let config = "production:\n  batch:\n    maxItems: 1\n";
     let mut sim = Sim::with_options(sim::GOODCITY, Some(config), options);

@@ -157,14 +157,14 @@ fn serve(runtime: &str) -> ExitCode {
             let setup = courier_io::Setup {
                 max_payload: courier_io::DEFAULT_MAX_PAYLOAD,
                 store: courier_io::StoreSetup::None,
-                node_id: 0,
+                node_ids: vec![0],
                 first_log_line: "ws_idle_memory server".into(),
                 limits: courier_io::Limits::default(),
                 ops: courier_io::OpsSetup::default(),
             };
             let running = match courier_io::start(
                 runtime.clone(),
-                Box::new(IdleEngine::default()),
+                vec![Box::new(IdleEngine::default())],
                 setup,
                 bind,
             )

@@ -17,7 +17,7 @@ use courier_core::gateway::config::{
     self, ADMIN_API_KEY_ENV, AdminKey, Config, ConfigSources, DEMO_API_KEY, DEMO_SITE, SourceFile,
 };
 use courier_core::gateway::store::MemoryStore;
-use courier_core::gateway::{EPOCH_CHECK_INTERVAL, Gateway, GatewayOptions};
+use courier_core::gateway::{EPOCH_CHECK_INTERVAL, EngineSlot, Gateway, GatewayOptions};
 
 use crate::Startup;
 use crate::redis_store::DEFAULT_PREFIX;
@@ -38,7 +38,6 @@ pub fn gateway_app(startup: Startup) -> Result<App, String> {
         tracing::warn!(target: "courier", "{warning}");
     }
 
-    let node_id = crate::redis_store::node_id(crate::driver::unix_ms_now(), random_u64());
     let (store, clustered, first_log_line) = match &config.redis {
         Some(redis) => (
             StoreSetup::Redis {
@@ -61,13 +60,8 @@ pub fn gateway_app(startup: Startup) -> Result<App, String> {
                 .to_owned(),
         ),
     };
-    let options = GatewayOptions {
-        node_id,
-        seed: random_u64(),
-        clustered,
-        // Only a shared store (Redis) can lose its data under a running gateway.
-        epoch_check: clustered.then_some(EPOCH_CHECK_INTERVAL),
-    };
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    let engines = config.io.engines.resolve(cores, config.redis.is_some());
     let port = config.port;
     let ops = OpsSetup {
         metrics_bind: config.metrics_bind,
@@ -89,21 +83,60 @@ pub fn gateway_app(startup: Startup) -> Result<App, String> {
     if startup.demo {
         print_demo_help(startup.bind, port);
     }
-    let mut gateway = Gateway::new(config, options);
-    // Events the log would drop are not even built (the per-delivery lines are `debug`).
-    gateway.set_event_level(crate::logging::min_enabled_level());
+    let (engines, node_ids) = build_engines(&config, engines, clustered);
     Ok(App {
-        engine: Box::new(gateway),
+        engines,
         port,
         setup: Setup {
             max_payload,
             store,
-            node_id,
+            node_ids,
             first_log_line,
             limits,
             ops,
         },
     })
+}
+
+/// `count` gateways for `config`, each its own node (own node id and session-id seed), and
+/// their node ids. With more than one, engine `i` tags its session ids with `i` (see
+/// `crate::engines`), and the process-wide limits `io.maxConnections` and
+/// `io.maxHandshakesPerSecond` are shared out: each engine gets its even share, rounded up
+/// (handshakes are spread round-robin, so the shares fill evenly).
+fn build_engines(
+    config: &Config,
+    count: u32,
+    clustered: bool,
+) -> (Vec<Box<dyn courier_core::net::Engine + Send>>, Vec<u64>) {
+    let mut config = config.clone();
+    if count > 1 {
+        let io = &mut config.io;
+        io.max_connections = io.max_connections.map(|n| n.div_ceil(u64::from(count)));
+        io.max_handshakes_per_second = io.max_handshakes_per_second.map(|n| n.div_ceil(count));
+    }
+    let mut engines: Vec<Box<dyn courier_core::net::Engine + Send>> = Vec::new();
+    let mut node_ids = Vec::new();
+    for index in 0..count {
+        let node_id = crate::redis_store::node_id(crate::driver::unix_ms_now(), random_u64());
+        let options = GatewayOptions {
+            node_id,
+            seed: random_u64(),
+            clustered,
+            // Only a shared store (Redis) can lose its data under a running gateway.
+            epoch_check: clustered.then_some(EPOCH_CHECK_INTERVAL),
+            engine: (count > 1).then(|| EngineSlot {
+                // At most `MAX_ENGINES` (64): both fit.
+                index: u8::try_from(index).unwrap_or(u8::MAX),
+                count: u8::try_from(count).unwrap_or(u8::MAX),
+            }),
+        };
+        let mut gateway = Gateway::new(config.clone(), options);
+        // Events the log would drop are not even built (the per-delivery lines are `debug`).
+        gateway.set_event_level(crate::logging::min_enabled_level());
+        engines.push(Box::new(gateway));
+        node_ids.push(node_id);
+    }
+    (engines, node_ids)
 }
 
 fn load_config(startup: &Startup) -> Result<Config, String> {

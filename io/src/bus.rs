@@ -14,7 +14,7 @@ use bytes::Bytes;
 use futures_lite::StreamExt;
 use redis::aio::ConnectionManager;
 
-use crate::driver::Input;
+use crate::engines::LocalNodes;
 use crate::ops::Ops;
 use crate::runtime::Runtime;
 
@@ -43,8 +43,14 @@ pub fn frame(node_id: u64, message: &[u8]) -> Vec<u8> {
 
 /// The message of a bus frame unless it is this node's own (or too short to be a frame).
 pub fn unframe(own_node: u64, payload: &[u8]) -> Option<Bytes> {
+    unframe_foreign(&[own_node], payload)
+}
+
+/// The message of a bus frame unless one of `own_nodes` (this process's engines) published it
+/// (or it is too short to be a frame).
+fn unframe_foreign(own_nodes: &[u64], payload: &[u8]) -> Option<Bytes> {
     let (node, message) = payload.split_first_chunk::<8>()?;
-    (u64::from_be_bytes(*node) != own_node).then(|| Bytes::copy_from_slice(message))
+    (!own_nodes.contains(&u64::from_be_bytes(*node))).then(|| Bytes::copy_from_slice(message))
 }
 
 /// Publishes what the driver hands over, in order, until the driver drops its sender. What
@@ -103,14 +109,14 @@ pub(crate) async fn subscribe_first<R: Runtime>(
     futures_lite::future::or(attempt, give_up).await
 }
 
-/// Feeds other nodes' messages from the bus to the driver, starting with `first` when startup
-/// already subscribed; resubscribes after Redis comes back. Ends when the driver is gone.
+/// Feeds other nodes' messages from the bus to the engines of this process they concern
+/// (`crate::engines`), starting with `first` when startup already subscribed; resubscribes
+/// after Redis comes back. Ends when the drivers are gone.
 pub(crate) async fn subscribe_loop<R: Runtime>(
     runtime: R,
     client: redis::Client,
     channel: String,
-    node_id: u64,
-    control: Sender<Input>,
+    local: Arc<LocalNodes>,
     first: Option<Subscription>,
     ops: Arc<Ops>,
 ) {
@@ -130,9 +136,10 @@ pub(crate) async fn subscribe_loop<R: Runtime>(
                 tracing::info!(target: "courier", "cluster bus subscribed");
                 let mut messages = pubsub.on_message();
                 while let Some(message) = messages.next().await {
-                    if let Some(message) = unframe(node_id, message.get_payload_bytes()) {
+                    if let Some(message) = unframe_foreign(local.ids(), message.get_payload_bytes())
+                    {
                         Ops::add(&ops.bus_received, 1);
-                        if control.send(Input::Remote(message)).await.is_err() {
+                        if local.hand_over(&message, None).is_err() {
                             return;
                         }
                     }
@@ -141,7 +148,7 @@ pub(crate) async fn subscribe_loop<R: Runtime>(
             }
             Err(error) => warn_once(&mut warned, &error),
         }
-        if control.is_closed() {
+        if local.closed() {
             return;
         }
         runtime
@@ -180,5 +187,8 @@ mod tests {
         assert_eq!(unframe(7, &framed), None);
         assert_eq!(unframe(8, &framed), Some(Bytes::from_static(b"hello")));
         assert_eq!(unframe(8, b"short"), None);
+        // Several engines in one process: none hears what any of them published.
+        assert_eq!(unframe_foreign(&[8, 7], &framed), None);
+        assert!(unframe_foreign(&[8, 9], &framed).is_some());
     }
 }

@@ -99,7 +99,7 @@ pub fn cli_main<R: Runtime>(
         Err(message) => return fail(&message),
     };
     let bind = SocketAddr::new(cli.bind, app.port);
-    run_to_exit(runtime, app.engine, app.setup, bind)
+    run_to_exit(runtime, app.engines, app.setup, bind)
 }
 
 fn fail(message: &str) -> ExitCode {

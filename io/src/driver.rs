@@ -174,6 +174,8 @@ pub(crate) struct Driver<R: Runtime> {
     /// Frames and bytes of the current pass, added to `ops` once at its end (four shared
     /// atomic additions per pass instead of two per frame).
     frames: FrameTally,
+    /// The other engines of this process (`crate::engines`): `/status.json` sums their counters.
+    siblings: Vec<Sender<Input>>,
 }
 
 /// WebSocket frames and bytes counted during one driver pass.
@@ -239,8 +241,16 @@ impl<R: Runtime> Driver<R> {
             live_tasks: TaskCounter::default(),
             ops,
             frames: FrameTally::default(),
+            siblings: Vec::new(),
         };
         (driver, handle)
+    }
+
+    /// Makes this driver one of several engines of the process: `siblings` reach the others,
+    /// and `tasks` counts the WebSocket tasks of all of them (a shutdown waits for every one).
+    pub(crate) fn join_engines(&mut self, siblings: Vec<Sender<Input>>, tasks: TaskCounter) {
+        self.siblings = siblings;
+        self.live_tasks = tasks;
     }
 
     /// The counter of live WebSocket tasks (see `live_tasks`).
@@ -457,7 +467,10 @@ impl<R: Runtime> Driver<R> {
                         let snapshot = self.engine.metrics();
                         self.frames.flush(&self.ops);
                         let ops = Arc::clone(&self.ops);
+                        let siblings = self.siblings.clone();
                         self.runtime.spawn(Box::pin(async move {
+                            let snapshot =
+                                crate::engines::gather_metrics(snapshot, siblings.iter()).await;
                             let document = ops::status_json(snapshot.as_ref(), &ops, unix_ms_now());
                             let body = serde_json::to_vec(&document).unwrap_or_default();
                             let _ = reply.try_send(Reply::Response(status_response(body)));

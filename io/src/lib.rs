@@ -21,6 +21,7 @@ mod cli;
 mod client;
 mod coalesce;
 mod driver;
+mod engines;
 mod hyper_glue;
 pub mod logging;
 mod nodes;

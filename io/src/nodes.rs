@@ -41,7 +41,8 @@ fn retention_ms(setup: &HeartbeatSetup) -> u64 {
     timeout.saturating_add(setup.device_ttl_ms.max(min))
 }
 
-/// One heartbeat: write ours, prune, read the registry; on success the store's scripts and
+/// One heartbeat: write ours (one entry per engine of this process, `node_ids`), prune, read
+/// the registry; on success the store's scripts and
 /// `ops` get the new reading.
 ///
 /// `healthy_since` is when this node's heartbeats started succeeding without a failure since
@@ -53,7 +54,7 @@ pub(crate) async fn beat(
     store: &RedisStore,
     key: &str,
     setup: &HeartbeatSetup,
-    node_id: u64,
+    node_ids: &[u64],
     ops: &Ops,
     healthy_since: &mut Option<u64>,
 ) -> RedisResult<()> {
@@ -61,7 +62,13 @@ pub(crate) async fn beat(
     let horizon = now.saturating_sub(retention_ms(setup));
     let mut connection: ConnectionManager = store.connection();
     let (entries,): (Vec<(String, f64)>,) = redis::pipe()
-        .zadd(key, node_id.to_string(), now)
+        .zadd_multiple(
+            key,
+            &node_ids
+                .iter()
+                .map(|id| (now, id.to_string()))
+                .collect::<Vec<_>>(),
+        )
         .ignore()
         .cmd("ZREMRANGEBYSCORE")
         .arg(key)
@@ -86,7 +93,7 @@ pub(crate) async fn beat(
         };
         // Scores are whole milliseconds well below 2^53: exact as f64.
         let last = score as u64;
-        let live = id == node_id || !judging || now.saturating_sub(last) <= timeout;
+        let live = node_ids.contains(&id) || !judging || now.saturating_sub(last) <= timeout;
         if !live {
             dead.push((id, last));
         }
@@ -110,7 +117,7 @@ pub(crate) async fn heartbeat_loop<R: Runtime>(
     runtime: R,
     store: RedisStore,
     setup: HeartbeatSetup,
-    node_id: u64,
+    node_ids: Vec<u64>,
     ops: Arc<Ops>,
 ) {
     let key = registry_key(store.prefix());
@@ -118,7 +125,7 @@ pub(crate) async fn heartbeat_loop<R: Runtime>(
     let mut healthy_since = None;
     loop {
         let next = Instant::now() + setup.interval;
-        let result = beat(&store, &key, &setup, node_id, &ops, &mut healthy_since).await;
+        let result = beat(&store, &key, &setup, &node_ids, &ops, &mut healthy_since).await;
         record(&ops, result, &mut warned);
         runtime.sleep_until(next).await;
     }

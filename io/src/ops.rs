@@ -41,8 +41,10 @@ pub struct NodeSeen {
 pub struct Ops {
     /// `tokio` or `smol`.
     pub runtime: &'static str,
-    /// This node's id.
+    /// This node's id (with several engines, the first engine's).
     pub node_id: u64,
+    /// The node ids of every engine of this process (`io.engines`), `node_id` first.
+    pub engine_nodes: Vec<u64>,
     /// When the process started serving.
     pub started: Instant,
     /// Redis is configured (readiness then depends on it).
@@ -87,9 +89,16 @@ pub struct Ops {
 impl Ops {
     /// The state of a node that has just started.
     pub fn new(runtime: &'static str, node_id: u64, redis: bool) -> Ops {
+        Ops::with_engines(runtime, vec![node_id], redis)
+    }
+
+    /// The state of a process that has just started with one engine per node id of
+    /// `engine_nodes` (at least one).
+    pub fn with_engines(runtime: &'static str, engine_nodes: Vec<u64>, redis: bool) -> Ops {
         Ops {
             runtime,
-            node_id,
+            node_id: engine_nodes.first().copied().unwrap_or(0),
+            engine_nodes,
             started: Instant::now(),
             redis,
             store_reachable: AtomicBool::new(!redis),
@@ -805,7 +814,7 @@ pub fn status_json(snapshot: Option<&Snapshot>, ops: &Ops, now_unix_ms: u64) -> 
         .map(|node| {
             json!({
                 "id": node_hex(node.id),
-                "self": node.id == ops.node_id,
+                "self": ops.engine_nodes.contains(&node.id),
                 "lastHeartbeatMs": node.last_heartbeat_ms,
             })
         })
@@ -865,6 +874,7 @@ pub fn status_json(snapshot: Option<&Snapshot>, ops: &Ops, now_unix_ms: u64) -> 
         "node": {
             "id": node_hex(ops.node_id),
             "runtime": ops.runtime,
+            "engines": ops.engine_nodes.len(),
             "version": env!("CARGO_PKG_VERSION"),
             "uptimeSeconds": ops.started.elapsed().as_secs(),
             "ready": ops.readiness().is_ok(),

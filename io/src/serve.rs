@@ -14,6 +14,7 @@ use futures_lite::future;
 use crate::bus;
 use crate::client::HttpClient;
 use crate::driver::{Driver, Input, StoreBatch, StoreSink};
+use crate::engines::{self, Engines, LocalNodes};
 use crate::logging;
 use crate::nodes;
 use crate::ops::Ops;
@@ -33,7 +34,7 @@ pub struct Running<R: Runtime> {
     runtime: R,
     local_addr: SocketAddr,
     listener: R::Listener,
-    driver: Driver<R>,
+    drivers: Vec<Driver<R>>,
     server: Arc<Server<R>>,
     metrics_server: Option<(Arc<Server<R>>, R::Listener, SocketAddr)>,
     ops: Arc<Ops>,
@@ -45,24 +46,32 @@ impl<R: Runtime> std::fmt::Debug for Running<R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Running")
             .field("local_addr", &self.local_addr)
+            .field("engines", &self.drivers.len())
             .finish_non_exhaustive()
     }
 }
 
-/// Binds `addr` and prepares `engine` to be served as `setup` says. Must run inside the
-/// runtime (the Redis connection is created there).
+/// Binds `addr` and prepares `engines` (one driver each, see [`crate::App::engines`]) to be
+/// served as `setup` says. Must run inside the runtime (the Redis connection is created there).
 pub async fn start<R: Runtime>(
     runtime: R,
-    engine: Box<dyn Engine + Send>,
+    engines: Vec<Box<dyn Engine + Send>>,
     setup: Setup,
     addr: SocketAddr,
 ) -> Result<Running<R>, String> {
+    let count = engines.len();
+    if count == 0 || count != setup.node_ids.len() {
+        return Err(format!(
+            "{count} engines but {} node ids: each engine needs one",
+            setup.node_ids.len()
+        ));
+    }
     let (listener, local_addr) = server::bind(&runtime, addr)
         .await
         .map_err(|error| format!("cannot listen on {addr}: {error}"))?;
     let client = HttpClient::new(runtime.clone(), setup.limits.call_body_cap)?;
     let redis = matches!(setup.store, StoreSetup::Redis { .. });
-    let ops = Arc::new(Ops::new(R::NAME, setup.node_id, redis));
+    let ops = Arc::new(Ops::with_engines(R::NAME, setup.node_ids.clone(), redis));
     let metrics_listener = match setup.ops.metrics_bind {
         Some(addr) => Some(
             server::bind(&runtime, addr)
@@ -72,15 +81,24 @@ pub async fn start<R: Runtime>(
         None => None,
     };
     let mut background: Vec<BoxFuture<()>> = Vec::new();
-    let (store, bus_sender, store_queue) = match setup.store {
-        StoreSetup::None => (StoreSink::None, None, None),
+    // Where each engine's store commands go: the in-memory store serves one engine only (its
+    // queues live in that engine's driver); Redis serves any number, one executor each.
+    let mut inline = None;
+    let mut shared_store = None;
+    match setup.store {
+        StoreSetup::None => {}
         StoreSetup::Memory(memory) => {
+            if count > 1 {
+                return Err(format!(
+                    "io.engines is {count}, but the in-memory store serves one engine only \
+                     (configure redis or set io.engines to 1)"
+                ));
+            }
             let next_sweep = std::time::Instant::now() + memory.inner.sweep_every();
-            let sink = StoreSink::Inline {
+            inline = Some(StoreSink::Inline {
                 store: memory.inner,
                 next_sweep,
-            };
-            (sink, None, None)
+            });
         }
         StoreSetup::Redis {
             url,
@@ -101,34 +119,90 @@ pub async fn start<R: Runtime>(
             {
                 return Err(text);
             }
-            let (commands_tx, commands_rx) = async_channel::unbounded();
-            let (bus_tx, bus_rx) = bus::queue();
-            background.push(Box::pin(bus::publish_loop(
-                store.connection(),
-                bus::channel(&prefix),
-                setup.node_id,
-                bus_rx,
+            shared_store = Some((store, prefix));
+        }
+    }
+    let max_payload = setup.max_payload.max(1);
+    let body_rules = engines[0].body_rules(max_payload);
+    let mut drivers = Vec::with_capacity(count);
+    let mut handles = Vec::with_capacity(count);
+    // Engine index, what its driver publishes, and its Redis publisher's queue (several
+    // engines only: see `engines::route_published`).
+    let mut routes = Vec::new();
+    for (index, engine) in engines.into_iter().enumerate() {
+        let node_id = setup.node_ids[index];
+        let mut commands = None;
+        let mut bus_sender = None;
+        let sink = match &shared_store {
+            Some((store, prefix)) => {
+                let (commands_tx, commands_rx) = async_channel::unbounded();
+                commands = Some(commands_rx);
+                let (publish_tx, publish_rx) = bus::queue();
+                background.push(Box::pin(bus::publish_loop(
+                    store.connection(),
+                    bus::channel(prefix),
+                    node_id,
+                    publish_rx,
+                    Arc::clone(&ops),
+                )));
+                if count == 1 {
+                    bus_sender = Some(publish_tx);
+                } else {
+                    let (engine_tx, engine_rx) = bus::queue();
+                    routes.push((index, engine_rx, publish_tx));
+                    bus_sender = Some(engine_tx);
+                }
+                StoreSink::Queue(commands_tx)
+            }
+            None => inline.take().unwrap_or(StoreSink::None),
+        };
+        let (driver, handle) = Driver::new(
+            runtime.clone(),
+            engine,
+            sink,
+            client.clone(),
+            bus_sender,
+            setup.limits.ws_outbound_frames,
+            Arc::clone(&ops),
+        );
+        if let (Some((store, _)), Some(commands)) = (&shared_store, commands) {
+            background.push(Box::pin(store_loop(
+                store.clone(),
+                commands,
+                handle.control.clone(),
                 Arc::clone(&ops),
             )));
-            (
-                StoreSink::Queue(commands_tx),
-                Some(bus_tx),
-                Some((store, commands_rx, prefix)),
-            )
         }
-    };
-    let max_payload = setup.max_payload.max(1);
-    let body_rules = engine.body_rules(max_payload);
-    let (driver, handle) = Driver::new(
-        runtime.clone(),
-        engine,
-        store,
-        client,
-        bus_sender,
-        setup.limits.ws_outbound_frames,
-        Arc::clone(&ops),
-    );
-    if let Some((store, commands, prefix)) = store_queue {
+        drivers.push(driver);
+        handles.push(handle);
+    }
+    // Every WebSocket task counts in one counter that every driver's shutdown waits for (the
+    // engines stop together); `/status.json` of one engine sums all of them.
+    let ws_tasks = drivers[0].task_counter();
+    let controls: Vec<_> = handles
+        .iter()
+        .map(|handle| handle.control.clone())
+        .collect();
+    for (index, driver) in drivers.iter_mut().enumerate() {
+        let siblings = controls
+            .iter()
+            .enumerate()
+            .filter(|(other, _)| *other != index)
+            .map(|(_, control)| control.clone())
+            .collect();
+        driver.join_engines(siblings, ws_tasks.clone());
+    }
+    let local = Arc::new(LocalNodes::new(setup.node_ids.clone(), controls));
+    for (index, published, publisher) in routes {
+        background.push(Box::pin(engines::route_published(
+            index,
+            published,
+            Arc::clone(&local),
+            publisher,
+            Arc::clone(&ops),
+        )));
+    }
+    if let Some((store, prefix)) = shared_store {
         if let Some(heartbeat) = setup.ops.heartbeat {
             // The first heartbeat before serving (bounded), so readiness is known at once and
             // other nodes list this one before it admits anyone.
@@ -140,7 +214,7 @@ pub async fn start<R: Runtime>(
                 &store,
                 &key,
                 &heartbeat,
-                setup.node_id,
+                &setup.node_ids,
                 &ops,
                 &mut not_judging,
             );
@@ -159,7 +233,7 @@ pub async fn start<R: Runtime>(
                 runtime.clone(),
                 store.clone(),
                 heartbeat,
-                setup.node_id,
+                setup.node_ids.clone(),
                 Arc::clone(&ops),
             )));
         }
@@ -178,21 +252,15 @@ pub async fn start<R: Runtime>(
             runtime.clone(),
             store.client().clone(),
             channel,
-            setup.node_id,
-            handle.control.clone(),
+            local,
             first,
             Arc::clone(&ops),
         )));
-        background.push(Box::pin(store_loop(
-            store,
-            commands,
-            handle.control.clone(),
-            Arc::clone(&ops),
-        )));
     }
+    let engines = Arc::new(Engines::new(handles));
     let server = Arc::new(Server {
         runtime: runtime.clone(),
-        driver: handle.clone(),
+        engines: Arc::clone(&engines),
         max_payload,
         header_read_timeout: setup.limits.header_read_timeout,
         bodies: BodyReading {
@@ -202,7 +270,7 @@ pub async fn start<R: Runtime>(
                 setup.limits.request_body_budget.max(max_payload),
             )),
         },
-        ws_tasks: driver.task_counter(),
+        ws_tasks: ws_tasks.clone(),
         ops: Arc::clone(&ops),
         ops_only: false,
     });
@@ -210,7 +278,7 @@ pub async fn start<R: Runtime>(
         tracing::info!(target: "courier", address = %addr, "Metrics listening");
         let server = Arc::new(Server {
             runtime: runtime.clone(),
-            driver: handle,
+            engines,
             max_payload: 1,
             header_read_timeout: setup.limits.header_read_timeout,
             // It serves no route that reads a body.
@@ -223,18 +291,22 @@ pub async fn start<R: Runtime>(
                 timeout: setup.limits.request_timeout,
                 budget: Mutex::new(BodyBudget::new(1)),
             },
-            ws_tasks: driver.task_counter(),
+            ws_tasks,
             ops: Arc::clone(&ops),
             ops_only: true,
         });
         (server, listener, addr)
     });
-    tracing::info!(target: "courier", port = local_addr.port(), "{}", setup.first_log_line);
+    if count > 1 {
+        tracing::info!(target: "courier", port = local_addr.port(), engines = count, "{}", setup.first_log_line);
+    } else {
+        tracing::info!(target: "courier", port = local_addr.port(), "{}", setup.first_log_line);
+    }
     Ok(Running {
         runtime,
         local_addr,
         listener,
-        driver,
+        drivers,
         server,
         metrics_server,
         ops,
@@ -254,14 +326,14 @@ impl<R: Runtime> Running<R> {
         self.metrics_server.as_ref().map(|(_, _, addr)| *addr)
     }
 
-    /// Serves until `shutdown` completes; then stops accepting, lets the engine close its
-    /// sessions (`handle_shutdown`), carries out what it emits within the grace period, and
+    /// Serves until `shutdown` completes; then stops accepting, lets every engine close its
+    /// sessions (`handle_shutdown`), carries out what they emit within the grace period, and
     /// returns.
     pub async fn run_until(self, shutdown: impl Future<Output = ()>) {
         let Running {
             runtime,
             listener,
-            driver,
+            drivers,
             server,
             metrics_server,
             ops,
@@ -280,11 +352,16 @@ impl<R: Runtime> Running<R> {
                 .await;
             }));
         }
+        // `done_rx` ends when the last driver has dropped its sender.
         let (done_tx, done_rx) = async_channel::bounded::<()>(1);
-        runtime.spawn(Box::pin(async move {
-            driver.run(grace).await;
-            drop(done_tx);
-        }));
+        for driver in drivers {
+            let done = done_tx.clone();
+            runtime.spawn(Box::pin(async move {
+                driver.run(grace).await;
+                drop(done);
+            }));
+        }
+        drop(done_tx);
         if let Some((metrics, listener, _)) = metrics_server {
             // Serves until the process stops, through the drain (`/readyz` says 503 then).
             let stop = stop_rx.clone();
@@ -295,14 +372,16 @@ impl<R: Runtime> Running<R> {
                 .await;
             }));
         }
-        let control = server.driver.control.clone();
+        let engines = Arc::clone(&server.engines);
         future::or(Arc::clone(&server).accept_loop(listener), shutdown).await;
         // Not ready any more, before anything closes: load balancers polling `/readyz` (on a
         // kept-alive connection or `metrics.bind`) stop sending new clients here.
         ops.draining
             .store(true, std::sync::atomic::Ordering::Release);
         // The listener is dropped here: no new connections.
-        let _ = control.send(Input::Shutdown).await;
+        for engine in engines.all() {
+            let _ = engine.control.send(Input::Shutdown).await;
+        }
         let _ = done_rx.recv().await;
         drop(stop_tx);
     }
@@ -372,23 +451,23 @@ pub fn serve_engine<R: Runtime>(
     let setup = Setup {
         max_payload: DEFAULT_MAX_PAYLOAD,
         store: StoreSetup::None,
-        node_id: 0,
+        node_ids: vec![0],
         first_log_line: "Listening".to_owned(),
         limits: Limits::default(),
         ops: OpsSetup::default(),
     };
-    run_to_exit(runtime, engine, setup, bind)
+    run_to_exit(runtime, vec![engine], setup, bind)
 }
 
 /// Starts and serves until a shutdown signal; errors go to stderr with exit code 2.
 pub(crate) fn run_to_exit<R: Runtime>(
     runtime: R,
-    engine: Box<dyn Engine + Send>,
+    engines: Vec<Box<dyn Engine + Send>>,
     setup: Setup,
     bind: SocketAddr,
 ) -> ExitCode {
     let result = runtime.block_on(async {
-        let running = start(runtime.clone(), engine, setup, bind).await?;
+        let running = start(runtime.clone(), engines, setup, bind).await?;
         running.run_until(runtime.shutdown_signal()).await;
         Ok::<(), String>(())
     });

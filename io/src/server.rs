@@ -17,6 +17,7 @@ use hyper::{Request, Response, StatusCode};
 use smol_hyper::rt::FuturesIo;
 
 use crate::driver::{DriverHandle, Input, Reply, TaskCounter};
+use crate::engines::Engines;
 use crate::hyper_glue::RuntimeTimer;
 use crate::ops::{self, Ops};
 use crate::request_body::{BodyError, BodyReading};
@@ -35,7 +36,8 @@ const MAX_HEADERS: usize = 2000;
 /// What every connection of one server shares.
 pub(crate) struct Server<R: Runtime> {
     pub(crate) runtime: R,
-    pub(crate) driver: DriverHandle,
+    /// The engines requests are routed to (`crate::engines`).
+    pub(crate) engines: Arc<Engines>,
     pub(crate) max_payload: usize,
     pub(crate) header_read_timeout: Duration,
     /// How request bodies are read: limits, deadline, budget.
@@ -91,7 +93,8 @@ impl<R: Runtime> Server<R> {
         if let Some(response) = self.ops_route(&request).await {
             return response;
         }
-        let id = self.driver.next_request_id();
+        let driver = self.engines.route(request.uri().query());
+        let id = driver.next_request_id();
         let websocket = is_websocket_upgrade(request.method(), request.headers());
         let on_upgrade = websocket.then(|| hyper::upgrade::on(&mut request));
         let accept_key = request
@@ -146,12 +149,12 @@ impl<R: Runtime> Server<R> {
             request: net_request,
             reply: reply_tx,
         };
-        if self.driver.data.send(input).await.is_err() {
+        if driver.data.send(input).await.is_err() {
             return plain(StatusCode::SERVICE_UNAVAILABLE, "shutting down");
         }
         let mut guard = AbortGuard {
             id,
-            driver: &self.driver,
+            driver,
             armed: true,
         };
         let reply = reply_rx.recv().await;
@@ -164,13 +167,13 @@ impl<R: Runtime> Server<R> {
                 let (Some(on_upgrade), Some(accept_key)) = (on_upgrade, accept_key) else {
                     // The engine accepted a request that was no upgrade: tell it the socket
                     // is gone and answer plainly.
-                    let _ = self.driver.control.try_send(Input::WsClosed(conn));
+                    let _ = driver.control.try_send(Input::WsClosed(conn));
                     return plain(StatusCode::BAD_REQUEST, "not a websocket upgrade");
                 };
                 let task = ws::Pump {
                     runtime: self.runtime.clone(),
                     conn,
-                    driver: self.driver.clone(),
+                    driver: driver.clone(),
                     outbound,
                     max_payload: self.max_payload,
                     guard: self.ws_tasks.enter(),
@@ -199,12 +202,9 @@ impl<R: Runtime> Server<R> {
         let readable = matches!(*request.method(), hyper::Method::GET | hyper::Method::HEAD);
         match request.uri().path() {
             "/metrics" if readable => {
-                let (reply, snapshot) = async_channel::bounded(1);
-                let snapshot = match self.driver.control.send(Input::Metrics(reply)).await {
-                    Ok(()) => snapshot.recv().await.ok().flatten(),
-                    // The driver has stopped: the I/O figures are still worth reading.
-                    Err(_) => None,
-                };
+                // Every engine's counters, summed; when the drivers have stopped, the I/O figures
+                // are still worth reading.
+                let snapshot = self.engines.metrics().await;
                 let text = ops::render(snapshot, &self.ops);
                 let mut response = Response::new(Full::new(Bytes::from(text)));
                 response.headers_mut().insert(

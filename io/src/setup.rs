@@ -34,8 +34,10 @@ pub struct Startup {
 
 /// The application the factory built.
 pub struct App {
-    /// The engine to drive.
-    pub engine: Box<dyn Engine + Send>,
+    /// The engines to drive, one driver task each (`io.engines`; at least one). With more than
+    /// one, engine `i` must mark its session ids with tag `i` (`GatewayOptions::engine`),
+    /// so requests reach the engine that owns their session.
+    pub engines: Vec<Box<dyn Engine + Send>>,
     /// The port to listen on.
     pub port: u16,
     /// How to run it.
@@ -45,6 +47,7 @@ pub struct App {
 impl fmt::Debug for App {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("App")
+            .field("engines", &self.engines.len())
             .field("port", &self.port)
             .field("setup", &self.setup)
             .finish_non_exhaustive()
@@ -60,8 +63,9 @@ pub struct Setup {
     pub max_payload: usize,
     /// Where store commands run.
     pub store: StoreSetup,
-    /// This process's node id: recorded with its sockets and prefixed to its cluster messages.
-    pub node_id: u64,
+    /// The node id of each engine (same order as [`App::engines`]): recorded with its sockets,
+    /// prefixed to its cluster messages, written in the node registry.
+    pub node_ids: Vec<u64>,
     /// The message of the first log line, written once the port is bound (e.g. `App start`,
     /// logged with the `port`).
     pub first_log_line: String,

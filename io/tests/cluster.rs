@@ -26,7 +26,7 @@ fn redis_setup(redis: &RedisServer, node_id: u64) -> Setup {
             prefix: "courier".into(),
             shards: courier_io::DEFAULT_SHARDS,
         },
-        node_id,
+        node_ids: vec![node_id],
         first_log_line: "Cluster test".into(),
         limits: Limits::default(),
         ops: courier_io::OpsSetup::default(),
@@ -169,7 +169,7 @@ fn a_node_refuses_to_start_on_another_layout<R: Runtime>(runtime: R) {
     let rt = runtime.clone();
     let outcome = rt.block_on(async move {
         let bind = "127.0.0.1:0".parse().expect("address");
-        courier_io::start(runtime, engine, setup, bind)
+        courier_io::start(runtime, vec![engine], setup, bind)
             .await
             .map(|_| ())
     });

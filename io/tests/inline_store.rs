@@ -45,7 +45,7 @@ fn runs_commands_inline_and_sweeps<R: Runtime>(runtime: R) {
             assert!(unix_ms > 1_700_000_000_000);
             sweep_count.fetch_add(1, Ordering::Relaxed);
         }),
-        node_id: 1,
+        node_ids: vec![1],
         first_log_line: "Inline store test".into(),
         limits: Limits::default(),
         ops: courier_io::OpsSetup::default(),

@@ -126,6 +126,26 @@ pub struct Config {
     /// Most handshakes per second (`io.maxHandshakesPerSecond`, a token bucket holding one
     /// second's worth); over it a handshake gets `503`. `None`: unlimited.
     pub max_handshakes_per_second: Option<u32>,
+    /// Marks every session id this server makes: its first character is the
+    /// [`SESSION_TAGS`]`[tag]` character, so an adapter running several servers in one process
+    /// routes each later request of a session to the server that owns it from the `sid` alone
+    /// ([`session_tag`]), with no shared table. `None` (the default): fully random ids.
+    pub session_tag: Option<u8>,
+}
+
+/// How many distinct [`Config::session_tag`]s there are: one per character of the session
+/// id's base64url alphabet.
+pub const SESSION_TAGS: u8 = 64;
+
+/// The tag a session id carries in its first character (see [`Config::session_tag`]); `None`
+/// for an empty id or one that does not start with a base64url character. Any id has a tag:
+/// whether it names a live session is for the server holding that tag to say.
+pub fn session_tag(sid: &str) -> Option<u8> {
+    let first = *sid.as_bytes().first()?;
+    server::SID_ALPHABET
+        .iter()
+        .position(|&c| c == first)
+        .and_then(|index| u8::try_from(index).ok())
 }
 
 impl Default for Config {
@@ -148,6 +168,7 @@ impl Default for Config {
             max_buffered_packets: 1_024,
             max_sessions: None,
             max_handshakes_per_second: None,
+            session_tag: None,
         }
     }
 }

@@ -21,6 +21,10 @@ use crate::net::{
     self, AppEvent, ConnId, Headers, HttpRequest, HttpResponse, Level, Method, RequestId, WsFrame,
 };
 
+/// The characters of a session id, in base64url order (a session tag is an index into it).
+pub(super) const SID_ALPHABET: &[u8; 64] =
+    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
 /// How long a due ping waits while a WebSocket probe is under way.
 const PING_RETRY_WHILE_UPGRADING: Duration = Duration::from_millis(100);
 
@@ -509,7 +513,12 @@ impl Server {
         loop {
             let mut bytes = [0u8; 15];
             self.rng.fill_bytes(&mut bytes);
-            let sid = URL_SAFE_NO_PAD.encode(bytes);
+            let mut sid = URL_SAFE_NO_PAD.encode(bytes);
+            if let Some(tag) = self.config.session_tag {
+                // The tag replaces 6 of the 120 random bits: 114 remain, still unguessable.
+                let mark = SID_ALPHABET[usize::from(tag % super::SESSION_TAGS)];
+                sid.replace_range(..1, std::str::from_utf8(&[mark]).unwrap_or("A"));
+            }
             if !self.by_sid.contains_key(&sid) {
                 return sid;
             }

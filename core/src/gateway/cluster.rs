@@ -155,6 +155,24 @@ impl RemoteMessage {
         out.freeze()
     }
 
+    /// The nodes that act on an encoded message: `Some` (sorted, deduplicated) for a
+    /// [`RemoteHeader::Deliver`], which only the nodes of its targets act on; `None` when every
+    /// node must see it (the other kinds, and anything that does not decode — its receivers
+    /// count it as malformed). Lets a process that runs several gateways hand a message only to
+    /// those it names, and skip the bus when they all live in the process.
+    pub fn addressed_nodes(message: &[u8]) -> Option<Vec<u64>> {
+        let newline = message.iter().position(|&b| b == b'\n')?;
+        match serde_json::from_slice(&message[..newline]).ok()? {
+            RemoteHeader::Deliver { targets, .. } => {
+                let mut nodes: Vec<u64> = targets.iter().map(|target| target.node).collect();
+                nodes.sort_unstable();
+                nodes.dedup();
+                Some(nodes)
+            }
+            _ => None,
+        }
+    }
+
     /// Decodes a message from the bus; `None` for anything malformed (another version of
     /// Courier, or foreign traffic on the channel), which the gateway logs and drops.
     pub fn decode(message: &Bytes) -> Option<RemoteMessage> {
@@ -192,6 +210,41 @@ mod tests {
         let wire = message.encode();
         assert!(wire.ends_with(b"\n[\"update_store\",\"user\",{\"id\":1}]"));
         assert_eq!(RemoteMessage::decode(&wire), Some(message));
+        assert_eq!(RemoteMessage::addressed_nodes(&wire), Some(vec![9]));
+    }
+
+    #[test]
+    fn only_a_delivery_names_its_nodes() {
+        let target = |node| RemoteTarget {
+            node,
+            socket: 1,
+            room: "user_1".into(),
+            device: "d".into(),
+        };
+        let deliver = RemoteMessage {
+            header: RemoteHeader::Deliver {
+                origin: 1,
+                site: "s".into(),
+                event: "e".into(),
+                id: 5,
+                resync: false,
+                targets: vec![target(8), target(3), target(8)],
+            },
+            payload: Bytes::from_static(b"[\"e\"]"),
+        };
+        assert_eq!(
+            RemoteMessage::addressed_nodes(&deliver.encode()),
+            Some(vec![3, 8])
+        );
+        let reset = RemoteMessage {
+            header: RemoteHeader::StoreReset {
+                origin: 1,
+                epoch: 2,
+            },
+            payload: Bytes::new(),
+        };
+        assert_eq!(RemoteMessage::addressed_nodes(&reset.encode()), None);
+        assert_eq!(RemoteMessage::addressed_nodes(b"garbage"), None);
     }
 
     #[test]

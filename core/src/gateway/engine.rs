@@ -54,6 +54,22 @@ pub struct GatewayOptions {
     /// that lives and dies with this process (the in-memory store), which cannot lose its data
     /// under a running gateway.
     pub epoch_check: Option<Duration>,
+    /// Which of several gateways ("engines") of one process this is; `None` for a gateway
+    /// alone in its process. See [`EngineSlot`].
+    pub engine: Option<EngineSlot>,
+}
+
+/// Gateway `index` of `count` in one process (the adapter routes each request of a session to
+/// the gateway that owns it). The gateway marks its session ids with `index`
+/// ([`crate::eio::Config::session_tag`]), so the adapter needs no shared table, and takes every
+/// `count`-th flake-id sequence number from `index` on, so gateways sharing the process's
+/// `flakeid` settings never make the same message id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EngineSlot {
+    /// This gateway's index, below `count` (and below [`crate::eio::SESSION_TAGS`]).
+    pub index: u8,
+    /// How many gateways the process runs.
+    pub count: u8,
 }
 
 /// What a store command in flight was for: how its result is handled.
@@ -204,8 +220,13 @@ impl Counters {
 impl Gateway {
     /// A gateway for `config`. Nothing happens until the first input.
     pub fn new(config: Config, options: GatewayOptions) -> Gateway {
-        let sio = sio::Server::new(super::io_config::sio_config(&config.io), options.seed);
-        let flake = FlakeGenerator::new(config.flake);
+        let mut sio_config = super::io_config::sio_config(&config.io);
+        sio_config.eio.session_tag = options.engine.map(|slot| slot.index);
+        let sio = sio::Server::new(sio_config, options.seed);
+        let flake = match options.engine {
+            Some(slot) => FlakeGenerator::shared(config.flake, slot.index, slot.count),
+            None => FlakeGenerator::new(config.flake),
+        };
         let io_path_slash = format!("{}/", config.io.path);
         let counters = Counters::new(&config);
         Gateway {

@@ -47,17 +47,30 @@ pub struct FlakeGenerator {
     last_ms: u64,
     sequence: u64,
     started: bool,
+    /// The first sequence number of a millisecond, and the step between two.
+    offset: u64,
+    stride: u64,
 }
 
 impl FlakeGenerator {
     /// A generator for these settings.
     pub fn new(settings: FlakeSettings) -> Self {
+        FlakeGenerator::shared(settings, 0, 1)
+    }
+
+    /// Generator `index` of `count` that share one machine field (the engines of one process,
+    /// which share the node's `flakeid` settings): each takes the sequence numbers `index`,
+    /// `index + count`, … of a millisecond, so their ids never collide.
+    pub fn shared(settings: FlakeSettings, index: u8, count: u8) -> Self {
+        let stride = u64::from(count.max(1));
         FlakeGenerator {
             machine: settings.machine_field(),
             epoch_ms: settings.epoch_ms,
             last_ms: 0,
             sequence: 0,
             started: false,
+            offset: u64::from(index) % stride,
+            stride,
         }
     }
 
@@ -68,14 +81,14 @@ impl FlakeGenerator {
         if !self.started || now > self.last_ms {
             self.started = true;
             self.last_ms = now;
-            self.sequence = 0;
-        } else if self.sequence < SEQUENCE_MASK {
+            self.sequence = self.offset;
+        } else if self.sequence + self.stride <= SEQUENCE_MASK {
             // Same millisecond, or the clock stepped back: stay on the last millisecond.
-            self.sequence += 1;
+            self.sequence += self.stride;
         } else {
-            // 4096 ids in one millisecond: borrow the next one rather than fail.
+            // The millisecond's sequence is used up: borrow the next one rather than fail.
             self.last_ms = (self.last_ms + 1) & TIME_MASK;
-            self.sequence = 0;
+            self.sequence = self.offset;
         }
         self.last_ms << (SEQUENCE_BITS + MACHINE_BITS)
             | self.machine << SEQUENCE_BITS

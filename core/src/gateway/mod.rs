@@ -45,6 +45,6 @@ pub mod user_update;
 
 pub use admission::INVALID_NAMESPACE;
 pub use dispatch::STORE_UNAVAILABLE;
-pub use engine::{EPOCH_CHECK_INTERVAL, Gateway, GatewayOptions, STORE_TIMEOUT};
+pub use engine::{EPOCH_CHECK_INTERVAL, EngineSlot, Gateway, GatewayOptions, STORE_TIMEOUT};
 pub use io_config::sio_config;
 pub use pages::{ADMIN_KEY_INVALID, DEMO_PAGE, STATUS_PAGE, status_response};

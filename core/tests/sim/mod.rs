@@ -79,6 +79,7 @@ impl Sim {
             seed: 7,
             clustered: false,
             epoch_check: None,
+            engine: None,
         };
         Sim::with_options(sites_yml, config_yml, options)
     }
@@ -91,6 +92,7 @@ impl Sim {
             seed: 7,
             clustered: true,
             epoch_check: Some(courier_core::gateway::EPOCH_CHECK_INTERVAL),
+            engine: None,
         };
         Sim::with_options(GOODCITY, None, options)
     }

@@ -48,7 +48,7 @@ impl TestServer {
             let rt = runtime.clone();
             rt.block_on(async move {
                 let bind: SocketAddr = "127.0.0.1:0".parse().expect("address");
-                let running = courier_io::start(runtime, engine, setup, bind)
+                let running = courier_io::start(runtime, vec![engine], setup, bind)
                     .await
                     .expect("server starts");
                 addr_tx.send(running.local_addr()).expect("test alive");
@@ -100,7 +100,7 @@ pub fn setup(max_payload: usize, ws_outbound_frames: usize) -> Setup {
     Setup {
         max_payload,
         store: StoreSetup::None,
-        node_id: 1,
+        node_ids: vec![1],
         first_log_line: "Test server".to_owned(),
         limits: Limits {
             ws_outbound_frames,

@@ -19,6 +19,57 @@ pub enum Transport {
     Websocket,
 }
 
+/// How many engines (whole gateways, each with its own driver) one process runs
+/// (`io.engines`, environment `IO_ENGINES`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engines {
+    /// Exactly this many (1 to [`MAX_ENGINES`]).
+    Count(u32),
+    /// `auto`: one per available core with the Redis store, one with the in-memory store
+    /// (the adapter knows the cores; the core does not).
+    Auto,
+}
+
+impl Default for Engines {
+    fn default() -> Self {
+        Engines::Count(1)
+    }
+}
+
+/// The most engines one process runs: each marks its session ids with one of the session id
+/// alphabet's 64 characters.
+pub const MAX_ENGINES: u32 = crate::eio::SESSION_TAGS as u32;
+// `Engines::EXPECTED` spells the bound out.
+const _: () = assert!(MAX_ENGINES == 64);
+
+impl Engines {
+    /// What a valid value is, for error messages.
+    pub const EXPECTED: &'static str = "must be auto or a whole number from 1 to 64";
+
+    /// Parses `auto` or a whole number from 1 to [`MAX_ENGINES`].
+    pub fn parse(text: &str) -> Option<Engines> {
+        if text == "auto" {
+            return Some(Engines::Auto);
+        }
+        super::yaml::parse_whole_number(text)
+            .and_then(|n| u32::try_from(n).ok())
+            .filter(|n| (1..=MAX_ENGINES).contains(n))
+            .map(Engines::Count)
+    }
+
+    /// The number of engines on a machine with `cores` available cores and, when `redis`,
+    /// the Redis store.
+    pub fn resolve(self, cores: usize, redis: bool) -> u32 {
+        match self {
+            Engines::Count(n) => n,
+            Engines::Auto if redis => u32::try_from(cores)
+                .unwrap_or(MAX_ENGINES)
+                .clamp(1, MAX_ENGINES),
+            Engines::Auto => 1,
+        }
+    }
+}
+
 /// Which `Origin`s may connect (socket.io's `origins`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Origins {
@@ -124,6 +175,9 @@ pub struct IoOptions {
     /// (64 MiB, or `maxHttpBufferSize` when that is larger); never below `maxHttpBufferSize`, so
     /// the largest allowed body always fits.
     pub request_body_budget: u64,
+    /// `engines`: how many engines this process runs (see [`Engines`]); default 1. More than
+    /// one needs the Redis store: the in-memory store's queues live inside one engine.
+    pub engines: Engines,
 }
 
 /// The default of `io.requestBodyBudget`: 64 MiB, room for 64 maximal polling POSTs or 655
@@ -151,6 +205,7 @@ impl Default for IoOptions {
             max_buffered_messages: None,
             request_timeout_ms: 30_000,
             request_body_budget: DEFAULT_REQUEST_BODY_BUDGET,
+            engines: Engines::default(),
         }
     }
 }
@@ -162,7 +217,7 @@ impl IoOptions {
     }
 }
 
-const KNOWN: [&str; 18] = [
+const KNOWN: [&str; 19] = [
     "pingInterval",
     "pingTimeout",
     "upgradeTimeout",
@@ -181,6 +236,7 @@ const KNOWN: [&str; 18] = [
     "maxBufferedMessages",
     "requestTimeout",
     "requestBodyBudget",
+    "engines",
 ];
 
 const NOT_IMPLEMENTED: [(&str, &str); 6] = [
@@ -300,6 +356,19 @@ pub(super) fn io_from_yaml(
         Some(budget) => budget,
         None => io.request_body_budget.max(io.max_payload),
     };
+    if let Some(value) = section.get("engines") {
+        let text = match value {
+            Value::Number(n) => Some(n.to_string()),
+            Value::String(text) => Some(text.clone()),
+            _ => None,
+        };
+        io.engines = text.as_deref().and_then(Engines::parse).ok_or_else(|| {
+            section.error(
+                "engines",
+                format!("{}, got {}", Engines::EXPECTED, describe(value)),
+            )
+        })?;
+    }
     if let Some(path) = section.string("path")? {
         if path
             .chars()

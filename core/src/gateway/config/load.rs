@@ -154,10 +154,33 @@ pub fn load(sources: &ConfigSources) -> Result<Config, ConfigError> {
     flake_from_env(&mut flake, sources)?;
 
     let io_context = format!("{env}.io");
-    let io = match section.mapping("io")? {
+    let mut io = match section.mapping("io")? {
         Some(map) => io_from_yaml(config_path, &io_context, map, &mut warnings)?,
         None => IoOptions::default(),
     };
+    if let Some(text) = var("IO_ENGINES") {
+        io.engines = super::Engines::parse(text).ok_or_else(|| {
+            env_error(format!(
+                "IO_ENGINES {}, got {text:?}",
+                super::Engines::EXPECTED
+            ))
+        })?;
+    }
+    if let super::Engines::Count(n @ 2..) = io.engines
+        && redis.is_none()
+    {
+        let problem = format!(
+            "engines is {n}, but more than one engine needs the Redis store \
+             (the in-memory store's queues live inside one engine): configure redis or set 1"
+        );
+        return Err(match var("IO_ENGINES") {
+            Some(_) => env_error(format!("IO_ENGINES: {problem}")),
+            None => ConfigError {
+                source_name: config_path.to_owned(),
+                message: format!("{io_context}: {problem}"),
+            },
+        });
+    }
     let batch_context = format!("{env}.batch");
     let batch = batch_from_yaml(
         &Section {

@@ -35,7 +35,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 pub use admin::{ADMIN_API_KEY_ENV, AdminKey};
-pub use io::{IoOptions, Origins, Transport};
+pub use io::{Engines, IoOptions, MAX_ENGINES, Origins, Transport};
 pub use load::load;
 pub use ops::{ClusterOptions, DEFAULT_HEARTBEAT_INTERVAL_MS, DEFAULT_HEARTBEAT_TIMEOUT_MS};
 pub use redis::{DEFAULT_REDIS_SHARDS, MAX_REDIS_SHARDS, RedisConfig};
