@@ -32,6 +32,7 @@ pub mod eio;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod gateway;
+pub mod ids;
 pub mod metrics;
 pub mod net;
 pub mod sio;

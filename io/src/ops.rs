@@ -187,6 +187,11 @@ impl DriverPass {
         }
     }
 
+    /// When the pass began (the instant its inputs are fed at).
+    pub fn started(&self) -> Instant {
+        self.started
+    }
+
     /// The pass is over: its time is counted.
     pub fn finish(self, ops: &Ops) {
         let busy = u64::try_from(self.started.elapsed().as_nanos()).unwrap_or(u64::MAX);

@@ -13,7 +13,7 @@ use futures_lite::future;
 
 use crate::bus;
 use crate::client::HttpClient;
-use crate::driver::{Driver, Input, StoreSink};
+use crate::driver::{Driver, Input, StoreBatch, StoreSink};
 use crate::engines::{self, Engines, LocalNodes};
 use crate::logging;
 use crate::nodes;
@@ -391,22 +391,27 @@ impl<R: Runtime> Running<R> {
 /// queued up meanwhile as one batch (one pipelined round trip; see `RedisStore::execute_batch`).
 async fn store_loop(
     store: RedisStore,
-    commands: Receiver<(
-        courier_core::net::StoreCmdId,
-        courier_core::gateway::store::StoreCommand,
-    )>,
+    commands: Receiver<StoreBatch>,
     control: Sender<Input>,
     ops: Arc<Ops>,
 ) {
-    while let Ok(first) = commands.recv().await {
-        let mut batch = vec![first];
-        while batch.len() < STORE_BATCH {
+    // What the driver handed over and no pipeline has taken yet, in emission order.
+    let mut waiting = std::collections::VecDeque::new();
+    loop {
+        if waiting.is_empty() {
+            let Ok(first) = commands.recv().await else {
+                return;
+            };
+            waiting.extend(first);
+        }
+        while waiting.len() < STORE_BATCH {
             match commands.try_recv() {
-                Ok(command) => batch.push(command),
+                Ok(more) => waiting.extend(more),
                 Err(_) => break,
             }
         }
-        let (ids, batch): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
+        let take = waiting.len().min(STORE_BATCH);
+        let (ids, batch): (Vec<_>, Vec<_>) = waiting.drain(..take).unzip();
         let results = store.execute_batch(batch).await;
         if results
             .iter()
@@ -416,10 +421,9 @@ async fn store_loop(
                 .store(true, std::sync::atomic::Ordering::Release);
         }
         ops.set_store_refusal(store.layout_error());
-        for (id, result) in ids.into_iter().zip(results) {
-            if control.send(Input::StoreResult(id, result)).await.is_err() {
-                return;
-            }
+        let results = ids.into_iter().zip(results).collect();
+        if control.send(Input::StoreResults(results)).await.is_err() {
+            return;
         }
     }
 }

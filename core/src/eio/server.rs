@@ -15,6 +15,7 @@ use super::http::{self, ErrorCode};
 use super::packet::{Message, Packet};
 use super::session::{Heartbeat, PollingFormat, Session, Transport};
 use super::{Config, Handshake, Protocol};
+use crate::ids::IdMap;
 use crate::metrics::EngineCounters;
 use crate::net::{
     self, AppEvent, ConnId, Headers, HttpRequest, HttpResponse, Level, Method, RequestId, WsFrame,
@@ -86,10 +87,10 @@ pub struct Server {
     pub(super) config: Config,
     pub(super) rng: ChaCha20Rng,
     pub(super) next_session: u64,
-    pub(super) sessions: HashMap<SessionId, Session>,
+    pub(super) sessions: IdMap<SessionId, Session>,
     pub(super) by_sid: HashMap<String, SessionId>,
-    pub(super) parked_gets: HashMap<RequestId, SessionId>,
-    pub(super) conns: HashMap<ConnId, SessionId>,
+    pub(super) parked_gets: IdMap<RequestId, SessionId>,
+    pub(super) conns: IdMap<ConnId, SessionId>,
     pub(super) timers: BTreeSet<(Instant, SessionId)>,
     /// Polling sessions with buffered packets and, possibly, a parked GET to answer.
     pub(super) dirty: Vec<SessionId>,
@@ -145,10 +146,10 @@ impl Server {
             config,
             rng: ChaCha20Rng::seed_from_u64(seed),
             next_session: 1,
-            sessions: HashMap::new(),
+            sessions: IdMap::default(),
             by_sid: HashMap::new(),
-            parked_gets: HashMap::new(),
-            conns: HashMap::new(),
+            parked_gets: IdMap::default(),
+            conns: IdMap::default(),
             timers: BTreeSet::new(),
             dirty: Vec::new(),
             io: VecDeque::new(),

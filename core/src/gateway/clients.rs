@@ -7,6 +7,7 @@
 use std::collections::{BTreeSet, HashMap};
 
 use super::store::{DeviceKey, QueuedItem};
+use crate::ids::IdMap;
 use crate::net::CallId;
 use crate::sio::{Payload, SocketId};
 
@@ -120,10 +121,11 @@ pub struct Client {
     pub draining: Vec<DeviceKey>,
     /// Live deliveries waiting for the registration or a drain to finish, in arrival order.
     pub held: std::collections::VecDeque<HeldDelivery>,
-    /// Outstanding server acks, by ack id.
-    acks: HashMap<u64, AckPurpose>,
-    /// Ack ids in issue order, to forget the oldest past [`MAX_PENDING_ACKS`].
-    ack_order: std::collections::VecDeque<u64>,
+    /// Outstanding server acks, ordered by ack id. The Socket.IO layer issues a socket's ack
+    /// ids in increasing order and clients mostly answer in that order, so issuing is a push at
+    /// the back and answering usually a pop at the front — no hashing per delivery, and the
+    /// oldest entry to forget past [`MAX_PENDING_ACKS`] is the first.
+    acks: std::collections::VecDeque<(u64, AckPurpose)>,
 }
 
 impl Client {
@@ -139,8 +141,7 @@ impl Client {
             registration: None,
             draining: Vec::new(),
             held: std::collections::VecDeque::new(),
-            acks: HashMap::new(),
-            ack_order: std::collections::VecDeque::new(),
+            acks: std::collections::VecDeque::new(),
         }
     }
 
@@ -156,30 +157,40 @@ impl Client {
 
     /// Remembers what ack `id` is for.
     pub fn expect_ack(&mut self, id: u64, purpose: AckPurpose) {
-        if self.ack_order.len() >= MAX_PENDING_ACKS
-            && let Some(oldest) = self.ack_order.pop_front()
-        {
-            self.acks.remove(&oldest);
+        if self.acks.len() >= MAX_PENDING_ACKS {
+            self.acks.pop_front();
         }
-        self.acks.insert(id, purpose);
-        self.ack_order.push_back(id);
+        match self.acks.back() {
+            Some((last, _)) if *last >= id => {
+                // Out of order (never from the Socket.IO layer): keep the order by id; an id
+                // already waiting is replaced, as a map would.
+                match self.acks.binary_search_by_key(&id, |(waiting, _)| *waiting) {
+                    Ok(at) => self.acks[at].1 = purpose,
+                    Err(at) => self.acks.insert(at, (id, purpose)),
+                }
+            }
+            _ => self.acks.push_back((id, purpose)),
+        }
     }
 
     /// Takes what ack `id` was for; `None` when unknown or already answered (each ack counts
     /// once).
     pub fn take_ack(&mut self, id: u64) -> Option<AckPurpose> {
-        let purpose = self.acks.remove(&id)?;
-        if let Some(position) = self.ack_order.iter().position(|&waiting| waiting == id) {
-            self.ack_order.remove(position);
+        if self.acks.front().is_some_and(|(first, _)| *first == id) {
+            return self.acks.pop_front().map(|(_, purpose)| purpose);
         }
-        Some(purpose)
+        let at = self
+            .acks
+            .binary_search_by_key(&id, |(waiting, _)| *waiting)
+            .ok()?;
+        self.acks.remove(at).map(|(_, purpose)| purpose)
     }
 }
 
 /// Every tracked socket plus the broadcast room index.
 #[derive(Debug, Default)]
 pub struct Clients {
-    by_socket: HashMap<SocketId, Client>,
+    by_socket: IdMap<SocketId, Client>,
     /// site → room → admitted sockets in it (nested, so a lookup by `&str` allocates nothing).
     /// Ordered sets so a broadcast reaches sockets in a stable order.
     rooms: HashMap<String, HashMap<String, BTreeSet<SocketId>>>,
@@ -298,5 +309,58 @@ impl Clients {
         if site_rooms.is_empty() {
             self.rooms.remove(&client.site);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(id: u64) -> AckPurpose {
+        AckPurpose::Message {
+            device: DeviceKey {
+                site: "s".to_owned(),
+                room: "user_1".to_owned(),
+                device: "d".to_owned(),
+            },
+            event: "e".to_owned(),
+            id,
+            resync: false,
+        }
+    }
+
+    fn client() -> Client {
+        Client::new("s".to_owned(), "/s#x".to_owned(), Credentials::default())
+    }
+
+    #[test]
+    fn acks_are_taken_once_in_any_order() {
+        let mut client = client();
+        for id in 0..5 {
+            client.expect_ack(id, message(id));
+        }
+        assert_eq!(client.take_ack(2), Some(message(2)));
+        assert_eq!(client.take_ack(2), None);
+        assert_eq!(client.take_ack(0), Some(message(0)));
+        assert_eq!(client.take_ack(9), None);
+        // Issued out of order (the Socket.IO layer never does): still found, still once.
+        client.expect_ack(1, AckPurpose::Unstored);
+        assert_eq!(client.take_ack(1), Some(AckPurpose::Unstored));
+        assert_eq!(client.take_ack(4), Some(message(4)));
+        assert_eq!(client.take_ack(3), Some(message(3)));
+        assert_eq!(client.take_ack(3), None);
+    }
+
+    #[test]
+    fn the_oldest_ack_is_forgotten_past_the_cap() {
+        let mut client = client();
+        let total = u64::try_from(MAX_PENDING_ACKS).expect("small") + 2;
+        for id in 0..total {
+            client.expect_ack(id, AckPurpose::Unstored);
+        }
+        assert_eq!(client.take_ack(0), None);
+        assert_eq!(client.take_ack(1), None);
+        assert_eq!(client.take_ack(2), Some(AckPurpose::Unstored));
+        assert_eq!(client.take_ack(total - 1), Some(AckPurpose::Unstored));
     }
 }

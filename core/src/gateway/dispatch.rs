@@ -183,24 +183,26 @@ impl Gateway {
         };
         let mut commands = Vec::new();
         for room in &pending.direct {
-            commands.push((room.clone(), None));
+            commands.push((room.clone(), false));
         }
         for room in group_members {
             if !pending.direct.contains(&room) {
-                commands.push((room, Some(pending.groups.clone())));
+                commands.push((room, true));
             }
         }
         pending.outstanding += commands.len();
         let site = pending.site.clone();
         let item = pending.item.clone();
+        let groups = pending.groups.clone();
         for (room, via_groups) in commands {
             let command = StoreCommand::Enqueue {
                 site: site.clone(),
                 room: room.clone(),
                 item: item.clone(),
-                via_groups: via_groups.clone(),
+                via_groups: via_groups.then(|| groups.clone()),
                 now_ms: unix_ms,
             };
+            // The send keeps its groups: the wait only says whether the room came through them.
             let wait = StoreWait::Enqueue {
                 request,
                 room,
@@ -216,7 +218,7 @@ impl Gateway {
         &mut self,
         request: RequestId,
         room: String,
-        via_groups: Option<Vec<String>>,
+        via_groups: bool,
         result: StoreResult,
         now: Instant,
     ) {
@@ -228,7 +230,7 @@ impl Gateway {
         let item = pending.item.clone();
         let payload = pending.payload.clone();
         let resync = pending.resync;
-        self.serve_devices_the_store_lost(request, &room, via_groups.is_some(), &result, now);
+        self.serve_devices_the_store_lost(request, &room, via_groups, &result, now);
         match result {
             StoreResult::Enqueued {
                 status: EnqueueStatus::Stored,
@@ -262,9 +264,14 @@ impl Gateway {
                             .with("room", room.clone()),
                     );
                 }
-                if let (EnqueueStatus::UnknownUser | EnqueueStatus::NotInGroups, Some(groups)) =
+                if let (EnqueueStatus::UnknownUser | EnqueueStatus::NotInGroups, true) =
                     (status, via_groups)
                 {
+                    let groups = self
+                        .sends
+                        .get(&request)
+                        .map(|pending| pending.groups.clone())
+                        .unwrap_or_default();
                     let command = StoreCommand::ForgetGroupMember {
                         site,
                         room,

@@ -9,7 +9,7 @@
 //! - [`super::dispatch`]: `POST /send`, live deliveries, acks, `_resync`, cluster messages;
 //! - [`super::http`]: routing of plain HTTP requests.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -21,7 +21,9 @@ use super::flake::FlakeGenerator;
 use super::recovery::EpochWatch;
 use super::send::BODY_LIMIT;
 use super::store::{StoreCommand, StoreResult};
+use super::waits::Waits;
 use crate::body::{BodyLimit, BodyRules};
+use crate::ids::IdMap;
 use crate::metrics::{self, SiteCounters, StoreCounters, StoreKind, StoreOutcome};
 use crate::net::{
     self, AppEvent, CallId, CallResult, ConnId, HttpRequest, Level, OutboundCall, RequestId,
@@ -89,7 +91,8 @@ pub(super) enum StoreWait {
     Enqueue {
         request: RequestId,
         room: String,
-        via_groups: Option<Vec<String>>,
+        /// The room came from the send's group rooms (not named by it).
+        via_groups: bool,
     },
     /// `Ack` of a live delivery: `Resync` sends `_resync` to the socket.
     Ack {
@@ -135,7 +138,7 @@ pub struct Gateway {
     pub(super) options: GatewayOptions,
     pub(super) flake: FlakeGenerator,
     pub(super) clients: Clients,
-    pub(super) sends: HashMap<RequestId, PendingSend>,
+    pub(super) sends: IdMap<RequestId, PendingSend>,
     /// `io.path` with its trailing slash, for the client bundle.
     pub(super) io_path_slash: String,
     /// What the gateway knows of the store's epoch.
@@ -147,12 +150,12 @@ pub struct Gateway {
     next_store: u64,
     next_call: u64,
     /// Store commands in flight with their deadlines. Ids are issued in time order and every
-    /// command gets the same [`STORE_TIMEOUT`], so the first entry has the earliest deadline;
-    /// an answered command leaves no trace.
-    store_waits: BTreeMap<StoreCmdId, (Instant, StoreKind, StoreWait)>,
+    /// command gets the same [`STORE_TIMEOUT`], so the oldest has the earliest deadline; an
+    /// answered command leaves no trace.
+    store_waits: Waits<(StoreKind, StoreWait)>,
     /// Calls in flight with their start and deadline (also indexed by deadline, as timeouts
     /// differ per site).
-    call_waits: HashMap<CallId, (Instant, Instant, CallWait)>,
+    call_waits: IdMap<CallId, (Instant, Instant, CallWait)>,
     call_deadlines: BTreeSet<(Instant, CallId)>,
     /// What `/metrics` reports (see [`crate::metrics`]).
     pub(super) counters: Counters,
@@ -232,7 +235,7 @@ impl Gateway {
             options,
             flake,
             clients: Clients::default(),
-            sends: HashMap::new(),
+            sends: IdMap::default(),
             io_path_slash,
             epoch: EpochWatch::default(),
             clock: None,
@@ -240,8 +243,8 @@ impl Gateway {
             out: VecDeque::new(),
             next_store: 0,
             next_call: 0,
-            store_waits: BTreeMap::new(),
-            call_waits: HashMap::new(),
+            store_waits: Waits::default(),
+            call_waits: IdMap::default(),
             call_deadlines: BTreeSet::new(),
             counters,
             event_level: Level::Debug,
@@ -330,7 +333,7 @@ impl Gateway {
         let id = StoreCmdId(self.next_store);
         let kind = store_kind(&command);
         self.store_waits
-            .insert(id, (now + STORE_TIMEOUT, kind, wait));
+            .insert(id, now + STORE_TIMEOUT, (kind, wait));
         self.out.push_back(net::Output::Store(id, command));
     }
 
@@ -346,20 +349,13 @@ impl Gateway {
     }
 
     fn next_deadline(&self) -> Option<Instant> {
-        let store = self
-            .store_waits
-            .first_key_value()
-            .map(|(_, (at, _, _))| *at);
+        let store = self.store_waits.first_deadline();
         let call = self.call_deadlines.first().map(|(at, _)| *at);
         net::earliest(net::earliest(store, call), self.epoch_deadline())
     }
 
     fn expire_waits(&mut self, now: Instant) {
-        while let Some(entry) = self.store_waits.first_entry() {
-            if entry.get().0 > now {
-                break;
-            }
-            let (_, kind, wait) = entry.remove();
+        while let Some((kind, wait)) = self.store_waits.pop_expired(now) {
             self.counters
                 .store_done(kind, StoreOutcome::Timeout, STORE_TIMEOUT);
             let result = StoreResult::Failed("no answer from the store in time".to_owned());
@@ -511,7 +507,7 @@ impl net::Engine for Gateway {
     }
 
     fn handle_store_result(&mut self, id: StoreCmdId, result: StoreResult, now: Instant) {
-        if let Some((deadline, kind, wait)) = self.store_waits.remove(&id) {
+        if let Some((deadline, (kind, wait))) = self.store_waits.remove(id) {
             let outcome = match result {
                 StoreResult::Failed(_) => StoreOutcome::Failed,
                 _ => StoreOutcome::Ok,

@@ -543,17 +543,20 @@ impl Parser<'_> {
 /// body with everything from that character on replaced by `#`, then puts the original text
 /// back into the message), or `None` when the body passes.
 pub fn strict_violation(text: &str) -> Option<String> {
-    let chars: Vec<char> = text.chars().collect();
-    let Some(index) = chars
-        .iter()
-        .position(|c| !matches!(c, ' ' | '\t' | '\n' | '\r'))
+    // Every `/send` body passes through here: the usual answer (an object) needs no copy.
+    let Some(first) = text
+        .chars()
+        .find(|c| !matches!(c, ' ' | '\t' | '\n' | '\r'))
     else {
         // Only whitespace: body-parser parses the empty string.
         return Some("Unexpected end of JSON input".to_owned());
     };
-    if matches!(chars[index], '{' | '[') {
+    if matches!(first, '{' | '[') {
         return None;
     }
+    let chars: Vec<char> = text.chars().collect();
+    // Only whitespace comes before it, so its first occurrence is where it is.
+    let index = chars.iter().position(|c| *c == first).unwrap_or(0);
     let partial: String = chars[..index]
         .iter()
         .copied()

@@ -28,6 +28,7 @@ mod http;
 mod io_config;
 mod pages;
 mod recovery;
+mod waits;
 
 pub mod auth;
 pub mod batch;

@@ -315,12 +315,20 @@ impl Gateway {
 
     /// Whether an admitted socket of `room` here has a device that is not among `known`.
     fn holds_unknown_device(&self, site: &str, room: &str, known: &[Delivery]) -> bool {
+        let node = self.options.node_id;
         self.clients.in_room(site, room).any(|socket| {
-            self.clients.get(socket).is_some_and(|client| {
-                client.devices.iter().any(|device| {
-                    device.room == room && !known.iter().any(|k| k.device == device.device)
+            // The usual case, without looking at the socket: the store named it as its device's
+            // latest socket, so the device it registered for this room is known.
+            let listed = known.iter().any(|k| {
+                k.socket
+                    .is_some_and(|at| at.node == node && at.socket == socket.0)
+            });
+            !listed
+                && self.clients.get(socket).is_some_and(|client| {
+                    client.devices.iter().any(|device| {
+                        device.room == room && !known.iter().any(|k| k.device == device.device)
+                    })
                 })
-            })
         })
     }
 

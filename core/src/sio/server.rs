@@ -15,6 +15,7 @@ use serde_json::{Map, Value};
 use super::packet::{self, Packet, PacketType};
 use super::{Config, Event, Output, Payload, Revision, SocketId, binary};
 use crate::eio::{self, Message, SessionId};
+use crate::ids::IdMap;
 use crate::net::{self, AppEvent, ConnId, HttpRequest, Level, RequestId, WsFrame, earliest};
 
 /// Most unanswered `emit_with_ack`s remembered per socket.
@@ -30,8 +31,8 @@ pub struct Server {
     eio: eio::Server,
     rng: ChaCha20Rng,
     next_socket: u64,
-    conns: HashMap<SessionId, Conn>,
-    sockets: HashMap<SocketId, Socket>,
+    conns: IdMap<SessionId, Conn>,
+    sockets: IdMap<SocketId, Socket>,
     connect_timers: BTreeSet<(Instant, SessionId)>,
     out: VecDeque<Output>,
     /// The latest `now` given by any input.
@@ -46,8 +47,8 @@ impl Server {
             rng: ChaCha20Rng::seed_from_u64(seed ^ SOCKET_ID_STREAM),
             config,
             next_socket: 1,
-            conns: HashMap::new(),
-            sockets: HashMap::new(),
+            conns: IdMap::default(),
+            sockets: IdMap::default(),
             connect_timers: BTreeSet::new(),
             out: VecDeque::new(),
             now: None,
