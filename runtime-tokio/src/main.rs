@@ -13,6 +13,12 @@ use courier_tokio::TokioRuntime;
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn main() -> ExitCode {
+    // jemalloc gives freed memory back after its decay time (10 s) from one background thread,
+    // so a burst's memory returns even when the gateway idles afterwards (without it, purging
+    // waits for later allocations). A build without background threads skips this and purges
+    // that way instead.
+    let _ = tikv_jemalloc_ctl::max_background_threads::write(1);
+    let _ = tikv_jemalloc_ctl::background_thread::write(true);
     match TokioRuntime::for_main("courier") {
         Ok(runtime) => courier_io::cli_main(runtime, courier_io::gateway_app),
         Err(code) => code,
