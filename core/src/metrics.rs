@@ -332,10 +332,7 @@ impl SiteCounters {
     }
 
     pub(crate) fn count_send(&mut self, status: u16) {
-        match self.sends.binary_search_by_key(&status, |(code, _)| *code) {
-            Ok(slot) => self.sends[slot].1 += 1,
-            Err(slot) => self.sends.insert(slot, (status, 1)),
-        }
+        add_sorted(&mut self.sends, status, 1);
     }
 }
 
@@ -382,10 +379,7 @@ pub struct EngineCounters {
 
 impl EngineCounters {
     pub(crate) fn count_close(&mut self, reason: &'static str) {
-        match self.closed.iter_mut().find(|(known, _)| *known == reason) {
-            Some((_, count)) => *count += 1,
-            None => self.closed.push((reason, 1)),
-        }
+        add_in_order(&mut self.closed, reason, 1);
     }
 
     /// Sessions closed with `reason`.
@@ -441,14 +435,19 @@ pub struct Snapshot {
     pub remote_malformed: u64,
 }
 
-/// Adds the `(key, count)` pairs of `more` into `into`, keeping `into`'s order and appending
-/// keys it did not have.
-fn merge_counts<K: PartialEq + Copy>(into: &mut Vec<(K, u64)>, more: &[(K, u64)]) {
-    for (key, count) in more {
-        match into.iter_mut().find(|(known, _)| known == key) {
-            Some((_, total)) => *total += count,
-            None => into.push((*key, *count)),
-        }
+/// Adds `n` to `key`'s count in `counts`, which is kept sorted by key.
+fn add_sorted<K: Ord + Copy>(counts: &mut Vec<(K, u64)>, key: K, n: u64) {
+    match counts.binary_search_by_key(&key, |(known, _)| *known) {
+        Ok(slot) => counts[slot].1 += n,
+        Err(slot) => counts.insert(slot, (key, n)),
+    }
+}
+
+/// Adds `n` to `key`'s count in `counts`, which keeps the order keys were first counted in.
+fn add_in_order<K: PartialEq + Copy>(counts: &mut Vec<(K, u64)>, key: K, n: u64) {
+    match counts.iter_mut().find(|(known, _)| *known == key) {
+        Some((_, total)) => *total += n,
+        None => counts.push((key, n)),
     }
 }
 
@@ -459,10 +458,7 @@ impl SiteCounters {
             *total += more;
         }
         for &(status, count) in &other.sends {
-            match self.sends.binary_search_by_key(&status, |(code, _)| *code) {
-                Ok(slot) => self.sends[slot].1 += count,
-                Err(slot) => self.sends.insert(slot, (status, count)),
-            }
+            add_sorted(&mut self.sends, status, count);
         }
         for (total, more) in self.deliveries.iter_mut().zip(other.deliveries) {
             *total += more;
@@ -491,8 +487,9 @@ impl Snapshot {
             open.websocket_eio3 += more.websocket_eio3;
             open.websocket_eio4 += more.websocket_eio4;
         }
-        merge_counts(&mut self.sends_unknown_site, &other.sends_unknown_site);
-        self.sends_unknown_site.sort_unstable();
+        for &(status, count) in &other.sends_unknown_site {
+            add_sorted(&mut self.sends_unknown_site, status, count);
+        }
         for (store, more) in self.store.iter_mut().zip(&other.store) {
             for (total, count) in store.outcomes.iter_mut().zip(more.outcomes) {
                 *total += count;
@@ -502,7 +499,9 @@ impl Snapshot {
         self.engine_sessions += other.engine_sessions;
         let (engine, more) = (&mut self.engine, &other.engine);
         engine.opened += more.opened;
-        merge_counts(&mut engine.closed, &more.closed);
+        for &(reason, count) in &more.closed {
+            add_in_order(&mut engine.closed, reason, count);
+        }
         engine.refused_max_connections += more.refused_max_connections;
         engine.refused_handshake_rate += more.refused_handshake_rate;
         engine.slow_consumers += more.slow_consumers;

@@ -70,6 +70,8 @@ pub fn cli_main<R: Runtime>(
     runtime: R,
     factory: impl FnOnce(Startup) -> Result<App, String>,
 ) -> ExitCode {
+    #[cfg(feature = "jemalloc")]
+    crate::allocator::purge_in_background();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(error) => {

@@ -15,6 +15,8 @@
 
 #![warn(missing_docs)]
 
+#[cfg(feature = "jemalloc")]
+mod allocator;
 mod app;
 mod bus;
 mod cli;
