@@ -320,9 +320,10 @@ pub enum Output {
     Store(StoreCmdId, StoreCommand),
     /// Make an outbound HTTP call and hand the result back with [`Engine::handle_call_result`].
     Call(CallId, OutboundCall),
-    /// Publish this message to every other node of the cluster (Redis pub/sub); each of them
-    /// hands it to its engine with [`Engine::handle_remote`]. Never emitted without a cluster.
-    Publish(Bytes),
+    /// Publish this message on the cluster bus (Redis pub/sub) to the node(s) `BusTarget`
+    /// names; each of them hands it to its engine with [`Engine::handle_remote`]. Never
+    /// emitted without a cluster.
+    Publish(BusTarget, Bytes),
     /// Log it (one JSON line) and count it.
     Event(AppEvent),
     /// Answer request `id` (`GET /status.json`, operator key already checked) with the status
@@ -333,6 +334,17 @@ pub enum Output {
     /// Nothing more to do now. Call [`Engine::handle_timeout`] at this instant (if any) unless
     /// another input comes first.
     Idle(Option<Instant>),
+}
+
+/// Which nodes an [`Output::Publish`] is for. The adapter carries an addressed message to that
+/// node alone (its own bus channel), so a delivery to one node costs the others nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum BusTarget {
+    /// The node with this id (never the publisher itself).
+    Node(u64),
+    /// Every other node: what concerns nodes the publisher cannot name (a broadcast-mode send,
+    /// the store's epoch changed, devices the store forgot).
+    AllNodes,
 }
 
 /// The Sans-IO object an adapter drives: the gateway, or any other application built on the

@@ -1,13 +1,14 @@
-//! Two nodes sharing one store: a `/send` taken by the node that holds none of the recipients
+//! Nodes sharing one store: a `/send` taken by the node that holds none of the recipients
 //! reaches them through the cluster bus at the cost of a local fan-out — one bus message for
-//! the whole send (not one per user room), and on the receiving node the same store commands a
-//! local delivery costs (one `Ack` per delivery, no re-registration, no extra check).
+//! the whole send per node holding recipients, addressed to that node alone (not one per user
+//! room, not one every node reads), and on the receiving node the same store commands a local
+//! delivery costs (one `Ack` per delivery, no re-registration, no extra check).
 
 mod sim;
 
-use courier_core::gateway::cluster::{MAX_REMOTE_TARGETS, RemoteHeader, RemoteMessage};
+use courier_core::gateway::cluster::{MAX_REMOTE_TARGETS, RemoteHeader};
 use courier_core::gateway::store::{MemoryStore, StoreCommand};
-use courier_core::net::Engine;
+use courier_core::net::{BusTarget, Engine};
 use sim::{AuthAnswer, Client, Generation, Sim};
 
 const NSP: &str = "/goodcity";
@@ -34,9 +35,8 @@ fn move_store(from: &mut Sim, to: &mut Sim) {
 }
 
 fn deliver_headers(sim: &Sim) -> Vec<(RemoteHeader, usize)> {
-    sim.published
-        .iter()
-        .map(|message| RemoteMessage::decode(message).expect("decodes").header)
+    sim.published_headers()
+        .into_iter()
         .filter_map(|header| match &header {
             RemoteHeader::Deliver { targets, .. } => {
                 let count = targets.len();
@@ -86,7 +86,8 @@ fn a_group_send_to_another_nodes_users_is_one_bus_message_and_costs_what_a_local
     // The holding node: every client gets it once, with an ack; each ack is one store `Ack`.
     move_store(&mut sender, &mut holder);
     holder.executed.clear();
-    let message = sender.published[0].clone();
+    let (to, message) = sender.published[0].clone();
+    assert_eq!(to, BusTarget::Node(1), "addressed to the holder alone");
     let now = holder.now;
     holder.gateway.handle_remote(message, now);
     holder.run();
@@ -147,4 +148,67 @@ fn a_send_to_more_users_than_one_message_carries_is_split() {
     assert_eq!(sender.send(body).status, 200);
     let sizes: Vec<usize> = deliver_headers(&sender).iter().map(|(_, n)| *n).collect();
     assert_eq!(sizes, [MAX_REMOTE_TARGETS, 5]);
+}
+
+/// Joins `users` clients `<prefix>0…`, each its own user in group `staff`, to `sim`.
+fn join_users(sim: &mut Sim, prefix: &str, users: usize) -> Vec<Client> {
+    (0..users)
+        .map(|i| {
+            let token: &'static str = Box::leak(format!("{prefix}{i}").into_boxed_str());
+            let room: &'static str = Box::leak(format!("user_{prefix}{i}").into_boxed_str());
+            sim.auth(token, AuthAnswer::Rooms(vec![room, "staff"]));
+            let mut client = sim.client(Generation::V4, &format!("token={token}&deviceId=d"));
+            sim.join(&mut client, NSP);
+            client
+        })
+        .collect()
+}
+
+#[test]
+fn a_send_to_users_on_two_other_nodes_is_one_message_addressed_to_each() {
+    // Node 1 holds 3 users, node 3 holds MAX_REMOTE_TARGETS + 2; node 2 takes the send.
+    let (mut one, mut sender, mut on_one) = two_nodes(3);
+    let mut three = Sim::goodcity_clustered(3);
+    move_store(&mut one, &mut three);
+    let mut on_three = join_users(&mut three, "t", MAX_REMOTE_TARGETS + 2);
+    move_store(&mut three, &mut sender);
+    let body = r#"{"rooms":["staff"],"event":"split","args":[4]}"#;
+    assert_eq!(sender.send(body).status, 200);
+
+    // Per node: its own targets only, split at the limit; nothing for all nodes.
+    let mut parts: Vec<(BusTarget, usize)> = sender
+        .published
+        .iter()
+        .map(|(to, _)| *to)
+        .zip(deliver_headers(&sender).iter().map(|(_, count)| *count))
+        .collect();
+    parts.sort_unstable_by_key(|(to, count)| (format!("{to:?}"), *count));
+    assert_eq!(
+        parts,
+        [
+            (BusTarget::Node(1), 3),
+            (BusTarget::Node(3), 2),
+            (BusTarget::Node(3), MAX_REMOTE_TARGETS),
+        ]
+    );
+
+    // Each node, handed what was addressed to it, delivers once to each of its clients.
+    move_store(&mut sender, &mut one);
+    for (node, sim, clients) in [(1, &mut one, &mut on_one), (3, &mut three, &mut on_three)] {
+        for (to, message) in &sender.published {
+            if *to == BusTarget::Node(node) {
+                let now = sim.now;
+                sim.gateway.handle_remote(message.clone(), now);
+            }
+        }
+        sim.run();
+        for client in clients.iter_mut() {
+            let packets = sim.recv(client);
+            assert_eq!(
+                sim::events_named(&packets, NSP, "split").len(),
+                1,
+                "{packets:?}"
+            );
+        }
+    }
 }

@@ -49,10 +49,7 @@ fn lagging_replica(epoch: u64) -> MemoryStore {
 }
 
 fn published(sim: &Sim) -> Vec<RemoteHeader> {
-    sim.published
-        .iter()
-        .map(|message| RemoteMessage::decode(message).expect("decodes").header)
-        .collect()
+    sim.published_headers()
 }
 
 /// Sends `event` to `room` and returns, per client, the packets of that event it received.

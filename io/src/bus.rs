@@ -1,8 +1,15 @@
-//! The cluster bus over Redis pub/sub: every node publishes its [`Output::Publish`] messages on
-//! `<prefix>:bus`, prefixed with its 8-byte node id (big-endian), and hands every message of
-//! another node to its engine ([`Engine::handle_remote`]).
+//! The cluster bus over Redis pub/sub.
 //!
-//! [`Output::Publish`]: courier_core::net::Output::Publish
+//! Every node listens on its own channel, `<prefix>:bus:<node id>`, and on the all-nodes
+//! channel `<prefix>:bus`. A message the core addresses to one node
+//! ([`BusTarget::Node`]: the deliveries of a `/send` to that node's sockets) is published on
+//! that node's channel alone, so it costs Redis one publish and one delivery, and the other
+//! nodes nothing; what concerns every node ([`BusTarget::AllNodes`]: broadcast-mode sends, the
+//! store's epoch changed, devices the store forgot) goes on the all-nodes channel. A process
+//! running several engines listens on each engine's channel. Every message is framed with its
+//! publisher's 8-byte node id (big-endian), so a node drops what it published itself on the
+//! all-nodes channel, and handed to the engine it is for ([`Engine::handle_remote`]).
+//!
 //! [`Engine::handle_remote`]: courier_core::net::Engine::handle_remote
 
 use std::sync::Arc;
@@ -11,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use async_channel::{Receiver, Sender};
 use bytes::Bytes;
+use courier_core::net::BusTarget;
 use futures_lite::StreamExt;
 use redis::aio::ConnectionManager;
 
@@ -28,9 +36,67 @@ pub(crate) const FIRST_SUBSCRIBE_PATIENCE: Duration = Duration::from_secs(5);
 /// Pause between attempts to (re)subscribe while Redis is away.
 const RESUBSCRIBE_PAUSE: Duration = Duration::from_millis(500);
 
-/// The bus channel name for a key prefix.
+/// A message for the bus and whom it is for, as the driver hands it over.
+pub(crate) type Published = (BusTarget, Bytes);
+
+/// The all-nodes channel name for a key prefix (the one channel of every message before
+/// messages were addressed to a node, so a node still hears older versions' deliveries).
 pub fn channel(prefix: &str) -> String {
     format!("{prefix}:bus")
+}
+
+/// The channel of one node for a key prefix: the all-nodes channel, `:`, the node id.
+pub fn node_channel(prefix: &str, node: u64) -> String {
+    Channels::new(prefix).for_target(BusTarget::Node(node))
+}
+
+/// The bus channels of one key prefix: which to publish a message on, and whom a message
+/// heard on a channel is for.
+#[derive(Debug, Clone)]
+pub(crate) struct Channels {
+    all: String,
+    /// `<prefix>:bus:`, the start of every node's channel.
+    node_prefix: String,
+}
+
+impl Channels {
+    pub(crate) fn new(prefix: &str) -> Channels {
+        let all = channel(prefix);
+        let node_prefix = format!("{all}:");
+        Channels { all, node_prefix }
+    }
+
+    /// The channel a message for `to` is published on.
+    pub(crate) fn for_target(&self, to: BusTarget) -> String {
+        match to {
+            BusTarget::Node(node) => format!("{}{node}", self.node_prefix),
+            BusTarget::AllNodes => self.all.clone(),
+        }
+    }
+
+    /// The channels a process whose engines are `nodes` listens on: the all-nodes channel,
+    /// then each engine's.
+    pub(crate) fn to_subscribe(&self, nodes: &[u64]) -> Vec<String> {
+        std::iter::once(self.all.clone())
+            .chain(
+                nodes
+                    .iter()
+                    .map(|&node| self.for_target(BusTarget::Node(node))),
+            )
+            .collect()
+    }
+
+    /// Whom a message heard on `channel` is for (`None` for a channel that is not the bus's).
+    pub(crate) fn target_of(&self, channel: &str) -> Option<BusTarget> {
+        if channel == self.all {
+            return Some(BusTarget::AllNodes);
+        }
+        channel
+            .strip_prefix(&self.node_prefix)?
+            .parse()
+            .ok()
+            .map(BusTarget::Node)
+    }
 }
 
 /// Frames a message for the bus: node id, then the message.
@@ -59,9 +125,9 @@ fn unframe_foreign(own_nodes: &[u64], payload: &[u8]) -> Option<Bytes> {
 /// write per pipeline rather than per message.
 pub(crate) async fn publish_loop(
     mut connection: ConnectionManager,
-    channel: String,
+    channels: Channels,
     node_id: u64,
-    messages: Receiver<Bytes>,
+    messages: Receiver<Published>,
     ops: Arc<Ops>,
 ) {
     let mut batch = Vec::new();
@@ -74,8 +140,9 @@ pub(crate) async fn publish_loop(
             }
         }
         let mut pipe = redis::pipe();
-        for message in batch.drain(..) {
-            pipe.publish(&channel, frame(node_id, &message)).ignore();
+        for (to, message) in batch.drain(..) {
+            pipe.publish(channels.for_target(to), frame(node_id, &message))
+                .ignore();
         }
         let result: redis::RedisResult<()> = pipe.query_async(&mut connection).await;
         if let Err(error) = result {
@@ -92,16 +159,16 @@ pub(crate) async fn publish_loop(
 /// A subscription to the bus channel.
 pub(crate) type Subscription = redis::aio::PubSub;
 
-/// Subscribes to `channel`, giving up after `patience` (Redis away at startup): `start` waits
+/// Subscribes to `channels`, giving up after `patience` (Redis away at startup): `start` waits
 /// for this before it serves, so a node never admits clients whose live messages published by
 /// other nodes it would not hear yet.
 pub(crate) async fn subscribe_first<R: Runtime>(
     runtime: &R,
     client: &redis::Client,
-    channel: &str,
+    channels: &[String],
     patience: Duration,
 ) -> Option<Subscription> {
-    let attempt = async { subscribe(client, channel).await.ok() };
+    let attempt = async { subscribe(client, channels).await.ok() };
     let give_up = async {
         runtime.sleep_until(Instant::now() + patience).await;
         None
@@ -115,17 +182,18 @@ pub(crate) async fn subscribe_first<R: Runtime>(
 pub(crate) async fn subscribe_loop<R: Runtime>(
     runtime: R,
     client: redis::Client,
-    channel: String,
+    channels: Channels,
     local: Arc<LocalNodes>,
     first: Option<Subscription>,
     ops: Arc<Ops>,
 ) {
     let mut warned = false;
     let mut ready = first;
+    let names = channels.to_subscribe(local.ids());
     loop {
         let subscribed = match ready.take() {
             Some(pubsub) => Ok(pubsub),
-            None => subscribe(&client, &channel).await,
+            None => subscribe(&client, &names).await,
         };
         match subscribed {
             Ok(mut pubsub) => {
@@ -136,12 +204,8 @@ pub(crate) async fn subscribe_loop<R: Runtime>(
                 tracing::info!(target: "courier", "cluster bus subscribed");
                 let mut messages = pubsub.on_message();
                 while let Some(message) = messages.next().await {
-                    if let Some(message) = unframe_foreign(local.ids(), message.get_payload_bytes())
-                    {
-                        Ops::add(&ops.bus_received, 1);
-                        if local.hand_over(&message, None).is_err() {
-                            return;
-                        }
+                    if receive(&channels, &local, &ops, &message).is_err() {
+                        return;
                     }
                 }
                 ops.bus_subscribed.store(false, Ordering::Release);
@@ -157,10 +221,31 @@ pub(crate) async fn subscribe_loop<R: Runtime>(
     }
 }
 
-/// A new pub/sub connection subscribed to `channel`.
-async fn subscribe(client: &redis::Client, channel: &str) -> redis::RedisResult<Subscription> {
+/// Hands a message heard on the bus to the engine(s) of this process it is for, unless one of
+/// them published it. `Err` when the engines are gone.
+fn receive(
+    channels: &Channels,
+    local: &LocalNodes,
+    ops: &Ops,
+    message: &redis::Msg,
+) -> Result<(), ()> {
+    let Some(to) = channels.target_of(message.get_channel_name()) else {
+        return Ok(());
+    };
+    let Some(message) = unframe_foreign(local.ids(), message.get_payload_bytes()) else {
+        return Ok(());
+    };
+    Ops::add(&ops.bus_received, 1);
+    local.hand_over(&message, to, None).map(|_| ())
+}
+
+/// A new pub/sub connection subscribed to `channels`.
+async fn subscribe(
+    client: &redis::Client,
+    channels: &[String],
+) -> redis::RedisResult<Subscription> {
     let mut pubsub = client.get_async_pubsub().await?;
-    pubsub.subscribe(channel).await?;
+    pubsub.subscribe(channels).await?;
     Ok(pubsub)
 }
 
@@ -172,7 +257,7 @@ fn warn_once(warned: &mut bool, error: &redis::RedisError) {
 }
 
 /// Bounded queue between the driver and the publisher.
-pub(crate) fn queue() -> (Sender<Bytes>, Receiver<Bytes>) {
+pub(crate) fn queue() -> (Sender<Published>, Receiver<Published>) {
     async_channel::bounded(BUS_BACKLOG)
 }
 
@@ -190,5 +275,23 @@ mod tests {
         // Several engines in one process: none hears what any of them published.
         assert_eq!(unframe_foreign(&[8, 7], &framed), None);
         assert!(unframe_foreign(&[8, 9], &framed).is_some());
+    }
+
+    #[test]
+    fn a_message_is_heard_on_the_channel_of_whom_it_is_for() {
+        let channels = Channels::new("courier");
+        let to_node = channels.for_target(BusTarget::Node(42));
+        assert_eq!(to_node, node_channel("courier", 42));
+        assert_eq!(to_node, "courier:bus:42");
+        assert_eq!(channels.target_of(&to_node), Some(BusTarget::Node(42)));
+        let to_all = channels.for_target(BusTarget::AllNodes);
+        assert_eq!(to_all, "courier:bus");
+        assert_eq!(channels.target_of(&to_all), Some(BusTarget::AllNodes));
+        assert_eq!(channels.target_of("courier:bus:x"), None);
+        assert_eq!(channels.target_of("other:bus"), None);
+        assert_eq!(
+            channels.to_subscribe(&[7, 9]),
+            ["courier:bus", "courier:bus:7", "courier:bus:9"]
+        );
     }
 }

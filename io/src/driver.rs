@@ -24,6 +24,7 @@ use courier_core::net::{
 };
 use futures_lite::future;
 
+use crate::bus::Published;
 use crate::client::HttpClient;
 use crate::logging;
 use crate::ops::{self, Ops};
@@ -162,7 +163,7 @@ pub(crate) struct Driver<R: Runtime> {
     store_out: StoreBatch,
     store_in_flight: usize,
     client: HttpClient<R>,
-    bus: Option<Sender<Bytes>>,
+    bus: Option<Sender<Published>>,
     deadline: Option<Instant>,
     /// Origin of the timer grid ([`TIMER_STEP`]).
     timer_origin: Instant,
@@ -211,7 +212,7 @@ impl<R: Runtime> Driver<R> {
         engine: Box<dyn Engine + Send>,
         store: StoreSink,
         client: HttpClient<R>,
-        bus: Option<Sender<Bytes>>,
+        bus: Option<Sender<Published>>,
         ws_queue: usize,
         ops: Arc<Ops>,
     ) -> (Driver<R>, DriverHandle) {
@@ -449,9 +450,9 @@ impl<R: Runtime> Driver<R> {
                         let _ = control.send(Input::CallResult(id, result)).await;
                     }));
                 }
-                Output::Publish(message) => {
+                Output::Publish(to, message) => {
                     if let Some(bus) = &self.bus {
-                        if bus.try_send(message).is_ok() {
+                        if bus.try_send((to, message)).is_ok() {
                             Ops::add(&self.ops.bus_published, 1);
                         } else {
                             Ops::add(&self.ops.bus_dropped, 1);

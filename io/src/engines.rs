@@ -14,11 +14,12 @@
 //!   whatever TCP connection it comes. A request naming no session (a handshake, `/send`,
 //!   `/healthcheck`, the pages) goes to the next engine, round-robin.
 //! - **Bus.** What an engine publishes for other nodes is handed at once to the engines of this
-//!   process it concerns (a delivery only to the engines holding its targets, anything else to
-//!   all), and published on Redis only when a node outside the process may need it: a delivery
-//!   whose targets are all in the process costs no Redis round trip. What arrives from Redis is
-//!   dropped when one of this process's engines published it (they already had it) and handed
-//!   to the engines it concerns otherwise.
+//!   process it is for (a message addressed to one node to that engine alone, one for all
+//!   nodes to every other engine), and published on Redis only when a node outside the process
+//!   may need it: a delivery addressed to an engine of the process costs no Redis round trip.
+//!   The process listens on every engine's bus channel; what arrives from Redis goes to the
+//!   engine whose channel it came on (an all-nodes message to all of them), and is dropped when
+//!   one of this process's engines published it (they already had it).
 //! - **Reports.** `/metrics` and `/status.json` sum the engines' counters: a process reports
 //!   as one node would (the node registry and `/status.json` list every engine's node id).
 
@@ -27,9 +28,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use async_channel::{Receiver, Sender};
 use bytes::Bytes;
-use courier_core::gateway::cluster::RemoteMessage;
 use courier_core::metrics::Snapshot;
+use courier_core::net::BusTarget;
 
+use crate::bus::Published;
 use crate::driver::{DriverHandle, Input};
 use crate::ops::Ops;
 
@@ -135,25 +137,19 @@ impl LocalNodes {
         self.ids.contains(&node)
     }
 
-    /// Hands `message` to the engines of this process it concerns, except engine `from` (its
-    /// publisher). True when every node it concerns is in this process (no need for Redis).
-    /// False when the engines are gone.
-    pub(crate) fn hand_over(&self, message: &Bytes, from: Option<usize>) -> Result<bool, ()> {
-        // One engine alone gets everything, undecoded, as a single-engine node always did.
-        let addressed = if self.ids.len() == 1 {
-            None
-        } else {
-            RemoteMessage::addressed_nodes(message)
-        };
+    /// Hands `message`, addressed `to`, to the engines of this process it is for, except
+    /// engine `from` (its publisher). True when it is for an engine of this process alone (no
+    /// need for Redis). `Err` when the engines are gone.
+    pub(crate) fn hand_over(
+        &self,
+        message: &Bytes,
+        to: BusTarget,
+        from: Option<usize>,
+    ) -> Result<bool, ()> {
         let mut delivered = false;
         for (index, (id, control)) in self.ids.iter().zip(&self.controls).enumerate() {
-            if Some(index) == from {
-                continue;
-            }
-            if addressed
-                .as_ref()
-                .is_some_and(|nodes| nodes.binary_search(id).is_err())
-            {
+            let not_for_it = matches!(to, BusTarget::Node(node) if node != *id);
+            if Some(index) == from || not_for_it {
                 continue;
             }
             if control.try_send(Input::Remote(message.clone())).is_ok() {
@@ -163,25 +159,25 @@ impl LocalNodes {
         if !delivered && self.closed() {
             return Err(());
         }
-        Ok(addressed.is_some_and(|nodes| nodes.iter().all(|node| self.contains(*node))))
+        Ok(matches!(to, BusTarget::Node(node) if self.contains(node)))
     }
 }
 
-/// Carries what engine `index` publishes: to the engines of this process it concerns at once,
-/// and to `redis` (that engine's publisher) unless it concerns no node outside the process.
+/// Carries what engine `index` publishes: to the engines of this process it is for at once,
+/// and to `redis` (that engine's publisher) unless it is for an engine of this process alone.
 /// Ends when the engine's driver drops its sender.
 pub(crate) async fn route_published(
     index: usize,
-    published: Receiver<Bytes>,
+    published: Receiver<Published>,
     local: Arc<LocalNodes>,
-    redis: Sender<Bytes>,
+    redis: Sender<Published>,
     ops: Arc<Ops>,
 ) {
-    while let Ok(message) = published.recv().await {
-        let Ok(local_only) = local.hand_over(&message, Some(index)) else {
+    while let Ok((to, message)) = published.recv().await {
+        let Ok(local_only) = local.hand_over(&message, to, Some(index)) else {
             return;
         };
-        if !local_only && redis.try_send(message).is_err() {
+        if !local_only && redis.try_send((to, message)).is_err() {
             Ops::add(&ops.bus_dropped, 1);
             tracing::warn!(target: "courier", "cluster bus backlog full; message dropped");
         }
@@ -190,65 +186,55 @@ pub(crate) async fn route_published(
 
 #[cfg(test)]
 mod tests {
-    use courier_core::gateway::cluster::{RemoteHeader, RemoteMessage, RemoteTarget};
-
     use super::*;
-
-    fn deliver(nodes: &[u64]) -> Bytes {
-        RemoteMessage {
-            header: RemoteHeader::Deliver {
-                origin: 10,
-                site: "s".into(),
-                event: "e".into(),
-                id: 1,
-                resync: false,
-                targets: nodes
-                    .iter()
-                    .map(|&node| RemoteTarget {
-                        node,
-                        socket: 1,
-                        room: "user_1".into(),
-                        device: "d".into(),
-                    })
-                    .collect(),
-            },
-            payload: Bytes::from_static(b"[\"e\"]"),
-        }
-        .encode()
-    }
 
     fn received(queue: &Receiver<Input>) -> usize {
         std::iter::from_fn(|| queue.try_recv().ok()).count()
     }
 
     #[test]
-    fn a_delivery_reaches_only_the_engines_it_names() {
+    fn a_message_reaches_only_the_engines_it_is_for() {
         let queues: Vec<_> = (0..3).map(|_| async_channel::unbounded()).collect();
         let local = LocalNodes::new(
             vec![10, 11, 12],
             queues.iter().map(|(tx, _)| tx.clone()).collect(),
         );
+        let message = Bytes::from_static(b"m");
+        let counts = || -> Vec<usize> { queues.iter().map(|(_, rx)| received(rx)).collect() };
         // Engine 0 publishes for engine 2 only: nothing for Redis.
-        assert_eq!(local.hand_over(&deliver(&[12]), Some(0)), Ok(true));
-        let counts: Vec<_> = queues.iter().map(|(_, rx)| received(rx)).collect();
-        assert_eq!(counts, [0, 0, 1]);
-        // A target in another process: the local part in-process, the rest over Redis.
-        assert_eq!(local.hand_over(&deliver(&[11, 99]), Some(0)), Ok(false));
-        let counts: Vec<_> = queues.iter().map(|(_, rx)| received(rx)).collect();
-        assert_eq!(counts, [0, 1, 0]);
-        // Any other kind (here: undecodable) reaches every engine but its publisher.
         assert_eq!(
-            local.hand_over(&Bytes::from_static(b"x"), Some(1)),
+            local.hand_over(&message, BusTarget::Node(12), Some(0)),
+            Ok(true)
+        );
+        assert_eq!(counts(), [0, 0, 1]);
+        // For a node of another process: nothing here, all for Redis.
+        assert_eq!(
+            local.hand_over(&message, BusTarget::Node(99), Some(0)),
             Ok(false)
         );
-        let counts: Vec<_> = queues.iter().map(|(_, rx)| received(rx)).collect();
-        assert_eq!(counts, [1, 0, 1]);
-        // From Redis (no local publisher): to the engines named.
-        assert_eq!(local.hand_over(&deliver(&[10, 12]), None), Ok(true));
-        let counts: Vec<_> = queues.iter().map(|(_, rx)| received(rx)).collect();
-        assert_eq!(counts, [1, 0, 1]);
+        assert_eq!(counts(), [0, 0, 0]);
+        // For all nodes: every engine but its publisher, and Redis too.
+        assert_eq!(
+            local.hand_over(&message, BusTarget::AllNodes, Some(1)),
+            Ok(false)
+        );
+        assert_eq!(counts(), [1, 0, 1]);
+        // From Redis (no local publisher): to the engine named, or to all.
+        assert_eq!(
+            local.hand_over(&message, BusTarget::Node(10), None),
+            Ok(true)
+        );
+        assert_eq!(counts(), [1, 0, 0]);
+        assert_eq!(
+            local.hand_over(&message, BusTarget::AllNodes, None),
+            Ok(false)
+        );
+        assert_eq!(counts(), [1, 1, 1]);
         drop(queues);
         assert!(local.closed());
-        assert_eq!(local.hand_over(&deliver(&[12]), None), Err(()));
+        assert_eq!(
+            local.hand_over(&message, BusTarget::Node(12), None),
+            Err(())
+        );
     }
 }

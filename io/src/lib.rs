@@ -37,7 +37,10 @@ mod setup;
 mod ws;
 
 pub use app::{MEMORY_SWEEP_EVERY, gateway_app};
-pub use bus::{channel as bus_channel, frame as bus_frame, unframe as bus_unframe};
+pub use bus::{
+    channel as bus_channel, frame as bus_frame, node_channel as bus_node_channel,
+    unframe as bus_unframe,
+};
 pub use cli::{Cli, cli_main, environment, read_config_files};
 pub use client::HttpClient;
 pub use driver::unix_ms_now;

@@ -140,7 +140,7 @@ pub async fn start<R: Runtime>(
                 let (publish_tx, publish_rx) = bus::queue();
                 background.push(Box::pin(bus::publish_loop(
                     store.connection(),
-                    bus::channel(prefix),
+                    bus::Channels::new(prefix),
                     node_id,
                     publish_rx,
                     Arc::clone(&ops),
@@ -237,11 +237,11 @@ pub async fn start<R: Runtime>(
                 Arc::clone(&ops),
             )));
         }
-        let channel = bus::channel(&prefix);
+        let channels = bus::Channels::new(&prefix);
         let first = bus::subscribe_first(
             &runtime,
             store.client(),
-            &channel,
+            &channels.to_subscribe(local.ids()),
             bus::FIRST_SUBSCRIBE_PATIENCE,
         )
         .await;
@@ -251,7 +251,7 @@ pub async fn start<R: Runtime>(
         background.push(Box::pin(bus::subscribe_loop(
             runtime.clone(),
             store.client().clone(),
-            channel,
+            channels,
             local,
             first,
             Arc::clone(&ops),

@@ -1,5 +1,5 @@
-//! Two servers sharing one real Redis: store commands run through the driver's store executor,
-//! and cluster messages reach the other node only.
+//! Servers sharing one real Redis: store commands run through the driver's store executor,
+//! and cluster messages reach the other nodes only — those for one node that node alone.
 
 #[macro_use]
 mod common;
@@ -15,6 +15,7 @@ use courier_io::{Limits, Runtime, Setup, StoreSetup};
 
 on_both_runtimes!(
     publishes_to_other_nodes_and_runs_store_commands,
+    a_message_for_one_node_reaches_that_node_alone,
     a_node_refuses_to_start_on_another_layout,
 );
 
@@ -149,6 +150,54 @@ fn publishes_to_other_nodes_and_runs_store_commands<R: Runtime>(runtime: R) {
         .query(&mut plain)
         .expect("hget");
     assert_eq!(state.as_deref().map(|s| &s[..2]), Some("1|"));
+}
+
+/// A message addressed to one node is published on that node's channel: it reaches it, and a
+/// third node never hears of it; a message for all nodes reaches both others.
+fn a_message_for_one_node_reaches_that_node_alone<R: Runtime>(runtime: R) {
+    let redis = RedisServer::start();
+    let (engine_a, _) = TestEngine::new();
+    let (engine_b, stats_b) = TestEngine::new();
+    let (engine_c, stats_c) = TestEngine::new();
+    let a = TestServer::start(runtime.clone(), engine_a, redis_setup(&redis, 1));
+    let b = TestServer::start(runtime.clone(), engine_b, redis_setup(&redis, 2));
+    let c = TestServer::start(runtime, engine_c, redis_setup(&redis, 3));
+    let has = |stats: &common::engine::SharedStats, text: &'static [u8]| {
+        stats
+            .lock()
+            .expect("stats")
+            .remote
+            .contains(&Bytes::from_static(text))
+    };
+    // Subscriptions are asynchronous: publish until both have theirs.
+    eventually("nodes B and C hear node A", || {
+        request(a.addr, "POST", "/publish", b"to all");
+        std::thread::sleep(Duration::from_millis(50));
+        has(&stats_b, b"to all") && has(&stats_c, b"to all")
+    });
+    eventually("node B hears what is addressed to it", || {
+        request(a.addr, "POST", "/publish?node=2", b"for b only");
+        std::thread::sleep(Duration::from_millis(50));
+        has(&stats_b, b"for b only")
+    });
+    // A later message for all nodes, from the same publisher on the same Redis: once C has
+    // it, C would have had the one for B before it, had it been on a channel C listens to.
+    request(a.addr, "POST", "/publish", b"marker");
+    eventually("node C hears the marker", || has(&stats_c, b"marker"));
+    assert!(
+        !has(&stats_c, b"for b only"),
+        "node C heard node B's message"
+    );
+    request(c.addr, "POST", "/publish?node=1", b"for a");
+    eventually("node B hears the next marker", || {
+        request(c.addr, "POST", "/publish", b"marker 2");
+        std::thread::sleep(Duration::from_millis(20));
+        has(&stats_b, b"marker 2")
+    });
+    assert!(!has(&stats_b, b"for a"), "node B heard node A's message");
+    a.stop_within(Duration::from_secs(5));
+    b.stop_within(Duration::from_secs(5));
+    c.stop_within(Duration::from_secs(5));
 }
 
 /// A Redis that holds another layout (here: another shard count) is refused at start, with an

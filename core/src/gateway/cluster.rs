@@ -2,18 +2,22 @@
 //!
 //! A node that takes a `/send` stores the message (the queue and the device registry are shared
 //! in the store) and emits to the sockets it holds itself; whatever must reach sockets held by
-//! other nodes goes out as one [`RemoteMessage`] per `/send` on the cluster bus
-//! ([`crate::net::Output::Publish`]) — one for all the send's rooms, published when the send's
-//! last room is stored (split every [`MAX_REMOTE_TARGETS`] targets). One message per room
-//! would cost a publish and a pub/sub delivery per recipient in Redis, a decode and a wakeup
-//! per recipient on the receiving node, and would scatter that node's acks over many store
-//! round trips instead of batching them as a local fan-out does. Every node receives every message and acts on the part
-//! that names it.
+//! other nodes goes out on the cluster bus ([`crate::net::Output::Publish`]) as one
+//! [`RemoteMessage`] per `/send` **per node holding recipients**, addressed to that node
+//! ([`BusTarget::Node`]) — one for all the send's rooms, published when the send's last room is
+//! stored (split every [`MAX_REMOTE_TARGETS`] targets). One message per room would cost a
+//! publish and a pub/sub delivery per recipient in Redis, a decode and a wakeup per recipient on
+//! the receiving node, and would scatter that node's acks over many store round trips instead
+//! of batching them as a local fan-out does; one message for every node would make each node
+//! read every delivery of the cluster.
 //!
-//! When the store has lost its data (see [`super::store::StoreCommand::CheckEpoch`]), two more
-//! messages keep connected devices served until they are registered again:
-//! [`RemoteHeader::Unregistered`] carries a message to the sockets of devices the store did not
-//! know, and [`RemoteHeader::StoreReset`] tells every node at once that the epoch changed.
+//! What the publisher cannot address goes to every node ([`BusTarget::AllNodes`]): a
+//! broadcast-mode send ([`RemoteHeader::Broadcast`]: rooms are not stored, any node may hold
+//! sockets in them), and, when the store has lost its data (see
+//! [`super::store::StoreCommand::CheckEpoch`]), the two messages that keep connected devices
+//! served until they are registered again: [`RemoteHeader::Unregistered`] carries a message to
+//! the sockets of devices the store did not know (so it cannot say where they are), and
+//! [`RemoteHeader::StoreReset`] tells every node at once that the epoch changed.
 //!
 //! Wire form: one line of JSON (the header), `\n`, then the event payload — the compact JSON
 //! array `[event, ...args]` exactly as it is emitted — unescaped, so no node re-encodes it.
@@ -22,6 +26,8 @@ use bytes::{BufMut, Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
 
 use super::store::SocketRef;
+#[cfg(doc)]
+use crate::net::BusTarget;
 
 /// The most targets one [`RemoteHeader::Deliver`] carries (about 100 bytes each): a send
 /// publishes one message for all its rooms, split at this size so a bus message stays far
@@ -71,7 +77,9 @@ pub struct UnregisteredRoom {
 pub enum RemoteHeader {
     /// User-room mode: emit the stored message (flake `id`, queue `event`) with an ack to each
     /// target held by the receiving node; the ack removes it from the store (with the head
-    /// check when `resync`).
+    /// check when `resync`). Published addressed to the node of its targets, which all name
+    /// that node; the receiver still skips targets of other nodes (a publisher of an older
+    /// version put every node's targets in one message).
     Deliver {
         /// Node that published it (it ignores its own messages).
         origin: u64,
@@ -83,7 +91,7 @@ pub enum RemoteHeader {
         id: u64,
         /// Whether the ack does the resync head check.
         resync: bool,
-        /// Sockets on other nodes.
+        /// Sockets on the receiving node.
         targets: Vec<RemoteTarget>,
     },
     /// Broadcast mode: emit to every socket of these rooms the receiving node holds, no ack.
@@ -155,24 +163,6 @@ impl RemoteMessage {
         out.freeze()
     }
 
-    /// The nodes that act on an encoded message: `Some` (sorted, deduplicated) for a
-    /// [`RemoteHeader::Deliver`], which only the nodes of its targets act on; `None` when every
-    /// node must see it (the other kinds, and anything that does not decode — its receivers
-    /// count it as malformed). Lets a process that runs several gateways hand a message only to
-    /// those it names, and skip the bus when they all live in the process.
-    pub fn addressed_nodes(message: &[u8]) -> Option<Vec<u64>> {
-        let newline = message.iter().position(|&b| b == b'\n')?;
-        match serde_json::from_slice(&message[..newline]).ok()? {
-            RemoteHeader::Deliver { targets, .. } => {
-                let mut nodes: Vec<u64> = targets.iter().map(|target| target.node).collect();
-                nodes.sort_unstable();
-                nodes.dedup();
-                Some(nodes)
-            }
-            _ => None,
-        }
-    }
-
     /// Decodes a message from the bus; `None` for anything malformed (another version of
     /// Courier, or foreign traffic on the channel), which the gateway logs and drops.
     pub fn decode(message: &Bytes) -> Option<RemoteMessage> {
@@ -210,41 +200,6 @@ mod tests {
         let wire = message.encode();
         assert!(wire.ends_with(b"\n[\"update_store\",\"user\",{\"id\":1}]"));
         assert_eq!(RemoteMessage::decode(&wire), Some(message));
-        assert_eq!(RemoteMessage::addressed_nodes(&wire), Some(vec![9]));
-    }
-
-    #[test]
-    fn only_a_delivery_names_its_nodes() {
-        let target = |node| RemoteTarget {
-            node,
-            socket: 1,
-            room: "user_1".into(),
-            device: "d".into(),
-        };
-        let deliver = RemoteMessage {
-            header: RemoteHeader::Deliver {
-                origin: 1,
-                site: "s".into(),
-                event: "e".into(),
-                id: 5,
-                resync: false,
-                targets: vec![target(8), target(3), target(8)],
-            },
-            payload: Bytes::from_static(b"[\"e\"]"),
-        };
-        assert_eq!(
-            RemoteMessage::addressed_nodes(&deliver.encode()),
-            Some(vec![3, 8])
-        );
-        let reset = RemoteMessage {
-            header: RemoteHeader::StoreReset {
-                origin: 1,
-                epoch: 2,
-            },
-            payload: Bytes::new(),
-        };
-        assert_eq!(RemoteMessage::addressed_nodes(&reset.encode()), None);
-        assert_eq!(RemoteMessage::addressed_nodes(b"garbage"), None);
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! Connected devices the store did not know (it lost them) get the message live instead
 //! (`recovery`).
 
+use std::collections::BTreeMap;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -21,7 +22,7 @@ use super::routes::{send_ok, text_response};
 use super::send::SendRequest;
 use super::store::{Delivery, DeviceKey, EnqueueStatus, QueuedItem, StoreCommand, StoreResult};
 use crate::metrics::DeliveryPath;
-use crate::net::{self, AppEvent, HttpResponse, Level, RequestId};
+use crate::net::{self, AppEvent, BusTarget, HttpResponse, Level, RequestId};
 use crate::sio::{Payload, SocketId};
 
 /// The body of the 503 a `/send` gets when the store could not take the message for every
@@ -47,11 +48,12 @@ pub(super) struct PendingSend {
     /// Rooms where other nodes may hold devices the store did not know: published as one
     /// [`RemoteHeader::Unregistered`] when the send is done.
     pub(super) unregistered: Vec<UnregisteredRoom>,
-    /// Sockets on other nodes the item was stored for, across all the send's rooms: published
-    /// as one [`RemoteHeader::Deliver`] when the send is done (or when it reaches
-    /// [`MAX_REMOTE_TARGETS`]), not one per room — a group send to N users is one bus message,
-    /// so the other node gets N emits in one pass and its N acks go to the store together.
-    remote: Vec<RemoteTarget>,
+    /// Sockets on other nodes the item was stored for, across all the send's rooms, by node:
+    /// published as one [`RemoteHeader::Deliver`] per node, addressed to it, when the send is
+    /// done (or when that node's part reaches [`MAX_REMOTE_TARGETS`]), not one per room — a
+    /// group send to N users of a node is one bus message, so that node gets N emits in one
+    /// pass and its N acks go to the store together, and no other node hears of it.
+    remote: BTreeMap<u64, Vec<RemoteTarget>>,
     /// What the send's one `info` line reports when it is done.
     tally: SendTally,
 }
@@ -115,7 +117,7 @@ impl Gateway {
                     site: site.name.clone(),
                     rooms,
                 };
-                self.publish(header, send.payload);
+                self.publish(BusTarget::AllNodes, header, send.payload);
             }
             self.counters.send_answered(Some(&site.name), 200);
             self.respond(request, send_ok());
@@ -139,7 +141,7 @@ impl Gateway {
             outstanding: 0,
             failed: false,
             unregistered: Vec::new(),
-            remote: Vec::new(),
+            remote: BTreeMap::new(),
             tally,
         };
         if pending.groups.is_empty() {
@@ -363,21 +365,28 @@ impl Gateway {
         (live, remote)
     }
 
-    /// Collects a room's remote targets into the send's cluster message, publishing a full one
-    /// at once.
-    fn add_remote_targets(&mut self, request: RequestId, mut targets: Vec<RemoteTarget>) {
+    /// Collects a room's remote targets into the send's cluster message for their node,
+    /// publishing a node's message at once when it is full.
+    fn add_remote_targets(&mut self, request: RequestId, targets: Vec<RemoteTarget>) {
         let Some(pending) = self.sends.get_mut(&request) else {
             return;
         };
-        pending.remote.append(&mut targets);
-        if pending.remote.len() >= MAX_REMOTE_TARGETS {
-            let full = std::mem::take(&mut pending.remote);
-            self.publish_deliver(request, full);
+        let mut full = Vec::new();
+        for target in targets {
+            let node = target.node;
+            let part = pending.remote.entry(node).or_default();
+            part.push(target);
+            if part.len() >= MAX_REMOTE_TARGETS {
+                full.push((node, std::mem::take(part)));
+            }
+        }
+        for (node, targets) in full {
+            self.publish_deliver(request, node, targets);
         }
     }
 
-    /// One [`RemoteHeader::Deliver`] of the send's item to `targets`.
-    fn publish_deliver(&mut self, request: RequestId, targets: Vec<RemoteTarget>) {
+    /// One [`RemoteHeader::Deliver`] of the send's item to `targets`, all on `node`.
+    fn publish_deliver(&mut self, request: RequestId, node: u64, targets: Vec<RemoteTarget>) {
         let Some(pending) = self.sends.get(&request) else {
             return;
         };
@@ -393,7 +402,7 @@ impl Gateway {
             targets,
         };
         let payload = pending.item.json.clone();
-        self.publish(header, payload);
+        self.publish(BusTarget::Node(node), header, payload);
     }
 
     /// Emits item `id` to one of this node's sockets with an ack, if it is still there; holds
@@ -663,9 +672,9 @@ impl Gateway {
         }
     }
 
-    pub(super) fn publish(&mut self, header: RemoteHeader, payload: Bytes) {
+    pub(super) fn publish(&mut self, to: BusTarget, header: RemoteHeader, payload: Bytes) {
         let message = RemoteMessage { header, payload };
-        self.push(net::Output::Publish(message.encode()));
+        self.push(net::Output::Publish(to, message.encode()));
     }
 
     fn store_failed_for_send(
@@ -705,7 +714,9 @@ impl Gateway {
             .get_mut(&request)
             .map(|pending| std::mem::take(&mut pending.remote))
             .unwrap_or_default();
-        self.publish_deliver(request, remote);
+        for (node, targets) in remote {
+            self.publish_deliver(request, node, targets);
+        }
         let Some(pending) = self.sends.remove(&request) else {
             return;
         };
@@ -718,7 +729,7 @@ impl Gateway {
                 groups: pending.groups.clone(),
                 rooms: pending.unregistered,
             };
-            self.publish(header, pending.item.json.clone());
+            self.publish(BusTarget::AllNodes, header, pending.item.json.clone());
         }
         let response = if pending.failed {
             text_response(503, "text/plain; charset=utf-8", STORE_UNAVAILABLE)

@@ -28,7 +28,7 @@ use super::cluster::{RemoteHeader, UnregisteredRoom};
 use super::engine::{Gateway, StoreWait};
 use super::store::{Delivery, DeviceKey, EnqueueStatus, StoreCommand, StoreResult};
 use crate::metrics::DeliveryPath;
-use crate::net::{AppEvent, Level, RequestId};
+use crate::net::{AppEvent, BusTarget, Level, RequestId};
 use crate::sio::{Payload, SocketId};
 
 /// How many epoch-check intervals after noticing a loss a send still asks other nodes to serve
@@ -162,6 +162,7 @@ impl Gateway {
         if announce && self.options.clustered {
             let origin = self.options.node_id;
             self.publish(
+                BusTarget::AllNodes,
                 RemoteHeader::StoreReset { origin, epoch },
                 Default::default(),
             );

@@ -11,12 +11,13 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use courier_core::gateway::cluster::{RemoteHeader, RemoteMessage};
 use courier_core::gateway::config::{self, ConfigSources, SourceFile};
 use courier_core::gateway::store::{MemoryStore, Store, StoreCommand, StoreResult};
 use courier_core::gateway::{Gateway, GatewayOptions};
 use courier_core::net::{
-    AppEvent, CallResult, Engine, Headers, HttpRequest, HttpResponse, Method, OutboundCall, Output,
-    RequestId, StoreCmdId,
+    AppEvent, BusTarget, CallResult, Engine, Headers, HttpRequest, HttpResponse, Method,
+    OutboundCall, Output, RequestId, StoreCmdId,
 };
 
 /// The wall clock at the start of every simulation: 2023-11-14T22:13:20.000Z.
@@ -57,7 +58,8 @@ pub struct Sim {
     /// Auth answers by token; a token not listed gets 401.
     pub auth: HashMap<String, AuthAnswer>,
     pub events: Vec<AppEvent>,
-    pub published: Vec<Bytes>,
+    /// Cluster messages published, with whom they were addressed to.
+    pub published: Vec<(BusTarget, Bytes)>,
     deadline: Option<Instant>,
     /// Store commands for which this returns true are executed at once, but their results are
     /// held in [`Sim::held_results`] until [`Sim::release_results`] (a slow store reply).
@@ -178,7 +180,7 @@ impl Sim {
                         }
                         self.calls.push(call);
                     }
-                    Output::Publish(message) => self.published.push(message),
+                    Output::Publish(to, message) => self.published.push((to, message)),
                     Output::Event(event) => self.events.push(event),
                     Output::Status(id) => {
                         // The document is the adapter's to build (from the same snapshot as
@@ -340,6 +342,30 @@ impl Sim {
         self.calls
             .iter()
             .filter(|call| call.method == Method::Get)
+            .collect()
+    }
+
+    /// The headers of what was published, checking each went where it belongs: a delivery to
+    /// the one node its targets name, everything else to all nodes.
+    pub fn published_headers(&self) -> Vec<RemoteHeader> {
+        self.published
+            .iter()
+            .map(|(to, message)| {
+                let header = RemoteMessage::decode(message).expect("decodes").header;
+                match &header {
+                    RemoteHeader::Deliver { targets, .. } => {
+                        assert!(!targets.is_empty(), "an empty delivery: {header:?}");
+                        let node = targets[0].node;
+                        assert!(
+                            targets.iter().all(|target| target.node == node),
+                            "{header:?}"
+                        );
+                        assert_eq!(*to, BusTarget::Node(node), "{header:?}");
+                    }
+                    _ => assert_eq!(*to, BusTarget::AllNodes, "{header:?}"),
+                }
+                header
+            })
             .collect()
     }
 

@@ -5,8 +5,9 @@
 //! `GET /poll` → held until `POST /wake` or `timeout_ms=` in the query passes (then 204);
 //! `GET /call?<url>` → makes an outbound call to `<url>` and answers with its outcome;
 //! `GET /ws` (upgrade) → accepted, sends `welcome`; text `flood N` sends N frames, `close` closes
-//! with 1000, anything else is echoed. `POST /publish` publishes its body on the cluster bus
-//! (`POST /publish-many` with body `N:<text>`: N messages `<text> 0` … `<text> N-1` at once);
+//! with 1000, anything else is echoed. `POST /publish` publishes its body on the cluster bus to
+//! all nodes (`?node=N`: to node N alone; `POST /publish-many` with body `N:<text>`: N messages
+//! `<text> 0` … `<text> N-1` to all nodes at once);
 //! `POST /store/connect` runs a store `Connect` for the device named by the body.
 
 use std::collections::{BTreeMap, VecDeque};
@@ -16,8 +17,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use courier_core::gateway::store::{DeviceKey, SocketRef, StoreCommand, StoreResult};
 use courier_core::net::{
-    CallFailure, CallId, CallResult, ConnId, Engine, Headers, HttpRequest, HttpResponse, Method,
-    OutboundCall, Output, RequestId, StoreCmdId, WsFrame,
+    BusTarget, CallFailure, CallId, CallResult, ConnId, Engine, Headers, HttpRequest, HttpResponse,
+    Method, OutboundCall, Output, RequestId, StoreCmdId, WsFrame,
 };
 
 /// What the adapter reported.
@@ -164,7 +165,11 @@ impl Engine for TestEngine {
                 ));
             }
             (Method::Post, "/publish") => {
-                self.outputs.push_back(Output::Publish(request.body));
+                let to = match query_param(&request.query, "node").and_then(|n| n.parse().ok()) {
+                    Some(node) => BusTarget::Node(node),
+                    None => BusTarget::AllNodes,
+                };
+                self.outputs.push_back(Output::Publish(to, request.body));
                 self.respond(id, 200, "published");
             }
             (Method::Post, "/publish-many") => {
@@ -173,7 +178,7 @@ impl Engine for TestEngine {
                 for index in 0..count.parse::<u32>().unwrap_or(0) {
                     let message = format!("{text} {index}");
                     self.outputs
-                        .push_back(Output::Publish(Bytes::from(message)));
+                        .push_back(Output::Publish(BusTarget::AllNodes, Bytes::from(message)));
                 }
                 self.respond(id, 200, "published");
             }
