@@ -274,9 +274,13 @@ fn redis_precedence_file_then_redis_url_then_in_memory() {
 fn redis_cluster_from_file_or_env_with_clear_errors() {
     let yml = "production:\n  redis:\n    cluster:\n      - redis://10.0.0.1:7000\n      \
                - redis://:pw@10.0.0.2:7001\n    shards: 8\n";
-    let file = ok(Some(yml), None, &[("REDIS_CLUSTER_URLS", "redis://elsewhere:1")])
-        .redis
-        .unwrap_or_default();
+    let file = ok(
+        Some(yml),
+        None,
+        &[("REDIS_CLUSTER_URLS", "redis://elsewhere:1")],
+    )
+    .redis
+    .unwrap_or_default();
     assert_eq!(
         file.cluster,
         vec![("10.0.0.1".to_owned(), 7000), ("10.0.0.2".to_owned(), 7001)]
@@ -315,7 +319,11 @@ fn redis_cluster_from_file_or_env_with_clear_errors() {
         "environment: REDIS_CLUSTER_URLS lists no seed node (give at least one redis://host:port)"
     );
     assert_eq!(
-        err(None, None, &[("REDIS_CLUSTER_URLS", "redis://a:1,http://b:2")]),
+        err(
+            None,
+            None,
+            &[("REDIS_CLUSTER_URLS", "redis://a:1,http://b:2")]
+        ),
         "environment: REDIS_CLUSTER_URLS seed 2 must start with redis:// or rediss://, got \
          \"http://b:2\""
     );
@@ -325,7 +333,11 @@ fn redis_cluster_from_file_or_env_with_clear_errors() {
          database 0"
     );
     assert_eq!(
-        err(None, None, &[("REDIS_CLUSTER_URLS", "redis://a:1,rediss://b:2")]),
+        err(
+            None,
+            None,
+            &[("REDIS_CLUSTER_URLS", "redis://a:1,rediss://b:2")]
+        ),
         "environment: REDIS_CLUSTER_URLS mixes redis:// and rediss:// seeds: every node of a \
          cluster is reached the same way"
     );
@@ -347,7 +359,11 @@ fn redis_cluster_from_file_or_env_with_clear_errors() {
          through its seed URLs only (remove url)"
     );
     assert_eq!(
-        err(Some("production:\n  redis:\n    cluster: redis://a:1\n"), None, &[]),
+        err(
+            Some("production:\n  redis:\n    cluster: redis://a:1\n"),
+            None,
+            &[]
+        ),
         "config.yml: production.redis: cluster must be a list of redis:// URLs, got \
          \"redis://a:1\""
     );

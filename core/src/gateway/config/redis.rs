@@ -339,19 +339,13 @@ pub(super) fn redis_from_yaml(
         if redis.db != 0 {
             return Err(section.error(
                 "db",
-                format!(
-                    "is {}, but a Redis Cluster has only database 0",
-                    redis.db
-                ),
+                format!("is {}, but a Redis Cluster has only database 0", redis.db),
             ));
         }
         let Value::Sequence(items) = value else {
             return Err(section.error(
                 "cluster",
-                format!(
-                    "must be a list of redis:// URLs, got {}",
-                    describe(value)
-                ),
+                format!("must be a list of redis:// URLs, got {}", describe(value)),
             ));
         };
         let mut urls = Vec::with_capacity(items.len());
