@@ -20,10 +20,10 @@ use async_channel::{Receiver, Sender};
 use bytes::Bytes;
 use courier_core::net::BusTarget;
 use futures_lite::StreamExt;
-use redis::aio::ConnectionManager;
 
 use crate::engines::LocalNodes;
 use crate::ops::Ops;
+use crate::redis_conn::RedisConnection;
 use crate::runtime::Runtime;
 
 /// How many published messages may wait for Redis before new ones are dropped.
@@ -122,14 +122,21 @@ fn unframe_foreign(own_nodes: &[u64], payload: &[u8]) -> Option<Bytes> {
 /// Publishes what the driver hands over, in order, until the driver drops its sender. What
 /// queued up while the previous round trip was in flight goes out as one pipeline (at most
 /// [`PUBLISH_PIPELINE`] messages), so a burst of sends costs Redis one read and one reply
-/// write per pipeline rather than per message.
+/// write per pipeline rather than per message. On a Redis Cluster each message is an
+/// `SPUBLISH`, served by the shard of its channel's slot, and the pipeline is split by slot
+/// (messages for one node stay in order: one channel, one slot).
 pub(crate) async fn publish_loop(
-    mut connection: ConnectionManager,
+    connection: RedisConnection,
     channels: Channels,
     node_id: u64,
     messages: Receiver<Published>,
     ops: Arc<Ops>,
 ) {
+    let publish = if connection.is_cluster() {
+        "SPUBLISH"
+    } else {
+        "PUBLISH"
+    };
     let mut batch = Vec::new();
     while let Ok(message) = messages.recv().await {
         batch.push(message);
@@ -139,19 +146,27 @@ pub(crate) async fn publish_loop(
                 Err(_) => break,
             }
         }
-        let mut pipe = redis::pipe();
-        for (to, message) in batch.drain(..) {
-            pipe.publish(channels.for_target(to), frame(node_id, &message))
-                .ignore();
-        }
-        let result: redis::RedisResult<()> = pipe.query_async(&mut connection).await;
-        if let Err(error) = result {
-            // A failed pipeline may have published some of its messages; count them all.
-            Ops::add(
-                &ops.bus_dropped,
-                u64::try_from(pipe.len()).unwrap_or(u64::MAX),
-            );
-            tracing::warn!(target: "courier", error = %error, "cluster publish failed");
+        let commands: Vec<redis::Cmd> = batch
+            .drain(..)
+            .map(|(to, message)| {
+                let mut command = redis::cmd(publish);
+                command
+                    .arg(channels.for_target(to))
+                    .arg(frame(node_id, &message));
+                command
+            })
+            .collect();
+        let count = commands.len();
+        let failed = match connection.pipeline_by_slot(commands).await {
+            Ok(replies) => replies.iter().filter(|reply| reply.is_err()).count(),
+            Err(error) => {
+                tracing::warn!(target: "courier", error = %error, "cluster publish failed");
+                // A failed pipeline may have published some of its messages; count them all.
+                count
+            }
+        };
+        if failed > 0 {
+            Ops::add(&ops.bus_dropped, u64::try_from(failed).unwrap_or(u64::MAX));
         }
     }
 }

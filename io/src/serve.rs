@@ -101,11 +101,11 @@ pub async fn start<R: Runtime>(
             });
         }
         StoreSetup::Redis {
-            url,
+            target,
             prefix,
             shards,
         } => {
-            let store = RedisStore::open_sharded(&url, &prefix, shards)?;
+            let store = RedisStore::open_target(&target, &prefix, shards)?;
             // A Redis that holds another layout is refused before serving anyone; one that is
             // not reachable yet is checked before the first store command instead.
             let give_up = async {

@@ -1,0 +1,317 @@
+//! One type for "a Redis connection": a single node's `ConnectionManager` or a Redis Cluster's
+//! async cluster connection (the `redis` crate's `cluster-async`), so the store, the node
+//! registry and the bus are written once for both.
+//!
+//! Both reconnect by themselves. The cluster connection learns the topology from any seed that
+//! answers (one seed down at start does not matter), routes every command by its key's hash
+//! slot, follows `MOVED`/`ASK` redirections and refreshes the topology after a failover. What it
+//! cannot do is run a pipeline whose commands live in different slots: [`RedisConnection::
+//! pipeline_by_slot`] splits such a pipeline into one pipeline per slot, each in the original
+//! order, sent concurrently, and puts the replies back in the original order. Commands of one
+//! slot keep their relative order (one pipeline on one connection to that slot's master);
+//! commands of different slots never depended on each other's order in the store's layout
+//! (`io/REDIS-LAYOUT.md`, "Redis Cluster").
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use redis::aio::{ConnectionLike, ConnectionManager};
+use redis::cluster::ClusterClient;
+use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, Slot, SlotAddr};
+use redis::{Cmd, Pipeline, RedisError, RedisFuture, RedisResult, Value};
+
+/// Where Redis is: one node's URL, or a cluster's seed URLs.
+#[derive(Clone, PartialEq, Eq)]
+pub enum RedisTarget {
+    /// `redis[s]://…` of a single node.
+    Node(String),
+    /// `redis[s]://host:port` of some nodes of a Redis Cluster (any number may be down).
+    Cluster(Vec<String>),
+}
+
+impl std::fmt::Debug for RedisTarget {
+    // URLs may carry a password: never printed.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RedisTarget::Node(_) => f.write_str("Node"),
+            RedisTarget::Cluster(seeds) => write!(f, "Cluster({} seeds)", seeds.len()),
+        }
+    }
+}
+
+/// A connection to a single Redis or to a Redis Cluster. Cheap to clone (clones share the
+/// connection).
+#[derive(Clone)]
+pub enum RedisConnection {
+    /// A single node.
+    Node(ConnectionManager),
+    /// A Redis Cluster.
+    Cluster(ClusterConnection),
+}
+
+impl std::fmt::Debug for RedisConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            RedisConnection::Node(_) => "RedisConnection::Node",
+            RedisConnection::Cluster(_) => "RedisConnection::Cluster",
+        })
+    }
+}
+
+/// How long connecting to one node may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long one reply may take.
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
+
+impl RedisConnection {
+    /// Opens a connection to `target` lazily: Redis may be down now; commands fail until it is
+    /// up. Must be called inside the runtime (the redis crate spawns its connection task
+    /// there). Also returns a plain client for pub/sub connections (a cluster's: its first
+    /// seed's). Fails only on a malformed URL.
+    pub fn open(target: &RedisTarget) -> Result<(RedisConnection, redis::Client), String> {
+        match target {
+            RedisTarget::Node(url) => {
+                let client = redis::Client::open(url.as_str())
+                    .map_err(|error| format!("redis URL: {error}"))?;
+                let config = redis::aio::ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(CONNECT_TIMEOUT))
+                    .set_response_timeout(Some(RESPONSE_TIMEOUT))
+                    .set_number_of_retries(2)
+                    .set_max_delay(Duration::from_millis(500));
+                let connection = ConnectionManager::new_lazy_with_config(client.clone(), config)
+                    .map_err(|error| format!("redis: {error}"))?;
+                Ok((RedisConnection::Node(connection), client))
+            }
+            RedisTarget::Cluster(seeds) => {
+                let first = seeds
+                    .first()
+                    .ok_or_else(|| "redis cluster: no seed URL".to_owned())?;
+                let client = redis::Client::open(first.as_str())
+                    .map_err(|error| format!("redis cluster seed URL: {error}"))?;
+                let cluster = ClusterClient::builder(seeds.iter().map(String::as_str))
+                    .connection_timeout(CONNECT_TIMEOUT)
+                    .response_timeout(RESPONSE_TIMEOUT)
+                    // A failover takes the cluster's node timeout and an election: the client
+                    // retries a command on the new topology for a few seconds, then fails it.
+                    .retries(6)
+                    .max_retry_wait(1000)
+                    .build()
+                    .map_err(|error| format!("redis cluster seed URLs: {error}"))?;
+                let connection =
+                    cluster.get_pending_async_connection_with_config(Default::default());
+                Ok((RedisConnection::Cluster(connection), client))
+            }
+        }
+    }
+
+    /// Whether this is a Redis Cluster.
+    pub fn is_cluster(&self) -> bool {
+        matches!(self, RedisConnection::Cluster(_))
+    }
+
+    /// Runs `commands` as pipelines of one slot each (a single node: one pipeline) and answers
+    /// one reply per command, in order. A failed reply fails its command only; `Err` when a
+    /// whole pipeline could not be run (then nothing can be said about any command).
+    pub async fn pipeline_by_slot(
+        &self,
+        commands: Vec<Cmd>,
+    ) -> RedisResult<Vec<RedisResult<Value>>> {
+        match self {
+            RedisConnection::Node(connection) => {
+                let mut pipe = redis::pipe();
+                pipe.ignore_errors();
+                for command in commands {
+                    pipe.add_command(command);
+                }
+                pipe.query_async(&mut connection.clone()).await
+            }
+            RedisConnection::Cluster(connection) => {
+                let count = commands.len();
+                // Per slot: the pipeline and the index of each of its commands in `commands`.
+                let mut slots: HashMap<Slot, (Pipeline, Vec<usize>)> = HashMap::new();
+                for (index, command) in commands.into_iter().enumerate() {
+                    let key = routing_key(&command).unwrap_or_default();
+                    let (pipe, indices) = slots.entry(Slot::for_key(key)).or_default();
+                    pipe.add_command(command);
+                    indices.push(index);
+                }
+                let calls = slots.into_iter().map(|(slot, (pipe, indices))| {
+                    let mut connection = connection.clone();
+                    async move {
+                        let route = SingleNodeRoutingInfo::SpecificNode(Route::with_slot(
+                            slot,
+                            SlotAddr::Master,
+                        ));
+                        let replies = connection
+                            .route_pipeline(pipe, 0, indices.len(), route)
+                            .await;
+                        (indices, replies)
+                    }
+                });
+                let mut out: Vec<Option<RedisResult<Value>>> = (0..count).map(|_| None).collect();
+                for (indices, replies) in futures_util::future::join_all(calls).await {
+                    let replies = replies?;
+                    for (index, reply) in indices.into_iter().zip(replies) {
+                        out[index] = Some(reply.extract_error());
+                    }
+                }
+                Ok(out
+                    .into_iter()
+                    .map(|reply| {
+                        reply.unwrap_or_else(|| {
+                            Err(RedisError::from((
+                                redis::ErrorKind::Client,
+                                "no reply in the pipeline",
+                            )))
+                        })
+                    })
+                    .collect())
+            }
+        }
+    }
+
+    /// Runs `command` on every primary (a single node: on it) and answers every reply.
+    pub async fn on_every_primary(&self, command: Cmd) -> RedisResult<Vec<Value>> {
+        match self {
+            RedisConnection::Node(connection) => {
+                Ok(vec![command.query_async(&mut connection.clone()).await?])
+            }
+            RedisConnection::Cluster(connection) => {
+                let primaries = self.primaries().await?;
+                let mut replies = Vec::with_capacity(primaries.len());
+                for (host, port) in primaries {
+                    replies.push(
+                        connection
+                            .clone()
+                            .route_command(
+                                command.clone(),
+                                RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
+                                    host,
+                                    port,
+                                }),
+                            )
+                            .await?,
+                    );
+                }
+                Ok(replies)
+            }
+        }
+    }
+
+    /// The `(host, port)` of every primary that serves slots now (`CLUSTER SLOTS`); a single
+    /// node: none (it is reached as it is).
+    pub async fn primaries(&self) -> RedisResult<Vec<(String, u16)>> {
+        let RedisConnection::Cluster(connection) = self else {
+            return Ok(Vec::new());
+        };
+        let reply = connection
+            .clone()
+            .route_command(
+                redis::cmd("CLUSTER").arg("SLOTS").clone(),
+                RoutingInfo::SingleNode(SingleNodeRoutingInfo::RandomPrimary),
+            )
+            .await?;
+        let ranges: Vec<Vec<Value>> = redis::from_redis_value(reply)?;
+        let mut primaries: Vec<(String, u16)> = Vec::new();
+        for range in ranges {
+            let Some(Value::Array(node)) = range.get(2) else {
+                continue;
+            };
+            let host: Option<String> = node
+                .first()
+                .cloned()
+                .and_then(|v| redis::from_redis_value(v).ok());
+            let port: Option<u16> = node
+                .get(1)
+                .cloned()
+                .and_then(|v| redis::from_redis_value(v).ok());
+            if let (Some(host), Some(port)) = (host, port)
+                && !primaries.contains(&(host.clone(), port))
+            {
+                primaries.push((host, port));
+            }
+        }
+        Ok(primaries)
+    }
+
+    /// Runs `command` on the node `(host, port)` of a cluster (a single node: on it).
+    pub async fn on_node(&self, node: Option<&(String, u16)>, command: &Cmd) -> RedisResult<Value> {
+        match (self, node) {
+            (RedisConnection::Cluster(connection), Some((host, port))) => {
+                connection
+                    .clone()
+                    .route_command(
+                        command.clone(),
+                        RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
+                            host: host.clone(),
+                            port: *port,
+                        }),
+                    )
+                    .await
+            }
+            (connection, _) => command.query_async(&mut connection.clone()).await,
+        }
+    }
+}
+
+impl ConnectionLike for RedisConnection {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            RedisConnection::Node(connection) => connection.req_packed_command(cmd),
+            RedisConnection::Cluster(connection) => connection.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            RedisConnection::Node(connection) => connection.req_packed_commands(cmd, offset, count),
+            RedisConnection::Cluster(connection) => {
+                connection.req_packed_commands(cmd, offset, count)
+            }
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            RedisConnection::Node(connection) => connection.get_db(),
+            RedisConnection::Cluster(connection) => connection.get_db(),
+        }
+    }
+}
+
+/// The key a command is routed by: `FCALL <fn> <numkeys> <key> …`'s first key, else the first
+/// argument (`GET`, `SET`, `SADD`, `SREM`, `SUNION`, `DEL`, …). `None` for a bare command.
+fn routing_key(command: &Cmd) -> Option<Vec<u8>> {
+    let mut args = command.args_iter().filter_map(|arg| match arg {
+        redis::Arg::Simple(bytes) => Some(bytes),
+        _ => None,
+    });
+    let name = args.next()?;
+    if name.eq_ignore_ascii_case(b"FCALL") || name.eq_ignore_ascii_case(b"FCALL_RO") {
+        let _function = args.next()?;
+        let _numkeys = args.next()?;
+    }
+    args.next().map(<[u8]>::to_vec)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_route_by_their_first_key() {
+        let mut fcall = redis::cmd("FCALL");
+        fcall.arg("lib").arg(1).arg("k{t}").arg("x");
+        assert_eq!(routing_key(&fcall), Some(b"k{t}".to_vec()));
+        let mut get = redis::cmd("GET");
+        get.arg("key");
+        assert_eq!(routing_key(&get), Some(b"key".to_vec()));
+        assert_eq!(routing_key(&redis::cmd("PING")), None);
+    }
+}
