@@ -18,6 +18,7 @@ use crate::engines::{self, Engines, LocalNodes};
 use crate::logging;
 use crate::nodes;
 use crate::ops::Ops;
+use crate::redis_conn::RedisTarget;
 use crate::redis_store::{LayoutError, RedisStore};
 use crate::request_body::BodyReading;
 use crate::runtime::{BoxFuture, Runtime};
@@ -85,6 +86,7 @@ pub async fn start<R: Runtime>(
     // queues live in that engine's driver); Redis serves any number, one executor each.
     let mut inline = None;
     let mut shared_store = None;
+    let mut bus_source = None;
     match setup.store {
         StoreSetup::None => {}
         StoreSetup::Memory(memory) => {
@@ -106,6 +108,10 @@ pub async fn start<R: Runtime>(
             shards,
         } => {
             let store = RedisStore::open_target(&target, &prefix, shards)?;
+            bus_source = Some(match target {
+                RedisTarget::Cluster(seeds) => bus::BusSource::Cluster(seeds),
+                RedisTarget::Node(_) => bus::BusSource::Node(Box::new(store.client().clone())),
+            });
             // A Redis that holds another layout is refused before serving anyone; one that is
             // not reachable yet is checked before the first store command instead.
             let give_up = async {
@@ -202,7 +208,7 @@ pub async fn start<R: Runtime>(
             Arc::clone(&ops),
         )));
     }
-    if let Some((store, prefix)) = shared_store {
+    if let (Some((store, prefix)), Some(bus_source)) = (shared_store, bus_source) {
         if let Some(heartbeat) = setup.ops.heartbeat {
             // The first heartbeat before serving (bounded), so readiness is known at once and
             // other nodes list this one before it admits anyone.
@@ -240,7 +246,7 @@ pub async fn start<R: Runtime>(
         let channels = bus::Channels::new(&prefix);
         let first = bus::subscribe_first(
             &runtime,
-            store.client(),
+            &bus_source,
             &channels.to_subscribe(local.ids()),
             bus::FIRST_SUBSCRIBE_PATIENCE,
         )
@@ -250,7 +256,7 @@ pub async fn start<R: Runtime>(
         }
         background.push(Box::pin(bus::subscribe_loop(
             runtime.clone(),
-            store.client().clone(),
+            bus_source,
             channels,
             local,
             first,
