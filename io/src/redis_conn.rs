@@ -298,6 +298,33 @@ impl RedisConnection {
         Ok(primaries)
     }
 
+    /// A client for pub/sub connections: `seed` on a single node; on a cluster, a client for a
+    /// primary that serves slots now (with `seed`'s password and TLS), since the first seed may
+    /// be down. `seed` when the topology cannot be read.
+    pub async fn pubsub_client(&self, seed: &redis::Client) -> redis::Client {
+        let Ok(primaries) = self.primaries().await else {
+            return seed.clone();
+        };
+        let Some((host, port)) = primaries.into_iter().next() else {
+            return seed.clone();
+        };
+        let info = seed.get_connection_info().clone();
+        let addr = match info.addr() {
+            redis::ConnectionAddr::TcpTls {
+                insecure,
+                tls_params,
+                ..
+            } => redis::ConnectionAddr::TcpTls {
+                host,
+                port,
+                insecure: *insecure,
+                tls_params: tls_params.clone(),
+            },
+            _ => redis::ConnectionAddr::Tcp(host, port),
+        };
+        redis::Client::open(info.set_addr(addr)).unwrap_or_else(|_| seed.clone())
+    }
+
     /// Runs `command` on the node `(host, port)` of a cluster (a single node: on it).
     pub async fn on_node(&self, node: Option<&(String, u16)>, command: &Cmd) -> RedisResult<Value> {
         match (self, node) {

@@ -226,6 +226,12 @@ impl RedisStore {
         &self.client
     }
 
+    /// The client for the bus's subscriber connection, chosen now: on a cluster, one of the
+    /// primaries that answer (the first seed may be down).
+    pub(crate) async fn pubsub_client(&self) -> redis::Client {
+        self.connection.pubsub_client(&self.client).await
+    }
+
     /// The shared connection (for publishing on the cluster bus).
     pub(crate) fn connection(&self) -> RedisConnection {
         self.connection.clone()
