@@ -54,6 +54,8 @@ const LEGACY_SCAN_CALLS: usize = 1000;
 pub struct RedisStore {
     connection: RedisConnection,
     client: redis::Client,
+    /// Where Redis is (a cluster's seeds, for connections of other kinds, e.g. pub/sub).
+    target: RedisTarget,
     prefix: String,
     shards: u32,
     library: Arc<library::Library>,
@@ -184,6 +186,7 @@ impl RedisStore {
         Ok(RedisStore {
             connection,
             client,
+            target: target.clone(),
             prefix: prefix.to_owned(),
             shards,
             library: Arc::new(library::Library::new()),
@@ -230,6 +233,11 @@ impl RedisStore {
     /// primaries that answer (the first seed may be down).
     pub(crate) async fn pubsub_client(&self) -> redis::Client {
         self.connection.pubsub_client(&self.client).await
+    }
+
+    /// Where Redis is: one node's URL or a cluster's seed URLs.
+    pub fn target(&self) -> &RedisTarget {
+        &self.target
     }
 
     /// The shared connection (for publishing on the cluster bus).
