@@ -45,7 +45,7 @@ pub use bus::{
 pub use cli::{Cli, cli_main, environment, read_config_files};
 pub use client::HttpClient;
 pub use driver::unix_ms_now;
-pub use redis_conn::{RedisConnection, RedisTarget};
+pub use redis_conn::{Primary, RedisConnection, RedisTarget};
 pub use redis_store::{
     BlockingRedisStore, DEFAULT_PREFIX, DEFAULT_SHARDS, LAYOUT_VERSION, LayoutError, Liveness,
     MAX_SHARDS, NODE_ID_RANDOM_BITS, RedisStore, escape as escape_key_part, node_id, shard_of,

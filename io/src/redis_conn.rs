@@ -113,10 +113,16 @@ impl RedisConnection {
     /// Runs `commands` as pipelines of one slot each (a single node: one pipeline) and answers
     /// one reply per command, in order. A failed reply fails its command only; `Err` when a
     /// whole pipeline could not be run (then nothing can be said about any command).
+    ///
+    /// With `wait` (a cluster whose primaries have replicas), every slot's pipeline that writes
+    /// ends with `WAIT 1 <wait ms>`: its replies come back once a replica holds its writes (or
+    /// the time is up), so what a caller acknowledges survives a failover to that replica. The
+    /// returned flag says whether every such `WAIT` saw a replica.
     pub async fn pipeline_by_slot(
         &self,
         commands: Vec<Cmd>,
-    ) -> RedisResult<Vec<RedisResult<Value>>> {
+        wait: Option<Duration>,
+    ) -> RedisResult<(Vec<RedisResult<Value>>, bool)> {
         match self {
             RedisConnection::Node(connection) => {
                 let mut pipe = redis::pipe();
@@ -124,7 +130,7 @@ impl RedisConnection {
                 for command in commands {
                     pipe.add_command(command);
                 }
-                pipe.query_async(&mut connection.clone()).await
+                Ok((pipe.query_async(&mut connection.clone()).await?, true))
             }
             RedisConnection::Cluster(connection) => {
                 let count = commands.len();
@@ -136,27 +142,62 @@ impl RedisConnection {
                     pipe.add_command(command);
                     indices.push(index);
                 }
-                let calls = slots.into_iter().map(|(slot, (pipe, indices))| {
+                let calls = slots.into_iter().map(|(slot, (mut pipe, indices))| {
                     let mut connection = connection.clone();
                     async move {
+                        let waits = match wait {
+                            Some(wait) if pipe.cmd_iter().any(writes) => {
+                                pipe.cmd("WAIT")
+                                    .arg(1)
+                                    .arg(u64::try_from(wait.as_millis()).unwrap_or(u64::MAX));
+                                true
+                            }
+                            _ => false,
+                        };
                         let route = SingleNodeRoutingInfo::SpecificNode(Route::with_slot(
                             slot,
                             SlotAddr::Master,
                         ));
-                        let replies = connection
-                            .route_pipeline(pipe, 0, indices.len(), route)
-                            .await;
-                        (indices, replies)
+                        let count = pipe.len();
+                        let mut replies = connection.route_pipeline(pipe, 0, count, route).await;
+                        let mut replicated = true;
+                        if waits && let Ok(replies) = &mut replies {
+                            replicated = matches!(replies.pop(), Some(Value::Int(n)) if n >= 1);
+                        }
+                        (indices, replies, replicated)
                     }
                 });
                 let mut out: Vec<Option<RedisResult<Value>>> = (0..count).map(|_| None).collect();
-                for (indices, replies) in futures_util::future::join_all(calls).await {
-                    let replies = replies?;
-                    for (index, reply) in indices.into_iter().zip(replies) {
-                        out[index] = Some(reply.extract_error());
+                let mut all_replicated = true;
+                let mut failures = 0;
+                let mut first_failure = None;
+                let mut slots = 0;
+                for (indices, replies, replicated) in futures_util::future::join_all(calls).await {
+                    slots += 1;
+                    all_replicated &= replicated;
+                    match replies {
+                        Ok(replies) => {
+                            for (index, reply) in indices.into_iter().zip(replies) {
+                                out[index] = Some(reply.extract_error());
+                            }
+                        }
+                        // This slot's master could not be reached: its commands fail, the
+                        // other slots' stand.
+                        Err(error) => {
+                            failures += 1;
+                            for index in indices {
+                                out[index] = Some(Err(error.clone()));
+                            }
+                            first_failure.get_or_insert(error);
+                        }
                     }
                 }
-                Ok(out
+                if let Some(error) = first_failure
+                    && failures == slots
+                {
+                    return Err(error);
+                }
+                let out = out
                     .into_iter()
                     .map(|reply| {
                         reply.unwrap_or_else(|| {
@@ -166,7 +207,8 @@ impl RedisConnection {
                             )))
                         })
                     })
-                    .collect())
+                    .collect();
+                Ok((out, all_replicated))
             }
         }
     }
@@ -202,6 +244,17 @@ impl RedisConnection {
     /// The `(host, port)` of every primary that serves slots now (`CLUSTER SLOTS`); a single
     /// node: none (it is reached as it is).
     pub async fn primaries(&self) -> RedisResult<Vec<(String, u16)>> {
+        Ok(self
+            .topology()
+            .await?
+            .into_iter()
+            .map(|primary| primary.address)
+            .collect())
+    }
+
+    /// Every primary that serves slots now, with its replica count (`CLUSTER SLOTS`); a single
+    /// node: none.
+    pub async fn topology(&self) -> RedisResult<Vec<Primary>> {
         let RedisConnection::Cluster(connection) = self else {
             return Ok(Vec::new());
         };
@@ -213,8 +266,9 @@ impl RedisConnection {
             )
             .await?;
         let ranges: Vec<Vec<Value>> = redis::from_redis_value(reply)?;
-        let mut primaries: Vec<(String, u16)> = Vec::new();
+        let mut primaries: Vec<Primary> = Vec::new();
         for range in ranges {
+            // [start, end, [host, port, id, …], replica…]
             let Some(Value::Array(node)) = range.get(2) else {
                 continue;
             };
@@ -226,10 +280,19 @@ impl RedisConnection {
                 .get(1)
                 .cloned()
                 .and_then(|v| redis::from_redis_value(v).ok());
-            if let (Some(host), Some(port)) = (host, port)
-                && !primaries.contains(&(host.clone(), port))
+            let (Some(host), Some(port)) = (host, port) else {
+                continue;
+            };
+            let replicas = range.len().saturating_sub(3);
+            match primaries
+                .iter_mut()
+                .find(|p| p.address == (host.clone(), port))
             {
-                primaries.push((host, port));
+                Some(primary) => primary.replicas = primary.replicas.min(replicas),
+                None => primaries.push(Primary {
+                    address: (host, port),
+                    replicas,
+                }),
             }
         }
         Ok(primaries)
@@ -283,6 +346,22 @@ impl ConnectionLike for RedisConnection {
             RedisConnection::Cluster(connection) => connection.get_db(),
         }
     }
+}
+
+/// A primary of a cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Primary {
+    /// `(host, port)` as the cluster announces it.
+    pub address: (String, u16),
+    /// How many replicas it has (the fewest over its slot ranges).
+    pub replicas: usize,
+}
+
+/// Whether `command` may write (everything but the store's plain reads).
+fn writes(command: &Cmd) -> bool {
+    let name = command.args_iter().next();
+    !matches!(name, Some(redis::Arg::Simple(name))
+        if name.eq_ignore_ascii_case(b"GET") || name.eq_ignore_ascii_case(b"SUNION"))
 }
 
 /// The key a command is routed by: `FCALL <fn> <numkeys> <key> …`'s first key, else the first

@@ -86,7 +86,6 @@ pub async fn start<R: Runtime>(
     // queues live in that engine's driver); Redis serves any number, one executor each.
     let mut inline = None;
     let mut shared_store = None;
-    let mut bus_source = None;
     match setup.store {
         StoreSetup::None => {}
         StoreSetup::Memory(memory) => {
@@ -108,10 +107,6 @@ pub async fn start<R: Runtime>(
             shards,
         } => {
             let store = RedisStore::open_target(&target, &prefix, shards)?;
-            bus_source = Some(match target {
-                RedisTarget::Cluster(seeds) => bus::BusSource::Cluster(seeds),
-                RedisTarget::Node(_) => bus::BusSource::Node(Box::new(store.client().clone())),
-            });
             // A Redis that holds another layout is refused before serving anyone; one that is
             // not reachable yet is checked before the first store command instead.
             let give_up = async {
@@ -208,7 +203,7 @@ pub async fn start<R: Runtime>(
             Arc::clone(&ops),
         )));
     }
-    if let (Some((store, prefix)), Some(bus_source)) = (shared_store, bus_source) {
+    if let Some((store, prefix)) = shared_store {
         if let Some(heartbeat) = setup.ops.heartbeat {
             // The first heartbeat before serving (bounded), so readiness is known at once and
             // other nodes list this one before it admits anyone.
@@ -244,6 +239,12 @@ pub async fn start<R: Runtime>(
             )));
         }
         let channels = bus::Channels::new(&prefix);
+        // On a cluster the bus subscribes through the cluster client (sharded pub/sub), from
+        // any seed that answers.
+        let bus_source = match store.target() {
+            RedisTarget::Cluster(seeds) => bus::BusSource::Cluster(seeds.clone()),
+            RedisTarget::Node(_) => bus::BusSource::Node(Box::new(store.client().clone())),
+        };
         let first = bus::subscribe_first(
             &runtime,
             &bus_source,

@@ -82,7 +82,20 @@ impl RedisCluster {
             masters,
             "the cluster should have {masters} masters"
         );
+        cluster.wait_replicas_synced();
         cluster
+    }
+
+    /// Waits until every replica's link to its master is up (`ROLE` says `connected`): only
+    /// then does a write reach it.
+    pub fn wait_replicas_synced(&self) {
+        let synced = wait_until(CLUSTER_PATIENCE, || {
+            self.replicas().into_iter().all(|port| {
+                matches!(node_cmd(port, &["ROLE"]), Ok(Resp::Array(Some(role)))
+                    if role.get(3).and_then(Resp::text).as_deref() == Some("connected"))
+            })
+        });
+        assert!(synced, "the replicas did not finish their first sync");
     }
 
     /// `redis://127.0.0.1:<port>` of every node (masters and replicas), the seeds for
@@ -249,6 +262,8 @@ fn start_node(node: &mut Node, dir: &TempDir) {
         .args(["--cluster-config-file", "nodes.conf"])
         .args(["--cluster-node-timeout", &NODE_TIMEOUT_MS.to_string()])
         .args(["--cluster-replica-validity-factor", "0"])
+        // A replica syncs at once (the default waits 5 s for more replicas to share a sync).
+        .args(["--repl-diskless-sync-delay", "0"])
         .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
         .args(["--logfile", "redis.log"])
         .arg("--dir")

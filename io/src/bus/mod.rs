@@ -167,8 +167,9 @@ pub(crate) async fn publish_loop(
             })
             .collect();
         let count = commands.len();
-        let failed = match connection.pipeline_by_slot(commands).await {
-            Ok(replies) => replies.iter().filter(|reply| reply.is_err()).count(),
+        // Pub/sub keeps nothing: no replica to wait for.
+        let failed = match connection.pipeline_by_slot(commands, None).await {
+            Ok((replies, _)) => replies.iter().filter(|reply| reply.is_err()).count(),
             Err(error) => {
                 tracing::warn!(target: "courier", error = %error, "cluster publish failed");
                 // A failed pipeline may have published some of its messages; count them all.

@@ -19,6 +19,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use courier_core::gateway::store::{DeviceKey, Store, StoreCommand, StoreResult};
 use redis::{AsyncCommands, RedisError};
@@ -53,6 +54,8 @@ const LEGACY_SCAN_CALLS: usize = 1000;
 pub struct RedisStore {
     connection: RedisConnection,
     client: redis::Client,
+    /// Where Redis is (a cluster's seeds, for connections of other kinds, e.g. pub/sub).
+    target: RedisTarget,
     prefix: String,
     shards: u32,
     library: Arc<library::Library>,
@@ -61,9 +64,19 @@ pub struct RedisStore {
     liveness: Arc<Mutex<Liveness>>,
 }
 
+/// On a Redis Cluster: how long a write waits for a replica (`WAIT`) before its reply counts.
+const REPLICA_WAIT: Duration = Duration::from_millis(100);
+/// On a Redis Cluster: how often the store reads which primaries have replicas.
+const TOPOLOGY_EVERY: Duration = Duration::from_secs(10);
+
 /// What a store learns from Redis and shares among its clones.
 #[derive(Debug, Default)]
 struct StoreState {
+    /// On a cluster: when the topology was last read, and whether every primary then had a
+    /// replica (so writes wait for one; see `RedisConnection::pipeline_by_slot`).
+    replicas: Mutex<Option<(Instant, bool)>>,
+    /// A write's `WAIT` found no replica in time (logged once per change).
+    replica_lagging: AtomicBool,
     /// Whether Redis is known to hold the function library (see `pipeline`).
     library_loaded: AtomicBool,
     /// The outcome of the last layout check: `None` before one (or after a connection failure),
@@ -94,6 +107,7 @@ impl StoreState {
     /// have come back empty, or be another server). A mismatch stays until a check clears it.
     fn connection_lost(&self) {
         self.library_loaded.store(false, Ordering::Release);
+        *self.replicas.lock().unwrap_or_else(PoisonError::into_inner) = None;
         let mut layout = self.layout.lock().unwrap_or_else(PoisonError::into_inner);
         if matches!(&*layout, Some(Ok(_))) {
             *layout = None;
@@ -172,6 +186,7 @@ impl RedisStore {
         Ok(RedisStore {
             connection,
             client,
+            target: target.clone(),
             prefix: prefix.to_owned(),
             shards,
             library: Arc::new(library::Library::new()),
@@ -208,15 +223,68 @@ impl RedisStore {
         runtime.block_on(async { RedisStore::open_sharded(url, prefix, shards) })
     }
 
-    /// The client for the cluster bus's subscriber connection (on a Redis Cluster: its first
-    /// seed's; a plain `SUBSCRIBE` on any node hears every node's `PUBLISH`).
+    /// The client for the cluster bus's subscriber connection on a single Redis (on a Redis
+    /// Cluster the bus subscribes through the cluster client instead: `crate::bus`).
     pub(crate) fn client(&self) -> &redis::Client {
         &self.client
+    }
+
+    /// Where Redis is: one node's URL or a cluster's seed URLs.
+    pub fn target(&self) -> &RedisTarget {
+        &self.target
     }
 
     /// The shared connection (for publishing on the cluster bus).
     pub(crate) fn connection(&self) -> RedisConnection {
         self.connection.clone()
+    }
+
+    /// On a cluster whose primaries all have a replica: how long writes wait for one (the
+    /// topology is read again every [`TOPOLOGY_EVERY`] and after a connection failure).
+    async fn replica_wait(&self) -> Option<Duration> {
+        if !self.connection.is_cluster() {
+            return None;
+        }
+        let known = *self
+            .state
+            .replicas
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let replicated = match known {
+            Some((read, replicated)) if read.elapsed() < TOPOLOGY_EVERY => replicated,
+            _ => {
+                let replicated = match self.connection.topology().await {
+                    Ok(primaries) => {
+                        !primaries.is_empty() && primaries.iter().all(|p| p.replicas > 0)
+                    }
+                    // Unknown: wait (a write acknowledged without a replica may be lost).
+                    Err(_) => true,
+                };
+                *self
+                    .state
+                    .replicas
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner) = Some((Instant::now(), replicated));
+                replicated
+            }
+        };
+        replicated.then_some(REPLICA_WAIT)
+    }
+
+    /// Records what the writes' `WAIT`s found (logged once per change).
+    fn replica_outcome(&self, replicated: bool) {
+        let was_lagging = self
+            .state
+            .replica_lagging
+            .swap(!replicated, Ordering::AcqRel);
+        if !replicated && !was_lagging {
+            tracing::warn!(
+                target: "courier",
+                "a write reached no replica within {} ms: until it does, a failover of its \
+                 master may lose it",
+                REPLICA_WAIT.as_millis()
+            );
+        }
     }
 
     /// The key prefix.

@@ -180,9 +180,11 @@ impl RedisStore {
 
         let mut imports = Vec::new();
         if !expectations.is_empty() || load_library {
-            let replies = self.connection.pipeline_by_slot(pipe).await;
+            let wait = self.replica_wait().await;
+            let replies = self.connection.pipeline_by_slot(pipe, wait).await;
             match replies {
-                Ok(replies) => {
+                Ok((replies, replicated)) => {
+                    self.replica_outcome(replicated);
                     if replies
                         .iter()
                         .any(|reply| reply.as_ref().is_err_and(is_transport))
