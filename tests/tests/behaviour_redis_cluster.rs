@@ -2,7 +2,7 @@
 //! 3-replica cluster, configured in `config.yml` with a dead seed first, serves clients of both
 //! protocol generations live, queues for a disconnected device on the masters of its shards and
 //! delivers the queue as `_batch` on reconnect; its heartbeat lands in the cluster, so it is
-//! ready. (Two nodes and failover in the middle of traffic: `behaviour_redis_cluster_bus.rs`.)
+//! ready. (Two nodes and failover in the middle of traffic: `behaviour_redis_cluster_nodes.rs`.)
 
 mod common;
 
