@@ -210,6 +210,7 @@ scenario!(
             take(&event, &mut delivered);
         }
         c.close();
+        let before_reconnect = delivered.len();
         let mut back = Client::builder(Lib::Sio4, Transports::Websocket)
             .namespace(NS)
             .token("u1")
@@ -220,6 +221,14 @@ scenario!(
         while let Some(event) = back.maybe_event(Duration::from_secs(2)) {
             take(&event, &mut delivered);
         }
+        eprintln!(
+            "sends: {} answered 200, {} answered 503; delivered {} before the reconnect, {} in \
+             its _batch",
+            acknowledged.len(),
+            answers.len() - acknowledged.len(),
+            before_reconnect,
+            delivered.len() - before_reconnect
+        );
         let mut counts: BTreeMap<i64, usize> = BTreeMap::new();
         for i in &delivered {
             *counts.entry(*i).or_default() += 1;
