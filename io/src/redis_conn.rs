@@ -252,8 +252,8 @@ impl RedisConnection {
             .collect())
     }
 
-    /// Every primary that serves slots now, with its replica count (`CLUSTER SLOTS`); a single
-    /// node: none.
+    /// Every primary that serves slots now, with its count of replicas not marked failed
+    /// (`CLUSTER NODES`, as one primary sees it); a single node: none.
     pub async fn topology(&self) -> RedisResult<Vec<Primary>> {
         let RedisConnection::Cluster(connection) = self else {
             return Ok(Vec::new());
@@ -261,41 +261,12 @@ impl RedisConnection {
         let reply = connection
             .clone()
             .route_command(
-                redis::cmd("CLUSTER").arg("SLOTS").clone(),
+                redis::cmd("CLUSTER").arg("NODES").clone(),
                 RoutingInfo::SingleNode(SingleNodeRoutingInfo::RandomPrimary),
             )
             .await?;
-        let ranges: Vec<Vec<Value>> = redis::from_redis_value(reply)?;
-        let mut primaries: Vec<Primary> = Vec::new();
-        for range in ranges {
-            // [start, end, [host, port, id, …], replica…]
-            let Some(Value::Array(node)) = range.get(2) else {
-                continue;
-            };
-            let host: Option<String> = node
-                .first()
-                .cloned()
-                .and_then(|v| redis::from_redis_value(v).ok());
-            let port: Option<u16> = node
-                .get(1)
-                .cloned()
-                .and_then(|v| redis::from_redis_value(v).ok());
-            let (Some(host), Some(port)) = (host, port) else {
-                continue;
-            };
-            let replicas = range.len().saturating_sub(3);
-            match primaries
-                .iter_mut()
-                .find(|p| p.address == (host.clone(), port))
-            {
-                Some(primary) => primary.replicas = primary.replicas.min(replicas),
-                None => primaries.push(Primary {
-                    address: (host, port),
-                    replicas,
-                }),
-            }
-        }
-        Ok(primaries)
+        let text: String = redis::from_redis_value(reply)?;
+        Ok(parse_cluster_nodes(&text))
     }
 
     /// Runs `command` on the node `(host, port)` of a cluster (a single node: on it).
@@ -357,6 +328,45 @@ pub struct Primary {
     pub replicas: usize,
 }
 
+/// The primaries of a `CLUSTER NODES` reply (`<id> <ip:port@bus> <flags> <master id> <ping>
+/// <pong> <epoch> <link> <slot>…` per line) that serve slots and are not failed, with their
+/// replicas that are not failed either.
+fn parse_cluster_nodes(text: &str) -> Vec<Primary> {
+    let nodes: Vec<Vec<&str>> = text
+        .lines()
+        .map(|line| line.split(' ').collect::<Vec<&str>>())
+        .filter(|fields| fields.len() >= 8)
+        .collect();
+    let healthy = |flags: &str| !flags.split(',').any(|f| f == "fail" || f == "noaddr");
+    let mut primaries = Vec::new();
+    for fields in &nodes {
+        let flags = fields[2];
+        if !flags.split(',').any(|f| f == "master") || !healthy(flags) || fields.len() < 9 {
+            continue;
+        }
+        let address = fields[1].split(['@', ',']).next().unwrap_or_default();
+        let Some((host, port)) = address
+            .rsplit_once(':')
+            .and_then(|(host, port)| Some((host.to_owned(), port.parse::<u16>().ok()?)))
+        else {
+            continue;
+        };
+        let replicas = nodes
+            .iter()
+            .filter(|other| {
+                other[3] == fields[0]
+                    && other[2].split(',').any(|f| f == "slave")
+                    && healthy(other[2])
+            })
+            .count();
+        primaries.push(Primary {
+            address: (host, port),
+            replicas,
+        });
+    }
+    primaries
+}
+
 /// Whether `command` may write (everything but the store's plain reads).
 fn writes(command: &Cmd) -> bool {
     let name = command.args_iter().next();
@@ -382,6 +392,28 @@ fn routing_key(command: &Cmd) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cluster_nodes_give_the_primaries_and_their_healthy_replicas() {
+        let text = "a1 127.0.0.1:7000@17000 myself,master - 0 0 1 connected 0-5460\n\
+                    b2 127.0.0.1:7001@17001 master - 0 1 2 connected 5461-16383\n\
+                    c3 127.0.0.1:7002@17002 slave a1 0 1 1 connected\n\
+                    d4 127.0.0.1:7003@17003 slave,fail b2 0 1 2 disconnected\n\
+                    e5 127.0.0.1:7004@17004 master,fail - 0 1 3 disconnected\n";
+        assert_eq!(
+            parse_cluster_nodes(text),
+            vec![
+                Primary {
+                    address: ("127.0.0.1".into(), 7000),
+                    replicas: 1
+                },
+                Primary {
+                    address: ("127.0.0.1".into(), 7001),
+                    replicas: 0
+                },
+            ]
+        );
+    }
 
     #[test]
     fn commands_route_by_their_first_key() {
