@@ -78,7 +78,8 @@ fn drain(c: &mut Client, name: &str) -> Vec<i64> {
     got
 }
 
-// Sends through either node reach clients of both generations on both nodes once each, in order;
+// Sends through either node reach clients of both generations on both nodes once each (in order
+// among the sends through one node);
 // a group send too; both nodes are ready and see each other in the registry on the cluster.
 scenario!(two_nodes_on_a_cluster_deliver_every_send_once, |bin| {
     let cluster = RedisCluster::start(3);
@@ -123,7 +124,16 @@ scenario!(two_nodes_on_a_cluster_deliver_every_send_once, |bin| {
             got.push(event.args[0].as_i64().expect("a number"));
         }
         got.extend(drain(c, "m"));
-        assert_eq!(got, expected, "{}", c.label());
+        // Once each; in send order among the sends through one node (a send through the other
+        // node may overtake: its `200` comes once the bus message is handed to the publisher,
+        // not once Redis has it).
+        let mut sorted = got.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, expected, "{}: {got:?}", c.label());
+        for node in [0, 1] {
+            let through: Vec<i64> = got.iter().copied().filter(|i| i % 2 == node).collect();
+            assert!(through.is_sorted(), "{}: {got:?}", c.label());
+        }
     }
     // Acked: nothing comes back on a reconnect.
     for (c, gw, token) in [(on_a, &node_a, "u2"), (on_b, &node_b, "u4")] {
