@@ -105,12 +105,17 @@ fn anything_but_probe_or_upgrade_on_the_probing_socket_closes_it() {
     assert!(h.engine.server.is_connected(socket));
 }
 
-/// Item of engine.io's behaviour: a WebSocket carrying the sid of a session that is upgrading,
-/// or already on a WebSocket, is accepted at the HTTP level and closed at once (1000, nothing
-/// sent on it); the session keeps its transport and goes on working.
+/// As engine.io does: a WebSocket carrying the sid of a session that is upgrading,
+/// or already on a WebSocket, is accepted at the HTTP level and closed at once (a close frame
+/// without a code, 1005 to the adapter; nothing sent on it); the session keeps its transport and
+/// goes on working.
 fn assert_closed_at_once(h: &mut Harness<SioApp>, sid: &str, eio: &str) {
     let extra = h.ws(&format!("EIO={eio}&transport=websocket&sid={sid}"));
-    assert_eq!(h.closed.get(&extra), Some(&1000), "closed at once");
+    assert_eq!(
+        h.closed.get(&extra),
+        Some(&1005),
+        "closed at once, without a code"
+    );
     assert!(h.texts(extra).is_empty(), "nothing sent on it");
     // Whatever the adapter still reports about it is ignored.
     h.send_text(extra, "2probe");

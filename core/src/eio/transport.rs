@@ -143,10 +143,11 @@ impl Server {
         let s = &self.sessions[&session];
         if !s.is_polling() || s.upgrade.is_some() {
             // Already on a WebSocket, or probing one: as engine.io does, the newcomer is accepted
-            // and closed at once (1000, nothing sent on it), and the session keeps its transport.
+            // and closed at once (a close frame without a code, nothing sent before it), and the
+            // session keeps its transport.
             self.log(Level::Debug, "Engine.IO second upgrade closed", session);
             self.io.push_back(net::Output::WsAccept(id));
-            self.io.push_back(net::Output::WsClose(conn, 1000));
+            self.io.push_back(net::Output::WsClose(conn, 1005));
             return;
         }
         let deadline = now + self.config.upgrade_timeout;
