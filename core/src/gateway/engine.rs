@@ -558,10 +558,13 @@ impl net::Engine for Gateway {
     /// The gateway's own outputs first, then the Socket.IO layer's (pulled from it only now,
     /// so a polling GET carries every packet the inputs so far produced).
     fn poll_output(&mut self) -> net::Output {
-        self.out
-            .pop_front()
-            .or_else(|| self.sio.poll_output())
-            .unwrap_or_else(|| net::Output::Idle(self.poll_timeout()))
+        if let Some(output) = self.out.pop_front() {
+            return output;
+        }
+        match self.sio.poll_output() {
+            Some(output) => output,
+            None => net::Output::Idle(self.poll_timeout()),
+        }
     }
 }
 
