@@ -28,6 +28,7 @@ mod hyper_glue;
 pub mod logging;
 mod nodes;
 pub mod ops;
+mod redis_conn;
 mod redis_store;
 mod request_body;
 mod runtime;
@@ -41,6 +42,7 @@ pub use bus::{channel as bus_channel, frame as bus_frame, unframe as bus_unframe
 pub use cli::{Cli, cli_main, environment, read_config_files};
 pub use client::HttpClient;
 pub use driver::unix_ms_now;
+pub use redis_conn::{Primary, RedisConnection, RedisTarget};
 pub use redis_store::{
     BlockingRedisStore, DEFAULT_PREFIX, DEFAULT_SHARDS, LAYOUT_VERSION, LayoutError, Liveness,
     MAX_SHARDS, NODE_ID_RANDOM_BITS, RedisStore, escape as escape_key_part, node_id, shard_of,

@@ -17,7 +17,6 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use redis::RedisResult;
-use redis::aio::ConnectionManager;
 
 use crate::driver::unix_ms_now;
 use crate::ops::{NodeSeen, Ops};
@@ -60,7 +59,8 @@ pub(crate) async fn beat(
 ) -> RedisResult<()> {
     let now = unix_ms_now();
     let horizon = now.saturating_sub(retention_ms(setup));
-    let mut connection: ConnectionManager = store.connection();
+    // One key, so one slot: a plain pipeline on a cluster too.
+    let mut connection = store.connection();
     let (entries,): (Vec<(String, f64)>,) = redis::pipe()
         .zadd_multiple(
             key,
