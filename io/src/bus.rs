@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_channel::{Receiver, Sender};
 use bytes::Bytes;
@@ -103,7 +103,7 @@ pub(crate) async fn subscribe_first<R: Runtime>(
 ) -> Option<Subscription> {
     let attempt = async { subscribe(client, channel).await.ok() };
     let give_up = async {
-        runtime.sleep_until(Instant::now() + patience).await;
+        runtime.sleep(patience).await;
         None
     };
     futures_lite::future::or(attempt, give_up).await
@@ -151,9 +151,7 @@ pub(crate) async fn subscribe_loop<R: Runtime>(
         if local.closed() {
             return;
         }
-        runtime
-            .sleep_until(Instant::now() + RESUBSCRIBE_PAUSE)
-            .await;
+        runtime.sleep(RESUBSCRIBE_PAUSE).await;
     }
 }
 
