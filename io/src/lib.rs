@@ -36,13 +36,15 @@ mod server;
 mod setup;
 mod ws;
 
-pub use app::{MEMORY_SWEEP_EVERY, gateway_app};
+pub use app::gateway_app;
+// Unused outside this crate; kept until the bus rework (per-node channels) lands, which
+// replaces these functions.
 pub use bus::{channel as bus_channel, frame as bus_frame, unframe as bus_unframe};
-pub use cli::{Cli, cli_main, environment, read_config_files};
+pub use cli::cli_main;
 pub use client::HttpClient;
 pub use redis_store::{
-    BlockingRedisStore, DEFAULT_PREFIX, DEFAULT_SHARDS, LAYOUT_VERSION, LayoutError, Liveness,
-    MAX_SHARDS, NODE_ID_RANDOM_BITS, RedisStore, escape as escape_key_part, node_id, shard_of,
+    BlockingRedisStore, DEFAULT_SHARDS, LAYOUT_VERSION, LayoutError, Liveness, RedisStore,
+    escape as escape_key_part, node_id, shard_of,
 };
 pub use runtime::{BoxFuture, Connection, Listener, Runtime, system_unix_ms};
 pub use serve::{DEFAULT_MAX_PAYLOAD, Running, conformance_port, serve_engine, start};

@@ -323,11 +323,6 @@ impl<R: Runtime> Running<R> {
         self.local_addr
     }
 
-    /// The bound `metrics.bind` address, if one is configured.
-    pub fn metrics_addr(&self) -> Option<SocketAddr> {
-        self.metrics_server.as_ref().map(|(_, _, addr)| *addr)
-    }
-
     /// Serves until `shutdown` completes; then stops accepting, lets every engine close its
     /// sessions (`handle_shutdown`), carries out what they emit within the grace period, and
     /// returns.

@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 
 use super::auth::{MISSING_VALUE, auth_call, auth_outcome, demo_rooms};
 use super::batch::batch_payload;
-use super::clients::{AckPurpose, Client, Credentials, HeldDelivery, Phase, Registration};
+use super::clients::{AckPurpose, Client, Credentials, HeldDelivery, Registration};
 use super::config::Site;
 use super::engine::{CallWait, Gateway, StoreWait};
 use super::store::{DeviceKey, QueuedItem, SocketRef, StoreCommand, StoreResult};
@@ -69,10 +69,7 @@ impl Gateway {
             meta.as_deref(),
         ) {
             Ok(call) => {
-                let id = self.call(call, CallWait::Auth { socket }, now);
-                if let Some(client) = self.clients.get_mut(socket) {
-                    client.phase = Phase::Authenticating(Some(id));
-                }
+                self.call(call, CallWait::Auth { socket }, now);
             }
             Err(message) => {
                 self.count_join(&site.name, JoinOutcome::AuthRefused);

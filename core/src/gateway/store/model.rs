@@ -343,14 +343,6 @@ impl Model {
             .map(|state| state.queue.clone())
             .unwrap_or_default()
     }
-
-    /// Whether `device` is alive (registered and not expired) at `now_ms`.
-    pub fn is_alive(&self, device: &DeviceKey, now_ms: u64) -> bool {
-        self.users
-            .get(&(device.site.clone(), device.room.clone()))
-            .and_then(|user| user.devices.get(&device.device))
-            .is_some_and(|state| state.alive(now_ms))
-    }
 }
 
 impl Store for Model {
