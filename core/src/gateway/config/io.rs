@@ -1,14 +1,19 @@
-//! The `io:` section: the options the original passed unchanged to socket.io 1.7 /
-//! engine.io 1.8, read here into the subset Courier implements.
+//! The `io:` section of `config.yml` (the Engine.IO / Socket.IO server's options; not to be
+//! confused with the `courier-io` crate): the options the original passed unchanged to
+//! socket.io 1.7 / engine.io 1.8, read here into the subset Courier implements, and turned
+//! into the protocol layers' settings ([`IoOptions::sio_config`]).
 //!
 //! Defaults are the original's (except `maxHttpBufferSize`, 1e6 rather than
 //! 1e8). Keys the original accepted but Courier does not implement (`perMessageDeflate`,
 //! `httpCompression`, …) give a warning, never an error, so an existing `config.yml` starts.
 
+use std::time::Duration;
+
 use serde_yaml::{Mapping, Value};
 
 use super::ConfigError;
 use super::yaml::{Section, describe};
+use crate::{eio, sio};
 
 /// Which transports clients may use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -214,6 +219,47 @@ impl IoOptions {
     /// The path with its trailing slash, as Engine.IO matches it (`/socket.io/`).
     pub fn path_with_slash(&self) -> String {
         format!("{}/", self.path)
+    }
+
+    /// The Socket.IO server settings for these options.
+    ///
+    /// CORS for polling is the original's: the request's `Origin` echoed with credentials (`*`
+    /// without one). Which origins may connect at all (`io.origins`) is checked by the gateway
+    /// before a request reaches the engine, with socket.io 1.x's pattern rules.
+    pub fn sio_config(&self) -> sio::Config {
+        let defaults = eio::Config::default();
+        let eio = eio::Config {
+            ping_interval: Duration::from_millis(self.ping_interval_ms),
+            ping_timeout: Duration::from_millis(self.ping_timeout_ms),
+            upgrade_timeout: Duration::from_millis(self.upgrade_timeout_ms),
+            max_payload: usize::try_from(self.max_payload).unwrap_or(usize::MAX),
+            path: self.path.clone(),
+            transports: eio::Transports {
+                polling: self.transports.contains(&Transport::Polling),
+                websocket: self.transports.contains(&Transport::Websocket),
+            },
+            allow_upgrades: self.allow_upgrades,
+            cookie: self.cookie.clone(),
+            cookie_path: self.cookie_path.clone(),
+            cookie_http_only: self.cookie_http_only,
+            cors_origins: Some(eio::CorsOrigins::Any),
+            cors_credentials: true,
+            max_sessions: self
+                .max_connections
+                .map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
+            max_handshakes_per_second: self.max_handshakes_per_second,
+            max_buffered_packets: self
+                .max_buffered_messages
+                .map_or(defaults.max_buffered_packets, |n| {
+                    usize::try_from(n).unwrap_or(usize::MAX)
+                }),
+            ..defaults
+        };
+        sio::Config {
+            eio,
+            connect_timeout: Duration::from_millis(self.connect_timeout_ms),
+            ..sio::Config::default()
+        }
     }
 }
 
