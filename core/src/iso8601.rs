@@ -11,7 +11,7 @@ pub fn format(unix_ms: u64) -> String {
     out
 }
 
-/// Appends [`format`]`(unix_ms)` to `out`.
+/// Appends [`format()`]`(unix_ms)` to `out`.
 pub fn write(out: &mut String, unix_ms: u64) {
     let in_day = unix_ms % 86_400_000;
     let (year, month, day) = civil_from_days(unix_ms / 86_400_000);
