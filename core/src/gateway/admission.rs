@@ -48,7 +48,7 @@ impl Gateway {
             return;
         };
         // v4 (EIO3) clients: only the handshake query counts, whatever rides on the CONNECT
-        // namespace (behaviour 5); v5: the CONNECT auth object first.
+        // namespace (behaviour 5 in tests/README.md); v5: the CONNECT auth object first.
         let auth = if revision == Revision::V5 { auth } else { None };
         let credentials = credentials(handshake, auth);
         let log_id = format!("{namespace}#{}", self.sio.engine_sid(socket).unwrap_or(""));
