@@ -484,58 +484,45 @@ impl Scrape {
             .as_ref()
             .map(|s| s.engine.clone())
             .unwrap_or_default();
-        let mut m = family(
-            e,
-            "courier_frames",
-            "WebSocket frames and polling requests (a POST in, a payload out) by transport and direction.",
-            MetricType::Counter,
-        )?;
-        counter(
-            &mut m,
-            &[("transport", "websocket"), ("direction", "in")],
-            io.ws[0],
-        )?;
-        counter(
-            &mut m,
-            &[("transport", "websocket"), ("direction", "out")],
-            io.ws[2],
-        )?;
-        counter(
-            &mut m,
-            &[("transport", "polling"), ("direction", "in")],
-            engine.polling_in_requests,
-        )?;
-        counter(
-            &mut m,
-            &[("transport", "polling"), ("direction", "out")],
-            engine.polling_out_requests,
-        )?;
-        let mut m = family(
-            e,
-            "courier_transport_bytes",
-            "Bytes of those frames and polling bodies.",
-            MetricType::Counter,
-        )?;
-        counter(
-            &mut m,
-            &[("transport", "websocket"), ("direction", "in")],
-            io.ws[1],
-        )?;
-        counter(
-            &mut m,
-            &[("transport", "websocket"), ("direction", "out")],
-            io.ws[3],
-        )?;
-        counter(
-            &mut m,
-            &[("transport", "polling"), ("direction", "in")],
-            engine.polling_in_bytes,
-        )?;
-        counter(
-            &mut m,
-            &[("transport", "polling"), ("direction", "out")],
-            engine.polling_out_bytes,
-        )?;
+        // Two families with the same four series: frames (a polling request counts as one)
+        // and their bytes.
+        let series = [
+            ("websocket", "in"),
+            ("websocket", "out"),
+            ("polling", "in"),
+            ("polling", "out"),
+        ];
+        for (name, help, values) in [
+            (
+                "courier_frames",
+                "WebSocket frames and polling requests (a POST in, a payload out) by transport and direction.",
+                [
+                    io.ws[0],
+                    io.ws[2],
+                    engine.polling_in_requests,
+                    engine.polling_out_requests,
+                ],
+            ),
+            (
+                "courier_transport_bytes",
+                "Bytes of those frames and polling bodies.",
+                [
+                    io.ws[1],
+                    io.ws[3],
+                    engine.polling_in_bytes,
+                    engine.polling_out_bytes,
+                ],
+            ),
+        ] {
+            let mut m = family(e, name, help, MetricType::Counter)?;
+            for ((transport, direction), value) in series.into_iter().zip(values) {
+                counter(
+                    &mut m,
+                    &[("transport", transport), ("direction", direction)],
+                    value,
+                )?;
+            }
+        }
         let mut m = family(
             e,
             "courier_slow_consumers",

@@ -325,68 +325,31 @@ pub(super) fn io_from_yaml(
     section.warn_unknown(&KNOWN, &NOT_IMPLEMENTED, warnings);
     let mut io = IoOptions::default();
     let ms = "a whole number of milliseconds";
-    let positive = |key: &str, value: Option<u64>, default: u64| match value {
+    // A key that may be absent but not 0.
+    let positive = |key: &str, what: &str| match section.whole_number(key, what)? {
         Some(0) => Err(section.error(key, "must be greater than 0")),
-        Some(v) => Ok(v),
-        None => Ok(default),
+        value => Ok(value),
     };
-    io.ping_interval_ms = positive(
-        "pingInterval",
-        section.whole_number("pingInterval", ms)?,
-        io.ping_interval_ms,
-    )?;
-    io.ping_timeout_ms = positive(
-        "pingTimeout",
-        section.whole_number("pingTimeout", ms)?,
-        io.ping_timeout_ms,
-    )?;
-    io.upgrade_timeout_ms = positive(
-        "upgradeTimeout",
-        section.whole_number("upgradeTimeout", ms)?,
-        io.upgrade_timeout_ms,
-    )?;
-    io.connect_timeout_ms = positive(
-        "connectTimeout",
-        section.whole_number("connectTimeout", ms)?,
-        io.connect_timeout_ms,
-    )?;
-    io.max_payload = positive(
-        "maxHttpBufferSize",
-        section.whole_number("maxHttpBufferSize", "a whole number of bytes")?,
-        io.max_payload,
-    )?;
-    io.max_connections = positive(
-        "maxConnections",
-        section.whole_number("maxConnections", "a whole number of connections")?,
-        0,
-    )
-    .map(|n| (n > 0).then_some(n))?;
-    let rate = positive(
-        "maxHandshakesPerSecond",
-        section.whole_number("maxHandshakesPerSecond", "a whole number of handshakes")?,
-        0,
-    )?;
-    io.max_handshakes_per_second = match u32::try_from(rate) {
-        Ok(0) => None,
-        Ok(rate) => Some(rate),
-        Err(_) => {
-            return Err(section.error(
-                "maxHandshakesPerSecond",
-                format!("must be at most {}", u32::MAX),
-            ));
-        }
-    };
-    io.max_buffered_messages = positive(
-        "maxBufferedMessages",
-        section.whole_number("maxBufferedMessages", "a whole number of messages")?,
-        0,
-    )
-    .map(|n| (n > 0).then_some(n))?;
-    io.request_timeout_ms = positive(
-        "requestTimeout",
-        section.whole_number("requestTimeout", ms)?,
-        io.request_timeout_ms,
-    )?;
+    io.ping_interval_ms = positive("pingInterval", ms)?.unwrap_or(io.ping_interval_ms);
+    io.ping_timeout_ms = positive("pingTimeout", ms)?.unwrap_or(io.ping_timeout_ms);
+    io.upgrade_timeout_ms = positive("upgradeTimeout", ms)?.unwrap_or(io.upgrade_timeout_ms);
+    io.connect_timeout_ms = positive("connectTimeout", ms)?.unwrap_or(io.connect_timeout_ms);
+    io.max_payload =
+        positive("maxHttpBufferSize", "a whole number of bytes")?.unwrap_or(io.max_payload);
+    io.max_connections = positive("maxConnections", "a whole number of connections")?;
+    io.max_handshakes_per_second =
+        positive("maxHandshakesPerSecond", "a whole number of handshakes")?
+            .map(|rate| {
+                u32::try_from(rate).map_err(|_| {
+                    section.error(
+                        "maxHandshakesPerSecond",
+                        format!("must be at most {}", u32::MAX),
+                    )
+                })
+            })
+            .transpose()?;
+    io.max_buffered_messages = positive("maxBufferedMessages", "a whole number of messages")?;
+    io.request_timeout_ms = positive("requestTimeout", ms)?.unwrap_or(io.request_timeout_ms);
     io.request_body_budget = match section
         .whole_number("requestBodyBudget", "a whole number of bytes")?
     {
