@@ -25,13 +25,13 @@ use std::marker::PhantomData;
 use std::sync::{Arc, Mutex};
 
 use courier_core::net::{AppEvent, FieldValue, Level};
-
-use crate::runtime::Runtime;
 use serde_json::Value;
 use tracing::field::{Field, Visit};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
 use tracing_subscriber::util::SubscriberInitExt;
+
+use crate::runtime::Runtime;
 
 /// Installs the JSON logger as the global subscriber, stamping lines with `runtime`'s wall
 /// clock. `filter` is a `RUST_LOG`-style directive string (`None`: `info`). Harmless when a
