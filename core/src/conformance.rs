@@ -33,10 +33,8 @@ pub struct Conformance {
     sio: sio::Server,
     /// Auth objects of sockets waiting for their `Connected`.
     auth: HashMap<SocketId, Value>,
-    /// Adapter outputs set aside while looking for application events.
-    pending_io: VecDeque<net::Output>,
-    /// The latest `now` of any input.
-    now: Option<Instant>,
+    /// Answers to requests for neither endpoint (404).
+    not_found: VecDeque<net::Output>,
 }
 
 impl Conformance {
@@ -64,18 +62,23 @@ impl Conformance {
             raw: eio::Server::new(Conformance::eio_config("/engine.io"), seed),
             sio: sio::Server::new(sio_config, seed.wrapping_add(1)),
             auth: HashMap::new(),
-            pending_io: VecDeque::new(),
-            now: None,
+            not_found: VecDeque::new(),
         }
     }
 
-    fn on_raw_event(&mut self, event: eio::Event) {
-        if let eio::Event::Message { session, message } = event {
-            self.raw.send(session, message);
+    /// Answers every event the last input produced, on both endpoints.
+    fn answer_events(&mut self) {
+        while let Some(event) = self.raw.poll_event() {
+            if let eio::Event::Message { session, message } = event {
+                self.raw.send(session, message);
+            }
+        }
+        while let Some(event) = self.sio.poll_event() {
+            self.on_sio_event(event);
         }
     }
 
-    fn on_sio_event(&mut self, event: sio::Event, now: Instant) {
+    fn on_sio_event(&mut self, event: sio::Event) {
         match event {
             sio::Event::ConnectRequest {
                 socket,
@@ -86,33 +89,33 @@ impl Conformance {
                 if namespace == "/" || namespace == "/custom" {
                     self.auth
                         .insert(socket, Value::Object(auth.unwrap_or_else(Map::new)));
-                    self.sio.accept(socket, now);
+                    self.sio.accept(socket);
                 } else {
-                    self.sio.reject(socket, "Invalid namespace", now);
+                    self.sio.reject(socket, "Invalid namespace");
                 }
             }
             sio::Event::Connected { socket } => {
                 let auth = self.auth.remove(&socket).unwrap_or(Value::Null);
                 let payload = Payload::from_values(&[Value::from("auth"), auth]);
-                self.sio.emit(socket, &payload, now);
+                self.sio.emit(socket, &payload);
             }
             sio::Event::ClientEvent { socket, args, ack } => {
                 let name = args.first().and_then(Value::as_str).unwrap_or_default();
                 let rest = args.get(1..).unwrap_or_default();
                 match (name, ack) {
-                    ("message", _) => self.emit_named(socket, "message-back", rest, now),
-                    ("message-with-ack", Some(id)) => self.sio.ack(socket, id, rest, now),
+                    ("message", _) => self.emit_named(socket, "message-back", rest),
+                    ("message-with-ack", Some(id)) => self.sio.ack(socket, id, rest),
                     ("emit-with-ack", _) => {
                         let mut values = vec![Value::from("emit-with-ack")];
                         values.extend_from_slice(rest);
                         self.sio
-                            .emit_with_ack(socket, &Payload::from_values(&values), now);
+                            .emit_with_ack(socket, &Payload::from_values(&values));
                     }
                     _ => {}
                 }
             }
             sio::Event::Ack { socket, args, .. } => {
-                self.emit_named(socket, "emit-with-ack-back", &args, now);
+                self.emit_named(socket, "emit-with-ack-back", &args);
             }
             sio::Event::Disconnected { socket, .. } => {
                 self.auth.remove(&socket);
@@ -120,37 +123,11 @@ impl Conformance {
         }
     }
 
-    fn emit_named(&mut self, socket: SocketId, name: &str, args: &[Value], now: Instant) {
+    fn emit_named(&mut self, socket: SocketId, name: &str, args: &[Value]) {
         let mut values = Vec::with_capacity(args.len() + 1);
         values.push(Value::from(name));
         values.extend_from_slice(args);
-        self.sio.emit(socket, &Payload::from_values(&values), now);
-    }
-
-    /// Answers every application event the last input produced.
-    fn drain_events(&mut self, now: Instant) {
-        self.now = Some(now);
-        loop {
-            if let Some(event) = self.raw.pop_event() {
-                self.on_raw_event(event);
-                continue;
-            }
-            match self.sio_next_event() {
-                Some(event) => self.on_sio_event(event, now),
-                None => break,
-            }
-        }
-    }
-
-    /// Pulls sio outputs until an application event appears; adapter outputs are kept.
-    fn sio_next_event(&mut self) -> Option<sio::Event> {
-        loop {
-            match self.sio.poll_output() {
-                sio::Output::Event(event) => return Some(event),
-                sio::Output::Io(io) => self.pending_io.push_back(io),
-                sio::Output::Idle(_) => return None,
-            }
-        }
+        self.sio.emit(socket, &Payload::from_values(&values));
     }
 }
 
@@ -165,7 +142,7 @@ impl Engine for Conformance {
         } else {
             let mut headers = Headers::default();
             headers.push("content-type", "text/plain; charset=UTF-8");
-            self.pending_io.push_back(net::Output::HttpResponse(
+            self.not_found.push_back(net::Output::HttpResponse(
                 id,
                 HttpResponse {
                     status: 404,
@@ -174,13 +151,13 @@ impl Engine for Conformance {
                 },
             ));
         }
-        self.drain_events(now);
+        self.answer_events();
     }
 
     fn handle_http_aborted(&mut self, id: RequestId, now: Instant) {
         self.raw.handle_http_aborted(id, now);
         self.sio.handle_http_aborted(id, now);
-        self.drain_events(now);
+        self.answer_events();
     }
 
     fn handle_ws_frame(&mut self, conn: ConnId, frame: WsFrame, now: Instant) {
@@ -189,7 +166,7 @@ impl Engine for Conformance {
         } else {
             self.sio.handle_ws_frame(conn, frame, now);
         }
-        self.drain_events(now);
+        self.answer_events();
     }
 
     fn handle_ws_closed(&mut self, conn: ConnId, now: Instant) {
@@ -198,13 +175,13 @@ impl Engine for Conformance {
         } else {
             self.sio.handle_ws_closed(conn, now);
         }
-        self.drain_events(now);
+        self.answer_events();
     }
 
     fn handle_timeout(&mut self, now: Instant) {
         self.raw.handle_timeout(now);
         self.sio.handle_timeout(now);
-        self.drain_events(now);
+        self.answer_events();
     }
 
     fn handle_store_result(&mut self, _id: StoreCmdId, _result: StoreResult, _now: Instant) {}
@@ -214,30 +191,12 @@ impl Engine for Conformance {
     fn handle_remote(&mut self, _message: Bytes, _now: Instant) {}
 
     fn poll_output(&mut self) -> net::Output {
-        if let Some(io) = self.pending_io.pop_front() {
-            return io;
-        }
-        loop {
-            match self.raw.poll_output() {
-                eio::Output::Io(io) => return io,
-                eio::Output::Event(event) => self.on_raw_event(event),
-                eio::Output::Idle(raw_deadline) => {
-                    return match self.sio.poll_output() {
-                        sio::Output::Io(io) => io,
-                        // Events are answered during inputs; should one surface here, it is
-                        // answered with the latest input's `now`.
-                        sio::Output::Event(event) => {
-                            if let Some(now) = self.now {
-                                self.on_sio_event(event, now);
-                            }
-                            continue;
-                        }
-                        sio::Output::Idle(sio_deadline) => {
-                            net::Output::Idle(earliest(raw_deadline, sio_deadline))
-                        }
-                    };
-                }
-            }
-        }
+        self.not_found
+            .pop_front()
+            .or_else(|| self.raw.poll_output())
+            .or_else(|| self.sio.poll_output())
+            .unwrap_or_else(|| {
+                net::Output::Idle(earliest(self.raw.poll_timeout(), self.sio.poll_timeout()))
+            })
     }
 }

@@ -7,6 +7,13 @@
 //! [`Engine::handle_wall_clock`] because it is written down (ISO timestamps, flake ids), not used
 //! for deadlines.
 //!
+//! Inside, every part of the core is driven the same way: the Engine.IO server, the Socket.IO
+//! server on it and the object on top each take `handle_*(…, now)` inputs, hand their outputs
+//! out through a lazily pulled `poll_output()` (and their events to the layer above through
+//! `poll_event()`), and compute `poll_timeout()` from their state; a parent pulls from its child
+//! and folds its child's deadline into its own, which is the one [`Output::Idle`] carries
+//! (ARCHITECTURE.md, "Layers inside the core").
+//!
 //! Contract, in both directions:
 //! - every [`HttpRequest`] handed in gets exactly one [`Output::HttpResponse`] or one
 //!   [`Output::WsAccept`] for its id, possibly much later (long polling);
@@ -313,7 +320,8 @@ pub enum Output {
     /// Send a frame on a WebSocket.
     WsSend(ConnId, WsFrame),
     /// Close a WebSocket with this close code (1000 normal, 1002 protocol error, 1009 too big,
-    /// 1001 going away). The core already forgot the connection; no `handle_ws_closed` is needed.
+    /// 1001 going away; 1005, which RFC 6455 forbids on the wire, asks for a close frame with no
+    /// code at all). The core already forgot the connection; no `handle_ws_closed` is needed.
     WsClose(ConnId, u16),
     /// Run a store command and hand the result back with [`Engine::handle_store_result`].
     /// Commands must be executed in the order they are emitted.

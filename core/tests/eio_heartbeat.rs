@@ -22,7 +22,7 @@ fn v4_ws() -> (Harness<SioApp>, courier_core::net::ConnId) {
     let Some(Event::ConnectRequest { socket, .. }) = h.engine.events.first().cloned() else {
         panic!("no request");
     };
-    h.engine.server.accept(socket, h.now);
+    h.engine.server.accept(socket);
     h.drain();
     (h, ws)
 }
@@ -107,7 +107,7 @@ fn v3_silence_for_interval_plus_timeout_closes() {
     let Some(Event::ConnectRequest { socket, .. }) = h.engine.events.first().cloned() else {
         panic!("no implicit / request");
     };
-    h.engine.server.accept(socket, h.now);
+    h.engine.server.accept(socket);
     h.drain();
     h.advance(1499);
     assert_eq!(closed_reason(&h), None);

@@ -19,7 +19,7 @@ fn session(extra: &str) -> (Harness<SioApp>, String, SocketId) {
     let Some(Event::ConnectRequest { socket, .. }) = h.engine.events.first().cloned() else {
         panic!("no implicit / request");
     };
-    h.engine.server.accept(socket, h.now);
+    h.engine.server.accept(socket);
     h.drain();
     (h, format!("{q}&sid={sid}"), socket)
 }
@@ -28,7 +28,7 @@ fn session(extra: &str) -> (Harness<SioApp>, String, SocketId) {
 fn lengths_count_utf16_code_units() {
     let (mut h, q, root) = session("&b64=1");
     assert_eq!(h.get_text(&q), "2:40");
-    h.engine.server.emit(root, &payload(&[json!("é😀")]), h.now);
+    h.engine.server.emit(root, &payload(&[json!("é😀")]));
     h.drain();
     // `42["é😀"]` is 8 UTF-16 units (the emoji is a surrogate pair) but 11 bytes.
     assert_eq!(h.get_text(&q), "9:42[\"é😀\"]");
@@ -61,9 +61,7 @@ fn binary_is_b4_base64_in_text_payloads() {
     let (mut h, q, root) = session("&b64=1");
     h.get_text(&q);
     let bin = binary::binary_value(&[1, 2, 3, 4]);
-    h.engine
-        .server
-        .emit(root, &payload(&[json!("b"), bin]), h.now);
+    h.engine.server.emit(root, &payload(&[json!("b"), bin]));
     h.drain();
     assert_eq!(
         h.get_text(&q),
@@ -82,9 +80,7 @@ fn xhr2_clients_get_the_binary_framing() {
     );
     assert_eq!(&response.body[..], &[0, 2, 0xFF, b'4', b'0'][..]);
     let bin = binary::binary_value(&[1, 2, 3, 4]);
-    h.engine
-        .server
-        .emit(root, &payload(&[json!("b"), bin]), h.now);
+    h.engine.server.emit(root, &payload(&[json!("b"), bin]));
     h.drain();
     let id = h.get(&q);
     let body = h.response(id).expect("answered").body.clone();

@@ -18,7 +18,7 @@ fn connected() -> (Harness<SioApp>, String, courier_core::sio::SocketId) {
     let Some(Event::ConnectRequest { socket, .. }) = h.engine.events.first().cloned() else {
         panic!("no request");
     };
-    h.engine.server.accept(socket, h.now);
+    h.engine.server.accept(socket);
     h.drain();
     let reply = h.get_text(&q);
     assert!(reply.starts_with("40{\"sid\":"), "{reply}");
@@ -32,8 +32,8 @@ fn a_get_waits_until_packets_are_queued_and_takes_them_all() {
     assert!(h.response(get).is_none());
     h.engine
         .server
-        .emit(socket, &payload(&[json!("a"), json!(1)]), h.now);
-    h.engine.server.emit(socket, &payload(&[json!("b")]), h.now);
+        .emit(socket, &payload(&[json!("a"), json!(1)]));
+    h.engine.server.emit(socket, &payload(&[json!("b")]));
     h.drain();
     assert_eq!(h.body(get), "42[\"a\",1]\u{1e}42[\"b\"]");
 }
@@ -42,9 +42,7 @@ fn a_get_waits_until_packets_are_queued_and_takes_them_all() {
 fn binary_attachments_ride_as_base64_entries() {
     let (mut h, q, socket) = connected();
     let bin = courier_core::sio::binary::binary_value(&[1, 2, 3, 4]);
-    h.engine
-        .server
-        .emit(socket, &payload(&[json!("bin"), bin]), h.now);
+    h.engine.server.emit(socket, &payload(&[json!("bin"), bin]));
     h.drain();
     assert_eq!(
         h.get_text(&q),
@@ -214,15 +212,10 @@ fn a_raw_engine_server_echo_works_standalone() {
         req("EIO=4&transport=polling", Method::Get, b""),
         now,
     );
-    let mut session = None;
-    while let eio::Output::Io(_) | eio::Output::Event(_) = {
-        let o = server.poll_output();
-        if let eio::Output::Event(eio::Event::Opened { session: s, .. }) = &o {
-            session = Some(*s);
-        }
-        o
-    } {}
-    let session = session.expect("opened");
+    while server.poll_output().is_some() {}
+    let Some(eio::Event::Opened { session, .. }) = server.poll_event() else {
+        panic!("opened");
+    };
     assert!(server.send(session, Message::text("hello")));
     let sid = server.sid(session).expect("sid").to_owned();
     server.handle_http(
@@ -235,13 +228,11 @@ fn a_raw_engine_server_echo_works_standalone() {
         now,
     );
     let mut answered = None;
-    loop {
-        match server.poll_output() {
-            eio::Output::Io(courier_core::net::Output::HttpResponse(id, r)) if id.0 == 2 => {
-                answered = Some(r.body)
-            }
-            eio::Output::Idle(_) => break,
-            _ => {}
+    while let Some(output) = server.poll_output() {
+        if let courier_core::net::Output::HttpResponse(id, r) = output
+            && id.0 == 2
+        {
+            answered = Some(r.body);
         }
     }
     assert_eq!(answered.as_deref(), Some(&b"4hello"[..]));

@@ -23,7 +23,7 @@ fn polling_with(
     let Some(Event::ConnectRequest { socket, .. }) = h.engine.events.first().cloned() else {
         panic!("no request");
     };
-    h.engine.server.accept(socket, h.now);
+    h.engine.server.accept(socket);
     h.drain();
     h.get(&format!("EIO={eio}&transport=polling&b64=1&sid={sid}"));
     (h, sid, socket)
@@ -49,15 +49,11 @@ fn probe_releases_the_parked_get_with_a_noop_and_5_switches_and_flushes() {
         h.advance(1);
         assert_eq!(h.body(during), noop);
         // Packets emitted before `5` wait and are flushed on the WebSocket.
-        h.engine
-            .server
-            .emit(socket, &payload(&[json!("queued")]), h.now);
+        h.engine.server.emit(socket, &payload(&[json!("queued")]));
         h.drain();
         h.send_text(ws, "5");
         assert_eq!(h.texts(ws), vec!["3probe", "42[\"queued\"]"]);
-        h.engine
-            .server
-            .emit(socket, &payload(&[json!("live")]), h.now);
+        h.engine.server.emit(socket, &payload(&[json!("live")]));
         h.drain();
         assert_eq!(h.texts(ws).last().map(String::as_str), Some("42[\"live\"]"));
         // Polling with the upgraded sid is refused.
@@ -109,22 +105,68 @@ fn anything_but_probe_or_upgrade_on_the_probing_socket_closes_it() {
     assert!(h.engine.server.is_connected(socket));
 }
 
-#[test]
-fn a_second_websocket_after_the_upgrade_is_refused() {
-    let (mut h, sid, socket) = polling("4");
-    let ws = h.ws(&format!("EIO=4&transport=websocket&sid={sid}"));
-    h.send_text(ws, "2probe");
-    h.send_text(ws, "5");
-    let id = h.request(
-        courier_core::net::Method::Get,
-        "/socket.io/",
-        &format!("EIO=4&transport=websocket&sid={sid}"),
-        &[],
-        b"",
-        true,
+/// As engine.io does: a WebSocket carrying the sid of a session that is upgrading,
+/// or already on a WebSocket, is accepted at the HTTP level and closed at once (a close frame
+/// without a code, 1005 to the adapter; nothing sent on it); the session keeps its transport and
+/// goes on working.
+fn assert_closed_at_once(h: &mut Harness<SioApp>, sid: &str, eio: &str) {
+    let extra = h.ws(&format!("EIO={eio}&transport=websocket&sid={sid}"));
+    assert_eq!(
+        h.closed.get(&extra),
+        Some(&1005),
+        "closed at once, without a code"
     );
-    assert_eq!(h.status(id), 400);
-    assert!(h.engine.server.is_connected(socket));
+    assert!(h.texts(extra).is_empty(), "nothing sent on it");
+    // Whatever the adapter still reports about it is ignored.
+    h.send_text(extra, "2probe");
+    h.close_ws(extra);
+    assert!(h.texts(extra).is_empty());
+}
+
+#[test]
+fn a_second_websocket_after_the_upgrade_is_accepted_and_closed() {
+    for eio in ["4", "3"] {
+        let (mut h, sid, socket) = polling(eio);
+        let ws = h.ws(&format!("EIO={eio}&transport=websocket&sid={sid}"));
+        h.send_text(ws, "2probe");
+        h.send_text(ws, "5");
+        assert_closed_at_once(&mut h, &sid, eio);
+        assert!(h.engine.server.is_connected(socket));
+        assert!(h.engine.server.emit(socket, &payload(&[json!("still")])));
+        h.drain();
+        let last = h.texts(ws).last().cloned().unwrap_or_default();
+        assert!(last.ends_with("[\"still\"]"), "{eio}: {last}");
+        assert!(!h.closed.contains_key(&ws));
+    }
+}
+
+#[test]
+fn a_second_websocket_during_the_upgrade_is_accepted_and_closed() {
+    for eio in ["4", "3"] {
+        let (mut h, sid, socket) = polling(eio);
+        let ws = h.ws(&format!("EIO={eio}&transport=websocket&sid={sid}"));
+        assert_closed_at_once(&mut h, &sid, eio);
+        // The first probe goes on and completes the upgrade.
+        h.send_text(ws, "2probe");
+        assert_eq!(h.texts(ws), vec!["3probe".to_owned()]);
+        h.send_text(ws, "5");
+        assert!(h.engine.server.is_connected(socket));
+        assert!(h.engine.server.emit(socket, &payload(&[json!("after")])));
+        h.drain();
+        let last = h.texts(ws).last().cloned().unwrap_or_default();
+        assert!(last.ends_with("[\"after\"]"), "{eio}: {last}");
+    }
+}
+
+#[test]
+fn a_websocket_naming_a_websocket_session_is_accepted_and_closed() {
+    for eio in ["4", "3"] {
+        let mut h = Harness::new(SioApp::new(test_config(), 33));
+        let ws = h.ws(&format!("EIO={eio}&transport=websocket"));
+        let sid = sid_of(&h.texts(ws)[0]);
+        assert_closed_at_once(&mut h, &sid, eio);
+        assert!(!h.closed.contains_key(&ws));
+    }
 }
 
 #[test]
@@ -138,11 +180,9 @@ fn websocket_binary_frames_are_raw_in_v4_and_type_prefixed_in_v3() {
         let Some(Event::ConnectRequest { socket, .. }) = h.engine.events.first().cloned() else {
             panic!("no request");
         };
-        h.engine.server.accept(socket, h.now);
+        h.engine.server.accept(socket);
         let bin = binary::binary_value(&[1, 2, 3]);
-        h.engine
-            .server
-            .emit(socket, &payload(&[json!("b"), bin]), h.now);
+        h.engine.server.emit(socket, &payload(&[json!("b"), bin]));
         h.drain();
         assert_eq!(
             h.texts(ws).last().cloned(),
@@ -193,7 +233,7 @@ fn websocket_close_semantics() {
         Some(Event::ConnectRequest { socket, .. }) => *socket,
         other => panic!("{other:?}"),
     };
-    h.engine.server.accept(socket, h.now);
+    h.engine.server.accept(socket);
     h.drain();
     h.close_ws(ws);
     assert_eq!(
@@ -210,7 +250,7 @@ fn websocket_close_semantics() {
         Some(Event::ConnectRequest { socket, .. }) => *socket,
         other => panic!("{other:?}"),
     };
-    h.engine.server.accept(socket, h.now);
+    h.engine.server.accept(socket);
     h.engine.server.close_all(h.now);
     h.drain();
     assert_eq!(h.texts(ws).last().map(String::as_str), Some("1"));

@@ -23,7 +23,7 @@ fn chat(eio: &str) -> (Harness<SioApp>, ConnId, SocketId) {
             _ => None,
         })
         .expect("request");
-    h.engine.server.accept(socket, h.now);
+    h.engine.server.accept(socket);
     h.drain();
     (h, ws, socket)
 }
@@ -35,11 +35,11 @@ fn server_ack_ids_count_per_socket_and_each_ack_is_reported_once() {
         let first = h
             .engine
             .server
-            .emit_with_ack(socket, &payload(&[json!("q"), json!(1)]), h.now);
-        let second =
-            h.engine
-                .server
-                .emit_with_ack(socket, &payload(&[json!("q"), json!(2)]), h.now);
+            .emit_with_ack(socket, &payload(&[json!("q"), json!(1)]));
+        let second = h
+            .engine
+            .server
+            .emit_with_ack(socket, &payload(&[json!("q"), json!(2)]));
         h.drain();
         assert_eq!((first, second), (Some(0), Some(1)));
         let texts = h.texts(ws);
@@ -92,7 +92,7 @@ fn client_ack_requests_are_answered_with_the_exact_id() {
         );
         h.engine
             .server
-            .ack(socket, 789, &[json!("ok"), json!({"b": [1, 2]})], h.now);
+            .ack(socket, 789, &[json!("ok"), json!({"b": [1, 2]})]);
         h.drain();
         assert_eq!(
             h.texts(ws).last().map(String::as_str),
@@ -106,7 +106,7 @@ fn binary_acks_are_type_6_with_attachments() {
     let (mut h, ws, socket) = chat("4");
     h.engine
         .server
-        .ack(socket, 5, &[binary::binary_value(&[0xAB])], h.now);
+        .ack(socket, 5, &[binary::binary_value(&[0xAB])]);
     h.drain();
     let texts = h.texts(ws);
     assert_eq!(
@@ -117,7 +117,7 @@ fn binary_acks_are_type_6_with_attachments() {
     let id = h
         .engine
         .server
-        .emit_with_ack(socket, &payload(&[json!("q")]), h.now)
+        .emit_with_ack(socket, &payload(&[json!("q")]))
         .expect("id");
     h.send_text(
         ws,
@@ -137,15 +137,11 @@ fn binary_acks_are_type_6_with_attachments() {
 #[test]
 fn emits_to_unknown_or_pending_sockets_are_refused() {
     let (mut h, ws, _) = chat("4");
-    assert!(
-        !h.engine
-            .server
-            .emit(SocketId(999), &payload(&[json!("x")]), h.now)
-    );
+    assert!(!h.engine.server.emit(SocketId(999), &payload(&[json!("x")])));
     assert_eq!(
         h.engine
             .server
-            .emit_with_ack(SocketId(999), &payload(&[json!("x")]), h.now),
+            .emit_with_ack(SocketId(999), &payload(&[json!("x")])),
         None
     );
     h.send_text(ws, "40/pending,");
@@ -159,11 +155,7 @@ fn emits_to_unknown_or_pending_sockets_are_refused() {
             _ => None,
         })
         .expect("request");
-    assert!(
-        !h.engine
-            .server
-            .emit(pending, &payload(&[json!("x")]), h.now)
-    );
+    assert!(!h.engine.server.emit(pending, &payload(&[json!("x")])));
     assert!(!h.engine.server.is_connected(pending));
 }
 
@@ -172,7 +164,7 @@ fn unanswered_acks_are_bounded_per_socket() {
     let (mut h, ws, socket) = chat("4");
     let p = payload(&[json!("q")]);
     for _ in 0..4097 {
-        h.engine.server.emit_with_ack(socket, &p, h.now);
+        h.engine.server.emit_with_ack(socket, &p);
     }
     h.drain();
     // The oldest expectation was dropped; the next one is still awaited.

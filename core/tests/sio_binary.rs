@@ -19,7 +19,7 @@ fn root(eio: &str, max_attachments: usize) -> (Harness<SioApp>, ConnId, SocketId
     let Some(Event::ConnectRequest { socket, .. }) = h.engine.events.first().cloned() else {
         panic!("no request");
     };
-    h.engine.server.accept(socket, h.now);
+    h.engine.server.accept(socket);
     h.drain();
     (h, ws, socket)
 }
@@ -61,7 +61,7 @@ fn outgoing_binary_becomes_binary_event_with_frames_in_order() {
         binary::binary_value(&[1]),
         json!({"x": binary::binary_value(&[2])}),
     ];
-    h.engine.server.emit(socket, &payload(&values), h.now);
+    h.engine.server.emit(socket, &payload(&values));
     h.drain();
     let texts = h.texts(ws);
     assert_eq!(
@@ -83,7 +83,7 @@ fn binary_over_v4_polling_is_base64() {
     let Some(Event::ConnectRequest { socket, .. }) = h.engine.events.first().cloned() else {
         panic!("no request");
     };
-    h.engine.server.accept(socket, h.now);
+    h.engine.server.accept(socket);
     h.drain();
     h.get(&q);
     h.post(

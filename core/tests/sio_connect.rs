@@ -43,7 +43,7 @@ fn v5_connect_with_auth_is_answered_with_a_fresh_sid() {
     assert_eq!(namespace, "/admin");
     assert_eq!(auth, Some(json!({"token": "abc"})));
     assert!(!h.engine.server.is_connected(socket));
-    h.engine.server.accept(socket, h.now);
+    h.engine.server.accept(socket);
     h.drain();
     let reply = h.texts(ws).last().cloned().expect("reply");
     let sid = h.engine.server.socket_sid(socket).expect("sid");
@@ -61,7 +61,7 @@ fn v5_root_connect_without_auth() {
     h.send_text(ws, "40");
     let (socket, namespace, auth) = last_request(&h);
     assert_eq!((namespace.as_str(), auth), ("/", None));
-    h.engine.server.accept(socket, h.now);
+    h.engine.server.accept(socket);
     h.drain();
     assert!(
         h.texts(ws)
@@ -76,7 +76,7 @@ fn v5_refusal_is_a_connect_error_object_and_the_session_stays() {
     let (mut h, ws) = v5();
     h.send_text(ws, "40/random,");
     let (socket, _, _) = last_request(&h);
-    h.engine.server.reject(socket, "Invalid namespace", h.now);
+    h.engine.server.reject(socket, "Invalid namespace");
     h.drain();
     assert_eq!(
         h.texts(ws).last().map(String::as_str),
@@ -160,7 +160,7 @@ fn invalid_packets_close_the_engine_connection() {
         let (mut h, ws) = v5();
         h.send_text(ws, "40");
         let (socket, _, _) = last_request(&h);
-        h.engine.server.accept(socket, h.now);
+        h.engine.server.accept(socket);
         h.drain();
         h.send_text(ws, bad);
         assert!(h.closed.contains_key(&ws), "{bad:?} must close");
@@ -180,7 +180,7 @@ fn client_events_named_like_reserved_ones_are_ordinary_events() {
     let (mut h, ws) = v5();
     h.send_text(ws, "40");
     let (socket, _, _) = last_request(&h);
-    h.engine.server.accept(socket, h.now);
+    h.engine.server.accept(socket);
     h.drain();
     for name in ["error", "disconnect", "connect", "newListener"] {
         h.send_text(ws, &format!("42[\"{name}\",1]"));
@@ -203,8 +203,8 @@ fn namespaces_are_multiplexed_and_left_independently() {
     let (root, _, _) = last_request(&h);
     h.send_text(ws, "40/chat,");
     let (chat, _, _) = last_request(&h);
-    h.engine.server.accept(root, h.now);
-    h.engine.server.accept(chat, h.now);
+    h.engine.server.accept(root);
+    h.engine.server.accept(chat);
     h.drain();
     h.send_text(ws, "42/chat,[\"in-chat\"]");
     assert_eq!(
@@ -223,10 +223,10 @@ fn namespaces_are_multiplexed_and_left_independently() {
             reason: "client namespace disconnect"
         })
     );
-    assert!(!h.engine.server.emit(chat, &payload(&[json!("x")]), h.now));
-    assert!(h.engine.server.emit(root, &payload(&[json!("x")]), h.now));
+    assert!(!h.engine.server.emit(chat, &payload(&[json!("x")])));
+    assert!(h.engine.server.emit(root, &payload(&[json!("x")])));
     // A server-side disconnect sends 41 and keeps the engine session.
-    h.engine.server.disconnect(root, h.now);
+    h.engine.server.disconnect(root);
     h.drain();
     assert_eq!(h.texts(ws).last().map(String::as_str), Some("41"));
     assert_eq!(
@@ -253,8 +253,8 @@ fn pending_requests_are_reported_disconnected_when_the_transport_dies() {
         })
     );
     // A late answer is harmless.
-    h.engine.server.accept(socket, h.now);
-    h.engine.server.reject(socket, "late", h.now);
+    h.engine.server.accept(socket);
+    h.engine.server.reject(socket, "late");
     h.drain();
     assert_eq!(h.engine.server.socket_count(), 0);
 }
@@ -266,7 +266,7 @@ fn v4_implicit_root_and_query_in_namespace() {
     assert_eq!(&h.texts(ws)[1..], ["40"]);
     let (root, namespace, auth) = last_request(&h);
     assert_eq!((namespace.as_str(), auth), ("/", None));
-    h.engine.server.accept(root, h.now);
+    h.engine.server.accept(root);
     h.drain();
     assert_eq!(
         h.texts(ws).len(),
@@ -290,7 +290,7 @@ fn v4_implicit_root_and_query_in_namespace() {
             .query("token"),
         Some("http-token")
     );
-    h.engine.server.accept(city, h.now);
+    h.engine.server.accept(city);
     h.drain();
     assert_eq!(h.texts(ws).last().map(String::as_str), Some("40/goodcity"));
     let engine_sid = h.engine.server.engine_sid(city).expect("sid").to_owned();
@@ -299,7 +299,7 @@ fn v4_implicit_root_and_query_in_namespace() {
         Some(format!("/goodcity#{engine_sid}"))
     );
     assert_eq!(h.engine.server.socket_sid(root), Some(engine_sid));
-    h.engine.server.disconnect(city, h.now);
+    h.engine.server.disconnect(city);
     h.drain();
     assert_eq!(h.texts(ws).last().map(String::as_str), Some("41/goodcity"));
     // v4 has no connect timeout.
@@ -318,7 +318,7 @@ fn v4_rejecting_the_implicit_root_sends_an_error_string() {
     // Events on `/` before the application answered are dropped, not fatal.
     h.send_text(ws, "42[\"early\"]");
     assert!(!h.closed.contains_key(&ws));
-    h.engine.server.reject(root, "Not allowed", h.now);
+    h.engine.server.reject(root, "Not allowed");
     h.drain();
     assert_eq!(
         h.texts(ws).last().map(String::as_str),
@@ -382,8 +382,8 @@ fn closing_the_connection_disconnects_every_namespace_on_it() {
     let (root, _, _) = last_request(&h);
     h.send_text(ws, "40/chat,");
     let (chat, _, _) = last_request(&h);
-    h.engine.server.accept(root, h.now);
-    h.engine.server.accept(chat, h.now);
+    h.engine.server.accept(root);
+    h.engine.server.accept(chat);
     h.engine.server.close_connection(chat, h.now);
     h.drain();
     let gone: Vec<_> = h
@@ -416,7 +416,7 @@ fn v4_packets_for_a_namespace_not_joined_yet_are_dropped_and_the_session_stays()
     let mut h = Harness::new(SioApp::new(test_config(), 55));
     let ws = h.ws("EIO=3&transport=websocket");
     let (root, _, _) = last_request(&h);
-    h.engine.server.accept(root, h.now);
+    h.engine.server.accept(root);
     // Never asked for: an event, a binary event and an ack for `/goodcity`.
     for early in [
         "42/goodcity,[\"early\"]",
@@ -445,7 +445,7 @@ fn v4_packets_for_a_namespace_not_joined_yet_are_dropped_and_the_session_stays()
             .any(|e| matches!(e, Event::ClientEvent { .. } | Event::Disconnected { .. }))
     );
     // The session is still usable: the namespace joins and its events arrive.
-    h.engine.server.accept(city, h.now);
+    h.engine.server.accept(city);
     h.drain();
     assert_eq!(h.texts(ws).last().map(String::as_str), Some("40/goodcity"));
     h.send_text(ws, "42/goodcity,[\"late\"]");
@@ -461,7 +461,7 @@ fn v5_packets_for_a_namespace_not_joined_close_the_session() {
     let (mut h, ws) = v5();
     h.send_text(ws, "40");
     let (root, _, _) = last_request(&h);
-    h.engine.server.accept(root, h.now);
+    h.engine.server.accept(root);
     h.send_text(ws, "42/goodcity,[\"early\"]");
     assert!(h.closed.contains_key(&ws));
 }

@@ -49,7 +49,7 @@ fn eio3_goodcity_session_as_captured_from_the_original() {
     assert_eq!(requests.len(), 1);
     assert_eq!(requests[0].1, "/");
     let root = requests[0].0;
-    h.engine.server.accept(root, h.now);
+    h.engine.server.accept(root);
     h.drain();
 
     let sq = format!("{q}&sid={sid}");
@@ -70,9 +70,9 @@ fn eio3_goodcity_session_as_captured_from_the_original() {
     // The auth call is in flight: the next GET waits.
     let second = h.get(&sq);
     assert!(h.response(second).is_none());
-    h.engine.server.accept(goodcity, h.now);
+    h.engine.server.accept(goodcity);
     let settings = payload(&[json!("_settings"), json!({"device_ttl": 3600})]);
-    assert!(h.engine.server.emit(goodcity, &settings, h.now));
+    assert!(h.engine.server.emit(goodcity, &settings));
     h.drain();
     assert_eq!(
         h.body(second),
@@ -81,7 +81,7 @@ fn eio3_goodcity_session_as_captured_from_the_original() {
 
     // /send to the connected user, acked by the client.
     let update = payload(&[json!("update_store"), json!("user"), json!({"id": 1})]);
-    let ack = h.engine.server.emit_with_ack(goodcity, &update, h.now);
+    let ack = h.engine.server.emit_with_ack(goodcity, &update);
     assert_eq!(ack, Some(0));
     let third = h.get(&sq);
     assert_eq!(
@@ -98,7 +98,7 @@ fn eio3_goodcity_session_as_captured_from_the_original() {
     // resync violation: an event without ack.
     h.engine
         .server
-        .emit(goodcity, &payload(&[json!("_resync")]), h.now);
+        .emit(goodcity, &payload(&[json!("_resync")]));
     h.drain();
     let fourth = h.get(&sq);
     assert_eq!(h.body(fourth), "23:42/goodcity,[\"_resync\"]");
@@ -106,7 +106,7 @@ fn eio3_goodcity_session_as_captured_from_the_original() {
     // An unknown namespace is refused with a string; the session stays open.
     h.post(&sq, b"7:40/nope");
     let nope = connect_requests(&h).last().expect("request").0;
-    h.engine.server.reject(nope, "Invalid namespace", h.now);
+    h.engine.server.reject(nope, "Invalid namespace");
     h.drain();
     let fifth = h.get(&sq);
     assert_eq!(h.body(fifth), "27:44/nope,\"Invalid namespace\"");
@@ -122,9 +122,7 @@ fn eio3_auth_failure_is_an_error_packet_and_the_session_stays_open() {
     h.post(&sq, b"11:40/goodcity");
     let goodcity = connect_requests(&h)[1].0;
     assert_eq!(h.get_text(&sq), "2:40");
-    h.engine
-        .server
-        .reject(goodcity, "Authentication failed", h.now);
+    h.engine.server.reject(goodcity, "Authentication failed");
     h.drain();
     assert_eq!(h.get_text(&sq), "35:44/goodcity,\"Authentication failed\"");
     assert!(!h.engine.server.is_connected(goodcity));
@@ -167,17 +165,15 @@ fn v5_chat_session_as_captured_from_node() {
     assert_eq!(auth, Some(json!({"hello": 1})));
     assert_eq!(h.engine.server.revision(chat), Some(Revision::V5));
 
-    h.engine.server.accept(chat, h.now);
+    h.engine.server.accept(chat);
     h.engine.server.emit(
         chat,
         &payload(&[json!("welcome"), json!({"deviceId": "dev-1"})]),
-        h.now,
     );
-    let ask = h.engine.server.emit_with_ack(
-        chat,
-        &payload(&[json!("server-ask"), json!("question?")]),
-        h.now,
-    );
+    let ask = h
+        .engine
+        .server
+        .emit_with_ack(chat, &payload(&[json!("server-ask"), json!("question?")]));
     assert_eq!(ask, Some(0));
     h.drain();
     let socket_sid = h.engine.server.socket_sid(chat).expect("socket sid");

@@ -315,17 +315,18 @@ impl<R: Runtime> Pump<R> {
         Box::pin(async move { self.driver.data.send(input).await.is_ok() })
     }
 
-    /// Sends a close frame and waits briefly for the peer's, so the close is clean.
+    /// Sends a close frame and waits briefly for the peer's, so the close is clean. Code 1005
+    /// ("no status received") is never written: it means a close frame without a code.
     async fn close<S>(&self, ws: &mut WebSocketStream<S>, code: u16)
     where
         S: futures_io::AsyncRead + futures_io::AsyncWrite + Unpin,
     {
-        let frame = CloseFrame {
+        let frame = (code != 1005).then(|| CloseFrame {
             code: CloseCode::from(code),
             reason: Utf8Bytes::from_static(""),
-        };
+        });
         let handshake = async {
-            if ws.close(Some(frame)).await.is_ok() {
+            if ws.close(frame).await.is_ok() {
                 while let Some(Ok(_)) = ws.next().await {}
             }
         };

@@ -92,6 +92,29 @@ impl RawWebSocket {
         }
     }
 
+    /// Reads until the server's close frame, within `timeout`: the messages that came before it
+    /// and its status code (1005 when the frame carries none). `None` on timeout, or when the
+    /// connection ended without a close frame.
+    pub fn recv_close(&mut self, timeout: Duration) -> Option<(Vec<String>, u16)> {
+        let deadline = Instant::now() + timeout;
+        let mut seen = Vec::new();
+        loop {
+            let (_, opcode, payload) = self.read_frame(deadline)?;
+            match opcode {
+                0x8 => {
+                    let code = match payload.get(..2) {
+                        Some(&[high, low]) => u16::from_be_bytes([high, low]),
+                        _ => 1005,
+                    };
+                    return Some((seen, code));
+                }
+                0x9 => self.send_frame(0xA, &payload),
+                0xA => {}
+                _ => seen.push(String::from_utf8_lossy(&payload).into_owned()),
+            }
+        }
+    }
+
     /// Receives until a message satisfies `want`; returns every message up to and including
     /// it. Panics after 15 s.
     pub fn recv_until(&mut self, want: impl Fn(&str) -> bool) -> Vec<String> {

@@ -5,7 +5,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use courier_tests::{
-    Client, Lib, TempDir, Transports, free_port, json, wait_until, workspace_root,
+    Client, Lib, PollingSession, RawWebSocket, ReferenceServer, TempDir, Transports, free_port,
+    json, wait_until, workspace_root,
 };
 
 struct Server {
@@ -96,6 +97,60 @@ fn exercise(example: &str) {
         .connect(server.port);
     refused.expect_connect_error("Invalid namespace");
     refused.close();
+
+    for eio in [4, 3] {
+        extra_websocket_is_closed(server.port, eio);
+    }
+}
+
+/// A WebSocket naming a session that is probing a WebSocket, or has upgraded to one, is accepted
+/// (`101`) and closed at once — a close frame without a status code (1005 to the client),
+/// nothing sent before it; the session goes on over its first WebSocket. This is what engine.io
+/// does (checked against the npm reference server below).
+fn extra_websocket_is_closed(port: u16, eio: u8) {
+    let polling = PollingSession::handshake(port, eio, "");
+    let target = format!(
+        "/socket.io/?EIO={eio}&transport=websocket&sid={}",
+        polling.sid
+    );
+    let closed_at_once = || {
+        let mut extra = RawWebSocket::connect(port, &target);
+        assert_eq!(
+            extra.recv_close(Duration::from_secs(10)),
+            Some((vec![], 1005)),
+            "EIO={eio}: the extra WebSocket is closed at once, nothing sent"
+        );
+    };
+    let mut first = RawWebSocket::connect(port, &target);
+    closed_at_once(); // while the first one has not probed yet
+    first.send_text("2probe");
+    first.recv_until(|m| m == "3probe");
+    first.send_text("5");
+    closed_at_once(); // after the upgrade
+    // The upgraded session still answers: a v3 client pings (and gets a pong), a v4 client
+    // CONNECTs to `/` (answering the server's pings meanwhile: the conformance server pings
+    // every 300 ms and waits 200 ms).
+    let (question, answer) = if eio == 3 { ("2", "3") } else { ("40", "40") };
+    first.send_text(question);
+    loop {
+        let message = first
+            .recv_text(Duration::from_secs(10))
+            .unwrap_or_else(|| panic!("EIO={eio}: the upgraded session stopped answering"));
+        if message == "2" && eio == 4 {
+            first.send_text("3");
+        } else if message.starts_with(answer) {
+            break;
+        }
+    }
+    first.close();
+}
+
+#[test]
+fn the_reference_server_closes_an_extra_websocket_of_a_session() {
+    let server = ReferenceServer::start();
+    for eio in [4, 3] {
+        extra_websocket_is_closed(server.port(), eio);
+    }
 }
 
 #[test]

@@ -3,9 +3,10 @@
 //!
 //! The revision is chosen per connection by the `EIO` query parameter (`3` or `4`; anything else
 //! is refused with code 5). [`Server`] owns every session of one endpoint path; it is driven like
-//! every Sans-IO object of this crate (`handle_*` inputs, drain [`Server::poll_output`]) and
-//! reports [`Event`]s (opened / message / closed) to the layer above — [`crate::sio`], or any
-//! application that wants raw Engine.IO (the conformance echo server).
+//! every Sans-IO part of this crate (`handle_*(…, now)` inputs; [`Server::poll_output`] for the
+//! adapter, [`Server::poll_event`] for the layer above, [`Server::poll_timeout`]) and reports
+//! [`Event`]s (opened / message / closed) to that layer — [`crate::sio`], or any application
+//! that wants raw Engine.IO (the conformance echo server).
 
 mod http;
 pub mod packet;
@@ -19,7 +20,7 @@ use std::time::Duration;
 
 pub use packet::{Message, Packet, PacketError};
 pub use payload::PayloadError;
-pub use server::{Event, Output, Server, SessionId};
+pub use server::{Event, Server, SessionId};
 
 use crate::net::Headers;
 use crate::urlencoded;

@@ -41,6 +41,8 @@ pub enum Event {
         session: SessionId,
         /// Its handshake request.
         handshake: Arc<Handshake>,
+        /// When the handshake was served: the layer above starts its own deadlines from it.
+        at: Instant,
     },
     /// The client sent a message packet.
     Message {
@@ -59,24 +61,14 @@ pub enum Event {
     },
 }
 
-/// One output of a standalone [`Server`].
-#[derive(Debug, Clone, PartialEq)]
-pub enum Output {
-    /// Something for the adapter.
-    Io(net::Output),
-    /// Something for the application.
-    Event(Event),
-    /// Nothing more now; call `handle_timeout` at this instant.
-    Idle(Option<Instant>),
-}
-
 /// Who ends a session, which decides what the client is told.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Closer {
     /// The client sent `1`: a parked GET is released with a noop.
     Client,
-    /// The application closed it: the client gets `1`, delivered by the next GET if needed.
-    Application,
+    /// The application closed it at this instant: the client gets `1`, delivered by the next
+    /// GET if needed (the session waits for that GET until a pong would be due).
+    Application(Instant),
     /// A failure (timeout, bad input, lost transport): a parked GET gets `1`, nothing waits.
     Failure,
 }
@@ -96,8 +88,6 @@ pub struct Server {
     pub(super) dirty: Vec<SessionId>,
     pub(super) io: VecDeque<net::Output>,
     pub(super) events: VecDeque<Event>,
-    /// The latest `now` seen by any input.
-    pub(super) now: Option<Instant>,
     /// What `/metrics` reports about this endpoint.
     pub(super) counters: EngineCounters,
     /// Handshake budget of `max_handshakes_per_second` (see [`HandshakeBudget`]).
@@ -154,7 +144,6 @@ impl Server {
             dirty: Vec::new(),
             io: VecDeque::new(),
             events: VecDeque::new(),
-            now: None,
             counters: EngineCounters::default(),
             handshake_budget: HandshakeBudget::default(),
             refused_unlogged: 0,
@@ -199,7 +188,7 @@ impl Server {
         self.sessions.get(&session).map(|s| &s.handshake)
     }
 
-    /// Number of sessions (including ones delivering their final close packet).
+    /// Number of sessions (including ones delivering their final close packet), for metrics.
     pub fn session_count(&self) -> usize {
         self.sessions.len()
     }
@@ -256,7 +245,7 @@ impl Server {
                     self.refuse(id, ErrorCode::BadRequest, cors);
                 } else {
                     match req.method {
-                        Method::Get => self.poll(id, session, cors),
+                        Method::Get => self.poll(id, session, cors, now),
                         Method::Post => self.receive_post(id, session, &req, cors, now),
                         _ => self.refuse(id, ErrorCode::BadRequest, cors),
                     }
@@ -340,9 +329,9 @@ impl Server {
         }
     }
 
-    /// Runs every deadline that is due at `now`.
+    /// Runs every deadline that is due at `now`. The network inputs above run it first too, so a
+    /// request arriving after a deadline the adapter has not delivered yet sees its effect.
     pub fn handle_timeout(&mut self, now: Instant) {
-        self.now = Some(now);
         while let Some(&(at, session)) = self.timers.first() {
             if at > now {
                 break;
@@ -369,11 +358,10 @@ impl Server {
         self.send_encoded(session, message, Some(WsFrame::Text(packet)))
     }
 
-    /// Closes a session from the application side: the client is sent `1`.
+    /// Closes a session from the application side at `now`: the client is sent `1`.
     pub fn close_session(&mut self, session: SessionId, reason: &'static str, now: Instant) {
-        self.handle_timeout(now);
         if self.is_open(session) {
-            self.close(session, reason, Closer::Application);
+            self.close(session, reason, Closer::Application(now));
             self.reschedule(session);
         }
     }
@@ -400,34 +388,23 @@ impl Server {
         }
     }
 
-    /// The next output (adapter work first, then application events).
-    pub fn poll_output(&mut self) -> Output {
-        if let Some(io) = self.pop_io() {
-            return Output::Io(io);
+    /// The next thing for the adapter, `None` when there is nothing more now. Parked GETs are
+    /// answered here, once the queue is empty, so that every packet the inputs so far produced
+    /// leaves in one response.
+    pub fn poll_output(&mut self) -> Option<net::Output> {
+        if self.io.is_empty() {
+            self.flush();
         }
-        if let Some(event) = self.pop_event() {
-            return Output::Event(event);
-        }
-        self.flush();
-        match self.pop_io() {
-            Some(io) => Output::Io(io),
-            None => Output::Idle(self.next_deadline()),
-        }
-    }
-
-    /// Takes the next adapter output already produced (buffered polling packets are not
-    /// flushed by this; see [`Server::flush`]).
-    pub fn pop_io(&mut self) -> Option<net::Output> {
         self.io.pop_front()
     }
 
-    /// Takes the next application event.
-    pub fn pop_event(&mut self) -> Option<Event> {
+    /// The next event for the layer above (opened, message, closed).
+    pub fn poll_event(&mut self) -> Option<Event> {
         self.events.pop_front()
     }
 
-    /// The earliest deadline of any session.
-    pub fn next_deadline(&self) -> Option<Instant> {
+    /// When [`Server::handle_timeout`] is next due: the earliest deadline of any session.
+    pub fn poll_timeout(&self) -> Option<Instant> {
         self.timers.first().map(|(at, _)| *at)
     }
 
@@ -608,7 +585,11 @@ impl Server {
         self.by_sid.insert(sid, session);
         self.sessions.insert(session, s);
         self.reschedule(session);
-        self.events.push_back(Event::Opened { session, handshake });
+        self.events.push_back(Event::Opened {
+            session,
+            handshake,
+            at: now,
+        });
     }
 
     pub(super) fn on_packet(&mut self, session: SessionId, packet: Packet, now: Instant) {
@@ -748,7 +729,7 @@ impl Server {
         let mut keep = false;
         match s.transport {
             Transport::WebSocket(conn) => {
-                if closer == Closer::Application {
+                if matches!(closer, Closer::Application(_)) {
                     let frame = Packet::Close.to_ws_frame(s.protocol);
                     self.io.push_back(net::Output::WsSend(conn, frame));
                 }
@@ -769,9 +750,7 @@ impl Server {
                     let packets: Vec<Packet> = s.outbox.drain(..).collect();
                     let (body, kind) = s.encode_polling(&packets);
                     self.respond_payload(get.request, body, kind, get.cors);
-                } else if closer == Closer::Application
-                    && let Some(now) = self.now
-                {
+                } else if let Closer::Application(now) = closer {
                     // The client has as long as a pong would take to fetch the `1`.
                     s.outbox.push_back(Packet::Close);
                     s.closing_deadline = Some(now + self.config.ping_timeout);

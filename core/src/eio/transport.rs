@@ -16,9 +16,8 @@ use crate::net::{self, ConnId, Headers, HttpRequest, Level, RequestId};
 const NOOP_DELAY_WHILE_UPGRADING: Duration = Duration::from_millis(100);
 
 impl Server {
-    /// Answers parked GETs of sessions that have buffered packets. Done lazily so that all the
-    /// packets one input produces leave in one response.
-    pub fn flush(&mut self) {
+    /// Answers parked GETs of sessions that have buffered packets (see [`Server::poll_output`]).
+    pub(super) fn flush(&mut self) {
         for session in std::mem::take(&mut self.dirty) {
             let Some(s) = self.sessions.get_mut(&session) else {
                 continue;
@@ -33,7 +32,7 @@ impl Server {
         }
     }
 
-    pub(super) fn poll(&mut self, id: RequestId, session: SessionId, cors: Headers) {
+    pub(super) fn poll(&mut self, id: RequestId, session: SessionId, cors: Headers, now: Instant) {
         let s = self
             .sessions
             .get_mut(&session)
@@ -51,9 +50,7 @@ impl Server {
         if !s.outbox.is_empty() {
             self.answer_get(session, get);
         } else {
-            if s.upgrade.is_some_and(|u| u.probed)
-                && let Some(now) = self.now
-            {
+            if s.upgrade.is_some_and(|u| u.probed) {
                 // Upgrading: release the poll soon (engine.io's 100 ms noop check) so the
                 // client can pause polling, without inviting a tight request loop.
                 s.noop_deadline = Some(now + NOOP_DELAY_WHILE_UPGRADING);
@@ -139,15 +136,20 @@ impl Server {
     }
 
     pub(super) fn start_upgrade(&mut self, id: RequestId, session: SessionId, now: Instant) {
-        let s = &self.sessions[&session];
-        if !self.config.allow_upgrades
-            || !s.is_polling()
-            || s.upgrade.is_some()
-            || !self.is_open(session)
-        {
+        if !self.config.allow_upgrades || !self.is_open(session) {
             return self.refuse(id, ErrorCode::BadRequest, Headers::default());
         }
         let conn = ConnId::from(id);
+        let s = &self.sessions[&session];
+        if !s.is_polling() || s.upgrade.is_some() {
+            // Already on a WebSocket, or probing one: as engine.io does, the newcomer is accepted
+            // and closed at once (a close frame without a code, nothing sent before it), and the
+            // session keeps its transport.
+            self.log(Level::Debug, "Engine.IO second upgrade closed", session);
+            self.io.push_back(net::Output::WsAccept(id));
+            self.io.push_back(net::Output::WsClose(conn, 1005));
+            return;
+        }
         let deadline = now + self.config.upgrade_timeout;
         if let Some(s) = self.sessions.get_mut(&session) {
             s.upgrade = Some(Upgrade {

@@ -35,12 +35,12 @@ impl Gateway {
     ) {
         if namespace == "/" {
             // The original has no middleware on `/`: every engine session is admitted there.
-            self.sio.accept(socket, now);
+            self.sio.accept(socket);
             return;
         }
         let site_name = namespace.strip_prefix('/').unwrap_or(namespace);
         let Some(site) = self.config.site(site_name).cloned() else {
-            self.sio.reject(socket, INVALID_NAMESPACE, now);
+            self.sio.reject(socket, INVALID_NAMESPACE);
             self.event(
                 AppEvent::new(Level::Info, "Invalid namespace")
                     .with("namespace", namespace.to_owned()),
@@ -73,7 +73,7 @@ impl Gateway {
             }
             Err(message) => {
                 self.count_join(&site.name, JoinOutcome::AuthRefused);
-                self.refuse(socket, &message, now);
+                self.refuse(socket, &message);
             }
         }
     }
@@ -108,7 +108,7 @@ impl Gateway {
                     CallResult::Response { .. } => JoinOutcome::AuthError,
                 };
                 self.count_join(&site.name, outcome);
-                self.refuse(socket, &message, now);
+                self.refuse(socket, &message);
             }
         }
     }
@@ -123,9 +123,9 @@ impl Gateway {
         }
     }
 
-    fn refuse(&mut self, socket: SocketId, message: &str, now: Instant) {
+    fn refuse(&mut self, socket: SocketId, message: &str) {
         let client = self.clients.remove(socket);
-        self.sio.reject(socket, message, now);
+        self.sio.reject(socket, message);
         let mut event =
             AppEvent::new(Level::Error, "Authentication error").with("reason", message.to_owned());
         if let Some(client) = client {
@@ -166,7 +166,7 @@ impl Gateway {
             Vec::new()
         };
         if device_rooms.is_empty() {
-            self.tell_connected(socket, now);
+            self.tell_connected(socket);
             return;
         }
 
@@ -207,7 +207,7 @@ impl Gateway {
     }
 
     /// Sends the CONNECT reply and `_settings`, and logs the connect.
-    fn tell_connected(&mut self, socket: SocketId, now: Instant) {
+    fn tell_connected(&mut self, socket: SocketId) {
         let Some(client) = self.clients.get(socket) else {
             return;
         };
@@ -216,9 +216,9 @@ impl Gateway {
             .with("socketId", client.log_id.clone())
             .with("deviceId", client.credentials.device.clone())
             .with("rooms", client.rooms.join(","));
-        self.sio.accept(socket, now);
+        self.sio.accept(socket);
         let settings = settings_payload(self.config.device_ttl_s);
-        self.sio.emit(socket, &settings, now);
+        self.sio.emit(socket, &settings);
         self.event(event);
     }
 
@@ -232,7 +232,6 @@ impl Gateway {
         socket: SocketId,
         device: DeviceKey,
         result: StoreResult,
-        now: Instant,
     ) {
         let outcome = match result {
             StoreResult::Connected { items, more } => Ok((items, more)),
@@ -264,11 +263,11 @@ impl Gateway {
             }
         }
         if done {
-            self.finish_registration(socket, now);
+            self.finish_registration(socket);
         }
     }
 
-    fn finish_registration(&mut self, socket: SocketId, now: Instant) {
+    fn finish_registration(&mut self, socket: SocketId) {
         let Some(registration) = self
             .clients
             .get_mut(socket)
@@ -287,17 +286,17 @@ impl Gateway {
                     ),
             );
             self.sio
-                .abort_connection(socket, "store registration failed", now);
+                .abort_connection(socket, "store registration failed");
             return;
         }
-        self.tell_connected(socket, now);
+        self.tell_connected(socket);
         for (device, items, more) in registration.pieces {
             if more && let Some(client) = self.clients.get_mut(socket) {
                 client.draining.push(device.clone());
             }
-            self.send_piece(socket, device, items, more, now);
+            self.send_piece(socket, device, items, more);
         }
-        self.release_held(socket, now);
+        self.release_held(socket);
     }
 
     /// Sends one `_batch` piece of `device`'s backlog to `socket`, with an ack that removes
@@ -308,14 +307,13 @@ impl Gateway {
         device: DeviceKey,
         items: Vec<QueuedItem>,
         more: bool,
-        now: Instant,
     ) {
         if items.is_empty() || !self.sio.is_connected(socket) {
             // Gone already: the items stay queued for the next connect.
             return;
         }
         let payload = batch_payload(items.iter().map(|item| item.json.as_ref()));
-        let Some(ack) = self.sio.emit_with_ack(socket, &payload, now) else {
+        let Some(ack) = self.sio.emit_with_ack(socket, &payload) else {
             return;
         };
         let count = items.len();
@@ -391,16 +389,15 @@ impl Gateway {
         socket: SocketId,
         device: DeviceKey,
         result: StoreResult,
-        now: Instant,
     ) {
         match result {
             StoreResult::Connected { items, more } => {
-                self.send_piece(socket, device.clone(), items, more, now);
+                self.send_piece(socket, device.clone(), items, more);
                 if !more {
                     if let Some(client) = self.clients.get_mut(socket) {
                         client.draining.retain(|draining| draining != &device);
                     }
-                    self.release_held(socket, now);
+                    self.release_held(socket);
                 }
             }
             other => {
@@ -420,14 +417,13 @@ impl Gateway {
                         .with("socketId", log_id)
                         .with("reason", reason),
                 );
-                self.sio
-                    .abort_connection(socket, "store command failed", now);
+                self.sio.abort_connection(socket, "store command failed");
             }
         }
     }
 
     /// Sends the held live deliveries that may go now, in arrival order.
-    pub(super) fn release_held(&mut self, socket: SocketId, now: Instant) {
+    pub(super) fn release_held(&mut self, socket: SocketId) {
         let Some(client) = self.clients.get_mut(socket) else {
             return;
         };
@@ -447,7 +443,6 @@ impl Gateway {
                 held.id,
                 &held.payload,
                 held.stored,
-                now,
             );
         }
     }

@@ -107,7 +107,7 @@ impl Gateway {
         let mut tally = SendTally::new(now, rooms.len());
         let payload = Payload::new(send.payload.clone());
         if !site.user_rooms_enabled() {
-            tally.live = self.broadcast_local(&site.name, &rooms, &payload, now);
+            tally.live = self.broadcast_local(&site.name, &rooms, &payload);
             self.log_send_done(&site.name, &send.event, id, tally, 200, now);
             if self.options.clustered && !rooms.is_empty() {
                 let header = RemoteHeader::Broadcast {
@@ -247,8 +247,7 @@ impl Gateway {
                             .with("devices", stored),
                     );
                 }
-                let (live, remote) =
-                    self.deliver(&site, &room, &item, &payload, resync, devices, now);
+                let (live, remote) = self.deliver(&site, &room, &item, &payload, resync, devices);
                 if let Some(pending) = self.sends.get_mut(&request) {
                     pending.tally.stored += stored;
                     pending.tally.live += live;
@@ -300,7 +299,6 @@ impl Gateway {
     /// Live emits for the devices an item was stored for in one room: ours directly; other
     /// nodes' sockets are returned, to go out with the send's cluster message. Returns how many
     /// went out live here, and the other nodes' targets.
-    #[allow(clippy::too_many_arguments)]
     fn deliver(
         &mut self,
         site: &str,
@@ -309,7 +307,6 @@ impl Gateway {
         payload: &Payload,
         resync: bool,
         devices: Vec<Delivery>,
-        now: Instant,
     ) -> (u64, Vec<RemoteTarget>) {
         let mut remote = Vec::new();
         let (mut live, mut queued) = (0, 0);
@@ -332,7 +329,6 @@ impl Gateway {
                     item.id,
                     payload,
                     Some(resync),
-                    now,
                 );
                 if emitted {
                     live += 1;
@@ -403,7 +399,6 @@ impl Gateway {
     /// `stored`: `Some(resync)` when the item is in the device's queue (the ack removes it,
     /// with the head check when `resync`); `None` when the store did not store it for the
     /// device (the ack removes nothing).
-    #[allow(clippy::too_many_arguments)]
     pub(super) fn deliver_local(
         &mut self,
         socket: SocketId,
@@ -412,7 +407,6 @@ impl Gateway {
         id: u64,
         payload: &Payload,
         stored: Option<bool>,
-        now: Instant,
     ) -> bool {
         let Some(client) = self.clients.get_mut(socket) else {
             return false;
@@ -441,13 +435,13 @@ impl Gateway {
                     .with("deviceId", device.device),
             );
             self.sio
-                .abort_connection(socket, "too many held deliveries", now);
+                .abort_connection(socket, "too many held deliveries");
             return false;
         }
         if !self.sio.is_connected(socket) {
             return false;
         }
-        let Some(ack) = self.sio.emit_with_ack(socket, payload, now) else {
+        let Some(ack) = self.sio.emit_with_ack(socket, payload) else {
             return false;
         };
         if self.logs(Level::Debug) {
@@ -480,18 +474,12 @@ impl Gateway {
 
     /// Broadcast mode: every admitted socket of each room gets the event, once per room.
     /// Returns how many emits went out.
-    fn broadcast_local(
-        &mut self,
-        site: &str,
-        rooms: &[String],
-        payload: &Payload,
-        now: Instant,
-    ) -> u64 {
+    fn broadcast_local(&mut self, site: &str, rooms: &[String], payload: &Payload) -> u64 {
         let mut total = 0;
         for room in rooms {
             let sockets: Vec<SocketId> = self.clients.in_room(site, room).collect();
             let reached = u64::try_from(sockets.len()).unwrap_or(u64::MAX);
-            self.sio.emit_shared(&sockets, payload, now);
+            self.sio.emit_shared(&sockets, payload);
             if let Some(counters) = self.counters.site(site) {
                 counters.delivered(DeliveryPath::Live, reached);
             }
@@ -564,7 +552,6 @@ impl Gateway {
         event: String,
         id: u64,
         result: StoreResult,
-        now: Instant,
     ) {
         let log = |message, level| {
             AppEvent::new(level, message)
@@ -587,7 +574,7 @@ impl Gateway {
             }
             StoreResult::Resync => {
                 if self.sio.is_connected(socket) {
-                    self.sio.emit(socket, &resync_payload(), now);
+                    self.sio.emit(socket, &resync_payload());
                     if let Some(counters) = self.counters.site(&device.site) {
                         counters.resyncs += 1;
                     }
@@ -641,7 +628,6 @@ impl Gateway {
                         id,
                         &payload,
                         Some(resync),
-                        now,
                     ));
                 }
                 if let Some(counters) = self.counters.site(&site) {
@@ -649,7 +635,7 @@ impl Gateway {
                 }
             }
             RemoteHeader::Broadcast { site, rooms, .. } => {
-                self.broadcast_local(&site, &rooms, &payload, now);
+                self.broadcast_local(&site, &rooms, &payload);
             }
             RemoteHeader::Unregistered {
                 site,

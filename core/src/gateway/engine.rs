@@ -144,8 +144,8 @@ pub struct Gateway {
     /// What the gateway knows of the store's epoch.
     pub(super) epoch: EpochWatch,
     clock: Option<WallClock>,
-    /// The Socket.IO layer's next deadline, as of its last idle.
-    sio_deadline: Option<Instant>,
+    /// The gateway's own outputs (store commands, calls, publishes, its log lines, answers to
+    /// plain HTTP routes); the Socket.IO layer keeps its own.
     out: VecDeque<net::Output>,
     next_store: u64,
     next_call: u64,
@@ -239,7 +239,6 @@ impl Gateway {
             io_path_slash,
             epoch: EpochWatch::default(),
             clock: None,
-            sio_deadline: None,
             out: VecDeque::new(),
             next_store: 0,
             next_call: 0,
@@ -348,10 +347,13 @@ impl Gateway {
         id
     }
 
-    fn next_deadline(&self) -> Option<Instant> {
+    /// When [`net::Engine::handle_timeout`] is next due: the earliest of the Socket.IO layer's
+    /// deadlines, the oldest store command's, the first call's and the next epoch check.
+    fn poll_timeout(&self) -> Option<Instant> {
         let store = self.store_waits.first_deadline();
         let call = self.call_deadlines.first().map(|(at, _)| *at);
-        net::earliest(net::earliest(store, call), self.epoch_deadline())
+        let own = net::earliest(net::earliest(store, call), self.epoch_deadline());
+        net::earliest(self.sio.poll_timeout(), own)
     }
 
     fn expire_waits(&mut self, now: Instant) {
@@ -376,11 +378,9 @@ impl Gateway {
     fn on_store_result(&mut self, wait: StoreWait, result: StoreResult, now: Instant) {
         match wait {
             StoreWait::Connect { socket, device } => {
-                self.on_device_connected(socket, device, result, now)
+                self.on_device_connected(socket, device, result)
             }
-            StoreWait::NextBatch { socket, device } => {
-                self.on_next_piece(socket, device, result, now)
-            }
+            StoreWait::NextBatch { socket, device } => self.on_next_piece(socket, device, result),
             StoreWait::Resolve { request } => self.on_groups_resolved(request, result, now),
             StoreWait::Enqueue {
                 request,
@@ -392,10 +392,10 @@ impl Gateway {
                 device,
                 event,
                 id,
-            } => self.on_acked(socket, device, event, id, result, now),
+            } => self.on_acked(socket, device, event, id, result),
             StoreWait::Epoch => self.on_epoch(result, now),
             StoreWait::Reregister { socket, device } => {
-                self.on_reregistered(socket, device, result, now)
+                self.on_reregistered(socket, device, result)
             }
             StoreWait::Logged { what } => {
                 if let StoreResult::Failed(reason) = result {
@@ -427,20 +427,14 @@ impl Gateway {
         }
     }
 
-    /// Moves everything the Socket.IO layer has to say into the output queue, handling its
-    /// events at `now` (the instant of the input that caused them). Runs after every input, so
-    /// the events' reactions (accepts, emits, store commands) carry the right time.
-    fn pump(&mut self, now: Instant) {
+    /// Ends every input: emits an epoch check if one is due, then answers what the Socket.IO
+    /// layer reported at `now`, the instant of the input that caused it, so the reactions
+    /// (accepts, emits, store commands) carry the right time. Reactions may cause more events
+    /// (an emit overflowing a polling buffer closes its session): they are answered too.
+    fn answer_sio_events(&mut self, now: Instant) {
         self.watch_epoch(now);
-        loop {
-            match self.sio.poll_output() {
-                sio::Output::Io(output) => self.out.push_back(output),
-                sio::Output::Event(event) => self.on_sio_event(event, now),
-                sio::Output::Idle(deadline) => {
-                    self.sio_deadline = deadline;
-                    return;
-                }
-            }
+        while let Some(event) = self.sio.poll_event() {
+            self.on_sio_event(event, now);
         }
     }
 
@@ -479,7 +473,7 @@ impl net::Engine for Gateway {
 
     fn handle_http(&mut self, id: RequestId, request: HttpRequest, now: Instant) {
         self.route_http(id, request, now);
-        self.pump(now);
+        self.answer_sio_events(now);
     }
 
     fn handle_http_aborted(&mut self, id: RequestId, now: Instant) {
@@ -487,23 +481,23 @@ impl net::Engine for Gateway {
         if !self.sends.contains_key(&id) {
             self.sio.handle_http_aborted(id, now);
         }
-        self.pump(now);
+        self.answer_sio_events(now);
     }
 
     fn handle_ws_frame(&mut self, conn: ConnId, frame: WsFrame, now: Instant) {
         self.sio.handle_ws_frame(conn, frame, now);
-        self.pump(now);
+        self.answer_sio_events(now);
     }
 
     fn handle_ws_closed(&mut self, conn: ConnId, now: Instant) {
         self.sio.handle_ws_closed(conn, now);
-        self.pump(now);
+        self.answer_sio_events(now);
     }
 
     fn handle_timeout(&mut self, now: Instant) {
         self.expire_waits(now);
         self.sio.handle_timeout(now);
-        self.pump(now);
+        self.answer_sio_events(now);
     }
 
     fn handle_store_result(&mut self, id: StoreCmdId, result: StoreResult, now: Instant) {
@@ -516,7 +510,7 @@ impl net::Engine for Gateway {
             self.counters.store_done(kind, outcome, took);
             self.on_store_result(wait, result, now);
         }
-        self.pump(now);
+        self.answer_sio_events(now);
     }
 
     fn handle_call_result(&mut self, id: CallId, result: CallResult, now: Instant) {
@@ -524,12 +518,12 @@ impl net::Engine for Gateway {
             self.call_deadlines.remove(&(deadline, id));
             self.on_call_result(wait, &result, now.saturating_duration_since(started), now);
         }
-        self.pump(now);
+        self.answer_sio_events(now);
     }
 
     fn handle_remote(&mut self, message: Bytes, now: Instant) {
         self.on_remote_message(&message, now);
-        self.pump(now);
+        self.answer_sio_events(now);
     }
 
     fn handle_shutdown(&mut self, now: Instant) {
@@ -541,7 +535,7 @@ impl net::Engine for Gateway {
         // device disconnected, which the adapter flushes before it exits.
         self.stop_epoch_watch();
         self.sio.close_all(now);
-        self.pump(now);
+        self.answer_sio_events(now);
     }
 
     fn metrics(&self) -> Option<metrics::Snapshot> {
@@ -561,10 +555,15 @@ impl net::Engine for Gateway {
         }
     }
 
+    /// The gateway's own outputs first, then the Socket.IO layer's (pulled from it only now,
+    /// so a polling GET carries every packet the inputs so far produced).
     fn poll_output(&mut self) -> net::Output {
-        match self.out.pop_front() {
+        if let Some(output) = self.out.pop_front() {
+            return output;
+        }
+        match self.sio.poll_output() {
             Some(output) => output,
-            None => net::Output::Idle(net::earliest(self.sio_deadline, self.next_deadline())),
+            None => net::Output::Idle(self.poll_timeout()),
         }
     }
 }

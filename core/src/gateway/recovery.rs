@@ -205,7 +205,6 @@ impl Gateway {
         socket: SocketId,
         device: DeviceKey,
         result: StoreResult,
-        now: Instant,
     ) {
         let log_id = self.clients.log_id(socket);
         let event = match result {
@@ -226,7 +225,7 @@ impl Gateway {
                         .with("socketId", log_id.clone()),
                     );
                     self.sio
-                        .abort_connection(socket, "registered again behind live messages", now);
+                        .abort_connection(socket, "registered again behind live messages");
                 }
                 AppEvent::new(Level::Info, "Device registered again")
             }
@@ -373,7 +372,6 @@ impl Gateway {
                 message.id,
                 message.payload,
                 None,
-                now,
             );
             if emitted && let Some(counters) = self.counters.site(&device.site) {
                 counters.delivered(DeliveryPath::Live, 1);

@@ -1,9 +1,13 @@
 //! Socket.IO protocol revisions 4 and 5: packets, binary attachments, namespaces and acks.
 //!
 //! [`Server`] sits on one [`crate::eio::Server`] and multiplexes namespaces over each Engine.IO
-//! session. The application admits every namespace CONNECT itself ([`Event::ConnectRequest`] →
+//! session. It is driven like its Engine.IO server: `handle_*(…, now)` inputs,
+//! [`Server::poll_output`] for the adapter, [`Server::poll_event`] for the application (which
+//! pulls Engine.IO's events in), [`Server::poll_timeout`] folding both layers' deadlines. The
+//! application admits every namespace CONNECT itself ([`Event::ConnectRequest`] →
 //! [`Server::accept`] / [`Server::reject`]), possibly much later (asynchronous auth), and talks
-//! to accepted sockets with [`Server::emit`], [`Server::emit_with_ack`] and [`Server::ack`].
+//! to accepted sockets with [`Server::emit`], [`Server::emit_with_ack`] and [`Server::ack`]:
+//! these only queue packets, they never run timers.
 //!
 //! Revision 4 (Engine.IO 3, socket.io 1.x/2.x clients): `/` is connected implicitly — its `40`
 //! leaves right after the open packet, and the application still sees a `ConnectRequest` for
@@ -25,7 +29,6 @@ pub use packet::{DecodeError, Packet, PacketType};
 pub use server::Server;
 
 use crate::eio;
-use crate::net;
 
 /// Names one namespace socket for the life of a [`Server`]: unique, monotonic from 1.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -157,15 +160,4 @@ pub enum Event {
         /// Why, in socket.io's words (`client namespace disconnect`, `transport close`, …).
         reason: &'static str,
     },
-}
-
-/// One output of a [`Server`].
-#[derive(Debug, Clone, PartialEq)]
-pub enum Output {
-    /// Something for the adapter.
-    Io(net::Output),
-    /// Something for the application.
-    Event(Event),
-    /// Nothing more now; call `handle_timeout` at this instant.
-    Idle(Option<std::time::Instant>),
 }

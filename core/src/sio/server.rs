@@ -13,7 +13,7 @@ use rand_core::{RngCore, SeedableRng};
 use serde_json::{Map, Value};
 
 use super::packet::{self, Packet, PacketType};
-use super::{Config, Event, Output, Payload, Revision, SocketId, binary};
+use super::{Config, Event, Payload, Revision, SocketId, binary};
 use crate::eio::{self, Message, SessionId};
 use crate::ids::IdMap;
 use crate::net::{self, AppEvent, ConnId, HttpRequest, Level, RequestId, WsFrame, earliest};
@@ -31,12 +31,13 @@ pub struct Server {
     eio: eio::Server,
     rng: ChaCha20Rng,
     next_socket: u64,
-    conns: IdMap<SessionId, Conn>,
+    sessions: IdMap<SessionId, Session>,
     sockets: IdMap<SocketId, Socket>,
     connect_timers: BTreeSet<(Instant, SessionId)>,
-    out: VecDeque<Output>,
-    /// The latest `now` given by any input.
-    now: Option<Instant>,
+    /// Events for the application, oldest first.
+    events: VecDeque<Event>,
+    /// Log lines of this layer, for the adapter.
+    logs: VecDeque<AppEvent>,
 }
 
 impl Server {
@@ -47,11 +48,11 @@ impl Server {
             rng: ChaCha20Rng::seed_from_u64(seed ^ SOCKET_ID_STREAM),
             config,
             next_socket: 1,
-            conns: IdMap::default(),
+            sessions: IdMap::default(),
             sockets: IdMap::default(),
             connect_timers: BTreeSet::new(),
-            out: VecDeque::new(),
-            now: None,
+            events: VecDeque::new(),
+            logs: VecDeque::new(),
         }
     }
 
@@ -74,33 +75,28 @@ impl Server {
     pub fn handle_http(&mut self, id: RequestId, req: HttpRequest, now: Instant) {
         self.handle_timeout(now);
         self.eio.handle_http(id, req, now);
-        self.pump();
     }
 
     /// A request's peer went away.
     pub fn handle_http_aborted(&mut self, id: RequestId, now: Instant) {
         self.handle_timeout(now);
         self.eio.handle_http_aborted(id, now);
-        self.pump();
     }
 
     /// A frame on a WebSocket this engine [owns](Server::owns_conn).
     pub fn handle_ws_frame(&mut self, conn: ConnId, frame: WsFrame, now: Instant) {
         self.handle_timeout(now);
         self.eio.handle_ws_frame(conn, frame, now);
-        self.pump();
     }
 
     /// A WebSocket this engine owns closed.
     pub fn handle_ws_closed(&mut self, conn: ConnId, now: Instant) {
         self.handle_timeout(now);
         self.eio.handle_ws_closed(conn, now);
-        self.pump();
     }
 
-    /// Runs every deadline due at `now`.
+    /// Runs every deadline due at `now` (the network inputs above run it first too).
     pub fn handle_timeout(&mut self, now: Instant) {
-        self.now = Some(now);
         self.eio.handle_timeout(now);
         while let Some(&(at, session)) = self.connect_timers.first() {
             if at > now {
@@ -108,7 +104,7 @@ impl Server {
             }
             self.connect_timers.remove(&(at, session));
             let timed_out = self
-                .conns
+                .sessions
                 .get(&session)
                 .is_some_and(|c| c.connect_deadline == Some(at));
             if timed_out {
@@ -116,34 +112,35 @@ impl Server {
                 self.eio.close_session(session, "forced close", now);
             }
         }
-        self.pump();
     }
 
-    /// The next output; [`Output::Idle`] carries the next deadline.
-    pub fn poll_output(&mut self) -> Output {
-        loop {
-            if let Some(output) = self.out.pop_front() {
-                return output;
-            }
-            if let Some(io) = self.eio.pop_io() {
-                return Output::Io(io);
-            }
-            if let Some(event) = self.eio.pop_event() {
-                self.on_eio_event(event);
-                continue;
-            }
-            self.eio.flush();
-            if let Some(io) = self.eio.pop_io() {
-                return Output::Io(io);
-            }
-            let connect = self.connect_timers.first().map(|(at, _)| *at);
-            return Output::Idle(earliest(self.eio.next_deadline(), connect));
+    /// The next thing for the adapter (this layer's log lines, then Engine.IO's output); `None`
+    /// when there is nothing more now.
+    pub fn poll_output(&mut self) -> Option<net::Output> {
+        match self.logs.pop_front() {
+            Some(event) => Some(net::Output::Event(event)),
+            None => self.eio.poll_output(),
         }
     }
 
+    /// The next event for the application. Everything Engine.IO reported is taken in first, so
+    /// the application reacts to an input only once all of it has been read.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        while let Some(event) = self.eio.poll_event() {
+            self.on_eio_event(event);
+        }
+        self.events.pop_front()
+    }
+
+    /// When [`Server::handle_timeout`] is next due: the earlier of Engine.IO's deadlines and the
+    /// first CONNECT deadline.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let connect = self.connect_timers.first().map(|(at, _)| *at);
+        earliest(self.eio.poll_timeout(), connect)
+    }
+
     /// Admits a pending socket: sends the CONNECT reply, then reports [`Event::Connected`].
-    pub fn accept(&mut self, socket: SocketId, now: Instant) {
-        self.handle_timeout(now);
+    pub fn accept(&mut self, socket: SocketId) {
         let Some(s) = self.sockets.get_mut(&socket) else {
             return;
         };
@@ -169,13 +166,12 @@ impl Server {
             let text = header + data.as_deref().unwrap_or("");
             self.eio.send(session, Message::text(text));
         }
-        self.push_event(Event::Connected { socket });
+        self.events.push_back(Event::Connected { socket });
     }
 
     /// Refuses a pending socket with `message` (`44/nsp,"…"` in v4, `44/nsp,{"message":"…"}`
     /// in v5). The Engine.IO session stays open.
-    pub fn reject(&mut self, socket: SocketId, message: &str, now: Instant) {
-        self.handle_timeout(now);
+    pub fn reject(&mut self, socket: SocketId, message: &str) {
         let Some(s) = self.sockets.get(&socket) else {
             return;
         };
@@ -205,15 +201,13 @@ impl Server {
     }
 
     /// Emits to a connected socket; false if it is not connected.
-    pub fn emit(&mut self, socket: SocketId, payload: &Payload, now: Instant) -> bool {
-        self.handle_timeout(now);
+    pub fn emit(&mut self, socket: SocketId, payload: &Payload) -> bool {
         self.send_payload(socket, PacketType::Event, None, payload)
     }
 
     /// Emits to every connected socket of `sockets`, encoding the packet once per namespace and
     /// revision (a room's sockets share both) and sharing its bytes; returns how many got it.
-    pub fn emit_shared(&mut self, sockets: &[SocketId], payload: &Payload, now: Instant) -> u64 {
-        self.handle_timeout(now);
+    pub fn emit_shared(&mut self, sockets: &[SocketId], payload: &Payload) -> u64 {
         let mut packets: Vec<(Revision, String, Bytes)> = Vec::new();
         let mut sent = 0;
         for &socket in sockets {
@@ -244,13 +238,7 @@ impl Server {
 
     /// Emits asking for an ack; the id the [`Event::Ack`] will carry, or `None` if the socket
     /// is not connected.
-    pub fn emit_with_ack(
-        &mut self,
-        socket: SocketId,
-        payload: &Payload,
-        now: Instant,
-    ) -> Option<u64> {
-        self.handle_timeout(now);
+    pub fn emit_with_ack(&mut self, socket: SocketId, payload: &Payload) -> Option<u64> {
         let s = self.sockets.get_mut(&socket).filter(|s| s.is_connected())?;
         let id = s.next_ack;
         s.next_ack += 1;
@@ -265,15 +253,13 @@ impl Server {
     }
 
     /// Answers a client's ack request `id` with `args`.
-    pub fn ack(&mut self, socket: SocketId, id: u64, args: &[Value], now: Instant) {
-        self.handle_timeout(now);
+    pub fn ack(&mut self, socket: SocketId, id: u64, args: &[Value]) {
         let payload = Payload::from_values(args);
         self.send_payload(socket, PacketType::Ack, Some(id), &payload);
     }
 
     /// Disconnects a socket from its namespace (`41`); the Engine.IO session stays open.
-    pub fn disconnect(&mut self, socket: SocketId, now: Instant) {
-        self.handle_timeout(now);
+    pub fn disconnect(&mut self, socket: SocketId) {
         let Some(s) = self.sockets.get(&socket) else {
             return;
         };
@@ -289,19 +275,17 @@ impl Server {
         self.eio.send(session, Message::text(header));
         self.remove_socket(socket);
         if connected {
-            self.push_event(Event::Disconnected {
+            self.events.push_back(Event::Disconnected {
                 socket,
                 reason: "server namespace disconnect",
             });
         }
     }
 
-    /// Closes the socket's whole Engine.IO session (every namespace on it).
+    /// Closes the socket's whole Engine.IO session (every namespace on it) at `now`.
     pub fn close_connection(&mut self, socket: SocketId, now: Instant) {
-        self.handle_timeout(now);
         if let Some(session) = self.sockets.get(&socket).map(|s| s.session) {
             self.eio.close_session(session, "forced close", now);
-            self.pump();
         }
     }
 
@@ -309,19 +293,15 @@ impl Server {
     /// closed without the Engine.IO `1`. Clients treat that as a lost connection and reconnect
     /// by themselves (python-socketio does not reconnect after a clean `1`), which is what a
     /// server that cannot serve the session yet wants.
-    pub fn abort_connection(&mut self, socket: SocketId, reason: &'static str, now: Instant) {
-        self.handle_timeout(now);
+    pub fn abort_connection(&mut self, socket: SocketId, reason: &'static str) {
         if let Some(session) = self.sockets.get(&socket).map(|s| s.session) {
             self.eio.abort_session(session, reason);
-            self.pump();
         }
     }
 
-    /// Closes every session cleanly (shutdown).
+    /// Closes every session cleanly at `now` (shutdown).
     pub fn close_all(&mut self, now: Instant) {
-        self.handle_timeout(now);
         self.eio.close_all(now);
-        self.pump();
     }
 
     /// The socket's namespace.
@@ -332,7 +312,7 @@ impl Server {
     /// The socket's Engine.IO handshake record.
     pub fn handshake(&self, socket: SocketId) -> Option<Arc<eio::Handshake>> {
         let session = self.sockets.get(&socket)?.session;
-        self.conns.get(&session).map(|c| c.handshake.clone())
+        self.sessions.get(&session).map(|c| c.handshake.clone())
     }
 
     /// The socket's protocol revision.
@@ -382,64 +362,46 @@ impl Server {
         &self.eio
     }
 
-    /// Handles every Engine.IO event produced so far, moving adapter outputs into our queue.
-    fn pump(&mut self) {
-        loop {
-            while let Some(io) = self.eio.pop_io() {
-                self.out.push_back(Output::Io(io));
-            }
-            match self.eio.pop_event() {
-                Some(event) => self.on_eio_event(event),
-                None => break,
-            }
-        }
-    }
-
-    /// Queues an application event after every adapter output produced before it.
-    fn push_event(&mut self, event: Event) {
-        while let Some(io) = self.eio.pop_io() {
-            self.out.push_back(Output::Io(io));
-        }
-        self.out.push_back(Output::Event(event));
-    }
-
     fn log(&mut self, event: AppEvent) {
-        self.out.push_back(Output::Io(net::Output::Event(event)));
+        self.logs.push_back(event);
     }
 
     fn on_eio_event(&mut self, event: eio::Event) {
         match event {
-            eio::Event::Opened { session, handshake } => self.on_open(session, handshake),
+            eio::Event::Opened {
+                session,
+                handshake,
+                at,
+            } => self.on_open(session, handshake, at),
             eio::Event::Message { session, message } => self.on_message(session, message),
             eio::Event::Closed { session, reason } => {
-                let Some(conn) = self.conns.remove(&session) else {
+                let Some(closed) = self.sessions.remove(&session) else {
                     return;
                 };
-                if let Some(at) = conn.connect_deadline {
+                if let Some(at) = closed.connect_deadline {
                     self.connect_timers.remove(&(at, session));
                 }
-                let mut sockets: Vec<SocketId> = conn.namespaces.into_values().collect();
+                let mut sockets: Vec<SocketId> = closed.namespaces.into_values().collect();
                 sockets.sort();
                 for socket in sockets {
                     self.sockets.remove(&socket);
-                    self.push_event(Event::Disconnected { socket, reason });
+                    self.events
+                        .push_back(Event::Disconnected { socket, reason });
                 }
             }
         }
     }
 
-    fn on_open(&mut self, session: SessionId, handshake: Arc<eio::Handshake>) {
+    fn on_open(&mut self, session: SessionId, handshake: Arc<eio::Handshake>, opened: Instant) {
         let revision = Revision::of(handshake.protocol());
-        let connect_deadline = match (revision, self.now) {
-            (Revision::V5, Some(now)) => Some(now + self.config.connect_timeout),
-            _ => None,
-        };
+        let connect_deadline =
+            (revision == Revision::V5).then(|| opened + self.config.connect_timeout);
         if let Some(at) = connect_deadline {
             self.connect_timers.insert((at, session));
         }
-        self.conns.insert(
+        self.sessions.insert(
             session,
-            Conn {
+            Session {
                 revision,
                 handshake,
                 namespaces: HashMap::new(),
@@ -455,14 +417,14 @@ impl Server {
     }
 
     fn on_message(&mut self, session: SessionId, message: Message) {
-        let Some(conn) = self.conns.get_mut(&session) else {
+        let Some(state) = self.sessions.get_mut(&session) else {
             return;
         };
-        let packet = match (message, conn.partial.take()) {
+        let packet = match (message, state.partial.take()) {
             (Message::Binary(bytes), Some(mut partial)) => {
                 partial.attachments.push(bytes);
                 if partial.attachments.len() < partial.packet.attachments {
-                    conn.partial = Some(partial);
+                    state.partial = Some(partial);
                     return;
                 }
                 let mut packet = partial.packet;
@@ -489,7 +451,7 @@ impl Server {
                     return self.protocol_error(session, "Socket.IO invalid packet");
                 };
                 if packet.kind.is_binary() && packet.attachments > 0 {
-                    conn.partial = Some(PartialPacket {
+                    state.partial = Some(PartialPacket {
                         packet,
                         attachments: Vec::new(),
                     });
@@ -502,16 +464,16 @@ impl Server {
     }
 
     fn on_packet(&mut self, session: SessionId, packet: Packet) {
-        let conn = self.conns.get_mut(&session).expect("caller checked");
-        let revision = conn.revision;
+        let state = self.sessions.get_mut(&session).expect("caller checked");
+        let revision = state.revision;
         let (namespace, query) = match packet.namespace.split_once('?') {
             Some((ns, q)) => (ns.to_owned(), Some(q.to_owned())),
             None => (packet.namespace.clone(), None),
         };
-        let existing = conn.namespaces.get(&namespace).copied();
+        let existing = state.namespaces.get(&namespace).copied();
         match packet.kind {
             PacketType::Connect => {
-                if let Some(at) = conn.connect_deadline.take() {
+                if let Some(at) = state.connect_deadline.take() {
                     self.connect_timers.remove(&(at, session));
                 }
                 if existing.is_some() {
@@ -534,7 +496,7 @@ impl Server {
             PacketType::Disconnect => {
                 if let Some(socket) = existing {
                     self.remove_socket(socket);
-                    self.push_event(Event::Disconnected {
+                    self.events.push_back(Event::Disconnected {
                         socket,
                         reason: "client namespace disconnect",
                     });
@@ -567,7 +529,7 @@ impl Server {
                     _ => Vec::new(),
                 };
                 if matches!(packet.kind, PacketType::Event | PacketType::BinaryEvent) {
-                    self.push_event(Event::ClientEvent {
+                    self.events.push_back(Event::ClientEvent {
                         socket,
                         args,
                         ack: packet.id,
@@ -575,7 +537,7 @@ impl Server {
                 } else {
                     match packet.id {
                         Some(id) if s.awaiting_acks.remove(&id) => {
-                            self.push_event(Event::Ack { socket, id, args });
+                            self.events.push_back(Event::Ack { socket, id, args });
                         }
                         Some(_) => {
                             self.log(AppEvent::new(Level::Debug, "Socket.IO unknown ack id"))
@@ -597,13 +559,13 @@ impl Server {
         auth: Option<Map<String, Value>>,
         admission: Admission,
     ) {
-        let Some(conn) = self.conns.get_mut(&session) else {
+        let Some(state) = self.sessions.get_mut(&session) else {
             return;
         };
         let socket = SocketId(self.next_socket);
         self.next_socket += 1;
-        conn.namespaces.insert(namespace.clone(), socket);
-        let (revision, handshake) = (conn.revision, conn.handshake.clone());
+        state.namespaces.insert(namespace.clone(), socket);
+        let (revision, handshake) = (state.revision, state.handshake.clone());
         let sid = if revision == Revision::V5 {
             let mut bytes = [0u8; 15];
             self.rng.fill_bytes(&mut bytes);
@@ -623,7 +585,7 @@ impl Server {
                 awaiting_acks: BTreeSet::new(),
             },
         );
-        self.push_event(Event::ConnectRequest {
+        self.events.push_back(Event::ConnectRequest {
             socket,
             namespace,
             auth,
@@ -634,9 +596,9 @@ impl Server {
 
     fn remove_socket(&mut self, socket: SocketId) {
         if let Some(s) = self.sockets.remove(&socket)
-            && let Some(conn) = self.conns.get_mut(&s.session)
+            && let Some(state) = self.sessions.get_mut(&s.session)
         {
-            conn.namespaces.remove(&s.namespace);
+            state.namespaces.remove(&s.namespace);
         }
     }
 
@@ -708,9 +670,10 @@ struct PartialPacket {
     attachments: Vec<Bytes>,
 }
 
-/// One Engine.IO session seen from Socket.IO.
+/// What Socket.IO keeps about one Engine.IO session: its namespaces, the CONNECT deadline and
+/// a binary packet still waiting for attachments.
 #[derive(Debug)]
-struct Conn {
+struct Session {
     revision: Revision,
     handshake: Arc<eio::Handshake>,
     /// Namespace → socket (pending or connected).

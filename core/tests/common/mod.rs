@@ -51,13 +51,12 @@ impl Engine for SioApp {
     fn handle_call_result(&mut self, _id: CallId, _result: CallResult, _now: Instant) {}
     fn handle_remote(&mut self, _message: Bytes, _now: Instant) {}
     fn poll_output(&mut self) -> Output {
-        loop {
-            match self.server.poll_output() {
-                sio::Output::Io(io) => return io,
-                sio::Output::Event(event) => self.events.push(event),
-                sio::Output::Idle(deadline) => return Output::Idle(deadline),
-            }
+        while let Some(event) = self.server.poll_event() {
+            self.events.push(event);
         }
+        self.server
+            .poll_output()
+            .unwrap_or_else(|| Output::Idle(self.server.poll_timeout()))
     }
 }
 
