@@ -51,6 +51,8 @@ pub struct Launch {
     pub sites: PathBuf,
     /// `REDIS_URL`.
     pub redis_url: String,
+    /// `REDIS_CLUSTER_URLS` (a Redis Cluster), which replaces `REDIS_URL` when set.
+    pub redis_cluster_urls: Option<String>,
     /// Where the server logs go (`None`: discarded; at `info` they are a few lines per
     /// delivery, hundreds of MB per run).
     pub log_dir: Option<PathBuf>,
@@ -90,6 +92,10 @@ impl Gateway {
             match launch.engines {
                 Some(engines) => command.env("IO_ENGINES", engines.to_string()),
                 None => command.env_remove("IO_ENGINES"),
+            };
+            match &launch.redis_cluster_urls {
+                Some(urls) => command.env("REDIS_CLUSTER_URLS", urls),
+                None => command.env_remove("REDIS_CLUSTER_URLS"),
             };
             let child = command
                 .arg("--config")
@@ -153,6 +159,24 @@ fn free_port() -> Result<u16, String> {
         .local_addr()
         .map(|address| address.port())
         .map_err(|error| format!("free port: {error}"))
+}
+
+/// Whether the Redis at 127.0.0.1:`port` is a master (`ROLE`).
+pub async fn redis_is_master(port: u16) -> Result<bool, String> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port))
+        .await
+        .map_err(|error| format!("redis connect: {error}"))?;
+    stream
+        .write_all(b"*1\r\n$4\r\nROLE\r\n")
+        .await
+        .map_err(|error| format!("redis write: {error}"))?;
+    let mut answer = [0_u8; 64];
+    let read = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut answer))
+        .await
+        .map_err(|_| "ROLE: no answer".to_owned())?
+        .map_err(|error| format!("redis read: {error}"))?;
+    // `*3\r\n$6\r\nmaster…` or `*5\r\n$5\r\nslave…`
+    Ok(String::from_utf8_lossy(&answer[..read]).contains("master"))
 }
 
 /// `FLUSHALL` on the Redis at 127.0.0.1:`port`: every run starts from an empty store.

@@ -44,6 +44,11 @@ pub struct SuiteArgs {
     /// Its process id, whose CPU is measured.
     #[arg(long)]
     pub redis_pid: Option<u32>,
+    /// A Redis Cluster instead (started by `scripts/bench --redis-cluster`): every node as
+    /// `port:pid`, comma-separated. The gateways get `REDIS_CLUSTER_URLS`; the CPU of every
+    /// node is measured, masters and replicas apart, and each master's share.
+    #[arg(long, value_delimiter = ',')]
+    pub redis_cluster: Vec<String>,
     /// Users (one client each) in the join, fan-out, per-user and broadcast phases.
     #[arg(long, default_value_t = 1000)]
     pub users: u64,
@@ -103,21 +108,48 @@ pub struct Row {
     value: String,
 }
 
+/// The redis-server processes measured: one, or every node of a cluster.
+#[derive(Debug, Clone, Default)]
+struct RedisNodes {
+    /// `(port, pid, master)`.
+    nodes: Vec<(u16, u32, bool)>,
+    cluster: bool,
+}
+
+impl RedisNodes {
+    fn pids(&self) -> Vec<u32> {
+        self.nodes.iter().map(|&(_, pid, _)| pid).collect()
+    }
+
+    /// `FLUSHALL` on every master (a replica follows its master).
+    async fn flush(&self) -> Result<(), String> {
+        for &(port, _, master) in &self.nodes {
+            if master {
+                gateway::flush_redis(port).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// CPU and driver counters at one moment.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Reading {
     gateway: f64,
     redis: f64,
+    /// Each redis-server's CPU seconds, in `RedisNodes` order.
+    redis_nodes: Vec<f64>,
     /// The driver's busy seconds and their CPU seconds, summed over the gateways.
     driver: Option<[f64; 2]>,
     at: Instant,
 }
 
 /// What a phase cost.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Cost {
     gateway: f64,
     redis: f64,
+    redis_nodes: Vec<f64>,
     driver: Option<[f64; 2]>,
     /// Wall time of the work measured (a phase sets it to the time its operations took,
     /// without the settling after them).
@@ -128,7 +160,7 @@ struct Cost {
 /// so that its own cost falls outside the measured interval.
 async fn read(
     gateways: &[&Gateway],
-    redis_pid: u32,
+    redis: &RedisNodes,
     scrape_first: bool,
 ) -> Result<Reading, String> {
     let scrape = async {
@@ -141,14 +173,19 @@ async fn read(
         }
         Ok::<_, String>(driver)
     };
-    let cpu = || -> Result<(f64, f64), String> {
+    let cpu = || -> Result<(f64, Vec<f64>), String> {
         let mut sum = 0.0;
         for gateway in gateways {
             sum += stats::process_cpu_seconds(gateway.pid)?;
         }
-        Ok((sum, stats::process_cpu_seconds(redis_pid)?))
+        let nodes = redis
+            .pids()
+            .into_iter()
+            .map(stats::process_cpu_seconds)
+            .collect::<Result<Vec<f64>, String>>()?;
+        Ok((sum, nodes))
     };
-    let (driver, (gateway, redis), at) = if scrape_first {
+    let (driver, (gateway, redis_nodes), at) = if scrape_first {
         let driver = scrape.await?;
         let (cpu, at) = (cpu()?, Instant::now());
         (driver, cpu, at)
@@ -158,25 +195,32 @@ async fn read(
     };
     Ok(Reading {
         gateway,
-        redis,
+        redis: redis_nodes.iter().sum(),
+        redis_nodes,
         driver,
         at,
     })
 }
 
-async fn start_reading(gateways: &[&Gateway], redis_pid: u32) -> Result<Reading, String> {
-    read(gateways, redis_pid, true).await
+async fn start_reading(gateways: &[&Gateway], redis: &RedisNodes) -> Result<Reading, String> {
+    read(gateways, redis, true).await
 }
 
 async fn cost_since(
     before: Reading,
     gateways: &[&Gateway],
-    redis_pid: u32,
+    redis: &RedisNodes,
 ) -> Result<Cost, String> {
-    let after = read(gateways, redis_pid, false).await?;
+    let after = read(gateways, redis, false).await?;
     Ok(Cost {
         gateway: after.gateway - before.gateway,
         redis: after.redis - before.redis,
+        redis_nodes: after
+            .redis_nodes
+            .iter()
+            .zip(&before.redis_nodes)
+            .map(|(a, b)| a - b)
+            .collect(),
         driver: after
             .driver
             .zip(before.driver)
@@ -207,7 +251,7 @@ pub async fn run(
         timeout,
         parallel,
         rows: Vec::new(),
-        redis_pid: 0,
+        redis: RedisNodes::default(),
         launch: None,
     };
     let outcome = suite.run_all(binary).await;
@@ -219,7 +263,7 @@ struct Suite {
     timeout: Duration,
     parallel: usize,
     rows: Vec<Row>,
-    redis_pid: u32,
+    redis: RedisNodes,
     launch: Option<Launch>,
 }
 
@@ -242,11 +286,33 @@ impl Suite {
     }
 
     async fn run_all(&mut self, binary: PathBuf) -> Result<(), String> {
-        self.redis_pid = self
-            .args
-            .redis_pid
-            .ok_or("--redis-pid is required with --gateway")?;
-        stats::process_cpu_seconds(self.redis_pid)?;
+        self.redis = if self.args.redis_cluster.is_empty() {
+            let pid = self
+                .args
+                .redis_pid
+                .ok_or("--redis-pid (or --redis-cluster) is required with --gateway")?;
+            RedisNodes {
+                nodes: vec![(self.args.redis_port, pid, true)],
+                cluster: false,
+            }
+        } else {
+            let mut nodes = Vec::new();
+            for node in &self.args.redis_cluster {
+                let parsed = node.split_once(':').and_then(|(port, pid)| {
+                    Some((port.parse::<u16>().ok()?, pid.parse::<u32>().ok()?))
+                });
+                let (port, pid) =
+                    parsed.ok_or_else(|| format!("--redis-cluster: {node:?} is not port:pid"))?;
+                nodes.push((port, pid, gateway::redis_is_master(port).await?));
+            }
+            RedisNodes {
+                nodes,
+                cluster: true,
+            }
+        };
+        for pid in self.redis.pids() {
+            stats::process_cpu_seconds(pid)?;
+        }
         let (auth_port, stub) =
             http::start_auth_stub(gateway::USER_ROOM_PREFIX.to_owned(), GROUP.to_owned()).await?;
         let _stub = AbortOnDrop(stub);
@@ -256,6 +322,14 @@ impl Suite {
             config,
             sites,
             redis_url: format!("redis://127.0.0.1:{}/0", self.args.redis_port),
+            redis_cluster_urls: self.redis.cluster.then(|| {
+                self.redis
+                    .nodes
+                    .iter()
+                    .map(|(port, _, _)| format!("redis://127.0.0.1:{port}"))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            }),
             log_dir: self.args.log_gateways.then(|| self.args.work_dir.clone()),
             engines: self.args.engines,
         });
@@ -280,7 +354,7 @@ impl Suite {
     }
 
     async fn fresh_node(&self, name: &str) -> Result<Gateway, String> {
-        gateway::flush_redis(self.args.redis_port).await?;
+        self.redis.flush().await?;
         self.start_node(name, 1).await
     }
 
@@ -311,12 +385,12 @@ impl Suite {
         let mut fleet = Fleet::new(sends + rounds, self.parallel);
         let spec = self.spec(node.port, USER_SITE, 4);
 
-        let before = start_reading(&[node], self.redis_pid).await?;
+        let before = start_reading(&[node], &self.redis).await?;
         fleet
             .connect(&spec, TOKEN, 0..users, self.deadline())
             .await?;
         tokio::time::sleep(SETTLE).await;
-        let cost = cost_since(before, &[node], self.redis_pid).await?;
+        let cost = cost_since(before, &[node], &self.redis).await?;
         let workload = format!("joins, user-room site ({users} EIO4: auth call + store connect)");
         self.row(
             &workload,
@@ -325,7 +399,7 @@ impl Suite {
         );
         self.row(&workload, "redis CPU per join", us(cost.redis, users));
 
-        let before = start_reading(&[node], self.redis_pid).await?;
+        let before = start_reading(&[node], &self.redis).await?;
         let active = fan_out(
             &fleet,
             node.port,
@@ -337,14 +411,14 @@ impl Suite {
         )
         .await?;
         tokio::time::sleep(SETTLE).await;
-        let mut cost = cost_since(before, &[node], self.redis_pid).await?;
+        let mut cost = cost_since(before, &[node], &self.redis).await?;
         cost.elapsed = active;
         let workload =
             format!("group fan-out, user-room mode, {users} users × {sends} sends, stored + acked");
         self.delivery_rows(&workload, cost, users * sends, true);
         check_exact(&fleet, 0..sends, users)?;
 
-        let before = start_reading(&[node], self.redis_pid).await?;
+        let before = start_reading(&[node], &self.redis).await?;
         let active = per_user_sends(
             &fleet,
             node.port,
@@ -355,7 +429,7 @@ impl Suite {
         )
         .await?;
         tokio::time::sleep(SETTLE).await;
-        let mut cost = cost_since(before, &[node], self.redis_pid).await?;
+        let mut cost = cost_since(before, &[node], &self.redis).await?;
         cost.elapsed = active;
         let workload = format!("one /send per user, {users} users × {rounds}, kept-alive HTTP");
         let count = users * rounds;
@@ -379,6 +453,9 @@ impl Suite {
                 "redis CPU per delivery",
                 us(cost.redis, deliveries),
             );
+            if self.redis.cluster {
+                self.cluster_rows(workload, &cost, deliveries);
+            }
         }
         self.row(
             workload,
@@ -415,6 +492,36 @@ impl Suite {
         }
     }
 
+    /// On a cluster: Redis CPU per delivery of the masters and of the replicas, and of each
+    /// master (how evenly the shards share the work).
+    fn cluster_rows(&mut self, workload: &str, cost: &Cost, deliveries: u64) {
+        let mut masters = Vec::new();
+        let mut replicas = 0.0;
+        for (&(_, _, master), &cpu) in self.redis.nodes.iter().zip(&cost.redis_nodes) {
+            if master {
+                masters.push(cpu);
+            } else {
+                replicas += cpu;
+            }
+        }
+        self.row(
+            workload,
+            "redis CPU per delivery, masters",
+            us(masters.iter().sum(), deliveries),
+        );
+        self.row(
+            workload,
+            "redis CPU per delivery, replicas",
+            us(replicas, deliveries),
+        );
+        let each: Vec<String> = masters.iter().map(|&cpu| us(cpu, deliveries)).collect();
+        self.row(
+            workload,
+            "redis CPU per delivery, each master",
+            each.join(" / "),
+        );
+    }
+
     async fn broadcast_phase(&mut self, node: &Gateway, eio: u8) -> Result<(), String> {
         let (users, sends) = (self.args.users, self.args.group_sends);
         let mut fleet = Fleet::new(sends, self.parallel);
@@ -427,7 +534,7 @@ impl Suite {
             )
             .await?;
         tokio::time::sleep(SETTLE).await;
-        let before = start_reading(&[node], self.redis_pid).await?;
+        let before = start_reading(&[node], &self.redis).await?;
         let active = fan_out(
             &fleet,
             node.port,
@@ -438,7 +545,7 @@ impl Suite {
             self.deadline(),
         )
         .await?;
-        let mut cost = cost_since(before, &[node], self.redis_pid).await?;
+        let mut cost = cost_since(before, &[node], &self.redis).await?;
         cost.elapsed = active;
         let workload = format!("broadcast mode, {users} EIO{eio} clients × {sends} sends");
         self.delivery_rows(&workload, cost, users * sends, false);
@@ -465,9 +572,9 @@ impl Suite {
             .await?;
         tokio::time::sleep(2 * SETTLE).await;
         let rss_idle = stats::process_rss_kib(node.pid)?;
-        let before = start_reading(&[&node], self.redis_pid).await?;
+        let before = start_reading(&[&node], &self.redis).await?;
         tokio::time::sleep(Duration::from_secs(hold)).await;
-        let cost = cost_since(before, &[&node], self.redis_pid).await?;
+        let cost = cost_since(before, &[&node], &self.redis).await?;
         if fleet.tally.lost() > 0 {
             return Err(format!(
                 "idle: {} clients lost their connection",
@@ -498,7 +605,7 @@ impl Suite {
 
     async fn two_node_phase(&mut self) -> Result<(), String> {
         let (users, sends) = (self.args.users, self.args.node_sends);
-        gateway::flush_redis(self.args.redis_port).await?;
+        self.redis.flush().await?;
         let a = self.start_node("node-a", 1).await?;
         let b = self.start_node("node-b", 2).await?;
         let mut fleet = Fleet::new(2 * sends, self.parallel);
@@ -515,7 +622,7 @@ impl Suite {
             (&a, "the clients' node", 0..sends),
             (&b, "the other node", sends..2 * sends),
         ] {
-            let before = start_reading(&[&a, &b], self.redis_pid).await?;
+            let before = start_reading(&[&a, &b], &self.redis).await?;
             let active = fan_out(
                 &fleet,
                 target.port,
@@ -527,7 +634,7 @@ impl Suite {
             )
             .await?;
             tokio::time::sleep(SETTLE).await;
-            let mut cost = cost_since(before, &[&a, &b], self.redis_pid).await?;
+            let mut cost = cost_since(before, &[&a, &b], &self.redis).await?;
             cost.elapsed = active;
             let workload =
                 format!("two nodes on one Redis, group fan-out {users} × {sends}, /send to {name}");

@@ -271,6 +271,105 @@ fn redis_precedence_file_then_redis_url_then_in_memory() {
 }
 
 #[test]
+fn redis_cluster_from_file_or_env_with_clear_errors() {
+    let yml = "production:\n  redis:\n    cluster:\n      - redis://10.0.0.1:7000\n      \
+               - redis://:pw@10.0.0.2:7001\n    shards: 8\n";
+    let file = ok(
+        Some(yml),
+        None,
+        &[("REDIS_CLUSTER_URLS", "redis://elsewhere:1")],
+    )
+    .redis
+    .unwrap_or_default();
+    assert_eq!(
+        file.cluster,
+        vec![("10.0.0.1".to_owned(), 7000), ("10.0.0.2".to_owned(), 7001)]
+    );
+    assert_eq!(file.shards, 8);
+    assert_eq!(
+        file.cluster_urls(),
+        vec!["redis://:pw@10.0.0.1:7000", "redis://:pw@10.0.0.2:7001"],
+        "the password of one seed is the cluster's"
+    );
+    // REDIS_CLUSTER_URLS wins over REDIS_URL, the way `redis:` does; TLS from rediss://.
+    let env = ok(
+        None,
+        None,
+        &[
+            ("REDIS_URL", "redis://single:6379"),
+            ("REDIS_CLUSTER_URLS", " rediss://a:1 , rediss://b:2,"),
+        ],
+    )
+    .redis
+    .unwrap_or_default();
+    assert_eq!(env.cluster, vec![("a".to_owned(), 1), ("b".to_owned(), 2)]);
+    assert!(env.tls);
+    assert_eq!(env.cluster_urls(), vec!["rediss://a:1", "rediss://b:2"]);
+    // A single node has no seeds.
+    let single = ok(None, None, &[("REDIS_URL", "redis://single:6379")]).redis;
+    assert_eq!(single.map(|r| r.cluster), Some(Vec::new()));
+
+    assert_eq!(
+        err(Some("production:\n  redis:\n    cluster: []\n"), None, &[]),
+        "config.yml: production.redis: cluster lists no seed node (give at least one \
+         redis://host:port)"
+    );
+    assert_eq!(
+        err(None, None, &[("REDIS_CLUSTER_URLS", " , ")]),
+        "environment: REDIS_CLUSTER_URLS lists no seed node (give at least one redis://host:port)"
+    );
+    assert_eq!(
+        err(
+            None,
+            None,
+            &[("REDIS_CLUSTER_URLS", "redis://a:1,http://b:2")]
+        ),
+        "environment: REDIS_CLUSTER_URLS seed 2 must start with redis:// or rediss://, got \
+         \"http://b:2\""
+    );
+    assert_eq!(
+        err(None, None, &[("REDIS_CLUSTER_URLS", "redis://a:1/3")]),
+        "environment: REDIS_CLUSTER_URLS seed 1 selects database 3, but a Redis Cluster has only \
+         database 0"
+    );
+    assert_eq!(
+        err(
+            None,
+            None,
+            &[("REDIS_CLUSTER_URLS", "redis://a:1,rediss://b:2")]
+        ),
+        "environment: REDIS_CLUSTER_URLS mixes redis:// and rediss:// seeds: every node of a \
+         cluster is reached the same way"
+    );
+    assert_eq!(
+        err(
+            Some("production:\n  redis:\n    db: 2\n    cluster: [\"redis://a:1\"]\n"),
+            None,
+            &[]
+        ),
+        "config.yml: production.redis: db is 2, but a Redis Cluster has only database 0"
+    );
+    assert_eq!(
+        err(
+            Some("production:\n  redis:\n    url: redis://x\n    cluster: [\"redis://a:1\"]\n"),
+            None,
+            &[]
+        ),
+        "config.yml: production.redis: cluster and url are both given: a cluster is reached \
+         through its seed URLs only (remove url)"
+    );
+    assert_eq!(
+        err(
+            Some("production:\n  redis:\n    cluster: redis://a:1\n"),
+            None,
+            &[]
+        ),
+        "config.yml: production.redis: cluster must be a list of redis:// URLs, got \
+         \"redis://a:1\""
+    );
+}
+
+#[test]
 fn io_engines_default_auto_env_and_validation() {
     use courier_core::gateway::config::Engines;
     let redis = "production:\n  redis: {}\n";

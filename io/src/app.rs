@@ -20,6 +20,7 @@ use courier_core::gateway::store::MemoryStore;
 use courier_core::gateway::{EPOCH_CHECK_INTERVAL, EngineSlot, Gateway, GatewayOptions};
 
 use crate::Startup;
+use crate::redis_conn::RedisTarget;
 use crate::redis_store::DEFAULT_PREFIX;
 use crate::setup::{App, HeartbeatSetup, Limits, OpsSetup, Setup, StoreSetup};
 
@@ -39,9 +40,26 @@ pub fn gateway_app(startup: Startup) -> Result<App, String> {
     }
 
     let (store, clustered, first_log_line) = match &config.redis {
+        Some(redis) if !redis.cluster.is_empty() => (
+            StoreSetup::Redis {
+                target: RedisTarget::Cluster(redis.cluster_urls()),
+                prefix: DEFAULT_PREFIX.to_owned(),
+                shards: redis.shards,
+            },
+            true,
+            format!(
+                "App start: Redis Cluster store, seeds {} (queues shared by every node)",
+                redis
+                    .cluster
+                    .iter()
+                    .map(|(host, port)| format!("{host}:{port}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ),
         Some(redis) => (
             StoreSetup::Redis {
-                url: redis.url(),
+                target: RedisTarget::Node(redis.url()),
                 prefix: DEFAULT_PREFIX.to_owned(),
                 shards: redis.shards,
             },

@@ -12,7 +12,6 @@ use std::time::Duration;
 use async_channel::{Receiver, Sender};
 use bytes::Bytes;
 use futures_lite::StreamExt;
-use redis::aio::ConnectionManager;
 
 use crate::engines::LocalNodes;
 use crate::ops::Ops;
@@ -58,7 +57,7 @@ fn unframe_foreign(own_nodes: &[u64], payload: &[u8]) -> Option<Bytes> {
 /// [`PUBLISH_PIPELINE`] messages), so a burst of sends costs Redis one read and one reply
 /// write per pipeline rather than per message.
 pub(crate) async fn publish_loop(
-    mut connection: ConnectionManager,
+    mut connection: crate::redis_conn::RedisConnection,
     channel: String,
     node_id: u64,
     messages: Receiver<Bytes>,

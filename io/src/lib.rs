@@ -28,6 +28,7 @@ mod hyper_glue;
 pub mod logging;
 mod nodes;
 pub mod ops;
+mod redis_conn;
 mod redis_store;
 mod request_body;
 mod runtime;
@@ -42,6 +43,7 @@ pub use app::gateway_app;
 pub use bus::{channel as bus_channel, frame as bus_frame, unframe as bus_unframe};
 pub use cli::cli_main;
 pub use client::HttpClient;
+pub use redis_conn::{Primary, RedisConnection, RedisTarget};
 pub use redis_store::{
     BlockingRedisStore, DEFAULT_SHARDS, LAYOUT_VERSION, LayoutError, Liveness, RedisStore,
     escape as escape_key_part, node_id, shard_of,

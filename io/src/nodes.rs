@@ -17,7 +17,6 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use redis::RedisResult;
-use redis::aio::ConnectionManager;
 
 use crate::ops::{NodeSeen, Ops};
 use crate::redis_store::{Liveness, RedisStore};
@@ -59,7 +58,8 @@ pub(crate) async fn beat(
     now: u64,
 ) -> RedisResult<()> {
     let horizon = now.saturating_sub(retention_ms(setup));
-    let mut connection: ConnectionManager = store.connection();
+    // One key, so one slot: a plain pipeline on a cluster too.
+    let mut connection = store.connection();
     let (entries,): (Vec<(String, f64)>,) = redis::pipe()
         .zadd_multiple(
             key,

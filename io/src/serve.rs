@@ -106,11 +106,11 @@ pub async fn start<R: Runtime>(
             });
         }
         StoreSetup::Redis {
-            url,
+            target,
             prefix,
             shards,
         } => {
-            let store = RedisStore::open_sharded(&url, &prefix, shards)?;
+            let store = RedisStore::open_target(&target, &prefix, shards)?;
             // A Redis that holds another layout is refused before serving anyone; one that is
             // not reachable yet is checked before the first store command instead.
             let give_up = async {
@@ -240,19 +240,20 @@ pub async fn start<R: Runtime>(
             )));
         }
         let channel = bus::channel(&prefix);
-        let first = bus::subscribe_first(
-            &runtime,
-            store.client(),
-            &channel,
-            bus::FIRST_SUBSCRIBE_PATIENCE,
-        )
-        .await;
+        let choose = async { store.pubsub_client().await };
+        let give_up = async {
+            runtime.sleep(bus::FIRST_SUBSCRIBE_PATIENCE).await;
+            store.client().clone()
+        };
+        let client = future::or(choose, give_up).await;
+        let first =
+            bus::subscribe_first(&runtime, &client, &channel, bus::FIRST_SUBSCRIBE_PATIENCE).await;
         if first.is_none() {
             tracing::warn!(target: "courier", "cluster bus not subscribed yet (Redis unreachable); retrying in the background");
         }
         background.push(Box::pin(bus::subscribe_loop(
             runtime.clone(),
-            store.client().clone(),
+            client,
             channel,
             local,
             first,

@@ -139,8 +139,8 @@ pub enum StoreSetup {
     Memory(MemoryStoreSetup),
     /// Redis (also turns on the cluster bus).
     Redis {
-        /// `redis://` or `rediss://` URL.
-        url: String,
+        /// Where: one node's `redis://` or `rediss://` URL, or a cluster's seed URLs.
+        target: crate::redis_conn::RedisTarget,
         /// Prefix of every key and of the bus channel (default `courier`).
         prefix: String,
         /// Shards per site (`redis.shards`; see `io/REDIS-LAYOUT.md`).
@@ -173,11 +173,12 @@ impl fmt::Debug for StoreSetup {
             StoreSetup::None => f.write_str("None"),
             StoreSetup::Memory(_) => f.write_str("Memory"),
             StoreSetup::Redis {
-                url: _,
+                target,
                 prefix,
                 shards,
             } => f
                 .debug_struct("Redis")
+                .field("target", target)
                 .field("prefix", prefix)
                 .field("shards", shards)
                 .finish_non_exhaustive(),

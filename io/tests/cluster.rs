@@ -22,7 +22,7 @@ fn redis_setup(redis: &RedisServer, node_id: u64) -> Setup {
     Setup {
         max_payload: 1024,
         store: StoreSetup::Redis {
-            url: redis.url(),
+            target: courier_io::RedisTarget::Node(redis.url()),
             prefix: "courier".into(),
             shards: courier_io::DEFAULT_SHARDS,
         },

@@ -13,31 +13,50 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use common::redis_server::RedisServer;
 use courier_core::gateway::store::suite::{LoseEverything, check_store};
 use courier_core::gateway::store::{Store, StoreCommand, StoreResult};
-use courier_io::{BlockingRedisStore, Runtime};
+use courier_io::{BlockingRedisStore, RedisTarget, Runtime};
+use courier_tests::{RedisCluster, Resp};
 
 on_both_runtimes!(
     redis_store_matches_the_model,
     with_one_shard_it_matches_the_model,
     with_five_shards_it_matches_the_model,
+    on_a_redis_cluster_it_matches_the_model,
 );
 
-/// The store under test plus a plain connection to empty the server behind its back.
-struct Flushable<R: Runtime> {
+/// The store under test plus a way to empty the server(s) behind its back.
+struct Flushable<'a, R: Runtime> {
     store: BlockingRedisStore<R>,
-    admin: redis::Connection,
+    admin: Admin<'a>,
 }
 
-impl<R: Runtime> Store for Flushable<R> {
+/// How the suite's "store lost everything" step reaches Redis.
+enum Admin<'a> {
+    Node(redis::Connection),
+    /// `FLUSHALL` on every master.
+    Cluster(&'a RedisCluster),
+}
+
+impl<R: Runtime> Store for Flushable<'_, R> {
     fn execute(&mut self, command: StoreCommand) -> StoreResult {
         self.store.execute(command)
     }
 }
 
-impl<R: Runtime> LoseEverything for Flushable<R> {
+impl<R: Runtime> LoseEverything for Flushable<'_, R> {
     fn lose_everything(&mut self) {
-        let () = redis::cmd("FLUSHALL")
-            .query(&mut self.admin)
-            .expect("FLUSHALL");
+        match &mut self.admin {
+            Admin::Node(connection) => {
+                let () = redis::cmd("FLUSHALL").query(connection).expect("FLUSHALL");
+            }
+            Admin::Cluster(cluster) => {
+                for port in cluster.masters() {
+                    assert_eq!(
+                        cluster.cmd_on(port, &["FLUSHALL"]),
+                        Resp::Simple("OK".into())
+                    );
+                }
+            }
+        }
     }
 }
 
@@ -66,9 +85,36 @@ fn matches_the_model<R: Runtime + Clone>(runtime: R, shards: u32) {
             Flushable {
                 store: BlockingRedisStore::open_sharded(runtime.clone(), &url, &prefix, shards)
                     .expect("redis store opens"),
-                admin: server.connection(),
+                admin: Admin::Node(server.connection()),
             }
         },
         48,
     );
+}
+
+/// The same suite on a Redis Cluster of 3 masters and 3 replicas: every call routed to its
+/// slot's master, pipelines split per slot. One cluster for the three shard counts (each case
+/// has its own prefix), so the binary starts one cluster per runtime.
+fn on_a_redis_cluster_it_matches_the_model<R: Runtime + Clone>(runtime: R) {
+    let cluster = RedisCluster::start(3);
+    let target = RedisTarget::Cluster(cluster.seed_urls());
+    let case = AtomicU32::new(0);
+    for shards in [courier_io::DEFAULT_SHARDS, 1, 5] {
+        check_store(
+            || {
+                let prefix = format!("suite{}", case.fetch_add(1, Ordering::Relaxed));
+                Flushable {
+                    store: BlockingRedisStore::open_target(
+                        runtime.clone(),
+                        &target,
+                        &prefix,
+                        shards,
+                    )
+                    .expect("redis store opens"),
+                    admin: Admin::Cluster(&cluster),
+                }
+            },
+            24,
+        );
+    }
 }

@@ -251,6 +251,12 @@ impl GatewayBuilder {
         self.env("REDIS_URL", &url)
     }
 
+    /// Uses this Redis Cluster through `REDIS_CLUSTER_URLS` (every node as a seed).
+    pub fn redis_cluster(self, cluster: &crate::RedisCluster) -> Self {
+        let urls = cluster.seed_urls().join(",");
+        self.env("REDIS_CLUSTER_URLS", &urls)
+    }
+
     /// An extra command-line argument (after `--bind 127.0.0.1`).
     pub fn arg(mut self, arg: &str) -> Self {
         self.args.push(arg.to_string());

@@ -8,6 +8,8 @@
 //! - [`Gateway`]: a Courier process in its own working directory (config.yml / sites.yml), on a
 //!   free port, with its log lines captured; kill, kill -9, SIGTERM, restart.
 //! - [`Redis`]: a private `redis-server` on a free port, with a raw RESP client.
+//! - [`RedisCluster`]: a private Redis Cluster (masters + replicas on free ports), with the
+//!   master of a key's slot and `kill -9` + failover.
 //! - [`StubSite`]: the site's auth endpoint (answers per token) and `updateUserUrl` endpoint,
 //!   recording every request.
 //! - [`Browser`]: a real headless Chromium (the distribution's) driven by playwright-core.
@@ -29,6 +31,7 @@ mod metrics;
 mod paths;
 mod polling;
 mod redis;
+mod redis_cluster;
 mod reference_server;
 mod stub_site;
 mod tempdir;
@@ -43,6 +46,7 @@ pub use metrics::Metrics;
 pub use paths::workspace_root;
 pub use polling::{PollingSession, decode_payload, encode_payload};
 pub use redis::{Redis, Resp};
+pub use redis_cluster::RedisCluster;
 pub use reference_server::ReferenceServer;
 pub use stub_site::{AuthReply, RecordedRequest, StubSite};
 pub use tempdir::TempDir;

@@ -222,7 +222,7 @@ impl Drop for Redis {
     }
 }
 
-fn roundtrip(mut stream: TcpStream, args: &[&str]) -> std::io::Result<Resp> {
+pub(crate) fn roundtrip(mut stream: TcpStream, args: &[&str]) -> std::io::Result<Resp> {
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
     let mut out = format!("*{}\r\n", args.len()).into_bytes();
     for a in args {

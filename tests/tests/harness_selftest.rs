@@ -5,8 +5,9 @@
 use std::time::{Duration, Instant};
 
 use courier_tests::{
-    AuthReply, Bin, Client, Lib, PollingSession, RawWebSocket, Redis, ReferenceServer, Resp, Site,
-    StubSite, Transports, decode_payload, encode_payload, http, json, matrix, scenario, send,
+    AuthReply, Bin, Client, Lib, PollingSession, RawWebSocket, Redis, RedisCluster,
+    ReferenceServer, Resp, Site, StubSite, Transports, decode_payload, encode_payload, http, json,
+    matrix, scenario, send,
 };
 
 /// Connect, receive, ack in both directions, disconnect — with every library over every transport.
@@ -341,6 +342,47 @@ fn redis_fixture_runs_commands_and_restarts() {
         "AOF survives kill -9"
     );
     assert!(durable.url().starts_with("redis://127.0.0.1:"));
+}
+
+#[test]
+fn redis_cluster_fixture_forms_routes_and_fails_over() {
+    let mut cluster = RedisCluster::start(3);
+    assert_eq!(cluster.masters().len(), 3);
+    assert_eq!(cluster.replicas().len(), 3);
+    assert_eq!(cluster.seed_urls().len(), 6);
+    // Keys of one hash tag share a slot and a master; the master answers for its slot.
+    assert_eq!(cluster.slot_of("a{tag}"), cluster.slot_of("b{tag}"));
+    assert_eq!(
+        cluster.cmd_for_key("k{tag}", &["SET", "k{tag}", "v"]),
+        Resp::Simple("OK".into())
+    );
+    let master = cluster.master_of("k{tag}");
+    let other = cluster
+        .masters()
+        .into_iter()
+        .find(|port| *port != master)
+        .expect("another master");
+    assert!(
+        matches!(cluster.cmd_on(other, &["GET", "k{tag}"]), Resp::Error(e) if e.starts_with("MOVED")),
+        "another master redirects"
+    );
+    assert_eq!(cluster.keys("k*"), vec!["k{tag}"]);
+    // The write reached the replica before the kill (WAIT), so it survives the failover.
+    assert_eq!(cluster.cmd_on(master, &["WAIT", "1", "5000"]), Resp::Int(1));
+    let killed = cluster.kill_master_of("k{tag}");
+    assert_eq!(killed, master);
+    assert_ne!(
+        cluster.master_of("k{tag}"),
+        killed,
+        "a replica was promoted"
+    );
+    assert_eq!(
+        cluster
+            .cmd_for_key("k{tag}", &["GET", "k{tag}"])
+            .text()
+            .as_deref(),
+        Some("v")
+    );
 }
 
 #[test]

@@ -13,7 +13,7 @@
 
 use redis::{AsyncCommands, RedisError};
 
-use super::{RedisStore, scan_lists};
+use super::{RedisStore, scan_lists, scan_targets};
 
 /// The layout version this code reads and writes. Bump it with every incompatible change of
 /// `io/REDIS-LAYOUT.md`.
@@ -147,21 +147,29 @@ impl RedisStore {
         }
     }
 
-    /// Whether any list of the original's naming (`/<site>:socket.io:…`) exists.
+    /// Whether any list of the original's naming (`/<site>:socket.io:…`) exists (on any
+    /// primary of a cluster).
     async fn legacy_lists_exist(&self) -> Result<bool, RedisError> {
-        let mut connection = self.connection.clone();
-        let mut cursor: u64 = 0;
-        for _ in 0..LEGACY_PROBE_CALLS {
-            let (next, found) = scan_lists(&mut connection, cursor, "/*:socket.io:*").await?;
-            if !found.is_empty() {
-                return Ok(true);
-            }
-            cursor = next;
-            if cursor == 0 {
-                return Ok(false);
+        for node in scan_targets(&self.connection).await? {
+            let mut cursor: u64 = 0;
+            let mut calls = 0;
+            loop {
+                if calls == LEGACY_PROBE_CALLS {
+                    return Ok(true);
+                }
+                calls += 1;
+                let (next, found) =
+                    scan_lists(&self.connection, node.as_ref(), cursor, "/*:socket.io:*").await?;
+                if !found.is_empty() {
+                    return Ok(true);
+                }
+                cursor = next;
+                if cursor == 0 {
+                    break;
+                }
             }
         }
-        Ok(true)
+        Ok(false)
     }
 }
 

@@ -19,12 +19,12 @@ use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use courier_core::gateway::store::{DeviceKey, Store, StoreCommand, StoreResult};
-use redis::aio::ConnectionManager;
 use redis::{AsyncCommands, RedisError};
 
+use crate::redis_conn::{RedisConnection, RedisTarget};
 use crate::runtime::Runtime;
 pub use keys::{escape, shard_of};
 use keys::{glob_escape, member, split_legacy_entry};
@@ -52,8 +52,10 @@ const LEGACY_SCAN_CALLS: usize = 1000;
 /// Executes store commands on Redis. Cheap to clone (clones share the connection).
 #[derive(Clone)]
 pub struct RedisStore {
-    connection: ConnectionManager,
+    connection: RedisConnection,
     client: redis::Client,
+    /// Where Redis is (a cluster's seeds, for connections of other kinds, e.g. pub/sub).
+    target: RedisTarget,
     prefix: String,
     shards: u32,
     library: Arc<library::Library>,
@@ -62,9 +64,19 @@ pub struct RedisStore {
     liveness: Arc<Mutex<Liveness>>,
 }
 
+/// On a Redis Cluster: how long a write waits for a replica (`WAIT`) before its reply counts.
+const REPLICA_WAIT: Duration = Duration::from_millis(100);
+/// On a Redis Cluster: how often the store reads which primaries have replicas.
+const TOPOLOGY_EVERY: Duration = Duration::from_secs(10);
+
 /// What a store learns from Redis and shares among its clones.
 #[derive(Debug, Default)]
 struct StoreState {
+    /// On a cluster: when the topology was last read, and whether every primary then had a
+    /// replica (so writes wait for one; see `RedisConnection::pipeline_by_slot`).
+    replicas: Mutex<Option<(Instant, bool)>>,
+    /// A write's `WAIT` found no replica in time (logged once per change).
+    replica_lagging: AtomicBool,
     /// Whether Redis is known to hold the function library (see `pipeline`).
     library_loaded: AtomicBool,
     /// The outcome of the last layout check: `None` before one (or after a connection failure),
@@ -95,6 +107,7 @@ impl StoreState {
     /// have come back empty, or be another server). A mismatch stays until a check clears it.
     fn connection_lost(&self) {
         self.library_loaded.store(false, Ordering::Release);
+        *self.replicas.lock().unwrap_or_else(PoisonError::into_inner) = None;
         let mut layout = self.layout.lock().unwrap_or_else(PoisonError::into_inner);
         if matches!(&*layout, Some(Ok(_))) {
             *layout = None;
@@ -153,23 +166,27 @@ impl RedisStore {
     /// up. Must be called inside the runtime (the redis crate spawns its connection task
     /// there). Fails only on a malformed URL or shard count.
     pub fn open_sharded(url: &str, prefix: &str, shards: u32) -> Result<RedisStore, String> {
+        RedisStore::open_target(&RedisTarget::Node(url.to_owned()), prefix, shards)
+    }
+
+    /// A store on a single Redis or a Redis Cluster (`target`), as
+    /// [`RedisStore::open_sharded`] describes. On a cluster, at least one seed must answer
+    /// once for commands to run; any of them may be down.
+    pub fn open_target(
+        target: &RedisTarget,
+        prefix: &str,
+        shards: u32,
+    ) -> Result<RedisStore, String> {
         if !(1..=MAX_SHARDS).contains(&shards) {
             return Err(format!(
                 "redis shards must be from 1 to {MAX_SHARDS}, got {shards}"
             ));
         }
-        let client =
-            redis::Client::open(url).map_err(|error| format!("redis URL {url:?}: {error}"))?;
-        let config = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(1)))
-            .set_response_timeout(Some(Duration::from_secs(5)))
-            .set_number_of_retries(2)
-            .set_max_delay(Duration::from_millis(500));
-        let connection = ConnectionManager::new_lazy_with_config(client.clone(), config)
-            .map_err(|error| format!("redis: {error}"))?;
+        let (connection, client) = RedisConnection::open(target)?;
         Ok(RedisStore {
             connection,
             client,
+            target: target.clone(),
             prefix: prefix.to_owned(),
             shards,
             library: Arc::new(library::Library::new()),
@@ -206,14 +223,74 @@ impl RedisStore {
         runtime.block_on(async { RedisStore::open_sharded(url, prefix, shards) })
     }
 
-    /// The client (for the cluster bus's subscriber connection).
+    /// The client for the cluster bus's subscriber connection (on a Redis Cluster: its first
+    /// seed's; a plain `SUBSCRIBE` on any node hears every node's `PUBLISH`).
     pub(crate) fn client(&self) -> &redis::Client {
         &self.client
     }
 
+    /// The client for the bus's subscriber connection, chosen now: on a cluster, one of the
+    /// primaries that answer (the first seed may be down).
+    pub(crate) async fn pubsub_client(&self) -> redis::Client {
+        self.connection.pubsub_client(&self.client).await
+    }
+
+    /// Where Redis is: one node's URL or a cluster's seed URLs.
+    pub fn target(&self) -> &RedisTarget {
+        &self.target
+    }
+
     /// The shared connection (for publishing on the cluster bus).
-    pub(crate) fn connection(&self) -> ConnectionManager {
+    pub(crate) fn connection(&self) -> RedisConnection {
         self.connection.clone()
+    }
+
+    /// On a cluster whose primaries all have a replica: how long writes wait for one (the
+    /// topology is read again every [`TOPOLOGY_EVERY`] and after a connection failure).
+    async fn replica_wait(&self) -> Option<Duration> {
+        if !self.connection.is_cluster() {
+            return None;
+        }
+        let known = *self
+            .state
+            .replicas
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let replicated = match known {
+            Some((read, replicated)) if read.elapsed() < TOPOLOGY_EVERY => replicated,
+            _ => {
+                let replicated = match self.connection.topology().await {
+                    Ok(primaries) => {
+                        !primaries.is_empty() && primaries.iter().all(|p| p.replicas > 0)
+                    }
+                    // Unknown: wait (a write acknowledged without a replica may be lost).
+                    Err(_) => true,
+                };
+                *self
+                    .state
+                    .replicas
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner) = Some((Instant::now(), replicated));
+                replicated
+            }
+        };
+        replicated.then_some(REPLICA_WAIT)
+    }
+
+    /// Records what the writes' `WAIT`s found (logged once per change).
+    fn replica_outcome(&self, replicated: bool) {
+        let was_lagging = self
+            .state
+            .replica_lagging
+            .swap(!replicated, Ordering::AcqRel);
+        if !replicated && !was_lagging {
+            tracing::warn!(
+                target: "courier",
+                "a write reached no replica within {} ms: until it does, a failover of its \
+                 master may lose it",
+                REPLICA_WAIT.as_millis()
+            );
+        }
     }
 
     /// The key prefix.
@@ -245,16 +322,23 @@ impl RedisStore {
         );
         let pattern = format!("{}*", glob_escape(&prefix));
         let mut keys: Vec<Vec<u8>> = Vec::new();
-        let mut cursor: u64 = 0;
-        for _ in 0..LEGACY_SCAN_CALLS {
-            let (next, batch) = scan_lists(&mut connection, cursor, &pattern).await?;
-            keys.extend(batch);
-            cursor = next;
-            if cursor == 0 {
-                break;
+        let mut complete = true;
+        // The original's lists are spread over every slot: each primary is scanned (a single
+        // node: itself), and each list is then read where it lives.
+        for node in scan_targets(&self.connection).await? {
+            let mut cursor: u64 = 0;
+            for _ in 0..LEGACY_SCAN_CALLS {
+                let (next, batch) =
+                    scan_lists(&self.connection, node.as_ref(), cursor, &pattern).await?;
+                keys.extend(batch);
+                cursor = next;
+                if cursor == 0 {
+                    break;
+                }
             }
+            complete &= cursor == 0;
         }
-        if cursor != 0 {
+        if !complete {
             tracing::warn!(
                 target: "courier",
                 site = %device.site,
@@ -295,8 +379,9 @@ impl RedisStore {
             // connect, which imports them.
             return Ok(());
         }
-        if !keys.is_empty() {
-            let () = connection.del(&keys).await?;
+        // One key per `DEL`: on a cluster the lists live in different slots.
+        for key in &keys {
+            let () = connection.del(key).await?;
         }
         Ok(())
     }
@@ -325,23 +410,40 @@ impl RedisStore {
     }
 }
 
-/// One `SCAN` step over the lists whose names match `pattern` (the original's queues): the next
-/// cursor and the names found.
+/// The nodes a key-space `SCAN` must visit: every primary of a cluster, or the one node
+/// (`None`).
+async fn scan_targets(
+    connection: &RedisConnection,
+) -> Result<Vec<Option<(String, u16)>>, RedisError> {
+    if !connection.is_cluster() {
+        return Ok(vec![None]);
+    }
+    Ok(connection
+        .primaries()
+        .await?
+        .into_iter()
+        .map(Some)
+        .collect())
+}
+
+/// One `SCAN` step on `node` over the lists whose names match `pattern` (the original's
+/// queues): the next cursor and the names found.
 async fn scan_lists(
-    connection: &mut ConnectionManager,
+    connection: &RedisConnection,
+    node: Option<&(String, u16)>,
     cursor: u64,
     pattern: &str,
 ) -> Result<(u64, Vec<Vec<u8>>), RedisError> {
-    redis::cmd("SCAN")
-        .arg(cursor)
+    let mut cmd = redis::cmd("SCAN");
+    cmd.arg(cursor)
         .arg("MATCH")
         .arg(pattern)
         .arg("COUNT")
         .arg(1000)
         .arg("TYPE")
-        .arg("list")
-        .query_async(connection)
-        .await
+        .arg("list");
+    let reply = connection.on_node(node, &cmd).await?;
+    Ok(redis::from_redis_value(reply)?)
 }
 
 /// A [`RedisStore`] behind the synchronous [`Store`] trait, blocking on the runtime for each
@@ -368,6 +470,17 @@ impl<R: Runtime> BlockingRedisStore<R> {
     /// Opens a store with `shards` shards per site (see [`RedisStore::open_sharded`]).
     pub fn open_sharded(runtime: R, url: &str, prefix: &str, shards: u32) -> Result<Self, String> {
         let store = runtime.block_on(async { RedisStore::open_sharded(url, prefix, shards) })?;
+        Ok(BlockingRedisStore { runtime, store })
+    }
+
+    /// Opens a store on a single Redis or a Redis Cluster (see [`RedisStore::open_target`]).
+    pub fn open_target(
+        runtime: R,
+        target: &RedisTarget,
+        prefix: &str,
+        shards: u32,
+    ) -> Result<Self, String> {
+        let store = runtime.block_on(async { RedisStore::open_target(target, prefix, shards) })?;
         Ok(BlockingRedisStore { runtime, store })
     }
 

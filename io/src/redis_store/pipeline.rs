@@ -21,7 +21,7 @@ use std::collections::BTreeMap;
 use courier_core::gateway::store::{BatchLimits, DeviceKey, SocketRef, StoreCommand, StoreResult};
 use std::sync::atomic::Ordering;
 
-use redis::{Cmd, FromRedisValue, Pipeline, RedisError, RedisResult, Value};
+use redis::{Cmd, FromRedisValue, RedisError, RedisResult, Value};
 
 use super::RedisStore;
 use super::keys::{
@@ -110,11 +110,20 @@ impl RedisStore {
             },
         };
         let mut results: Vec<Option<StoreResult>> = vec![None; commands.len()];
-        let mut pipe = redis::pipe();
-        pipe.ignore_errors();
-        let load_library = !self.state.library_loaded.load(Ordering::Acquire);
-        if load_library {
-            pipe.add_command(self.library.load());
+        let mut pipe: Vec<Cmd> = Vec::new();
+        let mut load_library = !self.state.library_loaded.load(Ordering::Acquire);
+        if load_library && self.connection.is_cluster() {
+            // Every primary needs the library; `FUNCTION LOAD` is sent to each (the redis
+            // crate fans it out) before the calls, which go to the primaries of their slots.
+            let loaded: RedisResult<Value> = self
+                .library
+                .load()
+                .query_async(&mut self.connection.clone())
+                .await;
+            self.library_load_outcome(loaded.map(|_| ()));
+            load_library = false;
+        } else if load_library {
+            pipe.push(self.library.load());
         }
         let liveness = self.liveness_args();
         let mut expectations = Vec::new();
@@ -131,7 +140,7 @@ impl RedisStore {
                     for group in &groups {
                         cmd.arg(self.group_key(&site, group));
                     }
-                    pipe.add_command(cmd);
+                    pipe.push(cmd);
                     expectations.push(Expect::Users(index));
                 }
                 StoreCommand::ForgetGroupMember {
@@ -143,9 +152,9 @@ impl RedisStore {
                     }
                     self.flush(&mut pipe, &mut expectations, &mut segment, &liveness);
                     for group in &groups {
-                        pipe.cmd("SREM")
-                            .arg(self.group_key(&site, group))
-                            .arg(&room);
+                        let mut cmd = redis::cmd("SREM");
+                        cmd.arg(self.group_key(&site, group)).arg(&room);
+                        pipe.push(cmd);
                     }
                     expectations.push(Expect::Done(Some(index), groups.len()));
                 }
@@ -155,9 +164,13 @@ impl RedisStore {
                     // (or an earlier gateway) wrote. The layout key is read along, so a node
                     // notices within one epoch check when Redis lost it or holds another.
                     let key = self.epoch_key();
-                    pipe.cmd("SET").arg(&key).arg(candidate).arg("NX");
-                    pipe.cmd("GET").arg(&key);
-                    pipe.cmd("GET").arg(self.layout_key());
+                    let mut set = redis::cmd("SET");
+                    set.arg(&key).arg(candidate).arg("NX");
+                    let mut get = redis::cmd("GET");
+                    get.arg(&key);
+                    let mut layout = redis::cmd("GET");
+                    layout.arg(self.layout_key());
+                    pipe.extend([set, get, layout]);
                     expectations.push(Expect::Epoch(index));
                 }
                 command => self.gather(&mut segment, index, command, legacy),
@@ -167,22 +180,25 @@ impl RedisStore {
 
         let mut imports = Vec::new();
         if !expectations.is_empty() || load_library {
-            let mut connection = self.connection.clone();
-            let replies: RedisResult<Vec<RedisResult<Value>>> =
-                pipe.query_async(&mut connection).await;
+            let wait = self.replica_wait().await;
+            let replies = self.connection.pipeline_by_slot(pipe, wait).await;
             match replies {
-                Ok(replies) => {
+                Ok((replies, replicated)) => {
+                    self.replica_outcome(replicated);
+                    if replies
+                        .iter()
+                        .any(|reply| reply.as_ref().is_err_and(is_transport))
+                    {
+                        // A slot's master was unreachable (a cluster's pipelines fail per
+                        // slot): check the layout and load the library again before the next.
+                        self.state.connection_lost();
+                    }
                     let mut replies = replies.into_iter();
                     if load_library {
-                        let loaded = match replies.next() {
-                            Some(Ok(_)) => true,
-                            Some(Err(error)) => {
-                                tracing::warn!(target: "courier", error = %error, "loading the store's function library failed");
-                                false
-                            }
-                            None => false,
-                        };
-                        self.state.library_loaded.store(loaded, Ordering::Release);
+                        let loaded = replies
+                            .next()
+                            .unwrap_or_else(|| Err(protocol_error("function load reply")));
+                        self.library_load_outcome(loaded.map(|_| ()));
                     }
                     for expect in expectations {
                         let mine: Vec<RedisResult<Value>> =
@@ -360,14 +376,14 @@ impl RedisStore {
     /// Adds the gathered shard calls and then the group-index updates to `pipe`.
     fn flush(
         &self,
-        pipe: &mut Pipeline,
+        pipe: &mut Vec<Cmd>,
         expectations: &mut Vec<Expect>,
         segment: &mut Segment,
         liveness: &[String],
     ) {
         for (_, mut call) in std::mem::take(&mut segment.shards) {
             call.cmd.arg(liveness);
-            pipe.add_command(call.cmd);
+            pipe.push(call.cmd);
             expectations.push(Expect::Shard(call.kinds));
         }
         // The group index lives on the site's slot. It is a hint (Enqueue re-checks membership),
@@ -376,9 +392,9 @@ impl RedisStore {
         // every store resolves groups alike.
         for (site, room, groups) in std::mem::take(&mut segment.index_updates) {
             for group in &groups {
-                pipe.cmd("SADD")
-                    .arg(self.group_key(&site, group))
-                    .arg(&room);
+                let mut cmd = redis::cmd("SADD");
+                cmd.arg(self.group_key(&site, group)).arg(&room);
+                pipe.push(cmd);
             }
             expectations.push(Expect::Done(None, groups.len()));
         }
@@ -389,6 +405,16 @@ impl RedisStore {
     pub(super) fn fcall(&self, site: &str, room: &str) -> Cmd {
         self.library
             .call(&self.shard_base(site, shard_of(room, self.shards)))
+    }
+
+    /// Records whether loading the function library worked (logged when it did not).
+    fn library_load_outcome(&self, outcome: RedisResult<()>) {
+        if let Err(error) = &outcome {
+            tracing::warn!(target: "courier", error = %error, "loading the store's function library failed");
+        }
+        self.state
+            .library_loaded
+            .store(outcome.is_ok(), Ordering::Release);
     }
 
     /// Runs one call on its own, loading the library first when Redis lost it.
@@ -532,6 +558,11 @@ impl RedisStore {
             }
         }
     }
+}
+
+/// Whether `error` says the server could not be reached (rather than answered an error).
+fn is_transport(error: &RedisError) -> bool {
+    error.is_io_error() || error.is_timeout() || error.is_connection_dropped()
 }
 
 /// One command's result within its shard call's reply.

@@ -4,7 +4,7 @@ use serde_yaml::{Mapping, Value};
 
 use super::admin::{ADMIN_API_KEY_ENV, admin_key};
 use super::io::{IoOptions, io_from_yaml};
-use super::redis::{redis_from_env, redis_from_yaml};
+use super::redis::{redis_cluster_from_env, redis_from_env, redis_from_yaml};
 use super::site::{SITE_ENV_VARS, site_from_env, sites_from_yaml};
 use super::yaml::{Section, describe, parse_document, parse_whole_number};
 use super::{Config, ConfigError, ConfigSources};
@@ -133,9 +133,10 @@ pub fn load(sources: &ConfigSources) -> Result<Config, ConfigError> {
                 ),
             ));
         }
-        None => match var("REDIS_URL") {
-            Some(url) => Some(redis_from_env(url, &mut warnings)?),
-            None => None,
+        None => match (var("REDIS_CLUSTER_URLS"), var("REDIS_URL")) {
+            (Some(urls), _) => Some(redis_cluster_from_env(urls, &mut warnings)?),
+            (None, Some(url)) => Some(redis_from_env(url, &mut warnings)?),
+            (None, None) => None,
         },
     };
 

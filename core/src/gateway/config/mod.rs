@@ -13,7 +13,8 @@
 //! - port: `PORT` > `config.yml` `port` > 1337;
 //! - device ttl: `config.yml` `device_ttl` (0 allowed: keep until acknowledged) >
 //!   `DEVICE_TTL` > 3600 seconds;
-//! - Redis: `config.yml` `redis` > `REDIS_URL` > none (Courier's in-memory store);
+//! - Redis: `config.yml` `redis` > `REDIS_CLUSTER_URLS` (a Redis Cluster) > `REDIS_URL` > none
+//!   (Courier's in-memory store);
 //! - sites: `SITE_NAME` (+ `AUTH_URL`, `AUTH_SCHEME`, `API_KEY`, `USER_ROOM_PREFIX`,
 //!   `UPDATE_USER_URL`, `PUBLIC_CHANNEL`, and Courier's `HTTP_TIMEOUT`) > `sites.yml` >
 //!   `config.yml` `sites`;

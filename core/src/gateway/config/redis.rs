@@ -9,6 +9,12 @@
 //!
 //! Unlike the original, which always used Redis, Courier uses its in-memory store when neither
 //! the section nor `REDIS_URL` is given.
+//!
+//! A Redis Cluster is Courier's own addition: `cluster:` (a list of seed URLs) in the section,
+//! or `REDIS_CLUSTER_URLS` (comma-separated; wins over `REDIS_URL`). Seeds are only where the
+//! client first asks for the cluster's topology, so one of them may be down. They take the same
+//! URL form (password and `rediss://` as above; every seed must agree on TLS), but a cluster has
+//! only database 0, so another `db` is an error, as is `url`/`host`/`port` next to `cluster`.
 
 use serde_yaml::{Mapping, Value};
 
@@ -32,6 +38,9 @@ pub struct RedisConfig {
     /// (default [`DEFAULT_REDIS_SHARDS`]). Part of the stored layout: every node on one Redis
     /// must use the same count.
     pub shards: u32,
+    /// `cluster`: the seed nodes `(host, port)` of a Redis Cluster; empty for a single node
+    /// (then `host` and `port` say where it is).
+    pub cluster: Vec<(String, u16)>,
 }
 
 /// Default of `redis.shards`.
@@ -48,6 +57,7 @@ impl Default for RedisConfig {
             password: None,
             db: 0,
             shards: DEFAULT_REDIS_SHARDS,
+            cluster: Vec::new(),
         }
     }
 }
@@ -56,18 +66,73 @@ impl RedisConfig {
     /// The connection URL for a Redis client library: `redis[s]://[:password@]host:port/db`,
     /// the password percent-encoded.
     pub fn url(&self) -> String {
+        format!("{}/{}", self.node_url(&self.host, self.port), self.db)
+    }
+
+    /// The seed URLs of a cluster (`redis[s]://[:password@]host:port`, no database: a cluster
+    /// has only 0); empty for a single node.
+    pub fn cluster_urls(&self) -> Vec<String> {
+        self.cluster
+            .iter()
+            .map(|(host, port)| self.node_url(host, *port))
+            .collect()
+    }
+
+    fn node_url(&self, host: &str, port: u16) -> String {
         let scheme = if self.tls { "rediss" } else { "redis" };
         let auth = self
             .password
             .as_deref()
             .map(|p| format!(":{}@", crate::urlencoded::encode_component(p)))
             .unwrap_or_default();
-        let host = if self.host.contains(':') {
-            format!("[{}]", self.host)
+        let host = if host.contains(':') {
+            format!("[{host}]")
         } else {
-            self.host.clone()
+            host.to_owned()
         };
-        format!("{scheme}://{auth}{host}:{}/{}", self.port, self.db)
+        format!("{scheme}://{auth}{host}:{port}")
+    }
+
+    /// Adds the seed nodes of `urls` (each in [`RedisConfig::apply_url`]'s form) as a cluster:
+    /// their password and TLS apply to every node. `Err` says what is wrong.
+    pub fn apply_cluster_urls<'u>(
+        &mut self,
+        urls: impl IntoIterator<Item = &'u str>,
+        warnings: &mut Vec<String>,
+        source: &str,
+    ) -> Result<(), String> {
+        let mut tls = None;
+        for (n, url) in urls.into_iter().enumerate() {
+            let mut seed = RedisConfig {
+                db: 0,
+                ..RedisConfig::default()
+            };
+            seed.apply_url(url, warnings, source)
+                .map_err(|p| format!("seed {} {p}", n + 1))?;
+            if seed.db != 0 {
+                return Err(format!(
+                    "seed {} selects database {}, but a Redis Cluster has only database 0",
+                    n + 1,
+                    seed.db
+                ));
+            }
+            if *tls.get_or_insert(seed.tls) != seed.tls {
+                return Err(
+                    "mixes redis:// and rediss:// seeds: every node of a cluster is reached \
+                     the same way"
+                        .to_owned(),
+                );
+            }
+            if seed.password.is_some() {
+                self.password = seed.password;
+            }
+            self.cluster.push((seed.host, seed.port));
+        }
+        if self.cluster.is_empty() {
+            return Err("lists no seed node (give at least one redis://host:port)".to_owned());
+        }
+        self.tls |= tls.unwrap_or(false);
+        Ok(())
     }
 
     /// Applies a node_redis-style URL over these settings. `Err` says what is wrong.
@@ -176,7 +241,8 @@ fn percent_decode(text: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-const KNOWN: [&str; 8] = [
+const KNOWN: [&str; 9] = [
+    "cluster",
     "url",
     "host",
     "port",
@@ -258,6 +324,68 @@ pub(super) fn redis_from_yaml(
             .apply_url(url, warnings, source)
             .map_err(|p| section.error("url", p))?;
     }
+    if let Some(value) = section.get("cluster") {
+        for key in ["url", "host", "port"] {
+            if section.get(key).is_some() {
+                return Err(section.error(
+                    "cluster",
+                    format!(
+                        "and {key} are both given: a cluster is reached through its seed \
+                         URLs only (remove {key})"
+                    ),
+                ));
+            }
+        }
+        if redis.db != 0 {
+            return Err(section.error(
+                "db",
+                format!("is {}, but a Redis Cluster has only database 0", redis.db),
+            ));
+        }
+        let Value::Sequence(items) = value else {
+            return Err(section.error(
+                "cluster",
+                format!("must be a list of redis:// URLs, got {}", describe(value)),
+            ));
+        };
+        let mut urls = Vec::with_capacity(items.len());
+        for item in items {
+            match item {
+                Value::String(url) => urls.push(url.as_str()),
+                other => {
+                    return Err(section.error(
+                        "cluster",
+                        format!(
+                            "must be a list of redis:// URLs, got an entry {}",
+                            describe(other)
+                        ),
+                    ));
+                }
+            }
+        }
+        redis
+            .apply_cluster_urls(urls, warnings, source)
+            .map_err(|p| section.error("cluster", p))?;
+    }
+    Ok(redis)
+}
+
+/// Reads `REDIS_CLUSTER_URLS` (comma-separated seed URLs).
+pub(super) fn redis_cluster_from_env(
+    urls: &str,
+    warnings: &mut Vec<String>,
+) -> Result<RedisConfig, ConfigError> {
+    let mut redis = RedisConfig::default();
+    redis
+        .apply_cluster_urls(
+            urls.split(',').map(str::trim).filter(|url| !url.is_empty()),
+            warnings,
+            "environment",
+        )
+        .map_err(|p| ConfigError {
+            source_name: "environment".to_owned(),
+            message: format!("REDIS_CLUSTER_URLS {p}"),
+        })?;
     Ok(redis)
 }
 
