@@ -33,6 +33,7 @@ pub mod eio;
 pub mod fuzzing;
 pub mod gateway;
 pub mod ids;
+pub mod iso8601;
 pub mod metrics;
 pub mod net;
 pub mod sio;

@@ -70,20 +70,6 @@ impl Histogram {
         self.count += other.count;
     }
 
-    /// `(upper bound, cumulative count)` for every finite bucket, as Prometheus exposes them
-    /// (`+Inf` is `count`).
-    pub fn cumulative(&self) -> Vec<(f64, u64)> {
-        let mut total = 0;
-        self.bounds
-            .iter()
-            .zip(&self.counts)
-            .map(|(bound, count)| {
-                total += count;
-                (*bound, total)
-            })
-            .collect()
-    }
-
     /// The value under which `quantile` (0..=1) of the observations fall, as the upper bound of
     /// the bucket that holds it (0 when empty; the last bound when it is in `+Inf`).
     pub fn quantile_bound(&self, quantile: f64) -> f64 {
@@ -294,14 +280,6 @@ impl SiteCounters {
             auth_duration: Histogram::new(DURATION_BUCKETS),
             user_update_duration: Histogram::new(DURATION_BUCKETS),
         }
-    }
-
-    /// The number of `/send` requests answered with `status`.
-    pub fn sends_with(&self, status: u16) -> u64 {
-        self.sends
-            .iter()
-            .find(|(code, _)| *code == status)
-            .map_or(0, |(_, count)| *count)
     }
 
     /// Deliveries by `path` so far.

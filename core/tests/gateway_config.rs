@@ -875,7 +875,7 @@ fn operational_keys_are_read_and_validated() {
     assert_eq!(config.metrics_bind, Some("127.0.0.1:9100".parse().unwrap()));
     assert_eq!(config.cluster.heartbeat_interval_ms, 500);
     assert_eq!(config.cluster.heartbeat_timeout_ms, 1500);
-    let sio = courier_core::gateway::sio_config(&config.io);
+    let sio = config.io.sio_config();
     assert_eq!(sio.eio.max_sessions, Some(100));
     assert_eq!(sio.eio.max_handshakes_per_second, Some(20));
     assert_eq!(sio.eio.max_buffered_packets, 64);

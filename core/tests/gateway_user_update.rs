@@ -3,7 +3,8 @@
 use std::time::Duration;
 
 use courier_core::gateway::config::Site;
-use courier_core::gateway::user_update::{LastSeen, iso8601_utc, user_update_call};
+use courier_core::gateway::user_update::{LastSeen, user_update_call};
+use courier_core::iso8601::format as iso8601_utc;
 use courier_core::net::Method;
 
 fn site(url: Option<&str>) -> Site {

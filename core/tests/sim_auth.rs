@@ -1,6 +1,6 @@
 //! Connect-time auth: the original's error strings (as captured from it) in both
-//! protocol generations, the auth timeout (README Differences #11), unknown namespaces, and the engine
-//! session surviving a refusal.
+//! protocol generations, the auth timeout (README Differences #11), unknown namespaces, and the
+//! engine session surviving a refusal.
 
 mod sim;
 
@@ -127,7 +127,8 @@ fn a_failed_auth_leaves_the_engine_session_usable_for_another_attempt() {
 fn v3_reads_credentials_from_the_handshake_query_only() {
     let mut sim = Sim::goodcity();
     let mut client = sim.client(Generation::V3, "deviceId=d1");
-    // A 2.x-style query on the CONNECT namespace is not used for auth (behaviour 5).
+    // A 2.x-style query on the CONNECT namespace is not used for auth (behaviour 5 in
+    // tests/README.md).
     sim.recv(&mut client);
     sim.post(&client, &["40/goodcity?token=u3"]);
     let auth = sim.auth_calls();

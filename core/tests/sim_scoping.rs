@@ -1,4 +1,5 @@
-//! Per-site scoping (behaviour 41, README Differences #2) and ack bookkeeping (behaviours 27, 30):
+//! Per-site scoping (behaviour 41 in tests/README.md, README Differences #2) and ack bookkeeping
+//! (behaviours 27, 30):
 //! each site uses its own auth settings and rooms; an ack removes exactly its message, in any
 //! order, and counts once.
 

@@ -101,7 +101,7 @@ pub fn gateway_app(startup: Startup) -> Result<App, String> {
     if startup.demo {
         print_demo_help(startup.bind, port);
     }
-    let (engines, node_ids) = build_engines(&config, engines, clustered);
+    let (engines, node_ids) = build_engines(&config, engines, clustered, startup.unix_ms);
     Ok(App {
         engines,
         port,
@@ -125,6 +125,7 @@ fn build_engines(
     config: &Config,
     count: u32,
     clustered: bool,
+    started_unix_ms: u64,
 ) -> (Vec<Box<dyn courier_core::net::Engine + Send>>, Vec<u64>) {
     let mut config = config.clone();
     if count > 1 {
@@ -135,7 +136,7 @@ fn build_engines(
     let mut engines: Vec<Box<dyn courier_core::net::Engine + Send>> = Vec::new();
     let mut node_ids = Vec::new();
     for index in 0..count {
-        let node_id = crate::redis_store::node_id(crate::driver::unix_ms_now(), random_u64());
+        let node_id = crate::redis_store::node_id(started_unix_ms, random_u64());
         let options = GatewayOptions {
             node_id,
             seed: random_u64(),
@@ -211,17 +212,11 @@ fn print_demo_help(bind: std::net::IpAddr, port: u16) {
     let _ = std::io::stderr().write_all(text.as_bytes());
 }
 
-/// A random 64-bit value from the OS-seeded hasher keys (node ids and session-id seeds need
-/// uniqueness, not cryptographic strength: session ids are also unguessable because the seed
-/// is).
+/// A random 64-bit value from the OS-seeded hasher keys, fresh for each call (node ids and
+/// session-id seeds need uniqueness, not cryptographic strength: session ids are also
+/// unguessable because the seed is).
 fn random_u64() -> u64 {
     let mut hasher = RandomState::new().build_hasher();
-    hasher.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|elapsed| elapsed.as_nanos())
-            .unwrap_or(0),
-    );
     hasher.write_u32(std::process::id());
     hasher.finish()
 }

@@ -85,7 +85,7 @@ pub fn cli_main<R: Runtime>(
         }
     };
     let env = environment();
-    logging::init(env.get("RUST_LOG").map(String::as_str));
+    logging::init(&runtime, env.get("RUST_LOG").map(String::as_str));
     let files = match read_config_files(cli.config.as_deref(), cli.sites.as_deref()) {
         Ok(files) => files,
         Err(message) => return fail(&message),
@@ -95,6 +95,7 @@ pub fn cli_main<R: Runtime>(
         env,
         bind: cli.bind,
         demo: cli.demo,
+        unix_ms: runtime.unix_ms(),
     };
     let app = match factory(startup) {
         Ok(app) => app,

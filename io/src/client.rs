@@ -171,7 +171,7 @@ impl<R: Runtime> HttpClient<R> {
 
     /// Makes the call; never fails otherwise than through [`CallResult::Failed`].
     pub async fn call(&self, call: OutboundCall) -> CallResult {
-        let deadline = Instant::now() + call.timeout;
+        let deadline = self.runtime.now() + call.timeout;
         let attempt = async {
             match self.perform(call).await {
                 Ok((status, body)) => CallResult::Response { status, body },
@@ -218,7 +218,7 @@ impl<R: Runtime> HttpClient<R> {
         };
         let mut request = build_request(&call, &uri, &host_header)?;
 
-        if let Some(sender) = self.pool.take(&origin, Instant::now()) {
+        if let Some(sender) = self.pool.take(&origin, self.runtime.now()) {
             match self.exchange_reused(sender, request, &origin).await {
                 Ok(answer) => return Ok(answer),
                 Err(Reuse::Failed(failure)) => return Err(failure),
@@ -344,7 +344,9 @@ impl<R: Runtime> HttpClient<R> {
         }
         if let Some(keep_for) = keep_for
             && !sender.is_closed()
-            && self.pool.park(origin, sender, Instant::now() + keep_for)
+            && self
+                .pool
+                .park(origin, sender, self.runtime.now() + keep_for)
         {
             self.spawn_sweeper();
         }
@@ -356,7 +358,7 @@ impl<R: Runtime> HttpClient<R> {
         let pool = Arc::clone(&self.pool);
         let runtime = self.runtime.clone();
         self.runtime.spawn(Box::pin(async move {
-            while let Some(next) = pool.sweep(Instant::now()) {
+            while let Some(next) = pool.sweep(runtime.now()) {
                 runtime.sleep_until(next).await;
             }
         }));

@@ -6,13 +6,14 @@
 //! `Drop` guards and result senders never wait). The driver feeds a batch of inputs to the
 //! engine, then drains `poll_output()` to `Idle(deadline)` and carries every output out at once,
 //! in order, without awaiting anything slow: store commands, calls and publishes are handed to
-//! their own tasks.
+//! their own tasks. Every `now` it gives the engine comes from the runtime's clocks
+//! ([`Runtime::now`], [`Runtime::unix_ms`]).
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use async_channel::{Receiver, Sender};
 use bytes::Bytes;
@@ -223,6 +224,7 @@ impl<R: Runtime> Driver<R> {
             control: control_tx,
             next_request: Arc::new(AtomicU64::new(1)),
         };
+        let timer_origin = runtime.now();
         let driver = Driver {
             runtime,
             engine,
@@ -237,7 +239,7 @@ impl<R: Runtime> Driver<R> {
             client,
             bus,
             deadline: None,
-            timer_origin: Instant::now(),
+            timer_origin,
             ws_queue: ws_queue.max(1),
             live_tasks: TaskCounter::default(),
             ops,
@@ -263,7 +265,7 @@ impl<R: Runtime> Driver<R> {
     /// it.
     pub(crate) async fn run(mut self, grace: Duration) {
         let _fail_fast = ExitOnPanic;
-        self.set_wall_clock(Instant::now());
+        self.set_wall_clock(self.runtime.now());
         {
             let _lines = logging::batch();
             self.drain_outputs();
@@ -286,8 +288,8 @@ impl<R: Runtime> Driver<R> {
             // The lines of this pass go out in one write when it ends, before the driver waits
             // again (the batch cannot live across an await: it is not `Send`).
             let lines = logging::batch();
-            let pass = ops::DriverPass::start();
-            let now = pass.started();
+            let now = self.runtime.now();
+            let pass = ops::DriverPass::start(now);
             self.set_wall_clock(now);
             if let Some(input) = first {
                 if self.apply_ordered(input, now) && shutdown_deadline.is_none() {
@@ -313,9 +315,10 @@ impl<R: Runtime> Driver<R> {
             self.frames.flush(&self.ops);
             // Busy until the pass's log lines are written (README "Operating Courier").
             drop(lines);
-            pass.finish(&self.ops);
+            let end = self.runtime.now();
+            pass.finish(end, &self.ops);
             if let Some(limit) = shutdown_deadline
-                && (self.drained() || Instant::now() >= limit)
+                && (self.drained() || end >= limit)
             {
                 self.abandon_remaining();
                 return;
@@ -329,14 +332,14 @@ impl<R: Runtime> Driver<R> {
             wake = Some(wake.map_or(*next_sweep, |w| w.min(*next_sweep)));
         }
         if shutdown_deadline.is_some() {
-            let poll = Instant::now() + SHUTDOWN_POLL;
+            let poll = self.runtime.now() + SHUTDOWN_POLL;
             wake = Some(wake.map_or(poll, |w| w.min(poll)));
         }
         wake
     }
 
     fn set_wall_clock(&mut self, now: Instant) {
-        self.engine.handle_wall_clock(unix_ms_now(), now);
+        self.engine.handle_wall_clock(self.runtime.unix_ms(), now);
     }
 
     /// Inputs that end a connection or a request (`WsClosed`, `HttpAborted`) travel on the
@@ -411,7 +414,7 @@ impl<R: Runtime> Driver<R> {
         if let StoreSink::Inline { store, next_sweep } = &mut self.store
             && *next_sweep <= now
         {
-            store.sweep(unix_ms_now());
+            store.sweep(self.runtime.unix_ms());
             *next_sweep = now + store.sweep_every();
         }
     }
@@ -469,10 +472,11 @@ impl<R: Runtime> Driver<R> {
                         self.frames.flush(&self.ops);
                         let ops = Arc::clone(&self.ops);
                         let siblings = self.siblings.clone();
+                        let (now, unix_ms) = (self.runtime.now(), self.runtime.unix_ms());
                         self.runtime.spawn(Box::pin(async move {
                             let snapshot =
                                 crate::engines::gather_metrics(snapshot, siblings.iter()).await;
-                            let document = ops::status_json(snapshot.as_ref(), &ops, unix_ms_now());
+                            let document = ops::status_json(snapshot.as_ref(), &ops, now, unix_ms);
                             let body = serde_json::to_vec(&document).unwrap_or_default();
                             let _ = reply.try_send(Reply::Response(status_response(body)));
                         }));
@@ -491,7 +495,7 @@ impl<R: Runtime> Driver<R> {
         let (sender, receiver) = outbound_queue();
         if reply.try_send(Reply::Upgrade(receiver)).is_err() {
             // The request's task is gone: the socket never opens.
-            self.engine.handle_ws_closed(conn, Instant::now());
+            self.engine.handle_ws_closed(conn, self.runtime.now());
             return;
         }
         self.conns.insert(conn, sender);
@@ -511,7 +515,7 @@ impl<R: Runtime> Driver<R> {
             if let Some(queue) = self.conns.remove(&conn) {
                 queue.abort();
             }
-            self.engine.handle_ws_closed(conn, Instant::now());
+            self.engine.handle_ws_closed(conn, self.runtime.now());
         }
     }
 
@@ -519,11 +523,13 @@ impl<R: Runtime> Driver<R> {
         match &mut self.store {
             StoreSink::None => {
                 let result = StoreResult::Failed("no store is configured".to_owned());
-                self.engine.handle_store_result(id, result, Instant::now());
+                self.engine
+                    .handle_store_result(id, result, self.runtime.now());
             }
             StoreSink::Inline { store, .. } => {
                 let result = store.execute(command);
-                self.engine.handle_store_result(id, result, Instant::now());
+                self.engine
+                    .handle_store_result(id, result, self.runtime.now());
             }
             StoreSink::Queue(_) => {
                 self.store_in_flight += 1;
@@ -544,7 +550,7 @@ impl<R: Runtime> Driver<R> {
         let Err(refused) = queue.try_send(std::mem::take(&mut self.store_out)) else {
             return true;
         };
-        let now = Instant::now();
+        let now = self.runtime.now();
         for (id, _) in refused.into_inner() {
             self.store_in_flight = self.store_in_flight.saturating_sub(1);
             let result = StoreResult::Failed("the store executor has stopped".to_owned());
@@ -624,13 +630,6 @@ impl Drop for ExitOnPanic {
 fn frame_len(frame: &WsFrame) -> u64 {
     let (WsFrame::Text(bytes) | WsFrame::Binary(bytes)) = frame;
     u64::try_from(bytes.len()).unwrap_or(u64::MAX)
-}
-
-/// Milliseconds since the Unix epoch, now.
-pub fn unix_ms_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 #[cfg(test)]

@@ -1,4 +1,4 @@
-//! Adapters between hyper's runtime traits and ours: a hyper `Timer` over [`Runtime`], and
+//! Adapters between hyper's runtime traits and ours: a hyper `Timer` (and clock) over [`Runtime`], and
 //! `futures-io` over a hyper connection (for the upgraded WebSocket). The other direction
 //! (`futures-io` streams under hyper) is `smol_hyper::rt::FuturesIo`.
 
@@ -27,11 +27,15 @@ impl hyper::rt::Sleep for TimerSleep {}
 
 impl<R: Runtime> hyper::rt::Timer for RuntimeTimer<R> {
     fn sleep(&self, duration: Duration) -> Pin<Box<dyn hyper::rt::Sleep>> {
-        self.sleep_until(Instant::now() + duration)
+        Box::pin(TimerSleep(Box::pin(self.0.sleep(duration))))
     }
 
     fn sleep_until(&self, deadline: Instant) -> Pin<Box<dyn hyper::rt::Sleep>> {
         Box::pin(TimerSleep(Box::pin(self.0.sleep_until(deadline))))
+    }
+
+    fn now(&self) -> Instant {
+        self.0.now()
     }
 }
 

@@ -37,20 +37,19 @@ mod server;
 mod setup;
 mod ws;
 
-pub use app::{MEMORY_SWEEP_EVERY, gateway_app};
+pub use app::gateway_app;
 pub use bus::{
     channel as bus_channel, frame as bus_frame, node_channel as bus_node_channel,
     unframe as bus_unframe,
 };
-pub use cli::{Cli, cli_main, environment, read_config_files};
+pub use cli::cli_main;
 pub use client::HttpClient;
-pub use driver::unix_ms_now;
 pub use redis_conn::{Primary, RedisConnection, RedisTarget};
 pub use redis_store::{
-    BlockingRedisStore, DEFAULT_PREFIX, DEFAULT_SHARDS, LAYOUT_VERSION, LayoutError, Liveness,
-    MAX_SHARDS, NODE_ID_RANDOM_BITS, RedisStore, escape as escape_key_part, node_id, shard_of,
+    BlockingRedisStore, DEFAULT_SHARDS, LAYOUT_VERSION, LayoutError, Liveness, RedisStore,
+    escape as escape_key_part, node_id, shard_of,
 };
-pub use runtime::{BoxFuture, Connection, Listener, Runtime};
+pub use runtime::{BoxFuture, Connection, Listener, Runtime, system_unix_ms};
 pub use serve::{DEFAULT_MAX_PAYLOAD, Running, conformance_port, serve_engine, start};
 pub use setup::{
     App, ConfigFiles, HeartbeatSetup, Limits, MemoryStoreSetup, OpsSetup, Setup, Startup,

@@ -23,7 +23,6 @@ use std::fmt::Write as _;
 use std::io::Write;
 use std::marker::PhantomData;
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use courier_core::net::{AppEvent, FieldValue, Level};
 use serde_json::Value;
@@ -32,16 +31,39 @@ use tracing_subscriber::EnvFilter;
 use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
 use tracing_subscriber::util::SubscriberInitExt;
 
-/// Installs the JSON logger as the global subscriber. `filter` is a `RUST_LOG`-style directive
-/// string (`None`: `info`). Harmless when a subscriber is already installed (tests).
-pub fn init(filter: Option<&str>) {
+use crate::runtime::Runtime;
+
+/// Installs the JSON logger as the global subscriber, stamping lines with `runtime`'s wall
+/// clock. `filter` is a `RUST_LOG`-style directive string (`None`: `info`). Harmless when a
+/// subscriber is already installed (tests).
+pub fn init<R: Runtime>(runtime: &R, filter: Option<&str>) {
     let filter = filter
         .and_then(|text| EnvFilter::try_new(text).ok())
         .unwrap_or_else(|| EnvFilter::new("info"));
+    let runtime = runtime.clone();
+    let clock = WallClock::new(move || runtime.unix_ms());
     let _ = tracing_subscriber::registry()
         .with(filter)
-        .with(JsonLines::stdout())
+        .with(JsonLines::stdout(clock))
         .try_init();
+}
+
+/// The clock log lines are stamped with, in Unix milliseconds: the runtime's
+/// ([`Runtime::unix_ms`]), or a fixed one in tests.
+#[derive(Clone)]
+pub struct WallClock(Arc<dyn Fn() -> u64 + Send + Sync>);
+
+impl WallClock {
+    /// A clock that reads `now`.
+    pub fn new(now: impl Fn() -> u64 + Send + Sync + 'static) -> WallClock {
+        WallClock(Arc::new(now))
+    }
+}
+
+impl std::fmt::Debug for WallClock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WallClock")
+    }
 }
 
 /// The lowest level enabled for target `courier` (`Error` when even that is off): the gateway
@@ -151,7 +173,7 @@ fn write_line<N: AsRef<str>>(
     fields: &[(N, FieldValue)],
 ) {
     out.push_str("{\"timestamp\":\"");
-    write_iso_timestamp(out, unix_ms);
+    courier_core::iso8601::write(out, unix_ms);
     out.push_str("\",\"level\":");
     write_json_string(out, level);
     out.push_str(",\"message\":");
@@ -253,6 +275,7 @@ fn tracing_level_name(level: &tracing::Level) -> &'static str {
 #[derive(Debug, Clone)]
 pub struct JsonLines {
     sink: Sink,
+    clock: WallClock,
 }
 
 /// Where lines go.
@@ -301,27 +324,32 @@ impl Sink {
 
 impl JsonLines {
     /// Lines to stdout.
-    pub fn stdout() -> JsonLines {
-        JsonLines { sink: Sink::Stdout }
+    pub fn stdout(clock: WallClock) -> JsonLines {
+        JsonLines {
+            sink: Sink::Stdout,
+            clock,
+        }
     }
 
     /// Lines appended to `buffer` (for tests).
-    pub fn to_buffer(buffer: Arc<Mutex<Vec<u8>>>) -> JsonLines {
+    pub fn to_buffer(buffer: Arc<Mutex<Vec<u8>>>, clock: WallClock) -> JsonLines {
         JsonLines {
             sink: Sink::Writer(buffer),
+            clock,
         }
     }
 
     /// Lines written to `writer`, whole lines per `write_all` call (for tests).
-    pub fn to_writer(writer: Arc<Mutex<dyn Write + Send>>) -> JsonLines {
+    pub fn to_writer(writer: Arc<Mutex<dyn Write + Send>>, clock: WallClock) -> JsonLines {
         JsonLines {
             sink: Sink::Writer(writer),
+            clock,
         }
     }
 
     /// Formats one line, now, and writes it (or buffers it in an open [`LineBatch`]).
     fn write<N: AsRef<str>>(&self, level: &str, message: &str, fields: &[(N, FieldValue)]) {
-        let unix_ms = unix_ms_now();
+        let unix_ms = (self.clock.0)();
         let buffered = THREAD_LINES.try_with(|lines| {
             let Ok(mut lines) = lines.try_borrow_mut() else {
                 return false;
@@ -507,84 +535,9 @@ pub fn flush() {
     });
 }
 
-fn unix_ms_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
-/// Now as `YYYY-MM-DDTHH:MM:SS.mmmZ`.
-pub fn iso_timestamp_now() -> String {
-    iso_timestamp(unix_ms_now())
-}
-
-/// Unix milliseconds as `YYYY-MM-DDTHH:MM:SS.mmmZ` (proleptic Gregorian, UTC).
-pub fn iso_timestamp(unix_ms: u64) -> String {
-    let mut out = String::with_capacity(24);
-    write_iso_timestamp(&mut out, unix_ms);
-    out
-}
-
-fn write_iso_timestamp(out: &mut String, unix_ms: u64) {
-    let days = unix_ms / 86_400_000;
-    let in_day = unix_ms % 86_400_000;
-    // Howard Hinnant's civil_from_days, for days since 1970-01-01.
-    let z = i64::try_from(days).unwrap_or(0) + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    if (0..=9999).contains(&year) {
-        push_digits(out, year.unsigned_abs(), 4);
-    } else {
-        // Beyond what four digits hold: as `{year:04}` wrote it.
-        let _ = write!(out, "{year:04}");
-    }
-    out.push('-');
-    push_digits(out, month.unsigned_abs(), 2);
-    out.push('-');
-    push_digits(out, day.unsigned_abs(), 2);
-    out.push('T');
-    push_digits(out, in_day / 3_600_000, 2);
-    out.push(':');
-    push_digits(out, in_day / 60_000 % 60, 2);
-    out.push(':');
-    push_digits(out, in_day / 1000 % 60, 2);
-    out.push('.');
-    push_digits(out, in_day % 1000, 3);
-    out.push('Z');
-}
-
-/// Appends the last `width` decimal digits of `value`, zero-padded.
-fn push_digits(out: &mut String, value: u64, width: u32) {
-    for position in (0..width).rev() {
-        let digit = value / 10u64.pow(position) % 10;
-        out.push(char::from(b'0' + u8::try_from(digit).unwrap_or(0)));
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn formats_iso_timestamps() {
-        assert_eq!(iso_timestamp(0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(iso_timestamp(951_782_400_123), "2000-02-29T00:00:00.123Z");
-        assert_eq!(iso_timestamp(1_795_000_000_000), "2026-11-18T11:06:40.000Z");
-        assert_eq!(
-            iso_timestamp(253_402_300_799_999),
-            "9999-12-31T23:59:59.999Z"
-        );
-        assert_eq!(
-            iso_timestamp(253_402_300_800_000),
-            "10000-01-01T00:00:00.000Z"
-        );
-    }
 
     #[test]
     fn event_fields_follow_the_fixed_keys_and_cannot_replace_them() {

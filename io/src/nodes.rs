@@ -14,11 +14,10 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use redis::RedisResult;
 
-use crate::driver::unix_ms_now;
 use crate::ops::{NodeSeen, Ops};
 use crate::redis_store::{Liveness, RedisStore};
 use crate::runtime::Runtime;
@@ -40,9 +39,9 @@ fn retention_ms(setup: &HeartbeatSetup) -> u64 {
     timeout.saturating_add(setup.device_ttl_ms.max(min))
 }
 
-/// One heartbeat: write ours (one entry per engine of this process, `node_ids`), prune, read
-/// the registry; on success the store's scripts and
-/// `ops` get the new reading.
+/// One heartbeat at wall-clock `now` (Unix ms): write ours (one entry per engine of this
+/// process, `node_ids`), prune, read the registry; on success the store's scripts and `ops`
+/// get the new reading.
 ///
 /// `healthy_since` is when this node's heartbeats started succeeding without a failure since
 /// (Unix ms; `None` before the first success). Nobody is declared dead before this node has
@@ -56,8 +55,8 @@ pub(crate) async fn beat(
     node_ids: &[u64],
     ops: &Ops,
     healthy_since: &mut Option<u64>,
+    now: u64,
 ) -> RedisResult<()> {
-    let now = unix_ms_now();
     let horizon = now.saturating_sub(retention_ms(setup));
     // One key, so one slot: a plain pipeline on a cluster too.
     let mut connection = store.connection();
@@ -124,8 +123,18 @@ pub(crate) async fn heartbeat_loop<R: Runtime>(
     let mut warned = false;
     let mut healthy_since = None;
     loop {
-        let next = Instant::now() + setup.interval;
-        let result = beat(&store, &key, &setup, &node_ids, &ops, &mut healthy_since).await;
+        let next = runtime.now() + setup.interval;
+        let now = runtime.unix_ms();
+        let result = beat(
+            &store,
+            &key,
+            &setup,
+            &node_ids,
+            &ops,
+            &mut healthy_since,
+            now,
+        )
+        .await;
         record(&ops, result, &mut warned);
         runtime.sleep_until(next).await;
     }

@@ -87,19 +87,24 @@ pub struct Ops {
 }
 
 impl Ops {
-    /// The state of a node that has just started.
-    pub fn new(runtime: &'static str, node_id: u64, redis: bool) -> Ops {
-        Ops::with_engines(runtime, vec![node_id], redis)
+    /// The state of a node that started at `started` (the runtime's clock).
+    pub fn new(runtime: &'static str, node_id: u64, redis: bool, started: Instant) -> Ops {
+        Ops::with_engines(runtime, vec![node_id], redis, started)
     }
 
-    /// The state of a process that has just started with one engine per node id of
+    /// The state of a process that started at `started` with one engine per node id of
     /// `engine_nodes` (at least one).
-    pub fn with_engines(runtime: &'static str, engine_nodes: Vec<u64>, redis: bool) -> Ops {
+    pub fn with_engines(
+        runtime: &'static str,
+        engine_nodes: Vec<u64>,
+        redis: bool,
+        started: Instant,
+    ) -> Ops {
         Ops {
             runtime,
             node_id: engine_nodes.first().copied().unwrap_or(0),
             engine_nodes,
-            started: Instant::now(),
+            started,
             redis,
             store_reachable: AtomicBool::new(!redis),
             bus_subscribed: AtomicBool::new(!redis),
@@ -179,10 +184,10 @@ pub struct DriverPass {
 }
 
 impl DriverPass {
-    /// The pass begins now.
-    pub fn start() -> DriverPass {
+    /// The pass begins at `now`.
+    pub fn start(now: Instant) -> DriverPass {
         DriverPass {
-            started: Instant::now(),
+            started: now,
             cpu_started: thread_cpu_nanos(),
         }
     }
@@ -192,9 +197,10 @@ impl DriverPass {
         self.started
     }
 
-    /// The pass is over: its time is counted.
-    pub fn finish(self, ops: &Ops) {
-        let busy = u64::try_from(self.started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+    /// The pass is over at `now`: its time is counted.
+    pub fn finish(self, now: Instant, ops: &Ops) {
+        let busy = u64::try_from(now.saturating_duration_since(self.started).as_nanos())
+            .unwrap_or(u64::MAX);
         Ops::add(&ops.driver_busy_nanos, busy);
         Ops::add(
             &ops.driver_cpu_nanos,
@@ -272,11 +278,11 @@ pub fn cpu_seconds(stat: &str) -> Option<f64> {
     Some((user + system) / 100.0)
 }
 
-/// The `/metrics` text for this scrape.
-pub fn render(snapshot: Option<Snapshot>, ops: &Ops) -> String {
+/// The `/metrics` text for a scrape at `now`.
+pub fn render(snapshot: Option<Snapshot>, ops: &Ops, now: Instant) -> String {
     let scrape = Scrape {
         snapshot,
-        io: IoFigures::read(ops),
+        io: IoFigures::read(ops, now),
         process: ProcessStats::read(),
     };
     let mut registry = Registry::default();
@@ -307,13 +313,13 @@ struct IoFigures {
 }
 
 impl IoFigures {
-    fn read(ops: &Ops) -> IoFigures {
+    fn read(ops: &Ops, now: Instant) -> IoFigures {
         let get = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
         let nodes = ops.nodes();
         let live = nodes.iter().filter(|node| node.live).count();
         IoFigures {
             runtime: ops.runtime,
-            uptime_seconds: ops.started.elapsed().as_secs_f64(),
+            uptime_seconds: now.saturating_duration_since(ops.started).as_secs_f64(),
             ready: ops.readiness().is_ok(),
             redis: ops.redis,
             store_reachable: ops.store_reachable.load(Ordering::Acquire),
@@ -478,58 +484,45 @@ impl Scrape {
             .as_ref()
             .map(|s| s.engine.clone())
             .unwrap_or_default();
-        let mut m = family(
-            e,
-            "courier_frames",
-            "WebSocket frames and polling requests (a POST in, a payload out) by transport and direction.",
-            MetricType::Counter,
-        )?;
-        counter(
-            &mut m,
-            &[("transport", "websocket"), ("direction", "in")],
-            io.ws[0],
-        )?;
-        counter(
-            &mut m,
-            &[("transport", "websocket"), ("direction", "out")],
-            io.ws[2],
-        )?;
-        counter(
-            &mut m,
-            &[("transport", "polling"), ("direction", "in")],
-            engine.polling_in_requests,
-        )?;
-        counter(
-            &mut m,
-            &[("transport", "polling"), ("direction", "out")],
-            engine.polling_out_requests,
-        )?;
-        let mut m = family(
-            e,
-            "courier_transport_bytes",
-            "Bytes of those frames and polling bodies.",
-            MetricType::Counter,
-        )?;
-        counter(
-            &mut m,
-            &[("transport", "websocket"), ("direction", "in")],
-            io.ws[1],
-        )?;
-        counter(
-            &mut m,
-            &[("transport", "websocket"), ("direction", "out")],
-            io.ws[3],
-        )?;
-        counter(
-            &mut m,
-            &[("transport", "polling"), ("direction", "in")],
-            engine.polling_in_bytes,
-        )?;
-        counter(
-            &mut m,
-            &[("transport", "polling"), ("direction", "out")],
-            engine.polling_out_bytes,
-        )?;
+        // Two families with the same four series: frames (a polling request counts as one)
+        // and their bytes.
+        let series = [
+            ("websocket", "in"),
+            ("websocket", "out"),
+            ("polling", "in"),
+            ("polling", "out"),
+        ];
+        for (name, help, values) in [
+            (
+                "courier_frames",
+                "WebSocket frames and polling requests (a POST in, a payload out) by transport and direction.",
+                [
+                    io.ws[0],
+                    io.ws[2],
+                    engine.polling_in_requests,
+                    engine.polling_out_requests,
+                ],
+            ),
+            (
+                "courier_transport_bytes",
+                "Bytes of those frames and polling bodies.",
+                [
+                    io.ws[1],
+                    io.ws[3],
+                    engine.polling_in_bytes,
+                    engine.polling_out_bytes,
+                ],
+            ),
+        ] {
+            let mut m = family(e, name, help, MetricType::Counter)?;
+            for ((transport, direction), value) in series.into_iter().zip(values) {
+                counter(
+                    &mut m,
+                    &[("transport", transport), ("direction", direction)],
+                    value,
+                )?;
+            }
+        }
         let mut m = family(
             e,
             "courier_slow_consumers",
@@ -802,8 +795,14 @@ fn encode_store(e: &mut DescriptorEncoder<'_>, s: &Snapshot) -> Encoded {
 /// The `/status.json` document (the status page polls it): the same counters as `/metrics`,
 /// read from the same snapshot, so the page and Prometheus never disagree. Totals only: the
 /// page computes rates from successive snapshots. Never a token, room, user, device, socket
-/// id, `authUrl` or API key.
-pub fn status_json(snapshot: Option<&Snapshot>, ops: &Ops, now_unix_ms: u64) -> serde_json::Value {
+/// id, `authUrl` or API key. `now` and `now_unix_ms` are the same moment on the runtime's two
+/// clocks.
+pub fn status_json(
+    snapshot: Option<&Snapshot>,
+    ops: &Ops,
+    now: Instant,
+    now_unix_ms: u64,
+) -> serde_json::Value {
     use serde_json::json;
     let process = ProcessStats::read();
     let node_hex = |id: u64| format!("{id:016x}");
@@ -876,7 +875,7 @@ pub fn status_json(snapshot: Option<&Snapshot>, ops: &Ops, now_unix_ms: u64) -> 
             "runtime": ops.runtime,
             "engines": ops.engine_nodes.len(),
             "version": env!("CARGO_PKG_VERSION"),
-            "uptimeSeconds": ops.started.elapsed().as_secs(),
+            "uptimeSeconds": now.saturating_duration_since(ops.started).as_secs(),
             "ready": ops.readiness().is_ok(),
             "store": if ops.redis { "redis" } else { "memory" },
             "residentBytes": process.resident_bytes,
@@ -928,18 +927,18 @@ mod tests {
 
     #[test]
     fn a_driver_pass_counts_its_wall_and_cpu_time() {
-        let ops = Ops::new("tokio", 0, false);
-        let pass = DriverPass::start();
+        let ops = Ops::new("tokio", 0, false, Instant::now());
+        let pass = DriverPass::start(Instant::now());
         // Some CPU work the optimiser cannot drop.
         let mut sum = 0_u64;
         for i in 0..2_000_000_u64 {
             sum = std::hint::black_box(sum.wrapping_add(i * i));
         }
-        pass.finish(&ops);
+        pass.finish(Instant::now(), &ops);
         let busy = ops.driver_busy_nanos.load(Ordering::Relaxed);
         let cpu = ops.driver_cpu_nanos.load(Ordering::Relaxed);
         assert!(busy > 0 && cpu > 0, "busy {busy} ns, cpu {cpu} ns");
-        let text = render(None, &ops);
+        let text = render(None, &ops, Instant::now());
         assert!(
             text.contains("courier_driver_busy_seconds_total "),
             "{text}"
@@ -962,8 +961,8 @@ mod tests {
 
     #[test]
     fn status_json_has_the_agreed_shape_and_the_metrics_counters() {
-        let ops = Ops::new("tokio", 0xabc, false);
-        let status = status_json(Some(&snapshot()), &ops, 1_764_750_000_000);
+        let ops = Ops::new("tokio", 0xabc, false, Instant::now());
+        let status = status_json(Some(&snapshot()), &ops, Instant::now(), 1_764_750_000_000);
         assert_eq!(status["timestampMs"], 1_764_750_000_000_u64);
         assert_eq!(status["node"]["id"], "0000000000000abc");
         assert_eq!(status["node"]["store"], "memory");
@@ -981,8 +980,8 @@ mod tests {
 
     #[test]
     fn the_exposition_parses_back_and_never_names_a_room() {
-        let ops = Ops::new("smol", 1, true);
-        let text = render(Some(snapshot()), &ops);
+        let ops = Ops::new("smol", 1, true, Instant::now());
+        let text = render(Some(snapshot()), &ops, Instant::now());
         assert!(
             text.contains("courier_deliveries_total{site=\"demo\",path=\"live\"} 5"),
             "{text}"

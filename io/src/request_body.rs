@@ -4,7 +4,7 @@
 //! read against the clock.
 
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use courier_core::body::{BodyBudget, BodyCounter, BodyLimit, BodyRules};
@@ -111,7 +111,7 @@ impl BodyReading {
             return Ok(too_large(hold, body.is_end_stream()));
         };
         hold.grow(counter.reserved())?;
-        let deadline = Instant::now() + self.timeout;
+        let deadline = runtime.now() + self.timeout;
         let expired = async {
             runtime.sleep_until(deadline).await;
             Err(BodyError::Timeout)

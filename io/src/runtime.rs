@@ -1,12 +1,14 @@
-//! The little an async runtime must provide for Courier (quinn style): spawning, a timer, TCP,
-//! the shutdown signal and `block_on`. Everything else in this crate is written once against it,
-//! so the tokio and smol binaries share every line of I/O logic.
+//! The little an async runtime must provide for Courier (quinn style): spawning, the clocks, a
+//! timer, TCP, the shutdown signal and `block_on`. Everything else in this crate is written once
+//! against it, so the tokio and smol binaries share every line of I/O logic, and it reads time
+//! only through [`Runtime::now`] and [`Runtime::unix_ms`], so a runtime with a simulated clock
+//! can drive it.
 
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::time::Instant;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures_io::{AsyncRead, AsyncWrite};
 
@@ -44,8 +46,21 @@ pub trait Runtime: Clone + Send + Sync + 'static {
     /// Runs `future` to completion in the background. It is detached: nothing waits for it.
     fn spawn(&self, future: BoxFuture<()>);
 
+    /// The monotonic clock: the `now` of every engine input and every deadline, on the same
+    /// clock as [`Runtime::sleep_until`].
+    fn now(&self) -> Instant;
+
+    /// The wall clock in milliseconds since the Unix epoch: message ids, device expiry, node
+    /// heartbeats, log lines.
+    fn unix_ms(&self) -> u64;
+
     /// A future that completes at `deadline` (at once when it is past).
     fn sleep_until(&self, deadline: Instant) -> Self::Sleep;
+
+    /// A future that completes `duration` after [`Runtime::now`].
+    fn sleep(&self, duration: Duration) -> Self::Sleep {
+        self.sleep_until(self.now() + duration)
+    }
 
     /// Binds a TCP listener.
     fn bind(&self, addr: SocketAddr) -> impl Future<Output = io::Result<Self::Listener>> + Send;
@@ -63,4 +78,12 @@ pub trait Runtime: Clone + Send + Sync + 'static {
 
     /// Runs `future` on this runtime, blocking the calling thread until it completes.
     fn block_on<F: Future>(&self, future: F) -> F::Output;
+}
+
+/// The operating system's wall clock in Unix milliseconds (0 before 1970), for runtimes whose
+/// [`Runtime::unix_ms`] is the real one.
+pub fn system_unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }

@@ -72,7 +72,12 @@ pub async fn start<R: Runtime>(
         .map_err(|error| format!("cannot listen on {addr}: {error}"))?;
     let client = HttpClient::new(runtime.clone(), setup.limits.call_body_cap)?;
     let redis = matches!(setup.store, StoreSetup::Redis { .. });
-    let ops = Arc::new(Ops::with_engines(R::NAME, setup.node_ids.clone(), redis));
+    let ops = Arc::new(Ops::with_engines(
+        R::NAME,
+        setup.node_ids.clone(),
+        redis,
+        runtime.now(),
+    ));
     let metrics_listener = match setup.ops.metrics_bind {
         Some(addr) => Some(
             server::bind(&runtime, addr)
@@ -95,7 +100,7 @@ pub async fn start<R: Runtime>(
                      (configure redis or set io.engines to 1)"
                 ));
             }
-            let next_sweep = std::time::Instant::now() + memory.inner.sweep_every();
+            let next_sweep = runtime.now() + memory.inner.sweep_every();
             inline = Some(StoreSink::Inline {
                 store: memory.inner,
                 next_sweep,
@@ -110,9 +115,7 @@ pub async fn start<R: Runtime>(
             // A Redis that holds another layout is refused before serving anyone; one that is
             // not reachable yet is checked before the first store command instead.
             let give_up = async {
-                runtime
-                    .sleep_until(std::time::Instant::now() + bus::FIRST_SUBSCRIBE_PATIENCE)
-                    .await;
+                runtime.sleep(bus::FIRST_SUBSCRIBE_PATIENCE).await;
                 Ok(())
             };
             if let Err(LayoutError::Mismatch(text)) =
@@ -218,11 +221,10 @@ pub async fn start<R: Runtime>(
                 &setup.node_ids,
                 &ops,
                 &mut not_judging,
+                runtime.unix_ms(),
             );
             let give_up = async {
-                runtime
-                    .sleep_until(std::time::Instant::now() + bus::FIRST_SUBSCRIBE_PATIENCE)
-                    .await;
+                runtime.sleep(bus::FIRST_SUBSCRIBE_PATIENCE).await;
                 Err(redis::RedisError::from((
                     redis::ErrorKind::Io,
                     "no answer from Redis in time",
@@ -326,11 +328,6 @@ impl<R: Runtime> Running<R> {
     /// The bound address.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
-    }
-
-    /// The bound `metrics.bind` address, if one is configured.
-    pub fn metrics_addr(&self) -> Option<SocketAddr> {
-        self.metrics_server.as_ref().map(|(_, _, addr)| *addr)
     }
 
     /// Serves until `shutdown` completes; then stops accepting, lets every engine close its
@@ -454,7 +451,7 @@ pub fn serve_engine<R: Runtime>(
     engine: Box<dyn Engine + Send>,
     bind: SocketAddr,
 ) -> ExitCode {
-    logging::init(std::env::var("RUST_LOG").ok().as_deref());
+    logging::init(&runtime, std::env::var("RUST_LOG").ok().as_deref());
     let setup = Setup {
         max_payload: DEFAULT_MAX_PAYLOAD,
         store: StoreSetup::None,

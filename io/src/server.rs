@@ -64,8 +64,7 @@ impl<R: Runtime> Server<R> {
                 Err(error) => {
                     // EMFILE and friends: back off instead of spinning.
                     tracing::warn!(target: "courier", error = %error, "accept failed");
-                    let pause = std::time::Instant::now() + Duration::from_millis(50);
-                    self.runtime.sleep_until(pause).await;
+                    self.runtime.sleep(Duration::from_millis(50)).await;
                 }
             }
         }
@@ -205,7 +204,7 @@ impl<R: Runtime> Server<R> {
                 // Every engine's counters, summed; when the drivers have stopped, the I/O figures
                 // are still worth reading.
                 let snapshot = self.engines.metrics().await;
-                let text = ops::render(snapshot, &self.ops);
+                let text = ops::render(snapshot, &self.ops, self.runtime.now());
                 let mut response = Response::new(Full::new(Bytes::from(text)));
                 response.headers_mut().insert(
                     "content-type",

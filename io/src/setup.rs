@@ -30,6 +30,8 @@ pub struct Startup {
     pub bind: IpAddr,
     /// `--demo`.
     pub demo: bool,
+    /// The runtime's wall clock at start (Unix ms): node ids begin with it.
+    pub unix_ms: u64,
 }
 
 /// The application the factory built.

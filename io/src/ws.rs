@@ -15,7 +15,7 @@ use std::pin::{Pin, pin};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Wake, Waker};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_tungstenite::WebSocketStream;
 use async_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -293,7 +293,7 @@ impl<R: Runtime> Pump<R> {
     /// Runs a write to its end; false when it fails or the peer has not taken it within
     /// `WRITE_STALL`.
     async fn within_stall(&self, write: impl Future<Output = bool>) -> bool {
-        let stall_limit = Instant::now() + WRITE_STALL;
+        let stall_limit = self.runtime.now() + WRITE_STALL;
         let mut write = pin!(write);
         // Almost every write completes at once; only a blocked one needs the timer.
         if let Some(written) = future::poll_once(write.as_mut()).await {
@@ -325,13 +325,12 @@ impl<R: Runtime> Pump<R> {
             code: CloseCode::from(code),
             reason: Utf8Bytes::from_static(""),
         });
-        let deadline = Instant::now() + CLOSE_WAIT;
         let handshake = async {
             if ws.close(frame).await.is_ok() {
                 while let Some(Ok(_)) = ws.next().await {}
             }
         };
-        future::or(handshake, self.runtime.sleep_until(deadline)).await;
+        future::or(handshake, self.runtime.sleep(CLOSE_WAIT)).await;
     }
 }
 
@@ -898,6 +897,7 @@ mod task_size {
     use super::*;
     use crate::hyper_glue::HyperIo;
     use crate::runtime::{BoxFuture, Listener};
+    use std::time::Instant;
 
     type Stream = Coalesce<HyperIo<hyper::upgrade::Upgraded>>;
 
@@ -926,6 +926,14 @@ mod task_size {
         const NAME: &'static str = "types-only";
 
         fn spawn(&self, _future: BoxFuture<()>) {}
+
+        fn now(&self) -> Instant {
+            unreachable!("never run")
+        }
+
+        fn unix_ms(&self) -> u64 {
+            unreachable!("never run")
+        }
 
         fn sleep_until(&self, _deadline: Instant) -> Self::Sleep {
             std::future::ready(())

@@ -4,21 +4,24 @@
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
+use courier_core::iso8601::format as iso_timestamp;
 use courier_core::net::{AppEvent, FieldValue, Level};
-use courier_io::logging::{
-    self, JsonLines, format_line, iso_timestamp, log_event, write_json_string,
-};
+use courier_io::logging::{self, JsonLines, WallClock, format_line, log_event, write_json_string};
 use proptest::prelude::*;
 use serde_json::{Map, Value};
 use tracing::field::{Field, Visit};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
 
+fn system_clock() -> WallClock {
+    WallClock::new(courier_io::system_unix_ms)
+}
+
 fn lines_of(filter: &str, log: impl FnOnce()) -> Vec<Value> {
     let buffer = Arc::new(Mutex::new(Vec::new()));
     let subscriber = tracing_subscriber::registry()
         .with(EnvFilter::new(filter))
-        .with(JsonLines::to_buffer(Arc::clone(&buffer)));
+        .with(JsonLines::to_buffer(Arc::clone(&buffer), system_clock()));
     tracing::subscriber::with_default(subscriber, log);
     let text = String::from_utf8(buffer.lock().expect("buffer").clone()).expect("UTF-8");
     text.lines()
@@ -201,7 +204,7 @@ fn with_recorded_writes(filter: &str, log: impl FnOnce(&Arc<Mutex<Writes>>)) -> 
     let sink: Arc<Mutex<dyn Write + Send>> = writes.clone();
     let subscriber = tracing_subscriber::registry()
         .with(EnvFilter::new(filter))
-        .with(JsonLines::to_writer(sink));
+        .with(JsonLines::to_writer(sink, system_clock()));
     tracing::subscriber::with_default(subscriber, || log(&writes));
     std::mem::take(&mut writes.lock().expect("writes").0)
 }
@@ -299,11 +302,13 @@ fn lines_buffered_for_one_subscriber_are_written_before_another_takes_over() {
     let first = Arc::new(Mutex::new(Vec::new()));
     let second = Arc::new(Mutex::new(Vec::new()));
     let _batch = logging::batch();
-    let subscriber = tracing_subscriber::registry().with(JsonLines::to_buffer(Arc::clone(&first)));
+    let subscriber = tracing_subscriber::registry()
+        .with(JsonLines::to_buffer(Arc::clone(&first), system_clock()));
     tracing::subscriber::with_default(subscriber, || {
         log_event(&AppEvent::new(Level::Info, "first"))
     });
-    let subscriber = tracing_subscriber::registry().with(JsonLines::to_buffer(Arc::clone(&second)));
+    let subscriber = tracing_subscriber::registry()
+        .with(JsonLines::to_buffer(Arc::clone(&second), system_clock()));
     tracing::subscriber::with_default(subscriber, || {
         log_event(&AppEvent::new(Level::Info, "second"))
     });

@@ -168,6 +168,14 @@ impl Runtime for SmolRuntime {
         self.executor.spawn(future).detach();
     }
 
+    fn now(&self) -> Instant {
+        Instant::now()
+    }
+
+    fn unix_ms(&self) -> u64 {
+        courier_io::system_unix_ms()
+    }
+
     fn sleep_until(&self, deadline: Instant) -> Self::Sleep {
         SmolSleep(Timer::at(deadline))
     }

@@ -92,6 +92,15 @@ impl Runtime for TokioRuntime {
         drop(self.runtime.get().spawn(future));
     }
 
+    fn now(&self) -> Instant {
+        // Tokio's clock, which `sleep_until` waits on (and which tokio can pause in tests).
+        tokio::time::Instant::now().into_std()
+    }
+
+    fn unix_ms(&self) -> u64 {
+        courier_io::system_unix_ms()
+    }
+
     fn sleep_until(&self, deadline: Instant) -> Self::Sleep {
         // Entering makes this work from any thread, not only from inside a task.
         let _context = self.runtime.get().enter();

@@ -1,6 +1,7 @@
-//! Offline delivery (behaviours 12–14, 24, 25, 31; README Differences #1, #6, #7): messages for a
-//! disconnected device wait in its queue and arrive as one `_batch` — in send order, with one
-//! ack that removes exactly what it carried — until `device_ttl` after the disconnect.
+//! Offline delivery (behaviours 12–14, 24, 25, 31 in tests/README.md; README Differences #1, #6,
+//! #7): messages for a disconnected device wait in its queue and arrive as one `_batch` — in send
+//! order, with one ack that removes exactly what it carried — until `device_ttl` after the
+//! disconnect.
 
 mod common;
 
@@ -9,8 +10,8 @@ use std::time::Duration;
 use common::*;
 use courier_tests::{Lib, StubSite, Transports, json, matrix, scenario};
 
-// Behaviours 12, 13 with every library over every transport (README Differences #6: send order across
-// events; the ack empties the queue).
+// Behaviours 12, 13 with every library over every transport (README Differences #6: send order
+// across events; the ack empties the queue).
 scenario!(every_client_gets_its_offline_batch, |bin| {
     let stub = StubSite::start();
     let combos = matrix::full();
@@ -89,8 +90,8 @@ scenario!(unacked_live_messages_come_back_in_the_batch, |bin| {
     again.ack_event(&batch, vec![]);
 });
 
-// README Differences #6: the batch ack removes exactly the messages it carried; one pushed after the
-// batch was sent survives it (delivered live and, unacked, in the next batch).
+// README Differences #6: the batch ack removes exactly the messages it carried; one pushed after
+// the batch was sent survives it (delivered live and, unacked, in the next batch).
 scenario!(batch_ack_keeps_messages_queued_after_the_batch, |bin| {
     let stub = StubSite::start();
     stub.user("u1", &["user_1"]);
@@ -119,8 +120,8 @@ scenario!(batch_ack_keeps_messages_queued_after_the_batch, |bin| {
     third.ack_event(&batch, vec![]);
 });
 
-// Behaviour 24 / §6.2: a device disconnected for longer than device_ttl is dropped: nothing is
-// queued for it any more.
+// Behaviour 24: a device disconnected for longer than device_ttl (counted from its disconnect,
+// README Differences #1) is dropped: nothing is queued for it any more.
 scenario!(device_expires_device_ttl_after_disconnect, |bin| {
     let stub = StubSite::start();
     stub.user("u1", &["user_1"]);
@@ -135,8 +136,8 @@ scenario!(device_expires_device_ttl_after_disconnect, |bin| {
     back.expect_no_event(QUIET);
 });
 
-// README Differences #1: a connected device is never pruned — not even one that reconnected after an
-// earlier disconnect (the original dropped it device_ttl after the old disconnect).
+// README Differences #1: a connected device is never pruned — not even one that reconnected after
+// an earlier disconnect (the original dropped it device_ttl after the old disconnect).
 scenario!(connected_device_is_never_pruned, |bin| {
     let stub = StubSite::start();
     stub.user("u1", &["user_1"]);

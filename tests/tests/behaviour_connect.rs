@@ -73,7 +73,7 @@ fn refusal(bin: courier_tests::Bin, reply: AuthReply, expected: &str) {
     });
 }
 
-// Behaviour 7 and §13: the exact texts of every auth failure.
+// Behaviour 7: the exact texts of every auth failure, as the original's clients received them.
 scenario!(auth_401_html_body_is_a_syntax_error, |bin| {
     refusal(
         bin,
@@ -162,8 +162,8 @@ scenario!(slow_auth_times_out_after_the_default_10_s, |bin| {
     );
 });
 
-// README Differences #11: the timeout is configurable per site (`httpTimeout`, ms); an answer within it
-// is fine.
+// README Differences #11: the timeout is configurable per site (`httpTimeout`, ms); an answer
+// within it is fine.
 scenario!(auth_timeout_is_configurable, |bin| {
     let stub = StubSite::start();
     stub.set_auth(
@@ -198,7 +198,8 @@ scenario!(missing_token_and_meta_are_sent_as_undefined, |bin| {
     assert_eq!(auth[0].header("x-meta"), Some("undefined"));
 });
 
-// Kept from the original's contract: v5 clients may carry token/deviceId/meta in the CONNECT auth object.
+// Kept from the original's contract: v5 clients may carry token/deviceId/meta in the CONNECT auth
+// object.
 scenario!(v5_auth_object_carries_the_token, |bin| {
     let stub = StubSite::start();
     stub.user("from-auth", &["user_5"]);
@@ -217,7 +218,7 @@ scenario!(v5_auth_object_carries_the_token, |bin| {
 });
 
 // Behaviours 4, 9: an unknown namespace is refused and the engine connection stays usable; so
-// is it after an auth refusal. Wire text as in §13.
+// is it after an auth refusal. The wire text is the original's (socket.io 1.7.4 over EIO3).
 scenario!(refusals_on_the_wire_keep_the_engine_open, |bin| {
     let stub = StubSite::start();
     stub.set_auth("bad", AuthReply::json(401, r#"{"error":"no"}"#));
@@ -249,8 +250,8 @@ scenario!(refusals_on_the_wire_keep_the_engine_open, |bin| {
     });
 });
 
-// Behaviours 3, 5, 10 on the wire (§13): `2:40` first, the CONNECT query is ignored for auth
-// (the handshake query counts) and tolerated, `40/goodcity` then `_settings`.
+// Behaviours 3, 5, 10 on the wire, as the original wrote them: `2:40` first, the CONNECT query is
+// ignored for auth (the handshake query counts) and tolerated, `40/goodcity` then `_settings`.
 scenario!(eio3_wire_transcript, |bin| {
     let stub = StubSite::start();
     stub.user("u3", &["user_3"]);
@@ -275,8 +276,8 @@ scenario!(eio3_wire_transcript, |bin| {
     assert_eq!(auth[0].header("x-meta"), Some("abc"));
 });
 
-// Behaviour 10 and README Differences #7: `_settings.device_ttl` is a JSON number from YAML and from
-// the environment alike; YAML wins over DEVICE_TTL; 0 is allowed.
+// Behaviour 10 and README Differences #7: `_settings.device_ttl` is a JSON number from YAML and
+// from the environment alike; YAML wins over DEVICE_TTL; 0 is allowed.
 scenario!(settings_device_ttl_sources, |bin| {
     let stub = StubSite::start();
     stub.user("u1", &["user_1"]);

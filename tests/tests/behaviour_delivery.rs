@@ -1,6 +1,6 @@
-//! Live delivery and acks (behaviours 19, 21, 24, 27, 30, 32, 33, 40; README Differences #9): a `/send`
-//! reaches the user's connected device with an ack request, the ack removes exactly that
-//! message, and client-emitted events are ignored.
+//! Live delivery and acks (behaviours 19, 21, 24, 27, 30, 32, 33, 40 in tests/README.md; README
+//! Differences #9): a `/send` reaches the user's connected device with an ack request, the ack
+//! removes exactly that message, and client-emitted events are ignored.
 
 mod common;
 

@@ -1,5 +1,5 @@
-//! Several devices of one user (behaviours 11, 33; §6.5): each deviceId has its own queue and its
-//! own acks; one device's disconnect or ack does not touch the other's.
+//! Several devices of one user (behaviours 11, 33 in tests/README.md): each deviceId has its own
+//! queue and its own acks; one device's disconnect or ack does not touch the other's.
 
 mod common;
 

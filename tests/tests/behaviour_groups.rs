@@ -1,5 +1,6 @@
-//! Group rooms, the public channel and broadcast mode (behaviours 22, 23, 26, 34; README Differences #4):
-//! how `/send` rooms expand to user rooms, and how a site without a user-room prefix broadcasts.
+//! Group rooms, the public channel and broadcast mode (behaviours 22, 23, 26, 34 in
+//! tests/README.md; README Differences #4): how `/send` rooms expand to user rooms, and how a site
+//! without a user-room prefix broadcasts.
 
 mod common;
 

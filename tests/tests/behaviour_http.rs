@@ -1,6 +1,6 @@
-//! The HTTP surface besides `/send` (behaviours 1, 2, 17, 36–39, 42): healthcheck, unknown
-//! routes, the served client bundle, Engine.IO handshake details and errors, configuration
-//! precedence, JSON logs.
+//! The HTTP surface besides `/send` (behaviours 1, 2, 17, 36–39, 42 in tests/README.md):
+//! healthcheck, unknown routes, the served client bundle, Engine.IO handshake details and errors,
+//! configuration precedence, JSON logs.
 
 mod common;
 

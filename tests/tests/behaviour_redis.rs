@@ -1,6 +1,6 @@
-//! With Redis (README Differences #5, #12; README Redis layout): queues and the device registry survive a Courier crash,
-//! Courier survives Redis restarts, two nodes share users, and queues written by the Node
-//! service in its legacy layout are served after a switch-over.
+//! With Redis (README Differences #5, #12; README Redis layout): queues and the device registry
+//! survive a Courier crash, Courier survives Redis restarts, two nodes share users, and queues
+//! written by the Node service in its legacy layout are served after a switch-over.
 
 mod common;
 
@@ -51,8 +51,8 @@ scenario!(delivery_and_batch_with_redis, |bin| {
     );
 });
 
-// README Differences #5: after a crash (kill -9) and restart, a known device still gets its messages —
-// those queued before the crash and those sent after it.
+// README Differences #5: after a crash (kill -9) and restart, a known device still gets its
+// messages — those queued before the crash and those sent after it.
 scenario!(queue_and_registry_survive_courier_kill_9, |bin| {
     let redis = Redis::start();
     let stub = StubSite::start();
@@ -136,8 +136,8 @@ scenario!(courier_survives_a_redis_restart, |bin| {
     assert!(gw.is_running());
 });
 
-// README Differences #12: with a shared Redis, a `/send` on node B reaches a user connected to node A,
-// live; and a device known to A is queued by B.
+// README Differences #12: with a shared Redis, a `/send` on node B reaches a user connected to node
+// A, live; and a device known to A is queued by B.
 scenario!(two_nodes_share_users, |bin| {
     let redis = Redis::start();
     let stub = StubSite::start();
@@ -175,8 +175,9 @@ scenario!(two_nodes_share_users, |bin| {
     back.ack_event(&batch, vec![]);
 });
 
-// README Redis layout, switch-over: lists written by the Node service (`/<site>:socket.io:<room>:<device>:<event>`,
-// items `<flake id>:<json>`) are served to the device on its first connect, and acked away.
+// README Redis layout, switch-over: lists written by the Node service
+// (`/<site>:socket.io:<room>:<device>:<event>`, items `<flake id>:<json>`) are served to the device
+// on its first connect, and acked away.
 scenario!(legacy_layout_is_read_on_first_connect, |bin| {
     let redis = Redis::start();
     let stub = StubSite::start();
@@ -258,7 +259,7 @@ scenario!(sigterm_exits_cleanly, |bin| {
     c.expect_connected();
 });
 
-// Behaviour 36: config.yml's `redis` wins over REDIS_URL.
+// Behaviour 36 (tests/README.md): config.yml's `redis` wins over REDIS_URL.
 scenario!(config_redis_wins_over_redis_url, |bin| {
     let configured = Redis::start();
     let stub = StubSite::start();

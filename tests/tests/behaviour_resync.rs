@@ -1,7 +1,7 @@
-//! Acks with resync (behaviours 28, 29; README Differences #3): with `resync` on, an ack must be for the
-//! head of that event's queue; otherwise the client gets `_resync` and that event's queue (only
-//! that one, only that device's) is cleared. `resync` is a boolean: `true`/`1` on, `false`/`0`/
-//! empty/absent off.
+//! Acks with resync (behaviours 28, 29 in tests/README.md; README Differences #3): with `resync`
+//! on, an ack must be for the head of that event's queue; otherwise the client gets `_resync` and
+//! that event's queue (only that one, only that device's) is cleared. `resync` is a boolean:
+//! `true`/`1` on, `false`/`0`/ empty/absent off.
 
 mod common;
 

@@ -1,6 +1,6 @@
-//! `POST /send` answers (behaviours 18–21, 39; README Differences #9, #10, #13): the exact texts of the
-//! original for 200/400/401, form and JSON bodies, and a clear 400 — never a 500 — for every
-//! malformed input.
+//! `POST /send` answers (behaviours 18–21, 39 in tests/README.md; README Differences #9, #10, #13):
+//! the exact texts of the original for 200/400/401, form and JSON bodies, and a clear 400 — never a
+//! 500 — for every malformed input.
 
 mod common;
 

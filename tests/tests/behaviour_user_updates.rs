@@ -1,4 +1,5 @@
-//! `updateUserUrl` (behaviours 15, 16, 26; §7): a PUT of `last_connected` on connect and of
+//! `updateUserUrl` (behaviours 15, 16, 26 in tests/README.md; README configuration reference,
+//! `updateUserUrl`): a PUT of `last_connected` on connect and of
 //! `last_disconnected` on disconnect, per user room, with the socket's own token.
 
 mod common;
@@ -70,7 +71,8 @@ scenario!(connect_and_disconnect_put_last_seen, |bin| {
     }
 });
 
-// §7: the id is `room.split("_")[1]`; only the first `:id` is replaced.
+// The id is `room.split("_")[1]` (the room's part after its first `_`, up to the next); only the
+// first `:id` is replaced.
 scenario!(user_id_comes_from_the_room_name, |bin| {
     let stub = StubSite::start();
     stub.user("admin", &["user_7_admin"]);
@@ -85,7 +87,7 @@ scenario!(user_id_comes_from_the_room_name, |bin| {
     assert_eq!(updates[0].1.json()["id"], json!("7"));
 });
 
-// Behaviour 26 and §7: no PUT for the public channel; none at all without updateUserUrl.
+// Behaviour 26: no PUT for the public channel; none at all without updateUserUrl.
 scenario!(no_updates_for_public_channel_or_without_url, |bin| {
     let stub = StubSite::start();
     stub.user("anon", &["browse"]);

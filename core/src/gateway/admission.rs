@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 
 use super::auth::{MISSING_VALUE, auth_call, auth_outcome, demo_rooms};
 use super::batch::batch_payload;
-use super::clients::{AckPurpose, Client, Credentials, HeldDelivery, Phase, Registration};
+use super::clients::{AckPurpose, Client, Credentials, HeldDelivery, Registration};
 use super::config::Site;
 use super::engine::{CallWait, Gateway, StoreWait};
 use super::store::{DeviceKey, QueuedItem, SocketRef, StoreCommand, StoreResult};
@@ -48,7 +48,7 @@ impl Gateway {
             return;
         };
         // v4 (EIO3) clients: only the handshake query counts, whatever rides on the CONNECT
-        // namespace (behaviour 5); v5: the CONNECT auth object first.
+        // namespace (behaviour 5 in tests/README.md); v5: the CONNECT auth object first.
         let auth = if revision == Revision::V5 { auth } else { None };
         let credentials = credentials(handshake, auth);
         let log_id = format!("{namespace}#{}", self.sio.engine_sid(socket).unwrap_or(""));
@@ -69,10 +69,7 @@ impl Gateway {
             meta.as_deref(),
         ) {
             Ok(call) => {
-                let id = self.call(call, CallWait::Auth { socket }, now);
-                if let Some(client) = self.clients.get_mut(socket) {
-                    client.phase = Phase::Authenticating(Some(id));
-                }
+                self.call(call, CallWait::Auth { socket }, now);
             }
             Err(message) => {
                 self.count_join(&site.name, JoinOutcome::AuthRefused);

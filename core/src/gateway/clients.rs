@@ -8,7 +8,6 @@ use std::collections::{BTreeSet, HashMap};
 
 use super::store::{DeviceKey, QueuedItem};
 use crate::ids::IdMap;
-use crate::net::CallId;
 use crate::sio::{Payload, SocketId};
 
 /// At most this many server acks are remembered per socket. A client that never acknowledges
@@ -93,8 +92,8 @@ pub struct Registration {
 /// Where a site socket is in its life.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Phase {
-    /// Waiting for the site's auth call (`None` for the demo site, decided at once).
-    Authenticating(Option<CallId>),
+    /// Waiting for the site's auth call (the call's wait, `CallWait::Auth`, names the socket).
+    Authenticating,
     /// Admitted: CONNECT answered, rooms joined.
     Admitted,
 }
@@ -135,7 +134,7 @@ impl Client {
             site,
             log_id,
             credentials,
-            phase: Phase::Authenticating(None),
+            phase: Phase::Authenticating,
             rooms: Vec::new(),
             devices: Vec::new(),
             registration: None,

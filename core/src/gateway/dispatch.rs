@@ -4,9 +4,9 @@
 //! cluster bus), then the acks that remove what was delivered and the `_resync` of a broken order.
 //!
 //! The HTTP answer is written once every store command of the send has answered, so every live
-//! emit happens before it (behaviour 32); a store failure answers 503 so the site can retry.
-//! Connected devices the store did not know (it lost them) get the message live instead
-//! (`recovery`).
+//! emit happens before it (behaviour 32 in tests/README.md); a store failure answers 503 so the
+//! site can retry. Connected devices the store did not know (it lost them) get the message live
+//! instead (`recovery`).
 
 use std::collections::BTreeMap;
 use std::time::Instant;

@@ -220,7 +220,7 @@ impl Counters {
 impl Gateway {
     /// A gateway for `config`. Nothing happens until the first input.
     pub fn new(config: Config, options: GatewayOptions) -> Gateway {
-        let mut sio_config = super::io_config::sio_config(&config.io);
+        let mut sio_config = config.io.sio_config();
         sio_config.eio.session_tag = options.engine.map(|slot| slot.index);
         let sio = sio::Server::new(sio_config, options.seed);
         let flake = match options.engine {

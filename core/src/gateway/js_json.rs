@@ -91,18 +91,6 @@ impl JsValue {
             }
         }
     }
-
-    /// JavaScript's `typeof`-style name, for error texts.
-    pub fn type_name(&self) -> &'static str {
-        match self {
-            JsValue::Null => "null",
-            JsValue::Bool(_) => "boolean",
-            JsValue::Number(_) => "number",
-            JsValue::String(_) => "string",
-            JsValue::Array(_) => "array",
-            JsValue::Object(_) => "object",
-        }
-    }
 }
 
 /// Own-key order of a JavaScript object: array-index keys ascending, then the rest in

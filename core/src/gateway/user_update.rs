@@ -56,7 +56,7 @@ pub fn user_update_call(
         "user".to_owned(),
         JsValue::Object(vec![(
             key.to_owned(),
-            JsValue::String(iso8601_utc(unix_ms)),
+            JsValue::String(crate::iso8601::format(unix_ms)),
         )]),
     ));
     let mut headers = Headers::default();
@@ -99,39 +99,4 @@ fn replace_first(haystack: &str, needle: &str, replacement: &str) -> String {
         chars.next();
     }
     format!("{before}{expanded}{after}")
-}
-
-/// `new Date(unix_ms).toISOString()`: `YYYY-MM-DDTHH:MM:SS.sssZ` (years past 9999 as
-/// `+YYYYYY`).
-pub fn iso8601_utc(unix_ms: u64) -> String {
-    let ms = unix_ms % 1000;
-    let secs = unix_ms / 1000;
-    let days = secs / 86_400;
-    let of_day = secs % 86_400;
-    let (year, month, day) = civil_from_days(days);
-    let year = if year <= 9999 {
-        format!("{year:04}")
-    } else {
-        format!("+{year:06}")
-    };
-    format!(
-        "{year}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{ms:03}Z",
-        of_day / 3600,
-        of_day % 3600 / 60,
-        of_day % 60
-    )
-}
-
-/// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn civil_from_days(days: u64) -> (u64, u64, u64) {
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z % 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + u64::from(month <= 2);
-    (year, month, day)
 }

@@ -22,7 +22,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_channel::{Receiver, Sender};
 use bytes::Bytes;
@@ -220,7 +220,7 @@ pub(crate) async fn subscribe_first<R: Runtime>(
 ) -> Option<Subscription> {
     let attempt = async { subscribe(source, channels).await.ok() };
     let give_up = async {
-        runtime.sleep_until(Instant::now() + patience).await;
+        runtime.sleep(patience).await;
         None
     };
     futures_lite::future::or(attempt, give_up).await
@@ -280,9 +280,7 @@ pub(crate) async fn subscribe_loop<R: Runtime>(
         if local.closed() {
             return;
         }
-        runtime
-            .sleep_until(Instant::now() + RESUBSCRIBE_PAUSE)
-            .await;
+        runtime.sleep(RESUBSCRIBE_PAUSE).await;
     }
 }
 

@@ -82,7 +82,7 @@ pub(super) async fn serve<R: Runtime>(
     let Sharded { connection, pushes } = subscription;
     // When each channel last heard this node's probe (`None`: the server dropped the
     // subscription).
-    let heard = Mutex::new(vec![Some(Instant::now()); names.len()]);
+    let heard = Mutex::new(vec![Some(runtime.now()); names.len()]);
     let mark = |channel: &str, at: Option<Instant>| {
         if let Some(index) = names.iter().position(|name| name == channel) {
             heard.lock().unwrap_or_else(|e| e.into_inner())[index] = at;
@@ -96,7 +96,7 @@ pub(super) async fn serve<R: Runtime>(
                         continue;
                     };
                     if is_own_probe(local, message.get_payload_bytes()) {
-                        mark(message.get_channel_name(), Some(Instant::now()));
+                        mark(message.get_channel_name(), Some(runtime.now()));
                     } else if receive(channels, local, ops, &message).is_err() {
                         return Ended::EnginesGone;
                     }
@@ -116,7 +116,7 @@ pub(super) async fn serve<R: Runtime>(
         let probe = frame(local.ids()[0], b"");
         let mut silent_since: Option<Instant> = None;
         loop {
-            let now = Instant::now();
+            let now = runtime.now();
             let silent: Vec<usize> = heard
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())

@@ -1,14 +1,19 @@
-//! The `io:` section: the options the original passed unchanged to socket.io 1.7 /
-//! engine.io 1.8, read here into the subset Courier implements.
+//! The `io:` section of `config.yml` (the Engine.IO / Socket.IO server's options; not to be
+//! confused with the `courier-io` crate): the options the original passed unchanged to
+//! socket.io 1.7 / engine.io 1.8, read here into the subset Courier implements, and turned
+//! into the protocol layers' settings ([`IoOptions::sio_config`]).
 //!
 //! Defaults are the original's (except `maxHttpBufferSize`, 1e6 rather than
 //! 1e8). Keys the original accepted but Courier does not implement (`perMessageDeflate`,
 //! `httpCompression`, …) give a warning, never an error, so an existing `config.yml` starts.
 
+use std::time::Duration;
+
 use serde_yaml::{Mapping, Value};
 
 use super::ConfigError;
 use super::yaml::{Section, describe};
+use crate::{eio, sio};
 
 /// Which transports clients may use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -215,6 +220,47 @@ impl IoOptions {
     pub fn path_with_slash(&self) -> String {
         format!("{}/", self.path)
     }
+
+    /// The Socket.IO server settings for these options.
+    ///
+    /// CORS for polling is the original's: the request's `Origin` echoed with credentials (`*`
+    /// without one). Which origins may connect at all (`io.origins`) is checked by the gateway
+    /// before a request reaches the engine, with socket.io 1.x's pattern rules.
+    pub fn sio_config(&self) -> sio::Config {
+        let defaults = eio::Config::default();
+        let eio = eio::Config {
+            ping_interval: Duration::from_millis(self.ping_interval_ms),
+            ping_timeout: Duration::from_millis(self.ping_timeout_ms),
+            upgrade_timeout: Duration::from_millis(self.upgrade_timeout_ms),
+            max_payload: usize::try_from(self.max_payload).unwrap_or(usize::MAX),
+            path: self.path.clone(),
+            transports: eio::Transports {
+                polling: self.transports.contains(&Transport::Polling),
+                websocket: self.transports.contains(&Transport::Websocket),
+            },
+            allow_upgrades: self.allow_upgrades,
+            cookie: self.cookie.clone(),
+            cookie_path: self.cookie_path.clone(),
+            cookie_http_only: self.cookie_http_only,
+            cors_origins: Some(eio::CorsOrigins::Any),
+            cors_credentials: true,
+            max_sessions: self
+                .max_connections
+                .map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
+            max_handshakes_per_second: self.max_handshakes_per_second,
+            max_buffered_packets: self
+                .max_buffered_messages
+                .map_or(defaults.max_buffered_packets, |n| {
+                    usize::try_from(n).unwrap_or(usize::MAX)
+                }),
+            ..defaults
+        };
+        sio::Config {
+            eio,
+            connect_timeout: Duration::from_millis(self.connect_timeout_ms),
+            ..sio::Config::default()
+        }
+    }
 }
 
 const KNOWN: [&str; 19] = [
@@ -279,68 +325,31 @@ pub(super) fn io_from_yaml(
     section.warn_unknown(&KNOWN, &NOT_IMPLEMENTED, warnings);
     let mut io = IoOptions::default();
     let ms = "a whole number of milliseconds";
-    let positive = |key: &str, value: Option<u64>, default: u64| match value {
+    // A key that may be absent but not 0.
+    let positive = |key: &str, what: &str| match section.whole_number(key, what)? {
         Some(0) => Err(section.error(key, "must be greater than 0")),
-        Some(v) => Ok(v),
-        None => Ok(default),
+        value => Ok(value),
     };
-    io.ping_interval_ms = positive(
-        "pingInterval",
-        section.whole_number("pingInterval", ms)?,
-        io.ping_interval_ms,
-    )?;
-    io.ping_timeout_ms = positive(
-        "pingTimeout",
-        section.whole_number("pingTimeout", ms)?,
-        io.ping_timeout_ms,
-    )?;
-    io.upgrade_timeout_ms = positive(
-        "upgradeTimeout",
-        section.whole_number("upgradeTimeout", ms)?,
-        io.upgrade_timeout_ms,
-    )?;
-    io.connect_timeout_ms = positive(
-        "connectTimeout",
-        section.whole_number("connectTimeout", ms)?,
-        io.connect_timeout_ms,
-    )?;
-    io.max_payload = positive(
-        "maxHttpBufferSize",
-        section.whole_number("maxHttpBufferSize", "a whole number of bytes")?,
-        io.max_payload,
-    )?;
-    io.max_connections = positive(
-        "maxConnections",
-        section.whole_number("maxConnections", "a whole number of connections")?,
-        0,
-    )
-    .map(|n| (n > 0).then_some(n))?;
-    let rate = positive(
-        "maxHandshakesPerSecond",
-        section.whole_number("maxHandshakesPerSecond", "a whole number of handshakes")?,
-        0,
-    )?;
-    io.max_handshakes_per_second = match u32::try_from(rate) {
-        Ok(0) => None,
-        Ok(rate) => Some(rate),
-        Err(_) => {
-            return Err(section.error(
-                "maxHandshakesPerSecond",
-                format!("must be at most {}", u32::MAX),
-            ));
-        }
-    };
-    io.max_buffered_messages = positive(
-        "maxBufferedMessages",
-        section.whole_number("maxBufferedMessages", "a whole number of messages")?,
-        0,
-    )
-    .map(|n| (n > 0).then_some(n))?;
-    io.request_timeout_ms = positive(
-        "requestTimeout",
-        section.whole_number("requestTimeout", ms)?,
-        io.request_timeout_ms,
-    )?;
+    io.ping_interval_ms = positive("pingInterval", ms)?.unwrap_or(io.ping_interval_ms);
+    io.ping_timeout_ms = positive("pingTimeout", ms)?.unwrap_or(io.ping_timeout_ms);
+    io.upgrade_timeout_ms = positive("upgradeTimeout", ms)?.unwrap_or(io.upgrade_timeout_ms);
+    io.connect_timeout_ms = positive("connectTimeout", ms)?.unwrap_or(io.connect_timeout_ms);
+    io.max_payload =
+        positive("maxHttpBufferSize", "a whole number of bytes")?.unwrap_or(io.max_payload);
+    io.max_connections = positive("maxConnections", "a whole number of connections")?;
+    io.max_handshakes_per_second =
+        positive("maxHandshakesPerSecond", "a whole number of handshakes")?
+            .map(|rate| {
+                u32::try_from(rate).map_err(|_| {
+                    section.error(
+                        "maxHandshakesPerSecond",
+                        format!("must be at most {}", u32::MAX),
+                    )
+                })
+            })
+            .transpose()?;
+    io.max_buffered_messages = positive("maxBufferedMessages", "a whole number of messages")?;
+    io.request_timeout_ms = positive("requestTimeout", ms)?.unwrap_or(io.request_timeout_ms);
     io.request_body_budget = match section
         .whole_number("requestBodyBudget", "a whole number of bytes")?
     {

@@ -20,6 +20,12 @@
 //! least one alive device; its recorded groups vanish with its last device. Commands arrive
 //! with non-decreasing `now_ms`.
 //!
+//! Order: each event's queue of a device is kept in flake-id order, which is send order
+//! (README "Differences from the original", #6). An item usually lands at the tail; one from a
+//! node whose clock lags (an older id that arrives after newer ones) is inserted at its place
+//! by id, not appended. Reads ([`StoreCommand::Connect`], [`StoreCommand::NextBatch`]) and the
+//! resync head check ([`StoreCommand::Ack`]) therefore follow ids, never arrival order.
+//!
 //! The group index ([`StoreCommand::ResolveGroups`]) is a hint that may name users who have left
 //! a group since; [`StoreCommand::Enqueue`] re-checks membership (`via_groups`) on the user's
 //! own record, so a stale index entry never delivers a message. Only
@@ -96,10 +102,10 @@ pub enum StoreCommand {
     /// device's queues from the original's layout the first time it sees the device. An expired
     /// device starts afresh (empty queue; a user with no alive device also loses its groups).
     /// When `groups` is `Some`, the room is added to each group's index (never removed here).
-    /// Result: [`StoreResult::Connected`] with the first piece of the device's queue: its
+    /// Result: [`StoreResult::Connected`] with the first piece of the device's queues: its
     /// items sorted by id across events (ties, which flake ids never produce, by event name,
-    /// then queue order), as many as `limits` admit ([`BatchLimits::admits`]), and whether
-    /// more remain.
+    /// then arrival), as many as `limits` admit ([`BatchLimits::admits`]), and whether more
+    /// remain.
     ///
     /// When more remain, the device is *draining*: connected, but [`StoreCommand::Enqueue`]
     /// reports it without a socket (no live delivery; the item is only queued, behind the
@@ -121,9 +127,10 @@ pub enum StoreCommand {
     ///
     /// Atomically: remove exactly the `acked` `(event, id)` items, as
     /// [`StoreCommand::AckBatch`] does; then, if the device is connected, `socket` is its latest
-    /// socket and it is draining, read the next piece as [`StoreCommand::Connect`] does (the head
-    /// of the queue: what the acked pieces carried is gone, so nothing is read twice and an item
-    /// a lagging node pushed into the middle is not skipped) and, when no more remain after it,
+    /// socket and it is draining, read the next piece as [`StoreCommand::Connect`] does (from
+    /// the head: what the acked pieces carried is gone, so nothing is read twice, and an item a
+    /// lagging node inserted before the last piece's ids is read, not skipped) and, when no
+    /// more remain after it,
     /// make the device live in the same step. Otherwise (another socket owns the device, it is
     /// gone, or it is already live) read nothing. Result: [`StoreResult::Connected`]
     /// (`items` empty and `more: false` when nothing was read).
@@ -166,9 +173,9 @@ pub enum StoreCommand {
         /// Wall clock.
         now_ms: u64,
     },
-    /// Store `item` at the tail of queue `item.event` of every unexpired device of user room
-    /// `room` (connected, or disconnected within its ttl); forget expired devices and their
-    /// queues. No unexpired device left: store nothing, [`EnqueueStatus::UnknownUser`]. When
+    /// Store `item` in queue `item.event`, at its place by id (see the module docs on order),
+    /// of every unexpired device of user room `room` (connected, or disconnected within its
+    /// ttl); forget expired devices and their queues. No unexpired device left: store nothing, [`EnqueueStatus::UnknownUser`]. When
     /// `via_groups` is `Some`, the room was reached through group expansion only: store nothing
     /// ([`EnqueueStatus::NotInGroups`]) unless the user's recorded groups (from its latest
     /// [`StoreCommand::Connect`] with groups) contain one of them. A device is reported with
@@ -191,12 +198,10 @@ pub enum StoreCommand {
     ///
     /// Without `resync`: remove the first item with that id from that event's queue, wherever
     /// it is ([`StoreResult::Acked`], `removed: false` when absent, the device included). With
-    /// `resync`: if it is the head (smallest flake id: queues are in send order, which is
-    /// flake-id order, README Differences #6 — also when a node with a lagging clock pushes an
-    /// older id later) of that event's queue, remove it
-    /// ([`StoreResult::Acked`] with `removed: true`); otherwise (not first, or gone, or the
-    /// device unknown) delete that event's whole queue for that device and answer
-    /// [`StoreResult::Resync`]. The device's other queues are untouched.
+    /// `resync`: if it is the head of that event's queue (its smallest id; see the module docs
+    /// on order), remove it ([`StoreResult::Acked`] with `removed: true`); otherwise (not
+    /// first, or gone, or the device unknown) delete that event's whole queue for that device
+    /// and answer [`StoreResult::Resync`]. The device's other queues are untouched.
     Ack {
         /// The device.
         device: DeviceKey,

@@ -9,10 +9,11 @@
 //!   that is not alive is absent for every command, together with its queue;
 //! - a user room is *known* while it has an alive device; its recorded groups vanish with its
 //!   last device;
-//! - an event's queue is in flake-id order (send order, README Differences #6): the resync head is its
-//!   smallest id, also when a node with a lagging clock pushes an older id later;
+//! - an event's queue is in flake-id order (the module docs of `command.rs`): the model keeps
+//!   items in arrival order and sorts when it reads, so the resync head is the smallest id
+//!   even when a node with a lagging clock enqueues an older id later;
 //!   [`StoreResult::Connected`] lists the head of a device's items sorted by id (ties, which a
-//!   correct gateway never produces, by event name then push order), cut by
+//!   correct gateway never produces, by event name then arrival), cut by
 //!   [`BatchLimits::admits`];
 //! - a connected device is *draining* from a `Connect` that left items behind until the
 //!   `NextBatch` that reads its last piece; `Enqueue` names its socket only when it is live;
@@ -38,7 +39,7 @@ struct ModelDevice {
     draining: bool,
     disconnected_at: u64,
     ttl_ms: u64,
-    /// Every queued item in push order, across events.
+    /// Every queued item in arrival order, across events (sorted by id when read).
     queue: Vec<QueuedItem>,
 }
 
@@ -333,7 +334,7 @@ impl Model {
         StoreResult::Done
     }
 
-    /// The queued items of a device at `now_ms` in push order (for tests and diagnostics);
+    /// The queued items of a device at `now_ms` in arrival order (for tests and diagnostics);
     /// empty when the device is absent or expired.
     pub fn queued(&self, device: &DeviceKey, now_ms: u64) -> Vec<QueuedItem> {
         self.users
@@ -342,14 +343,6 @@ impl Model {
             .filter(|state| state.alive(now_ms))
             .map(|state| state.queue.clone())
             .unwrap_or_default()
-    }
-
-    /// Whether `device` is alive (registered and not expired) at `now_ms`.
-    pub fn is_alive(&self, device: &DeviceKey, now_ms: u64) -> bool {
-        self.users
-            .get(&(device.site.clone(), device.room.clone()))
-            .and_then(|user| user.devices.get(&device.device))
-            .is_some_and(|state| state.alive(now_ms))
     }
 }
 

@@ -11,7 +11,7 @@
 //! - `join`: CPU per `Connect` (with groups) of a fresh device.
 //!
 //! ```text
-//! cargo run --release -p courier-io --features tokio --example redis_store_cpu -- \
+//! cargo run --release -p courier-bench --example redis_store_cpu -- \
 //!     --mode group --users 1000 --sends 200
 //! ```
 //!

@@ -2,12 +2,12 @@
 //! budget, see BENCHMARKS.md: ≤ 12 KB RSS per idle connection).
 //!
 //! ```text
-//! cargo run --release -p courier-io --example ws_idle_memory -- --runtime smol -n 5000
-//! cargo run --release -p courier-io --example ws_idle_memory -- --attach 127.0.0.1:1337 \
+//! cargo run --release -p courier-bench --example ws_idle_memory -- --runtime smol -n 5000
+//! cargo run --release -p courier-bench --example ws_idle_memory -- --attach 127.0.0.1:1337 \
 //!     --pid 4242 --path '/socket.io/?EIO=4&transport=websocket' -n 5000
 //! # a real gateway (`courier-tokio --demo --bind 127.0.0.1`): one user per connection, each
 //! # joined to the demo site's namespace, so the store holds a device per connection too
-//! cargo run --release -p courier-io --example ws_idle_memory -- --attach 127.0.0.1:1337 \
+//! cargo run --release -p courier-bench --example ws_idle_memory -- --attach 127.0.0.1:1337 \
 //!     --pid 4242 --path '/socket.io/?EIO=4&transport=websocket&token=u{n}&deviceId=d{n}' \
 //!     --send '40/demo,' -n 3000
 //! ```
