@@ -12,7 +12,7 @@
 //! commands of different slots never depended on each other's order in the store's layout
 //! (`io/REDIS-LAYOUT.md`, "Redis Cluster").
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use redis::aio::{ConnectionLike, ConnectionManager};
@@ -114,14 +114,15 @@ impl RedisConnection {
     /// one reply per command, in order. A failed reply fails its command only; `Err` when a
     /// whole pipeline could not be run (then nothing can be said about any command).
     ///
-    /// With `wait` (a cluster whose primaries have replicas), every slot's pipeline that writes
-    /// ends with `WAIT 1 <wait ms>`: its replies come back once a replica holds its writes (or
-    /// the time is up), so what a caller acknowledges survives a failover to that replica. The
-    /// returned flag says whether every such `WAIT` saw a replica.
+    /// With `wait` (a cluster), every slot's pipeline that writes, unless its master is known to
+    /// have no replica, ends with `WAIT 1 <timeout ms>`: its replies come back once a replica
+    /// holds its writes, so what a caller acknowledges survives a failover to that replica.
+    /// When the `WAIT` saw no replica in time, that slot's commands fail ([`NOT_CONFIRMED`]):
+    /// their writes may exist on the master only. The flag returned says whether one did.
     pub async fn pipeline_by_slot(
         &self,
         commands: Vec<Cmd>,
-        wait: Option<Duration>,
+        wait: Option<&ReplicaWait>,
     ) -> RedisResult<(Vec<RedisResult<Value>>, bool)> {
         match self {
             RedisConnection::Node(connection) => {
@@ -130,7 +131,7 @@ impl RedisConnection {
                 for command in commands {
                     pipe.add_command(command);
                 }
-                Ok((pipe.query_async(&mut connection.clone()).await?, true))
+                Ok((pipe.query_async(&mut connection.clone()).await?, false))
             }
             RedisConnection::Cluster(connection) => {
                 let count = commands.len();
@@ -146,10 +147,13 @@ impl RedisConnection {
                     let mut connection = connection.clone();
                     async move {
                         let waits = match wait {
-                            Some(wait) if pipe.cmd_iter().any(writes) => {
-                                pipe.cmd("WAIT")
-                                    .arg(1)
-                                    .arg(u64::try_from(wait.as_millis()).unwrap_or(u64::MAX));
+                            Some(wait)
+                                if !wait.unreplicated.contains(&slot)
+                                    && pipe.cmd_iter().any(writes) =>
+                            {
+                                pipe.cmd("WAIT").arg(1).arg(
+                                    u64::try_from(wait.timeout.as_millis()).unwrap_or(u64::MAX),
+                                );
                                 true
                             }
                             _ => false,
@@ -160,21 +164,32 @@ impl RedisConnection {
                         ));
                         let count = pipe.len();
                         let mut replies = connection.route_pipeline(pipe, 0, count, route).await;
-                        let mut replicated = true;
-                        if waits && let Ok(replies) = &mut replies {
-                            replicated = matches!(replies.pop(), Some(Value::Int(n)) if n >= 1);
+                        let mut short = false;
+                        if waits && let Ok(values) = &mut replies {
+                            let confirmed = matches!(values.pop(), Some(Value::Int(n)) if n >= 1);
+                            if !confirmed {
+                                short = true;
+                                replies = Err(RedisError::from((
+                                    redis::ErrorKind::Client,
+                                    NOT_CONFIRMED,
+                                    format!(
+                                        "{} ms",
+                                        wait.map_or(0, |wait| wait.timeout.as_millis())
+                                    ),
+                                )));
+                            }
                         }
-                        (indices, replies, replicated)
+                        (indices, replies, short)
                     }
                 });
                 let mut out: Vec<Option<RedisResult<Value>>> = (0..count).map(|_| None).collect();
-                let mut all_replicated = true;
+                let mut any_short = false;
                 let mut failures = 0;
                 let mut first_failure = None;
                 let mut slots = 0;
-                for (indices, replies, replicated) in futures_util::future::join_all(calls).await {
+                for (indices, replies, short) in futures_util::future::join_all(calls).await {
                     slots += 1;
-                    all_replicated &= replicated;
+                    any_short |= short;
                     match replies {
                         Ok(replies) => {
                             for (index, reply) in indices.into_iter().zip(replies) {
@@ -208,7 +223,7 @@ impl RedisConnection {
                         })
                     })
                     .collect();
-                Ok((out, all_replicated))
+                Ok((out, any_short))
             }
         }
     }
@@ -324,8 +339,41 @@ impl ConnectionLike for RedisConnection {
 pub struct Primary {
     /// `(host, port)` as the cluster announces it.
     pub address: (String, u16),
-    /// How many replicas it has (the fewest over its slot ranges).
+    /// How many replicas it has that are not marked failed.
     pub replicas: usize,
+    /// The slot ranges it serves (`first..=last`).
+    pub slots: Vec<(u16, u16)>,
+}
+
+/// The error text of a write whose `WAIT` saw no replica in time (see
+/// [`RedisConnection::pipeline_by_slot`]).
+pub const NOT_CONFIRMED: &str = "not confirmed by a replica within";
+
+/// How writes on a cluster wait for a replica.
+#[derive(Debug, Clone, Default)]
+pub struct ReplicaWait {
+    /// `WAIT`'s timeout.
+    pub timeout: Duration,
+    /// The slots whose master had no healthy replica at the last topology read: nothing to
+    /// wait for there (a write is acknowledged as a single Redis acknowledges it). Any other
+    /// slot, known or not, waits.
+    pub unreplicated: HashSet<Slot>,
+}
+
+impl ReplicaWait {
+    /// `timeout`, with the slots of `primaries` that have no replica.
+    pub fn from_topology(timeout: Duration, primaries: &[Primary]) -> ReplicaWait {
+        let unreplicated = primaries
+            .iter()
+            .filter(|primary| primary.replicas == 0)
+            .flat_map(|primary| primary.slots.iter())
+            .flat_map(|&(first, last)| (first..=last).filter_map(Slot::new))
+            .collect();
+        ReplicaWait {
+            timeout,
+            unreplicated,
+        }
+    }
 }
 
 /// The primaries of a `CLUSTER NODES` reply (`<id> <ip:port@bus> <flags> <master id> <ping>
@@ -359,9 +407,19 @@ fn parse_cluster_nodes(text: &str) -> Vec<Primary> {
                     && healthy(other[2])
             })
             .count();
+        // `0-5460`, `5461`; `[slot->-node]`/`[slot-<-node]` mark migrations, not ownership.
+        let slots = fields[8..]
+            .iter()
+            .filter(|range| !range.starts_with('['))
+            .filter_map(|range| {
+                let (first, last) = range.split_once('-').unwrap_or((range, range));
+                Some((first.parse().ok()?, last.parse().ok()?))
+            })
+            .collect();
         primaries.push(Primary {
             address: (host, port),
             replicas,
+            slots,
         });
     }
     primaries
@@ -405,13 +463,31 @@ mod tests {
             vec![
                 Primary {
                     address: ("127.0.0.1".into(), 7000),
-                    replicas: 1
+                    replicas: 1,
+                    slots: vec![(0, 5460)],
                 },
                 Primary {
                     address: ("127.0.0.1".into(), 7001),
-                    replicas: 0
+                    replicas: 0,
+                    slots: vec![(5461, 16383)],
                 },
             ]
+        );
+    }
+
+    #[test]
+    fn only_the_slots_of_a_master_without_replica_skip_the_wait() {
+        let text = "a1 127.0.0.1:7000@17000 myself,master - 0 0 1 connected 0-9 12\n\
+                    b2 127.0.0.1:7001@17001 master - 0 1 2 connected 10-11 [13->-a1]\n\
+                    c3 127.0.0.1:7002@17002 slave a1 0 1 1 connected\n";
+        let wait = ReplicaWait::from_topology(Duration::from_millis(1), &parse_cluster_nodes(text));
+        let unreplicated: Vec<Slot> = (0..14)
+            .filter_map(Slot::new)
+            .filter(|s| wait.unreplicated.contains(s))
+            .collect();
+        assert_eq!(
+            unreplicated,
+            vec![Slot::new(10).unwrap(), Slot::new(11).unwrap()]
         );
     }
 

@@ -111,7 +111,7 @@ pub async fn start<R: Runtime>(
             prefix,
             shards,
         } => {
-            let store = RedisStore::open_target(&target, &prefix, shards)?;
+            let store = RedisStore::open_target(&target, &prefix, shards)?.on_runtime(&runtime);
             // A Redis that holds another layout is refused before serving anyone; one that is
             // not reachable yet is checked before the first store command instead.
             let give_up = async {

@@ -24,8 +24,8 @@ use std::time::{Duration, Instant};
 use courier_core::gateway::store::{DeviceKey, Store, StoreCommand, StoreResult};
 use redis::{AsyncCommands, RedisError};
 
-use crate::redis_conn::{RedisConnection, RedisTarget};
-use crate::runtime::Runtime;
+use crate::redis_conn::{RedisConnection, RedisTarget, ReplicaWait};
+use crate::runtime::{BoxFuture, Runtime};
 pub use keys::{escape, shard_of};
 use keys::{glob_escape, member, split_legacy_entry};
 pub use layout::{LAYOUT_VERSION, LayoutError};
@@ -62,19 +62,52 @@ pub struct RedisStore {
     state: Arc<StoreState>,
     /// What this node last read from the node registry, passed to every script.
     liveness: Arc<Mutex<Liveness>>,
+    /// The runtime's clock and timer ([`RedisStore::on_runtime`]); without one, the cluster
+    /// topology is read again only after a failure, and failed writes are not retried.
+    clock: Option<StoreClock>,
 }
 
-/// On a Redis Cluster: how long a write waits for a replica (`WAIT`) before its reply counts.
-const REPLICA_WAIT: Duration = Duration::from_millis(100);
-/// On a Redis Cluster: how often the store reads which primaries have replicas.
+/// The runtime's clock and timer: io reads time only through [`Runtime`], and the store is not
+/// generic over it.
+#[derive(Clone)]
+struct StoreClock {
+    now: Arc<dyn Fn() -> Instant + Send + Sync>,
+    sleep: Arc<dyn Fn(Duration) -> BoxFuture<()> + Send + Sync>,
+}
+
+impl StoreClock {
+    fn of<R: Runtime>(runtime: &R) -> StoreClock {
+        let (clock, timer) = (runtime.clone(), runtime.clone());
+        StoreClock {
+            now: Arc::new(move || clock.now()),
+            sleep: Arc::new(move |duration| Box::pin(timer.sleep(duration))),
+        }
+    }
+}
+
+/// On a Redis Cluster: how long a write waits for a replica (`WAIT`) before it fails. A healthy
+/// replica confirms within a millisecond; the `WAIT` blocks this node's connection to that
+/// master while it waits, so it is kept short, yet far above a busy machine's scheduling
+/// stalls (io/REDIS-LAYOUT.md, "Failover").
+pub(crate) const REPLICA_WAIT: Duration = Duration::from_millis(500);
+/// On a Redis Cluster: how often the store reads which primaries have replicas (and at once
+/// after a connection error, a redirection or a write no replica confirmed).
 const TOPOLOGY_EVERY: Duration = Duration::from_secs(10);
+/// On a Redis Cluster: how long an idempotent write (an ack, a disconnect, a group-index
+/// removal) that failed because of a failover is tried again: a promotion takes the
+/// cluster's `cluster-node-timeout` plus an election (about 2 s with the tests' 1 s), and the
+/// gateway gives up on a store command after `STORE_TIMEOUT` (10 s).
+const RETRY_FOR: Duration = Duration::from_secs(6);
+/// The pause between two tries of [`RETRY_FOR`].
+const RETRY_PAUSE: Duration = Duration::from_millis(200);
 
 /// What a store learns from Redis and shares among its clones.
 #[derive(Debug, Default)]
 struct StoreState {
-    /// On a cluster: when the topology was last read, and whether every primary then had a
-    /// replica (so writes wait for one; see `RedisConnection::pipeline_by_slot`).
-    replicas: Mutex<Option<(Instant, bool)>>,
+    /// On a cluster: when the topology was last read (`None` without a clock) and which slots'
+    /// writes wait for a replica (see `RedisConnection::pipeline_by_slot`). `None`: read it
+    /// before the next write.
+    topology: Mutex<Option<(Option<Instant>, Arc<ReplicaWait>)>>,
     /// A write's `WAIT` found no replica in time (logged once per change).
     replica_lagging: AtomicBool,
     /// Whether Redis is known to hold the function library (see `pipeline`).
@@ -103,11 +136,17 @@ impl StoreState {
         *layout = Some(outcome);
     }
 
+    /// A master failed or moved, or a write's `WAIT` came back short: read the topology again
+    /// before the next write.
+    fn forget_topology(&self) {
+        *self.topology.lock().unwrap_or_else(PoisonError::into_inner) = None;
+    }
+
     /// After a connection failure: check the layout again before the next command (Redis may
     /// have come back empty, or be another server). A mismatch stays until a check clears it.
     fn connection_lost(&self) {
         self.library_loaded.store(false, Ordering::Release);
-        *self.replicas.lock().unwrap_or_else(PoisonError::into_inner) = None;
+        self.forget_topology();
         let mut layout = self.layout.lock().unwrap_or_else(PoisonError::into_inner);
         if matches!(&*layout, Some(Ok(_))) {
             *layout = None;
@@ -192,7 +231,15 @@ impl RedisStore {
             library: Arc::new(library::Library::new()),
             state: Arc::new(StoreState::default()),
             liveness: Arc::new(Mutex::new(Liveness::default())),
+            clock: None,
         })
+    }
+
+    /// This store reading time and sleeping through `runtime` (the topology's age, the retries
+    /// of idempotent writes across a failover).
+    pub fn on_runtime<R: Runtime>(mut self, runtime: &R) -> RedisStore {
+        self.clock = Some(StoreClock::of(runtime));
+        self
     }
 
     /// Replaces what the scripts are told about dead nodes (shared by every clone).
@@ -210,7 +257,9 @@ impl RedisStore {
 
     /// [`RedisStore::open`] inside `runtime` (for callers outside it, such as tests).
     pub fn open_in<R: Runtime>(runtime: &R, url: &str, prefix: &str) -> Result<RedisStore, String> {
-        runtime.block_on(async { RedisStore::open(url, prefix) })
+        Ok(runtime
+            .block_on(async { RedisStore::open(url, prefix) })?
+            .on_runtime(runtime))
     }
 
     /// [`RedisStore::open_sharded`] inside `runtime`.
@@ -220,7 +269,9 @@ impl RedisStore {
         prefix: &str,
         shards: u32,
     ) -> Result<RedisStore, String> {
-        runtime.block_on(async { RedisStore::open_sharded(url, prefix, shards) })
+        Ok(runtime
+            .block_on(async { RedisStore::open_sharded(url, prefix, shards) })?
+            .on_runtime(runtime))
     }
 
     /// The client for the cluster bus's subscriber connection on a single Redis (on a Redis
@@ -239,52 +290,77 @@ impl RedisStore {
         self.connection.clone()
     }
 
-    /// On a cluster whose primaries all have a replica: how long writes wait for one (the
-    /// topology is read again every [`TOPOLOGY_EVERY`] and after a connection failure).
-    async fn replica_wait(&self) -> Option<Duration> {
+    /// On a cluster: how writes wait for a replica now (the topology is read again every
+    /// [`TOPOLOGY_EVERY`] and after a failure, see [`StoreState::forget_topology`]).
+    async fn replica_wait(&self) -> Option<Arc<ReplicaWait>> {
         if !self.connection.is_cluster() {
             return None;
         }
-        let known = *self
+        let now = self.clock.as_ref().map(|clock| (clock.now)());
+        let known = self
             .state
-            .replicas
+            .topology
             .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        let replicated = match known {
-            Some((read, replicated)) if read.elapsed() < TOPOLOGY_EVERY => replicated,
-            _ => {
-                let replicated = match self.connection.topology().await {
-                    Ok(primaries) => {
-                        !primaries.is_empty() && primaries.iter().all(|p| p.replicas > 0)
-                    }
-                    // Unknown: wait (a write acknowledged without a replica may be lost).
-                    Err(_) => true,
-                };
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        if let Some((read, wait)) = &known {
+            let fresh = match (read, now) {
+                (Some(read), Some(now)) => now.saturating_duration_since(*read) < TOPOLOGY_EVERY,
+                _ => true,
+            };
+            if fresh {
+                return Some(Arc::clone(wait));
+            }
+        }
+        match self.connection.topology().await {
+            Ok(primaries) => {
+                let wait = Arc::new(ReplicaWait::from_topology(REPLICA_WAIT, &primaries));
                 *self
                     .state
-                    .replicas
+                    .topology
                     .lock()
-                    .unwrap_or_else(PoisonError::into_inner) = Some((Instant::now(), replicated));
-                replicated
+                    .unwrap_or_else(PoisonError::into_inner) = Some((now, Arc::clone(&wait)));
+                Some(wait)
             }
-        };
-        replicated.then_some(REPLICA_WAIT)
+            // Unknown (read again next time): every slot waits, so nothing is acknowledged
+            // that no replica holds.
+            Err(_) => Some(Arc::new(ReplicaWait {
+                timeout: REPLICA_WAIT,
+                unreplicated: Default::default(),
+            })),
+        }
     }
 
-    /// Records what the writes' `WAIT`s found (logged once per change).
-    fn replica_outcome(&self, replicated: bool) {
-        let was_lagging = self
-            .state
-            .replica_lagging
-            .swap(!replicated, Ordering::AcqRel);
-        if !replicated && !was_lagging {
-            tracing::warn!(
-                target: "courier",
-                "a write reached no replica within {} ms: until it does, a failover of its \
-                 master may lose it",
-                REPLICA_WAIT.as_millis()
-            );
+    /// Records whether a write's `WAIT` came back short (logged once per change).
+    fn replica_outcome(&self, short: bool) {
+        let was_lagging = self.state.replica_lagging.swap(short, Ordering::AcqRel);
+        if short {
+            self.state.forget_topology();
+            if !was_lagging {
+                tracing::warn!(
+                    target: "courier",
+                    "a write was not confirmed by a replica within {} ms: its commands failed \
+                     (a /send answers 503); reading the cluster's topology again",
+                    REPLICA_WAIT.as_millis()
+                );
+            }
         }
+    }
+
+    /// Sleeps `duration` on the runtime; `false` without one (nothing is retried then).
+    async fn pause(&self, duration: Duration) -> bool {
+        match &self.clock {
+            Some(clock) => {
+                (clock.sleep)(duration).await;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The runtime's clock, if the store has one.
+    fn now(&self) -> Option<Instant> {
+        self.clock.as_ref().map(|clock| (clock.now)())
     }
 
     /// The key prefix.
@@ -463,7 +539,9 @@ impl<R: Runtime> BlockingRedisStore<R> {
 
     /// Opens a store with `shards` shards per site (see [`RedisStore::open_sharded`]).
     pub fn open_sharded(runtime: R, url: &str, prefix: &str, shards: u32) -> Result<Self, String> {
-        let store = runtime.block_on(async { RedisStore::open_sharded(url, prefix, shards) })?;
+        let store = runtime
+            .block_on(async { RedisStore::open_sharded(url, prefix, shards) })?
+            .on_runtime(&runtime);
         Ok(BlockingRedisStore { runtime, store })
     }
 
@@ -474,7 +552,9 @@ impl<R: Runtime> BlockingRedisStore<R> {
         prefix: &str,
         shards: u32,
     ) -> Result<Self, String> {
-        let store = runtime.block_on(async { RedisStore::open_target(target, prefix, shards) })?;
+        let store = runtime
+            .block_on(async { RedisStore::open_target(target, prefix, shards) })?
+            .on_runtime(&runtime);
         Ok(BlockingRedisStore { runtime, store })
     }
 

@@ -28,6 +28,7 @@ use super::keys::{
     member, padded, parse_connected, parse_enqueued, parse_piece, protocol_error, shard_of,
     socket_text,
 };
+use crate::redis_conn::NOT_CONFIRMED;
 
 /// How one command's result is read from its shard call's reply.
 enum Kind {
@@ -92,7 +93,49 @@ impl RedisStore {
     /// round trip (plus, before the first batch and after a connection failure, the layout
     /// check; plus the legacy import of a device seen for the first time, when the original's
     /// lists may exist).
+    ///
+    /// On a cluster, the idempotent writes (`Ack`, `AckBatch`, `Disconnect`,
+    /// `ForgetGroupMember`) that failed because of a failover (see [`is_failover`]) are tried
+    /// again for up to [`super::RETRY_FOR`]: an acknowledged delivery must not come back after
+    /// the promotion because its ack died with the old master. Their results are the retries'.
     pub async fn execute_batch(&self, commands: Vec<StoreCommand>) -> Vec<StoreResult> {
+        if !self.connection.is_cluster() || self.clock.is_none() {
+            return self.execute_once(commands).await.0;
+        }
+        let again: Vec<Option<StoreCommand>> = commands
+            .iter()
+            .map(|command| idempotent(command).then(|| command.clone()))
+            .collect();
+        let (mut results, failover) = self.execute_once(commands).await;
+        let mut pending: Vec<usize> = (0..results.len())
+            .filter(|&index| failover[index] && again[index].is_some())
+            .collect();
+        let deadline = self.now().map(|now| now + super::RETRY_FOR);
+        while !pending.is_empty()
+            && matches!((self.now(), deadline), (Some(now), Some(deadline)) if now < deadline)
+            && self.pause(super::RETRY_PAUSE).await
+        {
+            let retry = pending
+                .iter()
+                .filter_map(|&index| again[index].clone())
+                .collect();
+            let (outcomes, failover) = self.execute_once(retry).await;
+            let mut still = Vec::new();
+            for ((index, outcome), failed) in pending.into_iter().zip(outcomes).zip(failover) {
+                results[index] = outcome;
+                if failed {
+                    still.push(index);
+                }
+            }
+            pending = still;
+        }
+        results
+    }
+
+    /// [`RedisStore::execute_batch`] once: the results, and per command whether it failed
+    /// because of a failover.
+    async fn execute_once(&self, commands: Vec<StoreCommand>) -> (Vec<StoreResult>, Vec<bool>) {
+        let mut failover = vec![false; commands.len()];
         let legacy = match self.state.layout() {
             Some(Ok(legacy)) => legacy,
             _ => match self.check_layout().await {
@@ -102,10 +145,14 @@ impl RedisStore {
                         self.state.connection_lost();
                     }
                     let text = error.to_string();
-                    return commands
+                    if matches!(error, super::LayoutError::Unreachable(_)) {
+                        failover.fill(true);
+                    }
+                    let results = commands
                         .iter()
                         .map(|_| StoreResult::Failed(text.clone()))
                         .collect();
+                    return (results, failover);
                 }
             },
         };
@@ -181,10 +228,20 @@ impl RedisStore {
         let mut imports = Vec::new();
         if !expectations.is_empty() || load_library {
             let wait = self.replica_wait().await;
-            let replies = self.connection.pipeline_by_slot(pipe, wait).await;
+            let replies = self
+                .connection
+                .pipeline_by_slot(pipe, wait.as_deref())
+                .await;
             match replies {
-                Ok((replies, replicated)) => {
-                    self.replica_outcome(replicated);
+                Ok((replies, short)) => {
+                    self.replica_outcome(short);
+                    if replies
+                        .iter()
+                        .any(|reply| reply.as_ref().is_err_and(|error| error.is_cluster_error()))
+                    {
+                        // A slot moved or its master is being replaced.
+                        self.state.forget_topology();
+                    }
                     if replies
                         .iter()
                         .any(|reply| reply.as_ref().is_err_and(is_transport))
@@ -203,14 +260,18 @@ impl RedisStore {
                     for expect in expectations {
                         let mine: Vec<RedisResult<Value>> =
                             replies.by_ref().take(expect.replies()).collect();
-                        self.read(expect, mine, &mut results, &mut imports);
+                        self.read(expect, mine, &mut results, &mut failover, &mut imports);
                     }
                 }
                 Err(error) => {
                     self.state.connection_lost();
                     let text = error.to_string();
-                    for result in results.iter_mut().filter(|result| result.is_none()) {
-                        *result = Some(StoreResult::Failed(text.clone()));
+                    let failed = is_failover(&error);
+                    for (result, failover) in results.iter_mut().zip(failover.iter_mut()) {
+                        if result.is_none() {
+                            *result = Some(StoreResult::Failed(text.clone()));
+                            *failover = failed;
+                        }
                     }
                 }
             }
@@ -218,10 +279,11 @@ impl RedisStore {
         for (index, device, socket, limits, now_ms) in imports {
             results[index] = Some(self.import_then_read(device, socket, limits, now_ms).await);
         }
-        results
+        let results = results
             .into_iter()
             .map(|result| result.unwrap_or_else(|| StoreResult::Failed("no reply".to_owned())))
-            .collect()
+            .collect();
+        (results, failover)
     }
 
     /// Adds a command on a user's keys to its shard's call in `segment`.
@@ -468,6 +530,7 @@ impl RedisStore {
         expect: Expect,
         replies: Vec<RedisResult<Value>>,
         results: &mut [Option<StoreResult>],
+        failover: &mut [bool],
         imports: &mut Vec<(usize, DeviceKey, SocketRef, BatchLimits, u64)>,
     ) {
         let mut values = Vec::with_capacity(replies.len());
@@ -493,6 +556,7 @@ impl RedisStore {
                         let text = error.to_string();
                         for (index, _) in kinds {
                             results[index] = Some(StoreResult::Failed(text.clone()));
+                            failover[index] = is_failover(&error);
                         }
                         return;
                     }
@@ -513,6 +577,7 @@ impl RedisStore {
                 (Some(index), None) => results[index] = Some(StoreResult::Done),
                 (Some(index), Some(error)) => {
                     results[index] = Some(StoreResult::Failed(error.to_string()));
+                    failover[index] = is_failover(&error);
                 }
                 (None, Some(error)) => {
                     // The connect itself happened; the index is a hint that the next auth
@@ -563,6 +628,29 @@ impl RedisStore {
 /// Whether `error` says the server could not be reached (rather than answered an error).
 fn is_transport(error: &RedisError) -> bool {
     error.is_io_error() || error.is_timeout() || error.is_connection_dropped()
+}
+
+/// Whether `error` comes from a master failing or being replaced: unreachable, a redirection
+/// or `CLUSTERDOWN`/`TRYAGAIN` the client gave up on, a read-only or loading node, a write no
+/// replica confirmed. Such a command may have run or not.
+fn is_failover(error: &RedisError) -> bool {
+    is_transport(error)
+        || error.is_connection_refusal()
+        || error.is_cluster_error()
+        || matches!(error.code(), Some("READONLY" | "MASTERDOWN" | "LOADING"))
+        || error.to_string().contains(NOT_CONFIRMED)
+}
+
+/// Whether running `command` twice leaves what running it once leaves (an ack removes exactly
+/// the ids it carries; a disconnect names its socket; a group-index removal is an `SREM`).
+fn idempotent(command: &StoreCommand) -> bool {
+    matches!(
+        command,
+        StoreCommand::Ack { .. }
+            | StoreCommand::AckBatch { .. }
+            | StoreCommand::Disconnect { .. }
+            | StoreCommand::ForgetGroupMember { .. }
+    )
 }
 
 /// One command's result within its shard call's reply.
