@@ -173,7 +173,7 @@ impl RedisConnection {
                                     redis::ErrorKind::Client,
                                     NOT_CONFIRMED,
                                     format!(
-                                        "{} ms",
+                                        "no replica held the writes within {} ms",
                                         wait.map_or(0, |wait| wait.timeout.as_millis())
                                     ),
                                 )));
@@ -347,7 +347,7 @@ pub struct Primary {
 
 /// The error text of a write whose `WAIT` saw no replica in time (see
 /// [`RedisConnection::pipeline_by_slot`]).
-pub const NOT_CONFIRMED: &str = "not confirmed by a replica within";
+pub const NOT_CONFIRMED: &str = "not confirmed by a replica";
 
 /// How writes on a cluster wait for a replica.
 #[derive(Debug, Clone, Default)]

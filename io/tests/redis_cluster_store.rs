@@ -2,7 +2,9 @@
 //! there: users spread over the masters by shard, the layout and epoch keys, the legacy import
 //! of the original's lists (spread over every slot), the function library lost on one primary
 //! (`FUNCTION FLUSH`), a dead seed URL at start, and a master killed with `kill -9`: what was
-//! acknowledged is still there after its replica's promotion, and the store recovers by itself.
+//! acknowledged is still there after its replica's promotion, and the store recovers by itself;
+//! a master whose replica died: its writes fail (not acknowledged) until the cluster notices,
+//! then run without waiting, and a send tried again is stored once.
 //! (The model suite on the cluster is in `redis_suite.rs`.)
 //!
 //! One cluster per runtime: the checks run one after another on it, each under its own key
@@ -41,6 +43,7 @@ fn on_a_redis_cluster<R: Runtime + Clone>(runtime: R) {
     legacy_lists_are_imported_from_every_slot(&cluster, open("legacy"));
     users_spread_over_the_masters_and_the_epoch_has_one_key(&runtime, &cluster, open("spread"));
     a_primary_that_lost_the_library_gets_it_again(&cluster, open("flush"));
+    a_write_no_replica_confirmed_is_not_acknowledged(&mut cluster, open("replica"));
     what_was_acknowledged_survives_a_failover(&mut cluster, open("failover"));
 }
 
@@ -216,6 +219,62 @@ fn what_was_acknowledged_survives_a_failover<R: Runtime>(
     assert_eq!(
         store.execute(enqueue("user_1", item(21, "e"))),
         stored(&[("d", Some(2))])
+    );
+}
+
+fn a_write_no_replica_confirmed_is_not_acknowledged<R: Runtime>(
+    cluster: &mut RedisCluster,
+    mut store: BlockingRedisStore<R>,
+) {
+    // A user on another master than the failover check's (that one needs its replica).
+    let spare = cluster.master_of(&shard_key("failover", "user_1"));
+    let room = (0..100)
+        .map(|n| format!("user_{n}"))
+        .find(|room| cluster.master_of(&shard_key("replica", room)) != spare)
+        .expect("a room on another master");
+    let master = cluster.master_of(&shard_key("replica", &room));
+    // The store reads the topology with its first write: the master has its replica.
+    assert_eq!(store.execute(connect(&room, "d", 1)), connected(vec![]));
+    let replica = match cluster.cmd_on(master, &["ROLE"]) {
+        Resp::Array(Some(role)) => match role.get(2) {
+            Some(Resp::Array(Some(replicas))) => match replicas.first() {
+                Some(Resp::Array(Some(fields))) => match fields.get(1) {
+                    Some(Resp::Bulk(Some(port))) => String::from_utf8_lossy(port)
+                        .parse::<u16>()
+                        .expect("a replica port"),
+                    other => panic!("ROLE replica port: {other:?}"),
+                },
+                other => panic!("ROLE replicas: {other:?}"),
+            },
+            other => panic!("ROLE: {other:?}"),
+        },
+        other => panic!("ROLE: {other:?}"),
+    };
+    cluster.kill(replica);
+    // The replica is gone but the cluster has not noticed yet: the write reaches the master
+    // alone, so it is not acknowledged.
+    match store.execute(enqueue(&room, item(1, "e"))) {
+        StoreResult::Failed(reason) => assert!(
+            reason.contains("not confirmed by a replica"),
+            "a clear reason: {reason}"
+        ),
+        other => panic!("a write only the master holds is acknowledged: {other:?}"),
+    }
+    // Once the cluster marks the replica failed, the master has none to wait for: the send
+    // tried again is stored, once (its first try left the same member on the master).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let again = loop {
+        match store.execute(enqueue(&room, item(1, "e"))) {
+            StoreResult::Failed(_) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            other => break other,
+        }
+    };
+    assert_eq!(again, stored(&[("d", Some(1))]));
+    assert_eq!(
+        store.execute(connect(&room, "d", 2)),
+        connected(vec![item(1, "e")])
     );
 }
 

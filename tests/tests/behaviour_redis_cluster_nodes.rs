@@ -182,7 +182,9 @@ scenario!(
             .next()
             .expect("the user's keys are in the cluster");
 
-        // One sender through each node, one send at a time, until told to stop (bounded).
+        // One sender through each node, one send at a time, until told to stop (bounded). Each
+        // answer keeps when it came (for the diagnostics: where a lost one sits around the kill).
+        let start = std::time::Instant::now();
         let stop = Arc::new(AtomicBool::new(false));
         let senders: Vec<_> = [(node_a.port(), 0i64), (node_b.port(), 1_000_000)]
             .into_iter()
@@ -203,7 +205,7 @@ scenario!(
                         if r.status == 503 {
                             assert!(r.body.contains("Store unavailable"), "{r:?}");
                         }
-                        answers.insert(i, r.status);
+                        answers.insert(i, (r.status, start.elapsed()));
                         std::thread::sleep(Duration::from_millis(20));
                     }
                     answers
@@ -211,7 +213,9 @@ scenario!(
             })
             .collect();
         std::thread::sleep(Duration::from_millis(500));
+        let kill_at = start.elapsed();
         let killed = cluster.kill_master_of(&queue_key);
+        let promoted_at = start.elapsed();
         assert_ne!(cluster.master_of(&queue_key), killed);
         // And the master of the client's node's bus channel, when it still has a replica to take
         // over (it may be the replica just promoted): deliveries published to node A meanwhile are
@@ -231,9 +235,19 @@ scenario!(
         }
         let acknowledged: Vec<i64> = answers
             .iter()
-            .filter(|(_, status)| **status == 200)
+            .filter(|(_, (status, _))| *status == 200)
             .map(|(i, _)| *i)
             .collect();
+        // When an answer came, in ms relative to the kill (the promotion was seen at
+        // `promoted_at`).
+        let when = |i: &i64| {
+            answers.get(i).map(|(status, at)| {
+                format!(
+                    "{i}: {status} at {:+} ms",
+                    at.as_millis() as i64 - kill_at.as_millis() as i64
+                )
+            })
+        };
         assert!(
             acknowledged.len() > 20,
             "traffic before and after the failover: {answers:?}"
@@ -282,14 +296,24 @@ scenario!(
             *counts.entry(*i).or_default() += 1;
         }
         let twice: Vec<_> = counts.iter().filter(|(_, n)| **n > 1).collect();
-        assert!(twice.is_empty(), "delivered more than once: {twice:?}");
+        let promoted = promoted_at.as_millis() as i64 - kill_at.as_millis() as i64;
+        assert!(
+            twice.is_empty(),
+            "delivered more than once: {twice:?} ({:?}; promotion seen at +{promoted} ms)",
+            twice
+                .iter()
+                .filter_map(|(i, _)| when(i))
+                .collect::<Vec<_>>()
+        );
         let missing: Vec<_> = acknowledged
             .iter()
             .filter(|i| !counts.contains_key(i))
             .collect();
         assert!(
             missing.is_empty(),
-            "acknowledged with 200 but never delivered: {missing:?}"
+            "acknowledged with 200 but never delivered: {missing:?} ({:?}; promotion seen at \
+             +{promoted} ms)",
+            missing.iter().filter_map(|i| when(i)).collect::<Vec<_>>()
         );
         // Nothing else is queued: one more connect gets no `_batch`.
         back.close();
