@@ -15,7 +15,6 @@ mod server;
 mod session;
 mod transport;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 pub use packet::{Message, Packet, PacketError};
@@ -239,6 +238,3 @@ impl Handshake {
         self.remote.as_deref()
     }
 }
-
-/// A shared handshake record.
-pub type SharedHandshake = Arc<Handshake>;

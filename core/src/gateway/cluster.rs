@@ -25,7 +25,6 @@
 use bytes::{BufMut, Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
 
-use super::store::SocketRef;
 #[cfg(doc)]
 use crate::net::BusTarget;
 
@@ -45,16 +44,6 @@ pub struct RemoteTarget {
     pub room: String,
     /// The device it was stored for.
     pub device: String,
-}
-
-impl RemoteTarget {
-    /// The socket this target names.
-    pub fn socket_ref(&self) -> SocketRef {
-        SocketRef {
-            node: self.node,
-            socket: self.socket,
-        }
-    }
 }
 
 /// A user room of a `/send` whose connected devices the store may not know (see

@@ -10,11 +10,11 @@ mod common;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use common::redis_server::RedisServer;
+use common::redis_server::PlainConnection;
 use courier_core::gateway::store::suite::{LoseEverything, check_store};
 use courier_core::gateway::store::{Store, StoreCommand, StoreResult};
 use courier_io::{BlockingRedisStore, RedisTarget, Runtime};
-use courier_tests::{RedisCluster, Resp};
+use courier_tests::{Redis, RedisCluster, Resp};
 
 on_both_runtimes!(
     redis_store_matches_the_model,
@@ -76,7 +76,7 @@ fn with_five_shards_it_matches_the_model<R: Runtime + Clone>(runtime: R) {
 }
 
 fn matches_the_model<R: Runtime + Clone>(runtime: R, shards: u32) {
-    let server = RedisServer::start();
+    let server = Redis::start();
     let url = server.url();
     let case = AtomicU32::new(0);
     check_store(

@@ -7,11 +7,12 @@ mod common;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::redis_server::RedisServer;
+use common::redis_server::PlainConnection;
 use courier_core::gateway::store::{
     Delivery, DeviceKey, EnqueueStatus, QueuedItem, SocketRef, Store, StoreCommand, StoreResult,
 };
 use courier_io::{BlockingRedisStore, Runtime};
+use courier_tests::Redis;
 use redis::Commands;
 
 on_both_runtimes!(
@@ -117,12 +118,12 @@ fn user_keys(room: &str) -> String {
     )
 }
 
-fn open<R: Runtime>(runtime: R, redis: &RedisServer) -> BlockingRedisStore<R> {
+fn open<R: Runtime>(runtime: R, redis: &Redis) -> BlockingRedisStore<R> {
     BlockingRedisStore::open(runtime, &redis.url(), "courier").expect("store opens")
 }
 
 fn connect_enqueue_and_ack<R: Runtime>(runtime: R) {
-    let redis = RedisServer::start();
+    let redis = Redis::start();
     let mut store = open(runtime, &redis);
     assert_eq!(
         store.execute(connect("user_1", "d1", 1, Some(&["staff"]), T0)),
@@ -202,7 +203,7 @@ fn connect_enqueue_and_ack<R: Runtime>(runtime: R) {
 }
 
 fn groups_index_and_membership_recheck<R: Runtime>(runtime: R) {
-    let redis = RedisServer::start();
+    let redis = Redis::start();
     let mut store = open(runtime, &redis);
     let resolve = |groups: &[&str]| StoreCommand::ResolveGroups {
         site: SITE.into(),
@@ -284,7 +285,7 @@ fn groups_index_and_membership_recheck<R: Runtime>(runtime: R) {
 }
 
 fn disconnect_and_logical_expiry<R: Runtime>(runtime: R) {
-    let redis = RedisServer::start();
+    let redis = Redis::start();
     let mut store = open(runtime, &redis);
     let disconnect = |dev: &str, sock: u64, now_ms: u64, ttl_ms: u64| StoreCommand::Disconnect {
         device: device("user_1", dev),
@@ -387,7 +388,7 @@ fn disconnect_and_logical_expiry<R: Runtime>(runtime: R) {
 }
 
 fn ack_with_resync_checks_the_head<R: Runtime>(runtime: R) {
-    let redis = RedisServer::start();
+    let redis = Redis::start();
     let mut store = open(runtime, &redis);
     store.execute(connect("user_1", "d", 1, None, T0));
     for (id, event) in [(1, "a"), (2, "a"), (3, "b")] {
@@ -416,7 +417,7 @@ fn ack_with_resync_checks_the_head<R: Runtime>(runtime: R) {
 }
 
 fn batch_ack_removes_exactly_what_it_carried<R: Runtime>(runtime: R) {
-    let redis = RedisServer::start();
+    let redis = Redis::start();
     let mut store = open(runtime, &redis);
     store.execute(connect("user_1", "d", 1, None, T0));
     for (id, event) in [(1, "a"), (2, "b"), (3, "a")] {
@@ -444,7 +445,7 @@ fn batch_ack_removes_exactly_what_it_carried<R: Runtime>(runtime: R) {
 }
 
 fn a_legacy_backlog_is_read_in_pieces_and_nothing_goes_live_meanwhile<R: Runtime>(runtime: R) {
-    let redis = RedisServer::start();
+    let redis = Redis::start();
     let mut plain = redis.connection();
     let entries: Vec<String> = (1..=5).map(|id| format!("{id}:[\"old\",{id}]")).collect();
     let _: () = plain
@@ -504,7 +505,7 @@ fn a_legacy_backlog_is_read_in_pieces_and_nothing_goes_live_meanwhile<R: Runtime
 }
 
 fn imports_the_original_layout_once<R: Runtime>(runtime: R) {
-    let redis = RedisServer::start();
+    let redis = Redis::start();
     let mut plain = redis.connection();
     let legacy = "/goodcity:socket.io:user_3:d1:";
     let _: () = plain
@@ -571,7 +572,7 @@ fn imports_the_original_layout_once<R: Runtime>(runtime: R) {
 }
 
 fn escapes_names_in_keys<R: Runtime>(runtime: R) {
-    let redis = RedisServer::start();
+    let redis = Redis::start();
     let mut store = open(runtime, &redis);
     let room = "user_{1}:x%";
     store.execute(connect(room, "a", 1, None, T0));
@@ -605,7 +606,7 @@ fn escapes_names_in_keys<R: Runtime>(runtime: R) {
 }
 
 fn recovers_after_a_flushing_restart<R: Runtime>(runtime: R) {
-    let mut redis = RedisServer::start();
+    let mut redis = Redis::start();
     let mut store = open(runtime, &redis);
     assert_eq!(
         store.execute(connect("user_1", "d", 1, None, T0)),
@@ -660,8 +661,8 @@ fn check_epoch(candidate: u64) -> StoreCommand {
 }
 
 fn a_tls_url_to_a_plain_server_fails_cleanly<R: Runtime>(runtime: R) {
-    let redis = RedisServer::start();
-    let url = format!("rediss://127.0.0.1:{}/", redis.port);
+    let redis = Redis::start();
+    let url = format!("rediss://127.0.0.1:{}/", redis.port());
     let mut store =
         BlockingRedisStore::open(runtime, &url, "courier").expect("TLS URLs are accepted");
     let started = Instant::now();
@@ -681,7 +682,7 @@ fn a_tls_url_to_a_plain_server_fails_cleanly<R: Runtime>(runtime: R) {
 #[test]
 fn a_pipelined_batch_matches_one_by_one_execution() {
     let runtime = courier_smol::SmolRuntime::new();
-    let redis = RedisServer::start();
+    let redis = Redis::start();
     let batched =
         courier_io::RedisStore::open_in(&runtime, &redis.url(), "batched").expect("store");
     let mut single =
@@ -763,7 +764,7 @@ fn a_pipelined_batch_matches_one_by_one_execution() {
 }
 
 fn a_user_whose_devices_all_expired_has_no_groups<R: Runtime>(runtime: R) {
-    let redis = RedisServer::start();
+    let redis = Redis::start();
     let mut store = open(runtime, &redis);
     store.execute(connect("user_1", "a", 1, Some(&["staff"]), T0));
     store.execute(StoreCommand::Disconnect {
@@ -791,7 +792,7 @@ fn a_user_whose_devices_all_expired_has_no_groups<R: Runtime>(runtime: R) {
 #[test]
 fn a_batch_of_mixed_shards_and_kinds_matches_one_by_one_execution() {
     let runtime = courier_smol::SmolRuntime::new();
-    let redis = RedisServer::start();
+    let redis = Redis::start();
     let limits = courier_core::gateway::store::BatchLimits {
         max_items: 3,
         max_bytes: 10_000,
@@ -933,7 +934,7 @@ fn a_batch_of_mixed_shards_and_kinds_matches_one_by_one_execution() {
 }
 
 fn a_store_of_another_layout_is_refused_with_both_named<R: Runtime + Clone>(runtime: R) {
-    let redis = RedisServer::start();
+    let redis = Redis::start();
     let mut first = open(runtime.clone(), &redis);
     assert_eq!(
         first.execute(connect("user_1", "d1", 1, None, T0)),
@@ -990,7 +991,7 @@ fn a_store_of_another_layout_is_refused_with_both_named<R: Runtime + Clone>(runt
 }
 
 fn without_legacy_lists_a_join_is_one_round_trip<R: Runtime>(runtime: R) {
-    let redis = RedisServer::start();
+    let redis = Redis::start();
     let mut plain = redis.connection();
     let mut store = open(runtime, &redis);
     // The first command writes the layout key; no list of the original exists.
@@ -1027,7 +1028,7 @@ fn without_legacy_lists_a_join_is_one_round_trip<R: Runtime>(runtime: R) {
 }
 
 fn the_function_library_outlives_flushall_and_is_loaded_again_when_lost<R: Runtime>(runtime: R) {
-    let redis = RedisServer::start();
+    let redis = Redis::start();
     let mut plain = redis.connection();
     let mut store = open(runtime, &redis);
     assert_eq!(

@@ -8,10 +8,11 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::engine::TestEngine;
-use common::redis_server::RedisServer;
+use common::redis_server::PlainConnection;
 use common::{TestServer, eventually, request};
 use courier_core::gateway::store::StoreResult;
 use courier_io::{Limits, Runtime, Setup, StoreSetup};
+use courier_tests::Redis;
 
 on_both_runtimes!(
     publishes_to_other_nodes_and_runs_store_commands,
@@ -19,7 +20,7 @@ on_both_runtimes!(
     a_node_refuses_to_start_on_another_layout,
 );
 
-fn redis_setup(redis: &RedisServer, node_id: u64) -> Setup {
+fn redis_setup(redis: &Redis, node_id: u64) -> Setup {
     Setup {
         max_payload: 1024,
         store: StoreSetup::Redis {
@@ -35,7 +36,7 @@ fn redis_setup(redis: &RedisServer, node_id: u64) -> Setup {
 }
 
 fn publishes_to_other_nodes_and_runs_store_commands<R: Runtime>(runtime: R) {
-    let redis = RedisServer::start();
+    let mut redis = Redis::start();
     let (engine_a, stats_a) = TestEngine::new();
     let (engine_b, stats_b) = TestEngine::new();
     let a = TestServer::start(runtime.clone(), engine_a, redis_setup(&redis, 1));
@@ -105,8 +106,7 @@ fn publishes_to_other_nodes_and_runs_store_commands<R: Runtime>(runtime: R) {
         .query(&mut plain)
         .expect("hget");
     assert_eq!(state.as_deref().map(|s| &s[..2]), Some("1|"));
-    let redis_port = redis.port;
-    drop(redis);
+    redis.kill();
     // With Redis gone, a command fails instead of hanging the driver, and HTTP still works.
     request(a.addr, "POST", "/store/connect", b"d2");
     eventually("the failure came back", || {
@@ -119,7 +119,7 @@ fn publishes_to_other_nodes_and_runs_store_commands<R: Runtime>(runtime: R) {
     assert_eq!(request(a.addr, "GET", "/hello", b"").status, 200);
 
     // Redis is back: the subscriptions come back by themselves.
-    let redis = RedisServer::start_on(redis_port);
+    redis.start_again();
     eventually("node B hears node A again", || {
         request(a.addr, "POST", "/publish", b"after the restart");
         std::thread::sleep(Duration::from_millis(100));
@@ -155,7 +155,7 @@ fn publishes_to_other_nodes_and_runs_store_commands<R: Runtime>(runtime: R) {
 /// A message addressed to one node is published on that node's channel: it reaches it, and a
 /// third node never hears of it; a message for all nodes reaches both others.
 fn a_message_for_one_node_reaches_that_node_alone<R: Runtime>(runtime: R) {
-    let redis = RedisServer::start();
+    let redis = Redis::start();
     let (engine_a, _) = TestEngine::new();
     let (engine_b, stats_b) = TestEngine::new();
     let (engine_c, stats_c) = TestEngine::new();
@@ -203,7 +203,7 @@ fn a_message_for_one_node_reaches_that_node_alone<R: Runtime>(runtime: R) {
 /// A Redis that holds another layout (here: another shard count) is refused at start, with an
 /// error naming both; the process exits with it.
 fn a_node_refuses_to_start_on_another_layout<R: Runtime>(runtime: R) {
-    let redis = RedisServer::start();
+    let redis = Redis::start();
     let mut plain = redis.connection();
     let () = redis::cmd("SET")
         .arg("courier:layout")

@@ -7,11 +7,12 @@
 mod common;
 
 use bytes::Bytes;
-use common::redis_server::RedisServer;
+use common::redis_server::PlainConnection;
 use courier_core::gateway::store::{
     Delivery, DeviceKey, EnqueueStatus, QueuedItem, SocketRef, Store, StoreCommand, StoreResult,
 };
 use courier_io::{BlockingRedisStore, Liveness, Runtime, node_id};
+use courier_tests::Redis;
 
 on_both_runtimes!(
     a_dead_nodes_devices_are_disconnected_since_its_heartbeat,
@@ -68,14 +69,12 @@ fn stored(devices: &[(&str, Option<SocketRef>)]) -> StoreResult {
     }
 }
 
-fn open<R: Runtime>(runtime: R, redis: &RedisServer) -> BlockingRedisStore<R> {
+fn open<R: Runtime>(runtime: R, redis: &Redis) -> BlockingRedisStore<R> {
     BlockingRedisStore::open(runtime, &redis.url(), "courier").expect("store opens")
 }
 
-fn device_fields(redis: &RedisServer, dev: &str) -> Vec<Option<String>> {
-    let mut connection = redis::Client::open(redis.url())
-        .and_then(|client| client.get_connection())
-        .expect("redis connection");
+fn device_fields(redis: &Redis, dev: &str) -> Vec<Option<String>> {
+    let mut connection = redis.connection();
     // The device's state `conn|at|ttl|…` in its user's hash (io/REDIS-LAYOUT.md).
     let shard = courier_io::shard_of("user_1", courier_io::DEFAULT_SHARDS);
     let state: Option<String> = redis::cmd("HGET")
@@ -94,7 +93,7 @@ fn device_fields(redis: &RedisServer, dev: &str) -> Vec<Option<String>> {
 }
 
 fn a_dead_nodes_devices_are_disconnected_since_its_heartbeat<R: Runtime>(runtime: R) {
-    let redis = RedisServer::start();
+    let redis = Redis::start();
     let mut store = open(runtime, &redis);
     let dead = SocketRef {
         node: node_id(T0 - 5_000, 1),
@@ -141,7 +140,7 @@ fn a_dead_nodes_devices_are_disconnected_since_its_heartbeat<R: Runtime>(runtime
 }
 
 fn a_pruned_node_is_recognised_by_its_start_time<R: Runtime>(runtime: R) {
-    let redis = RedisServer::start();
+    let redis = Redis::start();
     let mut store = open(runtime, &redis);
     let horizon = T0 - 1_000;
     // Started before the horizon and no longer listed: pruned, so dead.
@@ -169,7 +168,7 @@ fn a_pruned_node_is_recognised_by_its_start_time<R: Runtime>(runtime: R) {
 }
 
 fn reconnecting_takes_the_device_over<R: Runtime>(runtime: R) {
-    let redis = RedisServer::start();
+    let redis = Redis::start();
     let mut store = open(runtime, &redis);
     let dead = SocketRef {
         node: node_id(T0 - 5_000, 5),
