@@ -25,6 +25,7 @@ mod coalesce;
 mod driver;
 mod engines;
 mod hyper_glue;
+mod linger;
 pub mod logging;
 mod nodes;
 pub mod ops;

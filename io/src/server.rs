@@ -19,6 +19,7 @@ use smol_hyper::rt::FuturesIo;
 use crate::driver::{DriverHandle, Input, Reply, TaskCounter};
 use crate::engines::Engines;
 use crate::hyper_glue::RuntimeTimer;
+use crate::linger::Lingering;
 use crate::ops::{self, Ops};
 use crate::request_body::{BodyError, BodyReading};
 use crate::runtime::{Listener, Runtime};
@@ -81,7 +82,10 @@ impl<R: Runtime> Server<R> {
             .header_read_timeout(self.header_read_timeout)
             .max_header_size(MAX_HEADER_BYTES)
             .max_headers(MAX_HEADERS)
-            .serve_connection(FuturesIo::new(stream), service)
+            .serve_connection(
+                FuturesIo::new(Lingering::new(stream, self.runtime.clone())),
+                service,
+            )
             .with_upgrades();
         // Errors here are the peer's (reset, bad request line); hyper already answered 400
         // where it could.

@@ -142,8 +142,12 @@ impl AsyncWrite for SmolStream {
         Pin::new(&mut &*self.io).poll_flush(cx)
     }
 
+    /// Flushes, then shuts the write side as tokio's TCP stream does (async-io's close only
+    /// flushes): the peer sees the end of the stream at once, while a lingering close
+    /// (courier-io's `linger`) still reads what it sends.
     fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut &*self.io).poll_close(cx)
+        ready!(Pin::new(&mut &*self.io).poll_flush(cx))?;
+        Poll::Ready(self.io.get_ref().shutdown(std::net::Shutdown::Write))
     }
 }
 
