@@ -16,16 +16,13 @@ mod common;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use courier_core::gateway::store::{
-    Delivery, DeviceKey, EnqueueStatus, QueuedItem, SocketRef, Store, StoreCommand, StoreResult,
-};
+use common::store_commands::*;
+use courier_core::gateway::store::{QueuedItem, Store, StoreCommand, StoreResult};
 use courier_io::{BlockingRedisStore, RedisTarget, Runtime};
 use courier_tests::{RedisCluster, Resp, free_port};
 
 on_both_runtimes!(on_a_redis_cluster);
 
-const SITE: &str = "goodcity";
-const T0: u64 = 1_790_000_000_000;
 const SHARDS: u32 = 8;
 
 fn on_a_redis_cluster<R: Runtime + Clone>(runtime: R) {
@@ -79,7 +76,7 @@ fn legacy_lists_are_imported_from_every_slot<R: Runtime>(
         })
         .collect();
     assert_eq!(
-        store.execute(connect("user_3", "d1", 1)),
+        store.execute(connect("user_3", "d1", 1, None, T0)),
         connected(expected.clone())
     );
     assert!(
@@ -88,7 +85,7 @@ fn legacy_lists_are_imported_from_every_slot<R: Runtime>(
     );
     // Once only, and served from the new layout afterwards.
     assert_eq!(
-        store.execute(connect("user_3", "d1", 2)),
+        store.execute(connect("user_3", "d1", 2, None, T0)),
         connected(expected)
     );
 }
@@ -100,13 +97,16 @@ fn users_spread_over_the_masters_and_the_epoch_has_one_key<R: Runtime>(
 ) {
     let users: Vec<String> = (0..24).map(|n| format!("user_{n}")).collect();
     for user in &users {
-        assert_eq!(store.execute(connect(user, "d", 1)), connected(vec![]));
+        assert_eq!(
+            store.execute(connect(user, "d", 1, None, T0)),
+            connected(vec![])
+        );
     }
     // One batch over every shard: one pipeline per slot, results in command order.
     let batch: Vec<StoreCommand> = users
         .iter()
         .enumerate()
-        .map(|(n, user)| enqueue(user, item(n as u64 + 1, "e")))
+        .map(|(n, user)| enqueue(user, item(n as u64 + 1, "e"), None, T0))
         .collect();
     let results = runtime.block_on(store.inner().execute_batch(batch));
     assert!(
@@ -128,7 +128,7 @@ fn users_spread_over_the_masters_and_the_epoch_has_one_key<R: Runtime>(
         "{SHARDS} shards should land on several masters, got {holding:?}"
     );
     assert_eq!(
-        store.execute(connect(&users[5], "d", 2)),
+        store.execute(connect(&users[5], "d", 2, None, T0)),
         connected(vec![item(6, "e")])
     );
     // The epoch: written once, read back by every later check; its key is on one slot.
@@ -158,7 +158,10 @@ fn a_primary_that_lost_the_library_gets_it_again<R: Runtime>(
     cluster: &RedisCluster,
     mut store: BlockingRedisStore<R>,
 ) {
-    assert_eq!(store.execute(connect("user_1", "d", 1)), connected(vec![]));
+    assert_eq!(
+        store.execute(connect("user_1", "d", 1, None, T0)),
+        connected(vec![])
+    );
     for port in cluster.masters() {
         assert_eq!(
             library_count(cluster, port),
@@ -173,16 +176,16 @@ fn a_primary_that_lost_the_library_gets_it_again<R: Runtime>(
     );
     // The call that finds it missing fails (it ran nothing); the next batch loads it again.
     assert!(matches!(
-        store.execute(enqueue("user_1", item(1, "e"))),
+        store.execute(enqueue("user_1", item(1, "e"), None, T0)),
         StoreResult::Failed(_)
     ));
     assert_eq!(
-        store.execute(enqueue("user_1", item(2, "e"))),
+        store.execute(enqueue("user_1", item(2, "e"), None, T0)),
         stored(&[("d", Some(1))])
     );
     assert_eq!(library_count(cluster, master), 1);
     assert_eq!(
-        store.execute(connect("user_1", "d", 2)),
+        store.execute(connect("user_1", "d", 2, None, T0)),
         connected(vec![item(2, "e")])
     );
 }
@@ -191,10 +194,13 @@ fn what_was_acknowledged_survives_a_failover<R: Runtime>(
     cluster: &mut RedisCluster,
     mut store: BlockingRedisStore<R>,
 ) {
-    assert_eq!(store.execute(connect("user_1", "d", 1)), connected(vec![]));
+    assert_eq!(
+        store.execute(connect("user_1", "d", 1, None, T0)),
+        connected(vec![])
+    );
     for id in 1..=20 {
         assert_eq!(
-            store.execute(enqueue("user_1", item(id, "e"))),
+            store.execute(enqueue("user_1", item(id, "e"), None, T0)),
             stored(&[("d", Some(1))])
         );
     }
@@ -203,7 +209,7 @@ fn what_was_acknowledged_survives_a_failover<R: Runtime>(
     // clear error, never a panic), afterwards they run again.
     let deadline = Instant::now() + Duration::from_secs(30);
     let recovered = loop {
-        match store.execute(connect("user_1", "d", 2)) {
+        match store.execute(connect("user_1", "d", 2, None, T0)) {
             StoreResult::Failed(_) if Instant::now() < deadline => {
                 std::thread::sleep(Duration::from_millis(100));
             }
@@ -217,7 +223,7 @@ fn what_was_acknowledged_survives_a_failover<R: Runtime>(
         "every acknowledged message survives the failover of {killed}"
     );
     assert_eq!(
-        store.execute(enqueue("user_1", item(21, "e"))),
+        store.execute(enqueue("user_1", item(21, "e"), None, T0)),
         stored(&[("d", Some(2))])
     );
 }
@@ -234,7 +240,10 @@ fn a_write_no_replica_confirmed_is_not_acknowledged<R: Runtime>(
         .expect("a room on another master");
     let master = cluster.master_of(&shard_key("replica", &room));
     // The store reads the topology with its first write: the master has its replica.
-    assert_eq!(store.execute(connect(&room, "d", 1)), connected(vec![]));
+    assert_eq!(
+        store.execute(connect(&room, "d", 1, None, T0)),
+        connected(vec![])
+    );
     let replica = match cluster.cmd_on(master, &["ROLE"]) {
         Resp::Array(Some(role)) => match role.get(2) {
             Some(Resp::Array(Some(replicas))) => match replicas.first() {
@@ -253,7 +262,7 @@ fn a_write_no_replica_confirmed_is_not_acknowledged<R: Runtime>(
     cluster.kill(replica);
     // The replica is gone but the cluster has not noticed yet: the write reaches the master
     // alone, so it is not acknowledged.
-    match store.execute(enqueue(&room, item(1, "e"))) {
+    match store.execute(enqueue(&room, item(1, "e"), None, T0)) {
         StoreResult::Failed(reason) => assert!(
             reason.contains("not confirmed by a replica"),
             "a clear reason: {reason}"
@@ -264,7 +273,7 @@ fn a_write_no_replica_confirmed_is_not_acknowledged<R: Runtime>(
     // tried again is stored, once (its first try left the same member on the master).
     let deadline = Instant::now() + Duration::from_secs(30);
     let again = loop {
-        match store.execute(enqueue(&room, item(1, "e"))) {
+        match store.execute(enqueue(&room, item(1, "e"), None, T0)) {
             StoreResult::Failed(_) if Instant::now() < deadline => {
                 std::thread::sleep(Duration::from_millis(100));
             }
@@ -273,7 +282,7 @@ fn a_write_no_replica_confirmed_is_not_acknowledged<R: Runtime>(
     };
     assert_eq!(again, stored(&[("d", Some(1))]));
     assert_eq!(
-        store.execute(connect(&room, "d", 2)),
+        store.execute(connect(&room, "d", 2, None, T0)),
         connected(vec![item(1, "e")])
     );
 }
@@ -289,68 +298,4 @@ fn library_count(cluster: &RedisCluster, port: u16) -> usize {
 fn shard_key(prefix: &str, room: &str) -> String {
     let shard = courier_io::shard_of(room, SHARDS);
     format!("{prefix}:{{{SITE}:{shard}}}:x")
-}
-
-fn device(room: &str, device: &str) -> DeviceKey {
-    DeviceKey {
-        site: SITE.into(),
-        room: room.into(),
-        device: device.into(),
-    }
-}
-
-fn socket(n: u64) -> SocketRef {
-    SocketRef { node: 7, socket: n }
-}
-
-fn item(id: u64, event: &str) -> QueuedItem {
-    QueuedItem {
-        id,
-        event: event.into(),
-        json: Bytes::from(format!("[\"{event}\",{id}]")),
-    }
-}
-
-fn connect(room: &str, dev: &str, sock: u64) -> StoreCommand {
-    StoreCommand::Connect {
-        limits: courier_core::gateway::store::BatchLimits::for_max_payload(u64::MAX / 2),
-        device: device(room, dev),
-        socket: socket(sock),
-        groups: None,
-        now_ms: T0,
-    }
-}
-
-fn enqueue(room: &str, item: QueuedItem) -> StoreCommand {
-    StoreCommand::Enqueue {
-        site: SITE.into(),
-        room: room.into(),
-        item,
-        via_groups: None,
-        now_ms: T0,
-    }
-}
-
-fn check_epoch(candidate: u64) -> StoreCommand {
-    StoreCommand::CheckEpoch {
-        candidate,
-        now_ms: T0,
-    }
-}
-
-fn connected(items: Vec<QueuedItem>) -> StoreResult {
-    StoreResult::Connected { items, more: false }
-}
-
-fn stored(devices: &[(&str, Option<u64>)]) -> StoreResult {
-    StoreResult::Enqueued {
-        status: EnqueueStatus::Stored,
-        devices: devices
-            .iter()
-            .map(|(d, s)| Delivery {
-                device: d.to_string(),
-                socket: s.map(socket),
-            })
-            .collect(),
-    }
 }

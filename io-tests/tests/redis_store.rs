@@ -8,9 +8,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use common::redis_server::PlainConnection;
-use courier_core::gateway::store::{
-    Delivery, DeviceKey, EnqueueStatus, QueuedItem, SocketRef, Store, StoreCommand, StoreResult,
-};
+use common::store_commands::*;
+use courier_core::gateway::store::{EnqueueStatus, QueuedItem, Store, StoreCommand, StoreResult};
 use courier_io::{BlockingRedisStore, Runtime};
 use courier_tests::Redis;
 use redis::Commands;
@@ -31,83 +30,6 @@ on_both_runtimes!(
     without_legacy_lists_a_join_is_one_round_trip,
     the_function_library_outlives_flushall_and_is_loaded_again_when_lost,
 );
-
-const SITE: &str = "goodcity";
-const T0: u64 = 1_790_000_000_000;
-
-fn device(room: &str, device: &str) -> DeviceKey {
-    DeviceKey {
-        site: SITE.into(),
-        room: room.into(),
-        device: device.into(),
-    }
-}
-
-fn socket(n: u64) -> SocketRef {
-    SocketRef { node: 7, socket: n }
-}
-
-fn item(id: u64, event: &str) -> QueuedItem {
-    QueuedItem {
-        id,
-        event: event.into(),
-        json: Bytes::from(format!("[\"{event}\",{id}]")),
-    }
-}
-
-fn connect(room: &str, dev: &str, sock: u64, groups: Option<&[&str]>, now_ms: u64) -> StoreCommand {
-    StoreCommand::Connect {
-        limits: courier_core::gateway::store::BatchLimits::for_max_payload(u64::MAX / 2),
-        device: device(room, dev),
-        socket: socket(sock),
-        groups: groups.map(|g| g.iter().map(|s| s.to_string()).collect()),
-        now_ms,
-    }
-}
-
-fn enqueue(room: &str, item: QueuedItem, via: Option<&[&str]>, now_ms: u64) -> StoreCommand {
-    StoreCommand::Enqueue {
-        site: SITE.into(),
-        room: room.into(),
-        item,
-        via_groups: via.map(|g| g.iter().map(|s| s.to_string()).collect()),
-        now_ms,
-    }
-}
-
-fn ack(room: &str, dev: &str, event: &str, id: u64, resync: bool) -> StoreCommand {
-    StoreCommand::Ack {
-        device: device(room, dev),
-        event: event.into(),
-        id,
-        resync,
-        now_ms: T0,
-    }
-}
-
-fn connected(items: Vec<QueuedItem>) -> StoreResult {
-    StoreResult::Connected { items, more: false }
-}
-
-fn stored(devices: &[(&str, Option<u64>)]) -> StoreResult {
-    StoreResult::Enqueued {
-        status: EnqueueStatus::Stored,
-        devices: devices
-            .iter()
-            .map(|(d, s)| Delivery {
-                device: d.to_string(),
-                socket: s.map(socket),
-            })
-            .collect(),
-    }
-}
-
-fn status(status: EnqueueStatus) -> StoreResult {
-    StoreResult::Enqueued {
-        status,
-        devices: vec![],
-    }
-}
 
 /// The start of every key of one user room: `<prefix>:{<site>:<shard>}:<room>:`.
 fn user_keys(room: &str) -> String {
@@ -651,13 +573,6 @@ fn recovers_after_a_flushing_restart<R: Runtime>(runtime: R) {
     // The epoch went with the data: the next check writes a new one, which is how a gateway
     // learns that the devices it registered are gone.
     assert_eq!(store.execute(check_epoch(12)), StoreResult::Epoch(12));
-}
-
-fn check_epoch(candidate: u64) -> StoreCommand {
-    StoreCommand::CheckEpoch {
-        candidate,
-        now_ms: T0,
-    }
 }
 
 fn a_tls_url_to_a_plain_server_fails_cleanly<R: Runtime>(runtime: R) {

@@ -23,6 +23,7 @@ macro_rules! on_both_runtimes {
 
 pub mod engine;
 pub mod redis_server;
+pub mod store_commands;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
