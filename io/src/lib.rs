@@ -39,10 +39,7 @@ mod setup;
 mod ws;
 
 pub use app::gateway_app;
-pub use bus::{
-    channel as bus_channel, frame as bus_frame, node_channel as bus_node_channel,
-    unframe as bus_unframe,
-};
+pub use bus::{channel as bus_channel, node_channel as bus_node_channel};
 pub use cli::cli_main;
 pub use client::HttpClient;
 pub use redis_conn::{Primary, RedisConnection, RedisTarget};

@@ -60,7 +60,7 @@ impl std::fmt::Debug for RedisConnection {
 }
 
 /// How long connecting to one node may take.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long one reply may take.
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -228,36 +228,8 @@ impl RedisConnection {
         }
     }
 
-    /// Runs `command` on every primary (a single node: on it) and answers every reply.
-    pub async fn on_every_primary(&self, command: Cmd) -> RedisResult<Vec<Value>> {
-        match self {
-            RedisConnection::Node(connection) => {
-                Ok(vec![command.query_async(&mut connection.clone()).await?])
-            }
-            RedisConnection::Cluster(connection) => {
-                let primaries = self.primaries().await?;
-                let mut replies = Vec::with_capacity(primaries.len());
-                for (host, port) in primaries {
-                    replies.push(
-                        connection
-                            .clone()
-                            .route_command(
-                                command.clone(),
-                                RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
-                                    host,
-                                    port,
-                                }),
-                            )
-                            .await?,
-                    );
-                }
-                Ok(replies)
-            }
-        }
-    }
-
-    /// The `(host, port)` of every primary that serves slots now (`CLUSTER SLOTS`); a single
-    /// node: none (it is reached as it is).
+    /// The `(host, port)` of every primary that serves slots now ([`Self::topology`]); a
+    /// single node: none (it is reached as it is).
     pub async fn primaries(&self) -> RedisResult<Vec<(String, u16)>> {
         Ok(self
             .topology()

@@ -110,16 +110,11 @@ impl Channels {
 }
 
 /// Frames a message for the bus: node id, then the message.
-pub fn frame(node_id: u64, message: &[u8]) -> Vec<u8> {
+pub(crate) fn frame(node_id: u64, message: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(8 + message.len());
     out.extend_from_slice(&node_id.to_be_bytes());
     out.extend_from_slice(message);
     out
-}
-
-/// The message of a bus frame unless it is this node's own (or too short to be a frame).
-pub fn unframe(own_node: u64, payload: &[u8]) -> Option<Bytes> {
-    unframe_foreign(&[own_node], payload)
 }
 
 /// The message of a bus frame unless one of `own_nodes` (this process's engines) published it
@@ -340,9 +335,12 @@ mod tests {
     fn frames_carry_the_node_and_own_frames_are_skipped() {
         let framed = frame(7, b"hello");
         assert_eq!(framed.len(), 13);
-        assert_eq!(unframe(7, &framed), None);
-        assert_eq!(unframe(8, &framed), Some(Bytes::from_static(b"hello")));
-        assert_eq!(unframe(8, b"short"), None);
+        assert_eq!(unframe_foreign(&[7], &framed), None);
+        assert_eq!(
+            unframe_foreign(&[8], &framed),
+            Some(Bytes::from_static(b"hello"))
+        );
+        assert_eq!(unframe_foreign(&[8], b"short"), None);
         // Several engines in one process: none hears what any of them published.
         assert_eq!(unframe_foreign(&[8, 7], &framed), None);
         assert!(unframe_foreign(&[8, 9], &framed).is_some());

@@ -29,6 +29,7 @@ use redis::{PushInfo, PushKind, RedisResult};
 use super::{Channels, Ended, frame, receive};
 use crate::engines::LocalNodes;
 use crate::ops::Ops;
+use crate::redis_conn::CONNECT_TIMEOUT;
 use crate::runtime::Runtime;
 
 /// How often the node publishes a probe on each of its channels.
@@ -37,8 +38,6 @@ const PROBE_INTERVAL: Duration = Duration::from_secs(1);
 const PROBE_PATIENCE: Duration = Duration::from_millis(2500);
 /// A channel silent for this long gets a new connection.
 const REBUILD_AFTER: Duration = Duration::from_secs(15);
-/// How long connecting to one cluster node may take.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long one reply (a subscription, a probe) may take.
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
 

@@ -257,9 +257,7 @@ impl RedisStore {
 
     /// [`RedisStore::open`] inside `runtime` (for callers outside it, such as tests).
     pub fn open_in<R: Runtime>(runtime: &R, url: &str, prefix: &str) -> Result<RedisStore, String> {
-        Ok(runtime
-            .block_on(async { RedisStore::open(url, prefix) })?
-            .on_runtime(runtime))
+        RedisStore::open_sharded_in(runtime, url, prefix, DEFAULT_SHARDS)
     }
 
     /// [`RedisStore::open_sharded`] inside `runtime`.
@@ -296,7 +294,7 @@ impl RedisStore {
         if !self.connection.is_cluster() {
             return None;
         }
-        let now = self.clock.as_ref().map(|clock| (clock.now)());
+        let now = self.now();
         let known = self
             .state
             .topology
@@ -539,10 +537,8 @@ impl<R: Runtime> BlockingRedisStore<R> {
 
     /// Opens a store with `shards` shards per site (see [`RedisStore::open_sharded`]).
     pub fn open_sharded(runtime: R, url: &str, prefix: &str, shards: u32) -> Result<Self, String> {
-        let store = runtime
-            .block_on(async { RedisStore::open_sharded(url, prefix, shards) })?
-            .on_runtime(&runtime);
-        Ok(BlockingRedisStore { runtime, store })
+        let target = RedisTarget::Node(url.to_owned());
+        BlockingRedisStore::open_target(runtime, &target, prefix, shards)
     }
 
     /// Opens a store on a single Redis or a Redis Cluster (see [`RedisStore::open_target`]).
